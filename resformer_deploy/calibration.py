@@ -1,0 +1,37 @@
+"""Firing-rate calibration for DSSA's attention scales.
+
+``c1 = 1/sqrt(rate(s)*d)`` and ``c2 = 1/sqrt(rate(attn)*Np)`` come from buffers
+that training fills with an EMA. A model that was never trained (or whose
+buffers were not loaded) has zero buffers, and the forward pass refuses to run
+in eval mode (``CalibrationError``). This module fills them explicitly: each
+buffer becomes the exact mean firing rate over the calibration batches, with
+layers calibrated in order (a layer's rate is measured with the earlier
+layers' scales already in use).
+"""
+from typing import Dict, Iterable
+
+import torch
+
+from .model import DSSA, SpikingResformer
+
+
+@torch.no_grad()
+def calibrate_firing_rates(model: SpikingResformer, batches: Iterable[torch.Tensor]) -> Dict[str, list]:
+    dssa = [(n, m) for n, m in model.named_modules() if isinstance(m, DSSA)]
+    was_training = model.training
+    model.eval()
+    for _, m in dssa:
+        m.calibrating, m._calib = True, {}
+    seen = 0
+    try:
+        for x in batches:
+            model(x)
+            seen += 1
+    finally:
+        for _, m in dssa:
+            m.calibrating, m._calib = False, {}
+        model.train(was_training)
+    if not seen:
+        raise ValueError("calibrate_firing_rates needs at least one batch")
+    return {n: {"x": m.firing_rate_x.flatten().tolist(), "attn": m.firing_rate_attn.flatten().tolist()}
+            for n, m in dssa}

@@ -1,0 +1,156 @@
+"""`resformer-deploy` command line.
+
+Every user error (``DeployError``) is printed as one line ``error: ...`` with
+exit code 2; Ctrl-C exits 130. Machine-readable output: ``--json``.
+"""
+import json
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import DeployError, one_line
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DIGITS_CHECKPOINT = REPO_ROOT / "examples" / "digits" / "digits_resformer.pt"
+
+
+class Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except DeployError as e:
+            click.echo(f"error: {one_line(e)}", err=True)
+            ctx.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("error: interrupted", err=True)
+            ctx.exit(130)
+
+
+def checkpoint_options(f):
+    f = click.option("--unsafe-load", is_flag=True,
+                     help="Load with weights_only=False (executes pickled code: trusted files only).")(f)
+    f = click.option("--num-classes", type=int, help="Override the number of classes.")(f)
+    f = click.option("--T", "T", type=int, help="Time steps (not stored in official checkpoints).")(f)
+    f = click.option("--img-size", type=int,
+                     help="Input image size (not stored in official checkpoints; fixes DSSA lenth).")(f)
+    f = click.option("--variant", help="Force a variant (ti, s, m, l, cifar, dvsg, digits) "
+                                       "instead of detecting it.")(f)
+    return f
+
+
+def _load(checkpoint, variant, img_size, T, num_classes, unsafe_load):
+    from .checkpoint import load_checkpoint
+    return load_checkpoint(checkpoint, variant=variant, img_size=img_size, T=T, num_classes=num_classes,
+                           weights_only=not unsafe_load)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="resformer-deploy")
+def main():
+    """Deploy trained SpikingResformer models to neuromorphic targets.
+
+    Pipeline: checkpoint -> model -> NIR -> passes -> Lava -> target -> report.
+    """
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=str))
+@checkpoint_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+def info(checkpoint, variant, img_size, T, num_classes, unsafe_load, as_json):
+    """Describe a checkpoint: variant, parameter counts, T, image size, firing-rate buffers."""
+    from .inspect_checkpoint import checkpoint_summary
+    from .report import table
+
+    ck = _load(checkpoint, variant, img_size, T, num_classes, unsafe_load)
+    s = checkpoint_summary(ck)
+    if as_json:
+        click.echo(json.dumps(s, indent=2))
+        return
+    c = s["config"]
+    join = lambda v: "/".join(str(i) for i in v)
+    official = s["official_params_ex_bn"]
+    check = "" if official is None else (
+        f"  (official {official:,}: {'match' if official == s['params_ex_bn'] else 'MISMATCH'})")
+    lines = [
+        ("checkpoint", s["checkpoint"]),
+        ("variant", f"{s['variant']} (config {s['config_source']})"),
+        ("architecture", f"planes {join(c['planes'])}, heads {join(c['num_heads'])}, patches "
+                         f"{join(c['patch_sizes'])}, blocks {join(c['blocks'])}, stem {c['stem']}, "
+                         f"neuron {c['neuron'].upper()}, group size {c['group_size']}"),
+        ("input", f"{c['in_channels']}x{c['img_size']}x{c['img_size']}, T={c['T']}; stage sizes "
+                  f"{join(s['stage_sizes'])}, DSSA lenth {join(s['lenths'])}"),
+        ("classes", c["num_classes"]),
+        ("parameters", f"{s['params_ex_bn']:,} excluding BatchNorm, {s['params_total']:,} total{check}"),
+        ("state_dict", f"{s['state_dict_keys']} keys ({s['state_dict_parameters']} parameters, "
+                       f"{s['state_dict_buffers']} buffers)"),
+    ]
+    if s["epoch"] is not None:
+        lines.append(("training", f"epoch {s['epoch']}, max_acc1 {float(s['max_acc1']):.2f}"))
+    ev = s["evaluation_record"]
+    if ev:
+        lines.append(("recorded eval", f"{100 * ev['test_accuracy']:.2f}% on {ev['split']['n_test']} "
+                                       f"held-out samples ({ev['dataset']})"))
+    width = max(len(k) for k, _ in lines)
+    click.echo("\n".join(f"{k.ljust(width)}  {v}" for k, v in lines))
+    fmt = lambda v: "n/a" if v is None else " ".join(f"{x:.4g}" for x in v)
+    rows = [(r["layer"], r["heads"], fmt(r["firing_rate_x"]), fmt(r["firing_rate_attn"]), fmt(r["c1"]),
+             fmt(r["c2"])) for r in s["firing_rates"]]
+    click.echo("\nDSSA firing-rate buffers (per head) and attention scales c1, c2:")
+    click.echo(table(rows, ["layer", "heads", "rate_x", "rate_attn", "c1", "c2"]))
+    if not s["calibrated"]:
+        click.echo("\nwarning: some firing-rate buffers are zero/non-finite; the model cannot run in eval "
+                   "mode until calibrated (resformer_deploy.calibration).", err=True)
+    for note in s["notes"]:
+        click.echo(f"note: {note}", err=True)
+
+
+@main.command()
+@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=str),
+              default=str(DEFAULT_DIGITS_CHECKPOINT), show_default=True,
+              help="Trained digits checkpoint.")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--json-out", type=click.Path(dir_okay=False, path_type=str),
+              help="Also write the results as JSON to this file.")
+def demo(checkpoint, batch_size, json_out):
+    """Run the shipped digits model on the held-out split and report its accuracy."""
+    import torch
+    from .checkpoint import load_checkpoint
+    from .digits import load_digits_split
+    from .progress import Progress
+    from .report import table, write_json
+    from .training import predict
+
+    ck = load_checkpoint(checkpoint)
+    split = load_digits_split()
+    rec = ck.meta.get("resformer_deploy", {}).get("evaluation") or {}
+    fp = rec.get("split", {}).get("test_index_sha256")
+    if fp and fp != split.fingerprint():
+        raise DeployError(f"{checkpoint}: held-out split differs from the one recorded at training "
+                          f"(index hash {fp[:12]} vs {split.fingerprint()[:12]})")
+    click.echo(f"model: {ck.variant} from {checkpoint} (T={ck.config.T}, {ck.config.img_size}x"
+               f"{ck.config.img_size} input)")
+    with Progress(len(split.y_test), "PyTorch evaluation") as bar:
+        logits = predict(ck.model, split.x_test, batch_size=batch_size, progress=bar.update)
+    pred = logits.argmax(-1)
+    acc = float((pred == split.y_test).float().mean())
+    per_class = []
+    for c in range(ck.config.num_classes):
+        mask = split.y_test == c
+        per_class.append((c, int(mask.sum()), f"{100 * float((pred[mask] == c).float().mean()):.1f}%"))
+    click.echo(table(per_class, ["class", "samples", "accuracy"]))
+    recorded = rec.get("test_accuracy")
+    click.echo(f"\nheld-out accuracy (PyTorch): {100 * acc:.2f}% on {len(pred)} samples"
+               + (f"; recorded at training: {100 * recorded:.2f}%" if recorded is not None else ""))
+    result = {"checkpoint": checkpoint, "variant": ck.variant, "samples": len(pred), "accuracy": acc,
+              "recorded_accuracy": recorded, "per_class": [
+                  {"class": c, "samples": n, "accuracy": float(a.rstrip("%")) / 100} for c, n, a in per_class],
+              "predictions": pred.tolist(), "torch_version": torch.__version__}
+    if json_out:
+        write_json(json_out, result)
+        click.echo(f"wrote {json_out}")
+
+
+if __name__ == "__main__":
+    main()

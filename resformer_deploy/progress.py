@@ -1,0 +1,37 @@
+"""Progress reporting on stderr: a live bar on a terminal, start/end lines otherwise
+(CI logs stay readable)."""
+import sys
+import time
+
+
+class Progress:
+    def __init__(self, total: int, label: str, unit: str = "samples", stream=None, enabled: bool = True):
+        self.total, self.label, self.unit = int(total), label, unit
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self.done = 0
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.t0 = time.time()
+
+    def __enter__(self):
+        if self.enabled and not self.tty:
+            print(f"{self.label}: {self.total} {self.unit} ...", file=self.stream, flush=True)
+        return self
+
+    def update(self, n: int = 1):
+        self.done += n
+        if self.enabled and self.tty:
+            width = 30
+            filled = int(width * self.done / max(self.total, 1))
+            print(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
+                  f"{self.unit}", end="", file=self.stream, flush=True)
+
+    def __exit__(self, exc_type, exc, tb):
+        if not self.enabled:
+            return False
+        dt = time.time() - self.t0
+        end = "done" if exc_type is None else "interrupted"
+        prefix = "\r" if self.tty else ""
+        print(f"{prefix}{self.label}: {end}, {self.done}/{self.total} {self.unit} in {dt:.1f} s"
+              + " " * 20, file=self.stream, flush=True)
+        return False

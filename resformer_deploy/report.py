@@ -1,0 +1,26 @@
+"""Plain-text tables and JSON output shared by the CLI commands."""
+import json
+from pathlib import Path
+
+from .checkpoint import atomic_write
+
+
+def table(rows, headers) -> str:
+    rows = [[str(c) for c in r] for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    line = lambda cells: "  ".join(c.rjust(w) if _numeric(c) else c.ljust(w) for c, w in zip(cells, widths))
+    out = [line(headers), "  ".join("-" * w for w in widths)]
+    out += [line(r) for r in rows]
+    return "\n".join(s.rstrip() for s in out)
+
+
+def _numeric(s: str) -> bool:
+    try:
+        float(s.replace(",", "").rstrip("%"))
+        return True
+    except ValueError:
+        return False
+
+
+def write_json(path, data) -> None:
+    atomic_write(Path(path), lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2) + "\n"))
