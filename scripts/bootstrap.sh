@@ -35,5 +35,7 @@ if [ ! -f "$VENV/.complete" ]; then
   find "$CACHE" -maxdepth 1 -name 'venv-*' ! -name "venv-$KEY" -exec rm -rf {} + 2>/dev/null || true
 fi
 # The project itself is installed editable each time (seconds): the cache may be shared by clones.
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e "$ROOT" >/dev/null
+if ! out="$("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e "$ROOT" 2>&1)"; then
+  echo "$out" >&2; echo "error: installing resformer-deploy into $VENV failed" >&2; exit 1
+fi
 ln -sfn "$VENV" "$ROOT/.venv"
