@@ -22,6 +22,10 @@ VARIANTS = {
     "digits": ResformerConfig(planes=(16, 32, 64), num_heads=(1, 2, 2), blocks=(1, 1, 1),
                               stem="conv3x3", in_channels=1, num_classes=10, img_size=8, T=4,
                               group_size=16, name="digits"),
+    # Two-stage toy whose DSSA products are small enough for the pure-standard NIR lowering.
+    "tiny": ResformerConfig(planes=(4, 8), num_heads=(1, 2), patch_sizes=(2, 1), blocks=(1, 1),
+                            stem="conv3x3", in_channels=1, num_classes=3, img_size=4, T=4,
+                            group_size=4, name="tiny"),
 }
 
 OFFICIAL = ("ti", "s", "m", "l", "cifar", "dvsg")

@@ -7,7 +7,7 @@ REPO = Path(__file__).resolve().parents[1]
 DIGITS_CKPT = REPO / "examples" / "digits" / "digits_resformer.pt"
 
 
-def randomize_state(model, seed=0, rate_range=(0.05, 0.35)):
+def randomize_state(model, seed=0, rate_range=(0.05, 0.35), bias_mean=0.0):
     """Random BN statistics/affine, weights scaled so neurons actually fire, and nonzero
     firing-rate buffers: an untrained model whose every path is exercised."""
     g = torch.Generator().manual_seed(seed)
@@ -20,7 +20,7 @@ def randomize_state(model, seed=0, rate_range=(0.05, 0.35)):
         elif k.endswith("bn.weight"):
             sd[k] = torch.rand(v.shape, generator=g) + 0.5
         elif k.endswith("bn.bias"):
-            sd[k] = torch.randn(v.shape, generator=g) * 0.3
+            sd[k] = torch.randn(v.shape, generator=g) * 0.3 + bias_mean
         elif "firing_rate" in k:
             lo, hi = rate_range
             sd[k] = torch.rand(v.shape, generator=g) * (hi - lo) + lo

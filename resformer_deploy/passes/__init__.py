@@ -1,0 +1,1 @@
+"""Graph passes. Each module holds one pass and states what it requires and ensures."""

@@ -1,0 +1,107 @@
+"""Pass: unroll a graph into dense 1-D form (small models only).
+
+Requires: a graph accepted by exporters.graph_check without MaxPool2d.
+Ensures:  every Conv2d / AvgPool2d / SumPool2d becomes an ``Affine``/``Linear`` with the
+          unrolled matrix (exact: the same products, summed in another order); every
+          elementwise node (LIF, IF, Scale, Threshold) gets the flattened shape; Flatten
+          nodes disappear except one right after the Input; SpikeMatMul operands are 1-D.
+Why: NIR 1.0.8 has no node that turns a vector back into (C,H,W), so a graph that must
+pass through Linear layers (the standard lowering of SpikeMatMul) has to be 1-D
+throughout. It also sidesteps NIR's grouped-convolution typing bug.
+"""
+import nir
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from exporters.graph_check import check_graph
+from exporters.nir_ext import MaxPool2d, SpikeMatMul
+from resformer_deploy.errors import DeployError
+
+MAX_MATRIX = 50_000_000  # elements of one unrolled matrix (~200 MB float32)
+
+
+def _unrolled(fn, in_shape, out_numel):
+    n = int(np.prod(in_shape))
+    if n * out_numel > MAX_MATRIX:
+        raise DeployError(f"unrolling a {in_shape} layer needs a {out_numel}x{n} matrix: too large "
+                          f"for the dense standard form (limit {MAX_MATRIX} elements)")
+    eye = torch.eye(n, dtype=torch.float64).reshape(n, *in_shape)
+    return fn(eye).reshape(n, -1).T.numpy()  # [out, in]
+
+
+def unroll_dense(graph: nir.NIRGraph) -> nir.NIRGraph:
+    shapes, problems = check_graph(graph)
+    if problems:
+        raise DeployError("cannot unroll an invalid graph: " + "; ".join(problems))
+    preds = {n: [a for a, b in graph.edges if b == n] for n in graph.nodes}
+    nodes, edges, bypass = {}, [], {}
+    inp = next(n for n, v in graph.nodes.items() if isinstance(v, nir.Input))
+    for name, node in graph.nodes.items():
+        meta = dict(node.metadata)
+        src_shape = shapes[preds[name][0]] if preds[name] else None
+        if isinstance(node, MaxPool2d):
+            raise DeployError(f"{name}: max-pooling has no standard NIR form (host partition)")
+        if isinstance(node, nir.Input):
+            nodes[name] = node
+            continue
+        if isinstance(node, nir.Conv2d):
+            w = torch.as_tensor(np.asarray(node.weight, dtype=np.float64))
+            st, pad, dil = (tuple(np.broadcast_to(np.asarray(v), (2,)).tolist()) for v in
+                            (node.stride, node.padding, node.dilation))
+            mat = _unrolled(lambda e: F.conv2d(e, w, None, st, pad, dil, int(node.groups)), src_shape,
+                            int(np.prod(shapes[name])))
+            bias = np.repeat(np.asarray(node.bias, dtype=np.float64), int(np.prod(shapes[name][1:])))
+            new = nir.Affine(weight=mat.astype(node.weight.dtype), bias=bias.astype(node.weight.dtype))
+        elif isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
+            k, st, pad = (tuple(np.broadcast_to(np.asarray(v), (2,)).tolist()) for v in
+                          (node.kernel_size, node.stride, node.padding))
+            div = None if isinstance(node, nir.AvgPool2d) else 1
+            mat = _unrolled(lambda e: F.avg_pool2d(e, k, st, pad, count_include_pad=True, divisor_override=div),
+                            src_shape, int(np.prod(shapes[name])))
+            new = nir.Linear(weight=mat.astype(np.float32))
+        elif isinstance(node, nir.Flatten):
+            bypass[name] = preds[name][0]  # already 1-D downstream
+            continue
+        elif isinstance(node, (nir.LIF, nir.IF)):
+            fields = {f: np.asarray(getattr(node, f)).reshape(-1) for f in
+                      (("tau", "r", "v_leak", "v_threshold", "v_reset") if isinstance(node, nir.LIF)
+                       else ("r", "v_threshold", "v_reset"))}
+            new = type(node)(**fields)
+        elif isinstance(node, nir.Scale):
+            new = nir.Scale(scale=np.asarray(node.scale).reshape(-1))
+        elif isinstance(node, nir.Threshold):
+            new = nir.Threshold(threshold=np.asarray(node.threshold).reshape(-1))
+        elif isinstance(node, SpikeMatMul):
+            new = SpikeMatMul(lhs=node.lhs, rhs=node.rhs, lhs_shape=[int(np.prod(node.lhs_shape))],
+                              rhs_shape=[int(np.prod(node.rhs_shape))], lhs_view=node.lhs_view,
+                              rhs_view=node.rhs_view, lhs_rows=node.lhs_rows, rhs_rows=node.rhs_rows,
+                              transpose_lhs=node.transpose_lhs, output_shape=[int(np.prod(node.output_shape))])
+        elif isinstance(node, (nir.Affine, nir.Linear, nir.Output)):
+            new = node if not isinstance(node, nir.Output) else nir.Output(
+                output_type=np.array([int(np.prod(shapes[name]))]))
+        else:
+            raise DeployError(f"{name}: {type(node).__name__} not handled by unroll_dense")
+        new.metadata = meta
+        nodes[name] = new
+    # one Flatten right after the Input; consumers of the Input read the flattened vector
+    in_shape = shapes[inp]
+    flat = f"{inp}_flatten"
+    nodes[flat] = nir.Flatten(input_type={"input": np.array(in_shape)}, start_dim=0, end_dim=-1)
+    nodes[flat].metadata = {"partition": "host", "role": "input flatten"}
+    edges.append((inp, flat))
+
+    def resolve(n):
+        while n in bypass:
+            n = bypass[n]
+        return flat if n == inp else n
+    for a, b in graph.edges:
+        if b in bypass:
+            continue
+        edges.append((resolve(a), b))
+    for n, v in nodes.items():
+        if isinstance(v, SpikeMatMul):
+            v.lhs, v.rhs = resolve(v.lhs), resolve(v.rhs)
+    meta = dict(graph.metadata)
+    meta["form"] = "dense-1d"
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta, type_check=False)

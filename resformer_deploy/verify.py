@@ -1,0 +1,106 @@
+"""Layer-by-layer comparison of a target's run against the PyTorch model.
+
+Spikes of every LIF layer are compared element by element (all steps, all
+samples). A mismatch counts as a *near-threshold tie* when the membrane value
+that decided it lies within ``tie_tol`` of the threshold in either run: float
+rounding (e.g. folded BatchNorm) can legitimately flip such a spike. The first
+divergence is the earliest layer (in graph order) and step with a mismatch.
+"""
+from dataclasses import dataclass, field
+from typing import Dict, List
+
+import nir
+import numpy as np
+import torch
+
+from .neurons import LIF, PLIF
+
+TIE_TOL = 1e-4
+
+
+@dataclass
+class TorchRecord:
+    logits: torch.Tensor  # [T, B, K]
+    spikes: Dict[str, torch.Tensor] = field(default_factory=dict)  # module path -> bool [T, B, ...]
+    membranes: Dict[str, torch.Tensor] = field(default_factory=dict)  # module path -> pre-reset v
+
+
+def _membrane(module, x_seq):
+    k = module.decay()
+    v = torch.zeros_like(x_seq[0])
+    hs = []
+    for t in range(x_seq.shape[0]):
+        h = v + (x_seq[t] - v) * k
+        v = torch.where(h >= module.v_threshold, torch.zeros_like(h), h)
+        hs.append(h)
+    return torch.stack(hs)
+
+
+@torch.no_grad()
+def record_torch(model, x: torch.Tensor, membranes: bool = True) -> TorchRecord:
+    rec = TorchRecord(logits=None)
+    hooks = []
+    for path, mod in model.named_modules():
+        if isinstance(mod, (LIF, PLIF)):
+            def hook(m, inp, out, path=path):
+                rec.spikes[path] = out.bool()
+                if membranes:
+                    rec.membranes[path] = _membrane(m, inp[0])
+            hooks.append(mod.register_forward_hook(hook))
+    try:
+        model.eval()
+        rec.logits = model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return rec
+
+
+def compare_run(graph: nir.NIRGraph, rec: TorchRecord, result, tie_tol: float = TIE_TOL) -> dict:
+    layers: List[dict] = []
+    first = None
+    for name, spikes in result.spikes.items():
+        path = graph.nodes[name].metadata.get("torch_module")
+        if path not in rec.spikes:
+            continue
+        a, b = rec.spikes[path], spikes
+        if a.shape != b.shape and a.shape[:2] == b.shape[:2] and a[0, 0].numel() == b[0, 0].numel():
+            a = a.reshape(b.shape)  # dense 1-D form of the same layer (row-major flatten)
+            if path in rec.membranes:
+                rec.membranes[path] = rec.membranes[path].reshape(b.shape)
+        if a.shape != b.shape:
+            raise ValueError(f"{name}: target spikes {tuple(b.shape)} vs PyTorch {tuple(a.shape)}")
+        diff = a != b
+        n_diff = int(diff.sum())
+        ties = 0
+        th = float(np.asarray(graph.nodes[name].v_threshold).flat[0])
+        if n_diff:
+            near = torch.zeros_like(diff)
+            if name in result.membranes:
+                near |= (result.membranes[name] - th).abs() <= tie_tol
+            if path in rec.membranes:
+                near |= (rec.membranes[path] - th).abs() <= tie_tol
+            ties = int((diff & near).sum())
+        step = int(diff.flatten(1).any(1).nonzero()[0]) if n_diff else None
+        row = {"node": name, "torch_module": path, "shape": list(a.shape[2:]), "compared": int(a.numel()),
+               "identical_pct": 100.0 * (1 - n_diff / a.numel()), "mismatches": n_diff,
+               "near_threshold_mismatches": ties, "first_mismatch_step": step,
+               "torch_rate": float(a.float().mean()), "target_rate": float(b.float().mean())}
+        layers.append(row)
+        if n_diff and first is None:
+            first = {"node": name, "torch_module": path, "step": step, "mismatches": n_diff,
+                     "near_threshold": ties}
+    ref, out = rec.logits, result.output.to(rec.logits.dtype)
+    scale = float(ref.abs().max()) or 1.0
+    pred_ref, pred_out = ref.mean(0).argmax(-1), out.mean(0).argmax(-1)
+    return {
+        "samples": int(ref.shape[1]), "time_steps": int(ref.shape[0]),
+        "logits_max_abs_diff": float((ref - out).abs().max()),
+        "logits_max_rel_diff": float((ref - out).abs().max()) / scale,
+        "prediction_agreement": float((pred_ref == pred_out).float().mean()),
+        "predictions_torch": pred_ref.tolist(), "predictions_target": pred_out.tolist(),
+        "min_layer_identical_pct": min((r["identical_pct"] for r in layers), default=100.0),
+        "total_mismatches": sum(r["mismatches"] for r in layers),
+        "total_near_threshold": sum(r["near_threshold_mismatches"] for r in layers),
+        "first_divergence": first, "layers": layers,
+    }
