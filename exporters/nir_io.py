@@ -5,6 +5,7 @@ file: standard nodes go through ``nir``'s own constructors, our namespaced
 nodes through ``nir_ext``; grouped convolutions get their correct input type
 (NIR 1.0.8 declares Cin/groups); then our checker validates the whole graph.
 """
+from dataclasses import fields
 from pathlib import Path
 
 import h5py
@@ -22,9 +23,49 @@ class NIRFileError(DeployError):
     """A NIR file that cannot be read or does not describe a graph we can use."""
 
 
+CONSTANT_MIN_SIZE = 256  # arrays at least this large that hold one value are stored as fill values
+
+
+def _node_dict(node) -> dict:
+    """What ``node.to_dict()`` gives, without dataclasses.asdict's deep copies (GBs for large models)."""
+    if isinstance(node, nir.NIRGraph):
+        return {"type": "NIRGraph", "nodes": {k: _node_dict(v) for k, v in node.nodes.items()},
+                "edges": [list(e) for e in node.edges], "metadata": dict(node.metadata)}
+    if isinstance(node, (nir.Input, nir.Output, nir.Flatten)):
+        return node.to_dict()
+    d = {f.name: getattr(node, f.name) for f in fields(node) if f.name not in ("input_type", "output_type")}
+    d["type"] = getattr(node, "type_name", "") or type(node).__name__
+    return d
+
+
+def _write_group(group: h5py.Group, d: dict, compression) -> None:
+    """Same layout as ``nir.write``; constant arrays become chunked datasets with a fill value
+    and no stored chunks (any HDF5 reader returns the full array; nothing is written)."""
+    for k, v in d.items():
+        if k == "metadata":
+            if v:
+                _write_group(group.create_group(k), v, compression)
+        elif isinstance(v, str):
+            group.create_dataset(k, data=v, dtype=h5py.string_dtype())
+        elif isinstance(v, dict):
+            _write_group(group.create_group(str(k)), v, compression)
+        elif isinstance(v, np.ndarray) and v.ndim > 0:
+            if v.size >= CONSTANT_MIN_SIZE and v.dtype.kind in "fiub" and (v == v.flat[0]).all():
+                group.create_dataset(k, shape=v.shape, dtype=v.dtype, fillvalue=v.flat[0], chunks=True)
+            else:
+                group.create_dataset(k, data=v, dtype=v.dtype, compression=compression)
+        else:
+            group.create_dataset(k, data=v)
+
+
 def write_nir(graph: nir.NIRGraph, path, compression=None) -> None:
-    """Write ``graph``; gzip is off by default (large models write in seconds uncompressed)."""
-    atomic_write(Path(path), lambda tmp: nir.write(tmp, graph, compression=compression))
+    """Write ``graph`` in nir's HDF5 layout, atomically. gzip is off by default: weights of
+    large models write in seconds uncompressed, and constant arrays take no space anyway."""
+    def write(tmp):
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("version", data=nir.version, dtype=h5py.string_dtype())
+            _write_group(f.create_group("node"), _node_dict(graph), compression)
+    atomic_write(Path(path), write)
 
 
 def _node_from_dict(name, d, path):

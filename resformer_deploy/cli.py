@@ -152,5 +152,115 @@ def demo(checkpoint, batch_size, json_out):
         click.echo(f"wrote {json_out}")
 
 
+@main.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=str))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=str),
+              help="NIR file to write (atomically).")
+@checkpoint_options
+@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True,
+              help="Storage type of weights (BN folding is done in float64).")
+@click.option("--form", type=click.Choice(["extension", "standard"]), default="extension", show_default=True,
+              help="'standard': dense 1-D graph with DSSA lowered to standard NIR nodes (tiny models only).")
+@click.option("--compress", is_flag=True, help="gzip the HDF5 datasets (smaller, slower).")
+def export(checkpoint, output, variant, img_size, T, num_classes, unsafe_load, dtype, form, compress):
+    """Export a checkpoint to a NIR (HDF5) file in deployment-normal form."""
+    import time
+    from pathlib import Path
+    from exporters.nir_io import write_nir
+    from exporters.torch_to_nir import export_model
+    from .inspect_nir import graph_summary
+    from .verification import lower
+
+    t0 = time.time()
+    ck = _load(checkpoint, variant, img_size, T, num_classes, unsafe_load)
+    graph = lower(export_model(ck.model, dtype), "extension" if form == "extension" else "standard")
+    write_nir(graph, output, compression="gzip" if compress else None)
+    s = graph_summary(graph)
+    click.echo(f"wrote {output}: {s['nodes']} nodes, {s['edges']} edges, {s['params']:,} parameters, "
+               f"{s['neurons']:,} neurons per step, {len(s['extension_nodes'])} extension nodes, "
+               f"{Path(output).stat().st_size / 1e6:.1f} MB in {time.time() - t0:.1f} s "
+               f"(variant {ck.variant}, T={ck.config.T}, {ck.config.img_size}x{ck.config.img_size})")
+
+
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def inspect(model, as_json):
+    """Table of a NIR file's nodes (type, shape, parameters, partition) and totals."""
+    from exporters.nir_io import read_nir
+    from .inspect_nir import graph_summary
+    from .report import table
+
+    s = graph_summary(read_nir(model))
+    if as_json:
+        click.echo(json.dumps(s, indent=2, default=str))
+        return
+    rows = [(r["node"], r["type"].replace("resformer_deploy.", "ext:"), "x".join(map(str, r["shape"])),
+             f"{r['params']:,}", f"{r['neurons']:,}" if r["neurons"] else "", r["fan_in"], r["partition"],
+             r["role"]) for r in s["table"]]
+    click.echo(table(rows, ["node", "type", "shape", "params", "neurons", "in", "partition", "role"]))
+    meta = s["metadata"]
+    click.echo(f"\n{s['nodes']} nodes, {s['edges']} edges; {s['params']:,} parameters "
+               f"({s['params_neuromorphic']:,} neuromorphic, {s['params_host']:,} host); "
+               f"{s['neurons']:,} neurons per step; extension nodes: {len(s['extension_nodes'])}")
+    click.echo("types: " + ", ".join(f"{k} {v}" for k, v in sorted(s["types"].items())))
+    if meta.get("format"):
+        d = meta.get("discretisation", {})
+        click.echo(f"model: {meta.get('model')} '{meta.get('variant')}', T={meta.get('time_steps')}, "
+                   f"dt={d.get('dt')}, threshold test '{d.get('threshold_test')}', {d.get('reset')}")
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=str))
+@checkpoint_options
+@click.option("--target", default="reference", show_default=True, help="Registered target to run.")
+@click.option("--samples", type=int, default=8, show_default=True)
+@click.option("--precision", type=click.Choice(["float64", "float32", "both"]), default="both",
+              show_default=True, help="float64 proves graph equivalence; float32 shows deployment rounding.")
+@click.option("--form", type=click.Choice(["extension", "standard"]), default="extension", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of random inputs (non-digits).")
+@click.option("--json-out", type=click.Path(dir_okay=False, path_type=str))
+def verify(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, samples, precision, form, seed,
+           json_out):
+    """Export, run on a target and compare every LIF layer with the PyTorch model."""
+    from .progress import Progress
+    from .report import table, write_json
+    from .verification import SPIKE_PCT_MIN, LOGIT_REL_TOL, verification_inputs, verify_model
+
+    from targets import get_target
+    get_target(target)  # unknown target: fail before any work starts
+    ck = _load(checkpoint, variant, img_size, T, num_classes, unsafe_load)
+    x, source = verification_inputs(ck.model, samples, seed)
+    click.echo(f"verify {ck.variant} on target '{target}' ({form} form): {samples} samples of {source}, "
+               f"T={ck.config.T}")
+    reports = []
+    for prec in (["float64", "float32"] if precision == "both" else [precision]):
+        with Progress(ck.config.T, f"{target} run ({prec})", unit="steps") as bar:
+            rep = verify_model(ck.model, x, target, prec, form, progress=bar.update)
+        reports.append(rep)
+        rows = [(r["node"], "x".join(map(str, r["shape"])), f"{r['identical_pct']:.4f}%", r["mismatches"],
+                 r["near_threshold_mismatches"], "" if r["first_mismatch_step"] is None else r["first_mismatch_step"],
+                 f"{r['torch_rate']:.3f}") for r in rep["layers"]]
+        click.echo(f"\n[{prec}] per-layer spike agreement (all steps and samples):")
+        click.echo(table(rows, ["LIF layer", "shape", "identical", "mismatch", "near-thr", "first step", "rate"]))
+        fd = rep["first_divergence"]
+        click.echo(f"[{prec}] predictions identical: {100 * rep['prediction_agreement']:.1f}%; logits max rel. "
+                   f"diff {rep['logits_max_rel_diff']:.2e} (tol {LOGIT_REL_TOL:g}); min layer agreement "
+                   f"{rep['min_layer_identical_pct']:.4f}% (min {SPIKE_PCT_MIN}%); mismatches "
+                   f"{rep['total_mismatches']} of which near-threshold ties {rep['total_near_threshold']}")
+        click.echo(f"[{prec}] first divergence: " + ("none" if fd is None else
+                   f"{fd['node']} ({fd['torch_module']}) at step {fd['step']}: {fd['mismatches']} spike(s), "
+                   f"{fd['near_threshold']} within 1e-4 of threshold"))
+        click.echo(f"[{prec}] {'PASS' if rep['passed'] else 'FAIL'}")
+    if json_out:
+        write_json(json_out, {"checkpoint": checkpoint, "variant": ck.variant, "inputs": source,
+                              "reports": reports})
+        click.echo(f"wrote {json_out}")
+    exact = reports[0]
+    if not exact["passed"] or not all(r["first_divergence_is_tie"] for r in reports):
+        raise DeployError("verification failed: the target does not reproduce the PyTorch model "
+                          "(see the table above)")
+
+
 if __name__ == "__main__":
     main()

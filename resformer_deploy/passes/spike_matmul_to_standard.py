@@ -37,7 +37,7 @@ def _product_index(mm: SpikeMatMul):
     return l.reshape(-1), q.reshape(-1), o.reshape(-1)
 
 
-def lower_spike_matmuls(graph: nir.NIRGraph, max_units: int = 2_000_000) -> nir.NIRGraph:
+def lower_spike_matmuls(graph: nir.NIRGraph, max_units: int = 100_000) -> nir.NIRGraph:
     nodes, edges = dict(graph.nodes), list(graph.edges)
     dt = float(graph.metadata.get("discretisation", {}).get("dt", 1e-3))
     preds = lambda n: [a for a, b in edges if b == n]

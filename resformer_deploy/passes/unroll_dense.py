@@ -35,13 +35,22 @@ def unroll_dense(graph: nir.NIRGraph) -> nir.NIRGraph:
     if problems:
         raise DeployError("cannot unroll an invalid graph: " + "; ".join(problems))
     preds = {n: [a for a, b in graph.edges if b == n] for n in graph.nodes}
+    violations = []
+    for name, node in graph.nodes.items():
+        if isinstance(node, MaxPool2d):
+            violations.append(f"{name}: max-pooling has no standard NIR form (host partition)")
+        elif isinstance(node, (nir.Conv2d, nir.AvgPool2d, nir.SumPool2d)):
+            size = int(np.prod(shapes[preds[name][0]])) * int(np.prod(shapes[name]))
+            if size > MAX_MATRIX:
+                violations.append(f"{name}: unrolled matrix of {size:,} elements (limit {MAX_MATRIX:,})")
+    if violations:
+        raise DeployError(f"graph has no dense standard form: {len(violations)} violation(s): "
+                          + "; ".join(violations))
     nodes, edges, bypass = {}, [], {}
     inp = next(n for n, v in graph.nodes.items() if isinstance(v, nir.Input))
     for name, node in graph.nodes.items():
         meta = dict(node.metadata)
         src_shape = shapes[preds[name][0]] if preds[name] else None
-        if isinstance(node, MaxPool2d):
-            raise DeployError(f"{name}: max-pooling has no standard NIR form (host partition)")
         if isinstance(node, nir.Input):
             nodes[name] = node
             continue

@@ -1,0 +1,48 @@
+"""CLI: export, inspect and verify."""
+import json
+
+import torch
+
+from resformer_deploy.checkpoint import save_checkpoint
+from resformer_deploy.model import build_model
+from tests.conftest import randomize_state
+from tests.test_cli import assert_one_line_error, run
+
+
+def test_export_inspect_verify_digits(digits_ckpt, tmp_path):
+    out = tmp_path / "d.nir"
+    r = run("export", str(digits_ckpt), "-o", str(out))
+    assert r.exit_code == 0, r.stderr
+    assert "wrote" in r.output and "6 extension nodes" in r.output and out.exists()
+    r = run("inspect", str(out))
+    assert r.exit_code == 0, r.stderr
+    assert "ext:SpikeMatMul" in r.output and "threshold test '>='" in r.output
+    j = json.loads(run("inspect", str(out), "--json").output)
+    assert j["types"]["LIF"] == 20 and j["types"]["resformer_deploy.SpikeMatMul"] == 6
+    assert j["params_host"] == 16 * 1 * 9 + 16 + 640  # stem conv + folded bias + classifier
+    assert j["problems"] == []
+    r = run("verify", str(digits_ckpt), "--samples", "30", "--json-out", str(tmp_path / "v.json"))
+    assert r.exit_code == 0, r.stderr
+    assert "[float64] PASS" in r.output and "[float32] PASS" in r.output
+    rep = json.loads((tmp_path / "v.json").read_text())
+    assert [x["precision"] for x in rep["reports"]] == ["float64", "float32"]
+    assert all(x["samples"] == 30 for x in rep["reports"])
+
+
+def test_export_standard_form_for_tiny_and_refusal_for_digits(digits_ckpt, tmp_path):
+    m = randomize_state(build_model("tiny"), seed=0, bias_mean=0.8).eval()
+    save_checkpoint(tmp_path / "tiny.pt", m)
+    r = run("export", str(tmp_path / "tiny.pt"), "-o", str(tmp_path / "t.nir"), "--form", "standard")
+    assert r.exit_code == 0, r.stderr and "0 extension nodes" in r.output
+    import nir
+    assert len(nir.read(tmp_path / "t.nir").nodes) > 0
+    r = run("export", str(digits_ckpt), "-o", str(tmp_path / "d.nir"), "--form", "standard")
+    assert_one_line_error(r, "standard lowering failed", "layers_0_0_matmul1")
+    assert not (tmp_path / "d.nir").exists()
+
+
+def test_inspect_and_verify_errors(tmp_path, digits_ckpt):
+    (tmp_path / "x.nir").write_text("not hdf5")
+    assert_one_line_error(run("inspect", str(tmp_path / "x.nir")), "x.nir", "not a readable HDF5/NIR file")
+    assert_one_line_error(run("verify", str(digits_ckpt), "--target", "nope"), "unknown target 'nope'")
+    assert_one_line_error(run("verify", str(digits_ckpt), "--samples", "1000"), "only 359 held-out digits")
