@@ -31,4 +31,4 @@ def available_targets():
 
 
 def _load_builtin():
-    from . import reference  # noqa: F401  (registers itself)
+    from . import lava_cpu, reference  # noqa: F401  (register themselves)

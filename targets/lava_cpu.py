@@ -1,0 +1,201 @@
+"""``lava-cpu`` target: the graph as a Lava process graph on Loihi2SimCfg (floating point).
+
+Samples stream back to back (sample k, frame f enters at step k*T + f + 1); every neuron
+resets at the step its first input of a sample arrives. Each LIF layer and each stream
+leaving the chip is tapped by a Probe, so every layer is compared at its own latency.
+The runtime is always stopped (errors and Ctrl-C included); no Lava process survives.
+"""
+import os
+import tempfile
+import time
+from typing import Callable, Optional
+
+import nir
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from exporters.nir_ext import SpikeMatMul
+from exporters.nir_to_lava import MSG_BITS, LavaMappingError, plan_lava, synapse_matrix
+from resformer_deploy.errors import DeployError
+
+from . import register_target
+from .reference import CompiledGraph, RunResult
+
+
+def _lava():
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.graded.process import GradedVec
+    from lava.proc.io.source import RingBuffer
+    from lava.proc.lif.process import LIFReset
+    from lava.proc.sparse.process import DelaySparse, Sparse
+
+    from .lava_processes.graded_float import PyGradedVecModelFloat
+    from .lava_processes.probe import Probe
+    from .lava_processes.spike_matmul import FusedSpikeMatMul
+    return dict(RunSteps=RunSteps, Loihi2SimCfg=Loihi2SimCfg, GradedVec=GradedVec, RingBuffer=RingBuffer,
+                LIFReset=LIFReset, DelaySparse=DelaySparse, Sparse=Sparse, Probe=Probe,
+                FusedSpikeMatMul=FusedSpikeMatMul, float_models={GradedVec: PyGradedVecModelFloat})
+
+
+class LavaBuild:
+    def __init__(self, plan, host_values, n_samples: int, T: int, workdir: str, dssa: str = "fused"):
+        self.L = _lava()
+        self.plan, self.T, self.N, self.workdir = plan, T, n_samples, workdir
+        self.total_steps = n_samples * T + plan.total_latency
+        self.procs, self.probes, self.delays = {}, {}, {}
+        self.sources = {}
+        self.count = {}
+        g = plan.graph
+        for h, vals in host_values.items():  # vals: [N, T, size]
+            data = np.zeros((vals.shape[-1], self.total_steps))
+            data[:, : n_samples * T] = vals.reshape(n_samples * T, -1).T
+            self.sources[h] = self._new("RingBuffer", data=data)
+        for n in plan.neuro:
+            self.procs[n] = self._build(n, g.nodes[n], dssa)
+        for a, b in g.edges:
+            if b in plan.neuro:
+                self._connect(a, b)
+        for n in plan.neuro:
+            if isinstance(g.nodes[n], nir.LIF) or n in plan.outputs:
+                first = 1 + plan.latency[n]
+                p = self._new("Probe", shape=(self.size(n),), num_steps=self.total_steps, first_step=first,
+                              path=os.path.join(workdir, f"{n}.npy"))
+                self.out_port(n).connect(p.a_in)
+                self.probes[n] = p
+
+    def _new(self, kind, **kw):
+        self.count[kind] = self.count.get(kind, 0) + 1
+        return self.L[kind](**kw)
+
+    def size(self, n):
+        return int(np.prod(self.plan.shapes[n]))
+
+    def _build(self, n, node, dssa):
+        plan = self.plan
+        preds = [a for a, b in plan.graph.edges if b == n]
+        if isinstance(node, (nir.Conv2d, nir.Affine, nir.Linear)):
+            m, _ = synapse_matrix(node, plan.shapes[preds[0]], plan.shapes[n])
+            return self._new("Sparse", weights=m.tocsr(), num_message_bits=MSG_BITS)
+        if isinstance(node, nir.LIF):
+            p = plan.lif[n]
+            return self._new("LIFReset", shape=(self.size(n),), du=1.0, dv=p["k"], vth=p["vth"],
+                             bias_mant=p["bias"], reset_interval=self.T,
+                             reset_offset=(1 + plan.latency[n]) % self.T)
+        if isinstance(node, nir.Scale):
+            return self._new("GradedVec", shape=(self.size(n),), vth=0)
+        if isinstance(node, SpikeMatMul):
+            if dssa != "fused":
+                raise DeployError(f"unknown DSSA lowering '{dssa}'")
+            return self._new("FusedSpikeMatMul", lhs_size=self.size(node.lhs), rhs_size=self.size(node.rhs),
+                             out_size=self.size(n), lhs_bias=plan.bias[node.lhs], lhs_view=node.lhs_view,
+                             rhs_view=node.rhs_view, lhs_rows=node.lhs_rows, rhs_rows=node.rhs_rows,
+                             transpose_lhs=node.transpose_lhs)
+        raise LavaMappingError(f"{n}: no Lava mapping for {type(node).__name__}")
+
+    def out_port(self, n):
+        if n in self.sources:
+            return self.sources[n].s_out
+        proc = self.procs[n]
+        return proc.a_out if hasattr(proc, "a_out") else proc.s_out
+
+    def in_port(self, a, b):
+        proc, node = self.procs[b], self.plan.graph.nodes[b]
+        if isinstance(node, SpikeMatMul):
+            return proc.lhs_in if a == node.lhs else proc.rhs_in
+        return proc.s_in if hasattr(proc, "s_in") else proc.a_in
+
+    def _connect(self, a, b):
+        d = self.plan.edge_delay.get((a, b), 0)
+        src = self.out_port(a)
+        if d > 0:
+            key = (a, d)
+            if key not in self.delays:
+                n = int(np.prod(self.plan.shapes[a]))
+                eye = sp.identity(n, format="csr")
+                if d == 1:
+                    proc = self._new("Sparse", weights=eye, num_message_bits=MSG_BITS)
+                else:
+                    proc = self._new("DelaySparse", weights=eye, delays=sp.identity(n, dtype=np.int64, format="csr")
+                                     * (d - 1), max_delay=d - 1, num_message_bits=MSG_BITS)
+                src.connect(proc.s_in)
+                self.delays[key] = proc
+            src = self.delays[key].a_out
+        src.connect(self.in_port(a, b))
+
+    @property
+    def process_count(self) -> int:
+        return sum(self.count.values())
+
+    def run(self, progress: Optional[Callable[[int], None]] = None, chunk: int = 0):
+        L = self.L
+        anchor = next(iter(self.sources.values()))
+        cfg = L["Loihi2SimCfg"](select_tag="floating_pt", exception_proc_model_map=L["float_models"])
+        chunk = chunk or max(1, self.total_steps // 20)
+        done = 0
+        try:
+            while done < self.total_steps:
+                k = min(chunk, self.total_steps - done)
+                anchor.run(condition=L["RunSteps"](num_steps=k), run_cfg=cfg)
+                done += k
+                if progress:
+                    progress(k)
+        finally:
+            try:
+                anchor.stop()
+            except Exception:  # a runtime that never started has nothing to stop
+                pass
+
+    def read(self, n):
+        rec = np.load(os.path.join(self.workdir, f"{n}.npy"))[: self.N * self.T]
+        return rec.reshape(self.N, self.T, *self.plan.shapes[n]).swapaxes(0, 1)  # [T, N, *shape]
+
+
+@register_target("lava-cpu")
+class LavaCpuTarget:
+    """Lava CPU backend, Loihi2SimCfg floating point."""
+
+    def run(self, graph, x: torch.Tensor, T: int, record_spikes: bool = True, record_membranes: bool = False,
+            dtype=torch.float64, progress=None, dssa: str = "fused", info: Optional[dict] = None) -> RunResult:
+        t0 = time.time()
+        plan = plan_lava(graph)
+        host = CompiledGraph(graph, torch.float64)
+        N = x.shape[0]
+        x = x.to(torch.float64)
+        static = x.dim() == len(host.shapes[host.input]) + 1
+        vals = {}
+        for t in range(T):  # host pre-processing per frame (the stem is stateless)
+            cur = {host.input: x if static else x[:, t]}
+            for n in plan.host_pre:
+                if n == host.input:
+                    continue
+                srcs = [a for a, b in graph.edges if b == n]
+                inp = sum(cur[s] for s in srcs[1:]) + cur[srcs[0]] if len(srcs) > 1 else cur[srcs[0]]
+                cur[n] = host.ops[n](inp)
+            for h in plan.inputs:
+                vals.setdefault(h, []).append(cur[h].reshape(N, -1).numpy())
+        host_values = {h: np.stack(v, axis=1) for h, v in vals.items()}  # [N, T, size]
+        with tempfile.TemporaryDirectory(prefix="resformer-lava-") as d:
+            build = LavaBuild(plan, host_values, N, T, d, dssa)
+            t_build = time.time() - t0
+            t1 = time.time()
+            build.run(progress=(lambda k: progress(k)) if progress else None)
+            t_run = time.time() - t1
+            spikes = {n: torch.from_numpy(build.read(n) > 0.5) for n in plan.neuro
+                      if isinstance(graph.nodes[n], nir.LIF)} if record_spikes else {}
+            stream = {o: torch.from_numpy(build.read(o) + plan.bias[o].reshape(plan.shapes[o])) for o in plan.outputs}
+        # host post-processing on [T*N] frames
+        cur = {o: v.reshape(T * N, *plan.shapes[o]) for o, v in stream.items()}
+        for n in plan.host_post:
+            srcs = [a for a, b in graph.edges if b == n]
+            inp = cur[srcs[0]]
+            for s in srcs[1:]:
+                inp = inp + cur[s]
+            cur[n] = host.ops[n](inp)
+        out = cur[host.output].reshape(T, N, *cur[host.output].shape[1:])
+        if info is not None:
+            info.update({"processes": build.process_count, "process_kinds": dict(build.count),
+                         "steps": build.total_steps, "latency": plan.total_latency,
+                         "build_s": t_build, "run_s": t_run})
+        return RunResult(output=out.to(dtype), spikes=spikes, seconds=time.time() - t0)

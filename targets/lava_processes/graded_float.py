@@ -1,0 +1,46 @@
+"""Floating-point models for stock lava.proc.graded processes (lava-nc 0.10 ships fixed_pt only).
+
+GradedVec stands for Loihi 2's graded-spike neuron: it forwards its summed input as a
+graded spike when |v| > vth and keeps no state. With vth = 0 it is an exact relay, which
+is how residual junctions of the real-valued stream are carried.
+"""
+import numpy as np
+from lava.magma.core.decorator import implements, requires, tag
+from lava.magma.core.model.py.model import PyLoihiProcessModel
+from lava.magma.core.model.py.ports import PyInPort, PyOutPort
+from lava.magma.core.model.py.type import LavaPyType
+from lava.magma.core.resources import CPU
+from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+from lava.proc.graded.process import GradedReluVec, GradedVec
+
+
+@implements(proc=GradedVec, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyGradedVecModelFloat(PyLoihiProcessModel):
+    a_in = LavaPyType(PyInPort.VEC_DENSE, float)
+    s_out = LavaPyType(PyOutPort.VEC_DENSE, float)
+    vth: np.ndarray = LavaPyType(np.ndarray, float)
+    v: np.ndarray = LavaPyType(np.ndarray, float)
+    exp: np.ndarray = LavaPyType(np.ndarray, float)
+
+    def run_spk(self) -> None:
+        v = self.v + self.a_in.recv()
+        self.v[:] = 0
+        self.s_out.send(v * (np.abs(v) > self.vth))
+
+
+@implements(proc=GradedReluVec, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyGradedReluVecModelFloat(PyLoihiProcessModel):
+    a_in = LavaPyType(PyInPort.VEC_DENSE, float)
+    s_out = LavaPyType(PyOutPort.VEC_DENSE, float)
+    vth: np.ndarray = LavaPyType(np.ndarray, float)
+    v: np.ndarray = LavaPyType(np.ndarray, float)
+    exp: np.ndarray = LavaPyType(np.ndarray, float)
+
+    def run_spk(self) -> None:
+        v = self.v + self.a_in.recv()
+        self.v[:] = 0
+        self.s_out.send(v * (v > self.vth))
