@@ -91,13 +91,16 @@ class LavaPlan:
     bias: Dict[str, np.ndarray] = field(default_factory=dict)  # constant offset of each node's Lava output
     lif: Dict[str, dict] = field(default_factory=dict)
     ge: bool = True
+    dssa: str = "fused"
 
     @property
     def total_latency(self) -> int:
         return max(self.latency[n] for n in self.neuro) if self.neuro else 0
 
 
-def plan_lava(graph: nir.NIRGraph) -> LavaPlan:
+def plan_lava(graph: nir.NIRGraph, dssa: str = "fused") -> LavaPlan:
+    if dssa not in ("fused", "synaptic"):
+        raise LavaMappingError(f"unknown DSSA lowering '{dssa}' (fused or synaptic)")
     shapes, problems = check_graph(graph)
     if problems:
         raise LavaMappingError(f"graph is invalid: {summarize(problems, 6)}")
@@ -136,9 +139,10 @@ def plan_lava(graph: nir.NIRGraph) -> LavaPlan:
     inputs = {h: [b for a, b in graph.edges if a == h and b in neuro] for h in host_pre}
     inputs = {h: c for h, c in inputs.items() if c}
     outputs = sorted({a for a, b in graph.edges if a in neuro and b in host_post})
-    tm = balance_delays(graph, neuro)
+    from resformer_deploy.passes.dssa_lowering import PRODUCT_HOPS
+    tm = balance_delays(graph, neuro, product_hops=PRODUCT_HOPS if dssa == "synaptic" else 0)
     plan = LavaPlan(graph, shapes, neuro, host_pre, host_post, inputs, outputs, tm.latency, tm.edge_delay,
-                    ge=str(graph.metadata.get("discretisation", {}).get("threshold_test", ">")) == ">=")
+                    ge=str(graph.metadata.get("discretisation", {}).get("threshold_test", ">")) == ">=", dssa=dssa)
     dt = float(graph.metadata.get("discretisation", {}).get("dt", 1e-3))
     for n in neuro:  # constant offsets (synapse biases) carried along the graph
         node = graph.nodes[n]

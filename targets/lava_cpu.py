@@ -29,31 +29,34 @@ def _lava():
     from lava.proc.graded.process import GradedVec
     from lava.proc.io.source import RingBuffer
     from lava.proc.lif.process import LIFReset
+    from lava.proc.prodneuron.process import ProdNeuron
     from lava.proc.sparse.process import DelaySparse, Sparse
 
-    from .lava_processes.graded_float import PyGradedVecModelFloat
+    from .lava_processes.graded_float import PyGradedVecModelFloat, PyProdNeuronModelFloat
     from .lava_processes.probe import Probe
     from .lava_processes.spike_matmul import FusedSpikeMatMul
     return dict(RunSteps=RunSteps, Loihi2SimCfg=Loihi2SimCfg, GradedVec=GradedVec, RingBuffer=RingBuffer,
                 LIFReset=LIFReset, DelaySparse=DelaySparse, Sparse=Sparse, Probe=Probe,
-                FusedSpikeMatMul=FusedSpikeMatMul, float_models={GradedVec: PyGradedVecModelFloat})
+                FusedSpikeMatMul=FusedSpikeMatMul, ProdNeuron=ProdNeuron,
+                float_models={GradedVec: PyGradedVecModelFloat, ProdNeuron: PyProdNeuronModelFloat})
 
 
 class LavaBuild:
-    def __init__(self, plan, host_values, n_samples: int, T: int, workdir: str, dssa: str = "fused"):
+    def __init__(self, plan, host_values, n_samples: int, T: int, workdir: str, lowerings=None):
         self.L = _lava()
         self.plan, self.T, self.N, self.workdir = plan, T, n_samples, workdir
         self.total_steps = n_samples * T + plan.total_latency
         self.procs, self.probes, self.delays = {}, {}, {}
         self.sources = {}
         self.count = {}
+        self.lowerings = lowerings or {}
         g = plan.graph
         for h, vals in host_values.items():  # vals: [N, T, size]
             data = np.zeros((vals.shape[-1], self.total_steps))
             data[:, : n_samples * T] = vals.reshape(n_samples * T, -1).T
             self.sources[h] = self._new("RingBuffer", data=data)
         for n in plan.neuro:
-            self.procs[n] = self._build(n, g.nodes[n], dssa)
+            self.procs[n] = self._build(n, g.nodes[n])
         for a, b in g.edges:
             if b in plan.neuro:
                 self._connect(a, b)
@@ -62,7 +65,8 @@ class LavaBuild:
                 first = 1 + plan.latency[n]
                 p = self._new("Probe", shape=(self.size(n),), num_steps=self.total_steps, first_step=first,
                               path=os.path.join(workdir, f"{n}.npy"))
-                self.out_port(n).connect(p.a_in)
+                for port in self.out_ports(n):
+                    port.connect(p.a_in)
                 self.probes[n] = p
 
     def _new(self, kind, **kw):
@@ -72,7 +76,7 @@ class LavaBuild:
     def size(self, n):
         return int(np.prod(self.plan.shapes[n]))
 
-    def _build(self, n, node, dssa):
+    def _build(self, n, node):
         plan = self.plan
         preds = [a for a, b in plan.graph.edges if b == n]
         if isinstance(node, (nir.Conv2d, nir.Affine, nir.Linear)):
@@ -85,30 +89,58 @@ class LavaBuild:
                              reset_offset=(1 + plan.latency[n]) % self.T)
         if isinstance(node, nir.Scale):
             return self._new("GradedVec", shape=(self.size(n),), vth=0)
+        if isinstance(node, SpikeMatMul) and n in self.lowerings:
+            low = self.lowerings[n]
+            U = low.sel_lhs.shape[0]
+            parts = {
+                "relay": self._new("GradedVec", shape=(low.sel_lhs.shape[1],), vth=0),
+                "sel_l": self._new("Sparse", weights=low.sel_lhs, num_message_bits=MSG_BITS),
+                "sel_r": self._new("Sparse", weights=low.sel_rhs, num_message_bits=MSG_BITS),
+                "prod": self._new("ProdNeuron", shape=(U,), vth=0, exp=0),
+                "reduce": self._new("Sparse", weights=low.reduce, num_message_bits=MSG_BITS),
+                "bias": self._new("DelaySparse", weights=low.bias_term,
+                                  delays=(low.bias_term != 0).astype(np.int64), max_delay=1,
+                                  num_message_bits=MSG_BITS),
+            }
+            parts["relay"].s_out.connect(parts["sel_l"].s_in)
+            parts["sel_l"].a_out.connect(parts["prod"].a_in1)
+            parts["sel_r"].a_out.connect(parts["prod"].a_in2)
+            parts["prod"].s_out.connect(parts["reduce"].s_in)
+            return parts
         if isinstance(node, SpikeMatMul):
-            if dssa != "fused":
-                raise DeployError(f"unknown DSSA lowering '{dssa}'")
             return self._new("FusedSpikeMatMul", lhs_size=self.size(node.lhs), rhs_size=self.size(node.rhs),
                              out_size=self.size(n), lhs_bias=plan.bias[node.lhs], lhs_view=node.lhs_view,
                              rhs_view=node.rhs_view, lhs_rows=node.lhs_rows, rhs_rows=node.rhs_rows,
                              transpose_lhs=node.transpose_lhs)
         raise LavaMappingError(f"{n}: no Lava mapping for {type(node).__name__}")
 
-    def out_port(self, n):
+    def out_ports(self, n):
         if n in self.sources:
-            return self.sources[n].s_out
+            return [self.sources[n].s_out]
         proc = self.procs[n]
-        return proc.a_out if hasattr(proc, "a_out") else proc.s_out
+        if isinstance(proc, dict):  # synaptic product: reduction + bias synapses (summed downstream)
+            return [proc["reduce"].a_out, proc["bias"].a_out]
+        return [proc.a_out if hasattr(proc, "a_out") else proc.s_out]
 
-    def in_port(self, a, b):
+    def in_ports(self, a, b):
         proc, node = self.procs[b], self.plan.graph.nodes[b]
+        if isinstance(proc, dict):
+            return [proc["relay"].a_in] if a == node.lhs else [proc["sel_r"].s_in, proc["bias"].s_in]
         if isinstance(node, SpikeMatMul):
-            return proc.lhs_in if a == node.lhs else proc.rhs_in
-        return proc.s_in if hasattr(proc, "s_in") else proc.a_in
+            return [proc.lhs_in if a == node.lhs else proc.rhs_in]
+        return [proc.s_in if hasattr(proc, "s_in") else proc.a_in]
 
     def _connect(self, a, b):
         d = self.plan.edge_delay.get((a, b), 0)
-        src = self.out_port(a)
+        srcs = self.out_ports(a)
+        if d > 0 and len(srcs) != 1:
+            raise LavaMappingError(f"{a}: a synaptic product feeds '{b}' through a delay (unsupported)")
+        if d == 0:
+            for src in srcs:
+                for port in self.in_ports(a, b):
+                    src.connect(port)
+            return
+        src = srcs[0]
         if d > 0:
             key = (a, d)
             if key not in self.delays:
@@ -122,7 +154,8 @@ class LavaBuild:
                 src.connect(proc.s_in)
                 self.delays[key] = proc
             src = self.delays[key].a_out
-        src.connect(self.in_port(a, b))
+        for port in self.in_ports(a, b):
+            src.connect(port)
 
     @property
     def process_count(self) -> int:
@@ -156,11 +189,31 @@ class LavaBuild:
 class LavaCpuTarget:
     """Lava CPU backend, Loihi2SimCfg floating point."""
 
+    @staticmethod
+    def lower_products(graph, plan, x, T, record_samples: int = 4):
+        """Synaptic lowering of every SpikeMatMul, each verified on random operands and on
+        operands recorded by the reference interpreter from the first samples."""
+        from resformer_deploy.passes.dssa_lowering import lower_product, verify_lowering
+        from .reference import ReferenceTarget
+        mms = {n: graph.nodes[n] for n in plan.neuro if isinstance(graph.nodes[n], SpikeMatMul)}
+        watch = sorted({v.lhs for v in mms.values()} | {v.rhs for v in mms.values()})
+        rec = ReferenceTarget().run(graph, x[:record_samples], T, record_spikes=False, dtype=torch.float64,
+                                    record_nodes=watch).values
+        out = {}
+        for n, mm in mms.items():
+            low = lower_product(n, mm, plan.bias[mm.lhs])
+            lhs0 = rec[mm.lhs].flatten(0, 1).reshape(-1, low.sel_lhs.shape[1]).numpy() - plan.bias[mm.lhs]
+            rhs = rec[mm.rhs].flatten(0, 1).reshape(-1, low.sel_rhs.shape[1]).numpy()
+            verify_lowering(low, mm, recorded=[(lhs0, rhs)])
+            out[n] = low
+        return out
+
     def run(self, graph, x: torch.Tensor, T: int, record_spikes: bool = True, record_membranes: bool = False,
             dtype=torch.float64, progress=None, dssa: str = "fused", info: Optional[dict] = None) -> RunResult:
         t0 = time.time()
-        plan = plan_lava(graph)
+        plan = plan_lava(graph, dssa)
         host = CompiledGraph(graph, torch.float64)
+        lowerings = self.lower_products(graph, plan, x, T) if dssa == "synaptic" else {}
         N = x.shape[0]
         x = x.to(torch.float64)
         static = x.dim() == len(host.shapes[host.input]) + 1
@@ -177,7 +230,7 @@ class LavaCpuTarget:
                 vals.setdefault(h, []).append(cur[h].reshape(N, -1).numpy())
         host_values = {h: np.stack(v, axis=1) for h, v in vals.items()}  # [N, T, size]
         with tempfile.TemporaryDirectory(prefix="resformer-lava-") as d:
-            build = LavaBuild(plan, host_values, N, T, d, dssa)
+            build = LavaBuild(plan, host_values, N, T, d, lowerings)
             t_build = time.time() - t0
             t1 = time.time()
             build.run(progress=(lambda k: progress(k)) if progress else None)
@@ -195,7 +248,9 @@ class LavaCpuTarget:
             cur[n] = host.ops[n](inp)
         out = cur[host.output].reshape(T, N, *cur[host.output].shape[1:])
         if info is not None:
-            info.update({"processes": build.process_count, "process_kinds": dict(build.count),
+            info.update({"dssa": dssa, "products": {n: {"cost": l.cost, "verification": l.verification}
+                                                     for n, l in lowerings.items()},
+                         "processes": build.process_count, "process_kinds": dict(build.count),
                          "steps": build.total_steps, "latency": plan.total_latency,
                          "build_s": t_build, "run_s": t_run})
         return RunResult(output=out.to(dtype), spikes=spikes, seconds=time.time() - t0)

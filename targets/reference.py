@@ -30,6 +30,7 @@ class RunResult:
     spikes: Dict[str, torch.Tensor] = field(default_factory=dict)  # LIF node -> bool [T, B, *shape]
     membranes: Dict[str, torch.Tensor] = field(default_factory=dict)  # pre-reset v [T, B, *shape]
     seconds: float = 0.0
+    values: Dict[str, torch.Tensor] = field(default_factory=dict)  # requested node outputs [T, B, *shape]
 
 
 def _pair(v):
@@ -130,7 +131,8 @@ class ReferenceTarget:
     """Pure PyTorch execution of the graph; the yardstick for every other target."""
 
     def run(self, graph, x: torch.Tensor, T: int, record_spikes: bool = True, record_membranes: bool = False,
-            dtype=torch.float32, progress: Optional[Callable[[int], None]] = None) -> RunResult:
+            dtype=torch.float32, progress: Optional[Callable[[int], None]] = None,
+            record_nodes=()) -> RunResult:
         cg = graph if isinstance(graph, CompiledGraph) else CompiledGraph(graph, dtype)
         t0 = time.time()
         x = x.to(cg.dtype)
@@ -150,6 +152,7 @@ class ReferenceTarget:
         spikes = {n: [] for n in cg.neurons} if record_spikes else {}
         membranes = {n: [] for n in cg.neurons} if record_membranes else {}
         outputs = []
+        values = {n: [] for n in record_nodes}
         with torch.no_grad():
             for t in range(T):
                 val: Dict[str, torch.Tensor] = {}
@@ -182,7 +185,10 @@ class ReferenceTarget:
                     else:
                         val[name] = cg.ops[name](inp)
                 outputs.append(val[cg.output])
+                for n in values:
+                    values[n].append(val[n])
                 if progress:
                     progress(1)
         return RunResult(output=torch.stack(outputs), spikes={k: torch.stack(v) for k, v in spikes.items()},
-                         membranes={k: torch.stack(v) for k, v in membranes.items()}, seconds=time.time() - t0)
+                         membranes={k: torch.stack(v) for k, v in membranes.items()}, seconds=time.time() - t0,
+                         values={k: torch.stack(v) for k, v in values.items()})

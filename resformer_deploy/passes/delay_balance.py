@@ -20,7 +20,10 @@ from exporters.graph_check import topological_order
 SYNAPSES = (nir.Conv2d, nir.Affine, nir.Linear, nir.AvgPool2d, nir.SumPool2d)
 
 
-def hop(node) -> int:
+def hop(node, product_hops: int = 0) -> int:
+    from exporters.nir_ext import SpikeMatMul
+    if isinstance(node, SpikeMatMul):
+        return product_hops  # 0 fused (one process), 2 for the synaptic-primitive lowering
     return 1 if isinstance(node, SYNAPSES) else 0
 
 
@@ -37,7 +40,7 @@ class Timing:
         return {e: d for e, d in self.edge_delay.items() if d > 0}
 
 
-def balance_delays(graph: nir.NIRGraph, nodes=None) -> Timing:
+def balance_delays(graph: nir.NIRGraph, nodes=None, product_hops: int = 0) -> Timing:
     """``nodes``: restrict to this subset (e.g. the neuromorphic partition); sources outside it
     count as latency 0 inputs (host data injected at frame time)."""
     order, _ = topological_order(graph)
@@ -51,7 +54,7 @@ def balance_delays(graph: nir.NIRGraph, nodes=None) -> Timing:
         srcs = preds[n]
         arrive = {p: tm.latency.get(p, 0) if p in keep else 0 for p in srcs}
         base = max(arrive.values()) if arrive else 0
-        tm.latency[n] = base + hop(node)
+        tm.latency[n] = base + hop(node, product_hops)
         for p in srcs:
             tm.edge_delay[(p, n)] = base - arrive[p]
     return tm

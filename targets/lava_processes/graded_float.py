@@ -44,3 +44,23 @@ class PyGradedReluVecModelFloat(PyLoihiProcessModel):
         v = self.v + self.a_in.recv()
         self.v[:] = 0
         self.s_out.send(v * (v > self.vth))
+
+
+from lava.proc.prodneuron.process import ProdNeuron  # noqa: E402
+
+
+@implements(proc=ProdNeuron, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyProdNeuronModelFloat(PyLoihiProcessModel):
+    """Loihi 2 product neuron: graded spike = a_in1 * a_in2 * 2^-exp when |.| > vth."""
+    a_in1 = LavaPyType(PyInPort.VEC_DENSE, float)
+    a_in2 = LavaPyType(PyInPort.VEC_DENSE, float)
+    s_out = LavaPyType(PyOutPort.VEC_DENSE, float)
+    v: np.ndarray = LavaPyType(np.ndarray, float)
+    vth: np.ndarray = LavaPyType(np.ndarray, float)
+    exp: np.ndarray = LavaPyType(np.ndarray, float)
+
+    def run_spk(self) -> None:
+        v = self.a_in1.recv() * self.a_in2.recv() * 2.0 ** -self.exp
+        self.s_out.send(v * (np.abs(v) > self.vth))
