@@ -113,8 +113,13 @@ def info(checkpoint, variant, img_size, T, num_classes, unsafe_load, as_json):
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--json-out", type=click.Path(dir_okay=False, path_type=str),
               help="Also write the results as JSON to this file.")
-def demo(checkpoint, batch_size, json_out):
-    """Run the shipped digits model on the held-out split and report its accuracy."""
+@click.option("--lava-samples", type=int, default=20, show_default=True,
+              help="Held-out samples run through NIR and Lava (0: PyTorch only).")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=str), default="build/demo",
+              show_default=True, help="Where the exported NIR file is written.")
+def demo(checkpoint, batch_size, json_out, lava_samples, out_dir):
+    """The whole pipeline on the shipped digits model: PyTorch accuracy on the held-out split,
+    export to NIR, run on Lava (both DSSA lowerings), accuracy and equivalence tables."""
     import torch
     from .checkpoint import load_checkpoint
     from .digits import load_digits_split
@@ -147,6 +152,30 @@ def demo(checkpoint, batch_size, json_out):
               "recorded_accuracy": recorded, "per_class": [
                   {"class": c, "samples": n, "accuracy": float(a.rstrip("%")) / 100} for c, n, a in per_class],
               "predictions": pred.tolist(), "torch_version": torch.__version__}
+    if lava_samples > 0:
+        from pathlib import Path
+        from exporters.nir_io import write_nir
+        from exporters.torch_to_nir import export_model
+        n = min(lava_samples, len(split.y_test))
+        nir_path = Path(out_dir) / "digits_resformer.nir"
+        write_nir(export_model(ck.model), nir_path)
+        click.echo(f"\nexported {nir_path} ({nir_path.stat().st_size / 1e6:.1f} MB); running {n} held-out samples "
+                   f"on lava-cpu (Loihi2SimCfg floating point), both DSSA lowerings")
+        reports = _run_checks(ck, split.x_test[:n], "digits held-out split", "lava-cpu", ["float32"],
+                              dssa=["fused", "synaptic"])
+        summary = []
+        for rep in reports:
+            lava_pred = torch.tensor(rep["predictions_target"])
+            lava_acc = float((lava_pred == split.y_test[:n]).float().mean())
+            ti = rep["target_info"]
+            summary.append((rep["target_options"]["dssa"], n, f"{100 * lava_acc:.2f}%",
+                            f"{100 * float((pred[:n] == split.y_test[:n]).float().mean()):.2f}%",
+                            f"{100 * rep['prediction_agreement']:.1f}%", f"{rep['min_layer_identical_pct']:.3f}%",
+                            ti["processes"], ti["latency"], f"{rep['seconds']['target'] / n:.3f}"))
+        click.echo("\nLava vs PyTorch on the same samples:")
+        click.echo(table(summary, ["DSSA", "samples", "Lava acc", "PyTorch acc", "same class", "min layer spikes",
+                                   "processes", "latency", "s/sample"]))
+        result["lava"] = reports
     if json_out:
         write_json(json_out, result)
         click.echo(f"wrote {json_out}")
@@ -210,6 +239,47 @@ def inspect(model, as_json):
                    f"dt={d.get('dt')}, threshold test '{d.get('threshold_test')}', {d.get('reset')}")
 
 
+def _run_checks(ck, x, source, target, precisions, form="extension", dssa=None, out=click.echo):
+    """Run verify_model for each precision (and lowering), print tables; return the reports."""
+    from .progress import Progress
+    from .report import table
+    from .verification import LOGIT_REL_TOL, SPIKE_PCT_MIN, verify_model
+
+    reports = []
+    for prec in precisions:
+        for low in (dssa or [None]):
+            opts = {"dssa": low} if low else {}
+            tag = prec + (f", {low} DSSA" if low else "")
+            with Progress(0, f"{target} run ({tag})", unit="steps") as bar:
+                rep = verify_model(ck.model, x, target, prec, form, progress=bar, **opts)
+            reports.append(rep)
+            rows = [(r["node"], "x".join(map(str, r["shape"])), f"{r['identical_pct']:.4f}%", r["mismatches"],
+                     r["near_threshold_mismatches"], "" if r["first_mismatch_step"] is None else
+                     r["first_mismatch_step"], f"{r['torch_rate']:.3f}") for r in rep["layers"]]
+            out(f"\n[{tag}] per-layer spike agreement with PyTorch (all steps and samples):")
+            out(table(rows, ["LIF layer", "shape", "identical", "mismatch", "near-thr", "first step", "rate"]))
+            fd = rep["first_divergence"]
+            ti = rep["target_info"]
+            extra = (f"; {ti['processes']} Lava processes, pipeline latency {ti['latency']} steps, "
+                     f"{ti['steps']} steps simulated" if "processes" in ti else "")
+            out(f"[{tag}] predictions identical: {100 * rep['prediction_agreement']:.1f}% of {rep['samples']}; "
+                f"logits max rel. diff {rep['logits_max_rel_diff']:.2e} (tol {LOGIT_REL_TOL:g}); min layer agreement "
+                f"{rep['min_layer_identical_pct']:.4f}% (min {SPIKE_PCT_MIN}%); mismatches {rep['total_mismatches']}"
+                f" ({rep['total_near_threshold']} near-threshold); target time {rep['seconds']['target']:.1f} s{extra}")
+            out(f"[{tag}] first divergence: " + ("none" if fd is None else
+                f"{fd['node']} ({fd['torch_module']}) at step {fd['step']}: {fd['mismatches']} spike(s), "
+                f"{fd['near_threshold']} within 1e-4 of threshold"))
+            if rep["passed"]:
+                status = "PASS (meets all equivalence criteria)"
+            elif rep["first_divergence_is_tie"]:
+                status = ("outside the criteria, but the first divergence is a near-threshold tie: float rounding "
+                          "(e.g. of folded BatchNorm) flipped a spike and the difference propagated")
+            else:
+                status = "FAIL: the first divergence is not a near-threshold tie (a real difference)"
+            out(f"[{tag}] {status}")
+    return reports
+
+
 @main.command()
 @click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=str))
 @checkpoint_options
@@ -218,55 +288,86 @@ def inspect(model, as_json):
 @click.option("--precision", type=click.Choice(["float64", "float32", "both"]), default="both",
               show_default=True, help="float64 proves graph equivalence; float32 shows deployment rounding.")
 @click.option("--form", type=click.Choice(["extension", "standard"]), default="extension", show_default=True)
+@click.option("--dssa", type=click.Choice(["fused", "synaptic", "both"]), default="both", show_default=True,
+              help="DSSA lowering on Lava targets.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of random inputs (non-digits).")
 @click.option("--json-out", type=click.Path(dir_okay=False, path_type=str))
-def verify(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, samples, precision, form, seed,
+def verify(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, samples, precision, form, dssa, seed,
            json_out):
     """Export, run on a target and compare every LIF layer with the PyTorch model."""
-    from .progress import Progress
-    from .report import table, write_json
-    from .verification import SPIKE_PCT_MIN, LOGIT_REL_TOL, verification_inputs, verify_model
-
     from targets import get_target
+    from .report import write_json
+    from .verification import verification_inputs
+
     get_target(target)  # unknown target: fail before any work starts
     ck = _load(checkpoint, variant, img_size, T, num_classes, unsafe_load)
     x, source = verification_inputs(ck.model, samples, seed)
+    lowerings = None
+    if target.startswith("lava"):
+        lowerings = ["fused", "synaptic"] if dssa == "both" else [dssa]
     click.echo(f"verify {ck.variant} on target '{target}' ({form} form): {samples} samples of {source}, "
                f"T={ck.config.T}")
-    reports = []
-    for prec in (["float64", "float32"] if precision == "both" else [precision]):
-        with Progress(ck.config.T, f"{target} run ({prec})", unit="steps") as bar:
-            rep = verify_model(ck.model, x, target, prec, form, progress=bar.update)
-        reports.append(rep)
-        rows = [(r["node"], "x".join(map(str, r["shape"])), f"{r['identical_pct']:.4f}%", r["mismatches"],
-                 r["near_threshold_mismatches"], "" if r["first_mismatch_step"] is None else r["first_mismatch_step"],
-                 f"{r['torch_rate']:.3f}") for r in rep["layers"]]
-        click.echo(f"\n[{prec}] per-layer spike agreement (all steps and samples):")
-        click.echo(table(rows, ["LIF layer", "shape", "identical", "mismatch", "near-thr", "first step", "rate"]))
-        fd = rep["first_divergence"]
-        click.echo(f"[{prec}] predictions identical: {100 * rep['prediction_agreement']:.1f}%; logits max rel. "
-                   f"diff {rep['logits_max_rel_diff']:.2e} (tol {LOGIT_REL_TOL:g}); min layer agreement "
-                   f"{rep['min_layer_identical_pct']:.4f}% (min {SPIKE_PCT_MIN}%); mismatches "
-                   f"{rep['total_mismatches']} of which near-threshold ties {rep['total_near_threshold']}")
-        click.echo(f"[{prec}] first divergence: " + ("none" if fd is None else
-                   f"{fd['node']} ({fd['torch_module']}) at step {fd['step']}: {fd['mismatches']} spike(s), "
-                   f"{fd['near_threshold']} within 1e-4 of threshold"))
-        if rep["passed"]:
-            status = "PASS (meets all equivalence criteria)"
-        elif rep["first_divergence_is_tie"]:
-            status = ("outside the criteria, but the first divergence is a near-threshold tie: float rounding "
-                      "(e.g. of folded BatchNorm) flipped a spike and the difference propagated")
-        else:
-            status = "FAIL: the first divergence is not a near-threshold tie (a real difference)"
-        click.echo(f"[{prec}] {status}")
+    reports = _run_checks(ck, x, source, target, ["float64", "float32"] if precision == "both" else [precision],
+                          form, lowerings)
     if json_out:
         write_json(json_out, {"checkpoint": checkpoint, "variant": ck.variant, "inputs": source,
                               "reports": reports})
         click.echo(f"wrote {json_out}")
-    exact = reports[0]
-    if not exact["passed"] or not all(r["first_divergence_is_tie"] for r in reports):
+    if not all(r["passed"] or (r["precision"] == "float32" and r["first_divergence_is_tie"]) for r in reports):
         raise DeployError("verification failed: the target does not reproduce the PyTorch model "
                           "(see the table above)")
+
+
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--target", default="lava-cpu", show_default=True)
+@click.option("--samples", type=int, default=10, show_default=True)
+@click.option("--dssa", type=click.Choice(["fused", "synaptic"]), default="fused", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of random inputs (non-digits).")
+@click.option("--json-out", type=click.Path(dir_okay=False, path_type=str))
+def simulate(model, target, samples, dssa, seed, json_out):
+    """Run a NIR file on a target: predictions, accuracy (digits), time, process count."""
+    import time
+    import torch
+    from exporters.nir_io import read_nir
+    from targets import get_target
+    from .digits import load_digits_split
+    from .progress import Progress
+    from .report import table, write_json
+
+    tgt = get_target(target)
+    graph = read_nir(model)
+    T = int(graph.metadata.get("time_steps", 4))
+    in_shape = tuple(int(v) for v in graph.nodes["input"].input_type["input"])
+    labels = None
+    if in_shape == (1, 8, 8):
+        split = load_digits_split()
+        if samples > len(split.y_test):
+            raise DeployError(f"only {len(split.y_test)} held-out digits samples, {samples} requested")
+        x, labels, source = split.x_test[:samples], split.y_test[:samples], "digits held-out split"
+    else:
+        x = torch.randn(samples, *in_shape, generator=torch.Generator().manual_seed(seed))
+        source = f"random N(0,1) inputs (seed {seed})"
+    info = {}
+    t0 = time.time()
+    with Progress(tgt.steps(graph, samples, T, dssa=dssa), f"{target} simulation", unit="steps") as bar:
+        res = tgt.run(graph, x.double(), T, record_spikes=False, progress=bar.update, dssa=dssa, info=info)
+    wall = time.time() - t0
+    pred = res.output.mean(0).argmax(-1)
+    acc = float((pred == labels).float().mean()) if labels is not None else None
+    rows = [("samples", samples), ("inputs", source), ("T", T), ("wall time", f"{wall:.1f} s"),
+            ("per sample", f"{wall / samples:.3f} s")]
+    if acc is not None:
+        rows.append(("accuracy", f"{100 * acc:.2f}%"))
+    for k in ("processes", "latency", "steps"):
+        if k in info:
+            rows.append((k, info[k]))
+    click.echo(table(rows, ["item", "value"]))
+    if json_out:
+        write_json(json_out, {"model": model, "target": target, "dssa": dssa, "samples": samples, "inputs": source,
+                              "predictions": pred.tolist(), "accuracy": acc, "seconds": wall,
+                              "info": {k: v for k, v in info.items() if k != "products"}})
+        click.echo(f"wrote {json_out}")
 
 
 if __name__ == "__main__":

@@ -14,9 +14,15 @@ class Progress:
         self.t0 = time.time()
 
     def __enter__(self):
-        if self.enabled and not self.tty:
+        if self.enabled and not self.tty and self.total:
             print(f"{self.label}: {self.total} {self.unit} ...", file=self.stream, flush=True)
         return self
+
+    def reset(self, total: int):
+        """Set the total once it is known (e.g. simulation steps including pipeline latency)."""
+        self.total = int(total)
+        if self.enabled and not self.tty:
+            print(f"{self.label}: {self.total} {self.unit} ...", file=self.stream, flush=True)
 
     def update(self, n: int = 1):
         self.done += n

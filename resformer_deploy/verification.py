@@ -42,7 +42,7 @@ def lower(graph, form: str):
 
 
 def verify_model(model, x, target: str = "reference", precision: str = "float64", form: str = "extension",
-                 workdir=None, progress=None) -> dict:
+                 workdir=None, progress=None, **target_options) -> dict:
     dtype = {"float64": torch.float64, "float32": torch.float32}[precision]
     m = model.to(dtype).eval()
     xs = x.to(dtype)
@@ -57,10 +57,16 @@ def verify_model(model, x, target: str = "reference", precision: str = "float64"
         size = path.stat().st_size
         graph = read_nir(path)
     t_export = time.time() - t0
-    result = get_target(target).run(graph, xs, m.config.T, record_membranes=True, dtype=dtype,
-                                    progress=progress)
+    info = {}
+    tgt = get_target(target)
+    if progress is not None and hasattr(progress, "reset"):  # a Progress bar: total known only now
+        progress.reset(tgt.steps(graph, xs.shape[0], m.config.T, **target_options))
+        progress = progress.update
+    result = tgt.run(graph, xs, m.config.T, record_membranes=True, dtype=dtype, progress=progress, info=info,
+                     **target_options)
     report = compare_run(graph, rec, result)
     report.update({"target": target, "precision": precision, "form": form, "nir_bytes": size,
+                   "target_options": target_options, "target_info": info,
                    "seconds": {"torch": t_torch, "export_write_read": t_export, "target": result.seconds}})
     fd = report["first_divergence"]
     report["passed"] = (report["prediction_agreement"] == 1.0 and report["logits_max_rel_diff"] <= LOGIT_REL_TOL

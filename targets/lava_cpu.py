@@ -189,6 +189,9 @@ class LavaBuild:
 class LavaCpuTarget:
     """Lava CPU backend, Loihi2SimCfg floating point."""
 
+    def steps(self, graph, n_samples: int, T: int, dssa: str = "fused", **_) -> int:
+        return n_samples * T + plan_lava(graph, dssa).total_latency
+
     @staticmethod
     def lower_products(graph, plan, x, T, record_samples: int = 4):
         """Synaptic lowering of every SpikeMatMul, each verified on random operands and on

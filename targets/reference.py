@@ -130,9 +130,12 @@ class CompiledGraph:
 class ReferenceTarget:
     """Pure PyTorch execution of the graph; the yardstick for every other target."""
 
+    def steps(self, graph, n_samples: int, T: int, **_) -> int:
+        return T
+
     def run(self, graph, x: torch.Tensor, T: int, record_spikes: bool = True, record_membranes: bool = False,
             dtype=torch.float32, progress: Optional[Callable[[int], None]] = None,
-            record_nodes=()) -> RunResult:
+            record_nodes=(), **_options) -> RunResult:
         cg = graph if isinstance(graph, CompiledGraph) else CompiledGraph(graph, dtype)
         t0 = time.time()
         x = x.to(cg.dtype)
