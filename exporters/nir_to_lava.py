@@ -26,8 +26,6 @@ from typing import Dict, List, Tuple
 import nir
 import numpy as np
 import scipy.sparse as sp
-import torch
-import torch.nn.functional as F
 
 from exporters.graph_check import check_graph, topological_order
 from exporters.nir_ext import SpikeMatMul

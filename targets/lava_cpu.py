@@ -3,186 +3,90 @@
 Samples stream back to back (sample k, frame f enters at step k*T + f + 1); every neuron
 resets at the step its first input of a sample arrives. Each LIF layer and each stream
 leaving the chip is tapped by a Probe, so every layer is compared at its own latency.
-The runtime is always stopped (errors and Ctrl-C included); no Lava process survives.
+The simulation runs in a worker interpreter (targets.lava_worker, own session) supervised
+here: on an error, Ctrl-C or a stall (no simulated step for ``stall_timeout`` seconds; Lava
+can hang, lava#231/#236) the worker's whole process group is killed, and a stalled run is
+retried once.
+No Lava process survives a run.
 """
+import json
 import os
+import pickle
+import signal
+import subprocess
+import sys
 import tempfile
 import time
-from typing import Callable, Optional
+from pathlib import Path
+from typing import Optional
 
 import nir
 import numpy as np
-import scipy.sparse as sp
 import torch
 
 from exporters.nir_ext import SpikeMatMul
-from exporters.nir_to_lava import MSG_BITS, LavaMappingError, plan_lava, synapse_matrix
+from exporters.nir_to_lava import plan_lava
 from resformer_deploy.errors import DeployError
 
 from . import register_target
 from .reference import CompiledGraph, RunResult
 
 
-def _lava():
-    from lava.magma.core.run_conditions import RunSteps
-    from lava.magma.core.run_configs import Loihi2SimCfg
-    from lava.proc.graded.process import GradedVec
-    from lava.proc.io.source import RingBuffer
-    from lava.proc.lif.process import LIFReset
-    from lava.proc.prodneuron.process import ProdNeuron
-    from lava.proc.sparse.process import DelaySparse, Sparse
-
-    from .lava_processes.graded_float import PyGradedVecModelFloat, PyProdNeuronModelFloat
-    from .lava_processes.probe import Probe
-    from .lava_processes.spike_matmul import FusedSpikeMatMul
-    return dict(RunSteps=RunSteps, Loihi2SimCfg=Loihi2SimCfg, GradedVec=GradedVec, RingBuffer=RingBuffer,
-                LIFReset=LIFReset, DelaySparse=DelaySparse, Sparse=Sparse, Probe=Probe,
-                FusedSpikeMatMul=FusedSpikeMatMul, ProdNeuron=ProdNeuron,
-                float_models={GradedVec: PyGradedVecModelFloat, ProdNeuron: PyProdNeuronModelFloat})
+STALL_TIMEOUT = 120.0
+REPO = Path(__file__).resolve().parents[1]
 
 
-class LavaBuild:
-    def __init__(self, plan, host_values, n_samples: int, T: int, workdir: str, lowerings=None):
-        self.L = _lava()
-        self.plan, self.T, self.N, self.workdir = plan, T, n_samples, workdir
-        self.total_steps = n_samples * T + plan.total_latency
-        self.procs, self.probes, self.delays = {}, {}, {}
-        self.sources = {}
-        self.count = {}
-        self.lowerings = lowerings or {}
-        g = plan.graph
-        for h, vals in host_values.items():  # vals: [N, T, size]
-            data = np.zeros((vals.shape[-1], self.total_steps))
-            data[:, : n_samples * T] = vals.reshape(n_samples * T, -1).T
-            self.sources[h] = self._new("RingBuffer", data=data)
-        for n in plan.neuro:
-            self.procs[n] = self._build(n, g.nodes[n])
-        for a, b in g.edges:
-            if b in plan.neuro:
-                self._connect(a, b)
-        for n in plan.neuro:
-            if isinstance(g.nodes[n], nir.LIF) or n in plan.outputs:
-                first = 1 + plan.latency[n]
-                p = self._new("Probe", shape=(self.size(n),), num_steps=self.total_steps, first_step=first,
-                              path=os.path.join(workdir, f"{n}.npy"))
-                for port in self.out_ports(n):
-                    port.connect(p.a_in)
-                self.probes[n] = p
+class LavaRunError(DeployError):
+    """The Lava simulation failed or stalled."""
 
-    def _new(self, kind, **kw):
-        self.count[kind] = self.count.get(kind, 0) + 1
-        return self.L[kind](**kw)
 
-    def size(self, n):
-        return int(np.prod(self.plan.shapes[n]))
+class _Stall(Exception):
+    pass
 
-    def _build(self, n, node):
-        plan = self.plan
-        preds = [a for a, b in plan.graph.edges if b == n]
-        if isinstance(node, (nir.Conv2d, nir.Affine, nir.Linear)):
-            m, _ = synapse_matrix(node, plan.shapes[preds[0]], plan.shapes[n])
-            return self._new("Sparse", weights=m.tocsr(), num_message_bits=MSG_BITS)
-        if isinstance(node, nir.LIF):
-            p = plan.lif[n]
-            return self._new("LIFReset", shape=(self.size(n),), du=1.0, dv=p["k"], vth=p["vth"],
-                             bias_mant=p["bias"], reset_interval=self.T,
-                             reset_offset=(1 + plan.latency[n]) % self.T)
-        if isinstance(node, nir.Scale):
-            return self._new("GradedVec", shape=(self.size(n),), vth=0)
-        if isinstance(node, SpikeMatMul) and n in self.lowerings:
-            low = self.lowerings[n]
-            U = low.sel_lhs.shape[0]
-            parts = {
-                "relay": self._new("GradedVec", shape=(low.sel_lhs.shape[1],), vth=0),
-                "sel_l": self._new("Sparse", weights=low.sel_lhs, num_message_bits=MSG_BITS),
-                "sel_r": self._new("Sparse", weights=low.sel_rhs, num_message_bits=MSG_BITS),
-                "prod": self._new("ProdNeuron", shape=(U,), vth=0, exp=0),
-                "reduce": self._new("Sparse", weights=low.reduce, num_message_bits=MSG_BITS),
-                "bias": self._new("DelaySparse", weights=low.bias_term,
-                                  delays=(low.bias_term != 0).astype(np.int64), max_delay=1,
-                                  num_message_bits=MSG_BITS),
-            }
-            parts["relay"].s_out.connect(parts["sel_l"].s_in)
-            parts["sel_l"].a_out.connect(parts["prod"].a_in1)
-            parts["sel_r"].a_out.connect(parts["prod"].a_in2)
-            parts["prod"].s_out.connect(parts["reduce"].s_in)
-            return parts
-        if isinstance(node, SpikeMatMul):
-            return self._new("FusedSpikeMatMul", lhs_size=self.size(node.lhs), rhs_size=self.size(node.rhs),
-                             out_size=self.size(n), lhs_bias=plan.bias[node.lhs], lhs_view=node.lhs_view,
-                             rhs_view=node.rhs_view, lhs_rows=node.lhs_rows, rhs_rows=node.rhs_rows,
-                             transpose_lhs=node.transpose_lhs)
-        raise LavaMappingError(f"{n}: no Lava mapping for {type(node).__name__}")
 
-    def out_ports(self, n):
-        if n in self.sources:
-            return [self.sources[n].s_out]
-        proc = self.procs[n]
-        if isinstance(proc, dict):  # synaptic product: reduction + bias synapses (summed downstream)
-            return [proc["reduce"].a_out, proc["bias"].a_out]
-        return [proc.a_out if hasattr(proc, "a_out") else proc.s_out]
-
-    def in_ports(self, a, b):
-        proc, node = self.procs[b], self.plan.graph.nodes[b]
-        if isinstance(proc, dict):
-            return [proc["relay"].a_in] if a == node.lhs else [proc["sel_r"].s_in, proc["bias"].s_in]
-        if isinstance(node, SpikeMatMul):
-            return [proc.lhs_in if a == node.lhs else proc.rhs_in]
-        return [proc.s_in if hasattr(proc, "s_in") else proc.a_in]
-
-    def _connect(self, a, b):
-        d = self.plan.edge_delay.get((a, b), 0)
-        srcs = self.out_ports(a)
-        if d > 0 and len(srcs) != 1:
-            raise LavaMappingError(f"{a}: a synaptic product feeds '{b}' through a delay (unsupported)")
-        if d == 0:
-            for src in srcs:
-                for port in self.in_ports(a, b):
-                    src.connect(port)
-            return
-        src = srcs[0]
-        if d > 0:
-            key = (a, d)
-            if key not in self.delays:
-                n = int(np.prod(self.plan.shapes[a]))
-                eye = sp.identity(n, format="csr")
-                if d == 1:
-                    proc = self._new("Sparse", weights=eye, num_message_bits=MSG_BITS)
-                else:
-                    proc = self._new("DelaySparse", weights=eye, delays=sp.identity(n, dtype=np.int64, format="csr")
-                                     * (d - 1), max_delay=d - 1, num_message_bits=MSG_BITS)
-                src.connect(proc.s_in)
-                self.delays[key] = proc
-            src = self.delays[key].a_out
-        for port in self.in_ports(a, b):
-            src.connect(port)
-
-    @property
-    def process_count(self) -> int:
-        return sum(self.count.values())
-
-    def run(self, progress: Optional[Callable[[int], None]] = None, chunk: int = 0):
-        L = self.L
-        anchor = next(iter(self.sources.values()))
-        cfg = L["Loihi2SimCfg"](select_tag="floating_pt", exception_proc_model_map=L["float_models"])
-        chunk = chunk or max(1, self.total_steps // 20)
-        done = 0
-        try:
-            while done < self.total_steps:
-                k = min(chunk, self.total_steps - done)
-                anchor.run(condition=L["RunSteps"](num_steps=k), run_cfg=cfg)
-                done += k
-                if progress:
-                    progress(k)
-        finally:
+def supervise(workdir: str, job: tuple, total_steps: int, progress=None, stall_timeout=STALL_TIMEOUT) -> int:
+    """Run the worker on ``job``; stream its progress; kill its process group on any exit path
+    other than normal completion (error, Ctrl-C, stall)."""
+    with open(os.path.join(workdir, "job.pkl"), "wb") as f:
+        pickle.dump(job, f, protocol=pickle.HIGHEST_PROTOCOL)
+    log = open(os.path.join(workdir, "worker.log"), "wb")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
+    proc = subprocess.Popen([sys.executable, "-m", "targets.lava_worker", workdir], stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    last, t_last = 0, time.time()
+    try:
+        while True:
             try:
-                anchor.stop()
-            except Exception:  # a runtime that never started has nothing to stop
-                pass
+                code = proc.wait(0.2)
+            except subprocess.TimeoutExpired:
+                code = None
+            try:
+                with open(os.path.join(workdir, "progress")) as f:
+                    cur = int(f.read() or 0)
+            except (OSError, ValueError):
+                cur = last
+            if cur != last:
+                if progress:
+                    progress(cur - last)
+                last, t_last = cur, time.time()
+            if code is not None:
+                return code
+            if time.time() - t_last > stall_timeout:
+                raise _Stall(f"no simulated step for {stall_timeout:.0f} s (at step {cur} of {total_steps})")
+    except BaseException:
+        kill_group(proc)
+        raise
+    finally:
+        log.close()
 
-    def read(self, n):
-        rec = np.load(os.path.join(self.workdir, f"{n}.npy"))[: self.N * self.T]
-        return rec.reshape(self.N, self.T, *self.plan.shapes[n]).swapaxes(0, 1)  # [T, N, *shape]
+
+def kill_group(proc) -> None:
+    """SIGKILL the worker's whole session (the worker and every Lava process it started)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
 
 
 @register_target("lava-cpu")
@@ -212,7 +116,8 @@ class LavaCpuTarget:
         return out
 
     def run(self, graph, x: torch.Tensor, T: int, record_spikes: bool = True, record_membranes: bool = False,
-            dtype=torch.float64, progress=None, dssa: str = "fused", info: Optional[dict] = None) -> RunResult:
+            dtype=torch.float64, progress=None, dssa: str = "fused", info: Optional[dict] = None,
+            stall_timeout: float = STALL_TIMEOUT) -> RunResult:
         t0 = time.time()
         plan = plan_lava(graph, dssa)
         host = CompiledGraph(graph, torch.float64)
@@ -232,15 +137,35 @@ class LavaCpuTarget:
             for h in plan.inputs:
                 vals.setdefault(h, []).append(cur[h].reshape(N, -1).numpy())
         host_values = {h: np.stack(v, axis=1) for h, v in vals.items()}  # [N, T, size]
-        with tempfile.TemporaryDirectory(prefix="resformer-lava-") as d:
-            build = LavaBuild(plan, host_values, N, T, d, lowerings)
-            t_build = time.time() - t0
-            t1 = time.time()
-            build.run(progress=(lambda k: progress(k)) if progress else None)
-            t_run = time.time() - t1
-            spikes = {n: torch.from_numpy(build.read(n) > 0.5) for n in plan.neuro
-                      if isinstance(graph.nodes[n], nir.LIF)} if record_spikes else {}
-            stream = {o: torch.from_numpy(build.read(o) + plan.bias[o].reshape(plan.shapes[o])) for o in plan.outputs}
+        total_steps = N * T + plan.total_latency
+        t_build = time.time() - t0
+        attempts = []
+        for attempt in range(2):
+            with tempfile.TemporaryDirectory(prefix="resformer-lava-") as d:
+                t1 = time.time()
+                try:
+                    code = supervise(d, (plan, host_values, N, T, lowerings, record_spikes), total_steps,
+                                     progress if attempt == 0 else None, stall_timeout)
+                except _Stall as e:
+                    attempts.append(str(e))
+                    continue
+                t_run = time.time() - t1
+                if code != 0:
+                    err = os.path.join(d, "error.txt")
+                    msg = open(err).read().splitlines()[0] if os.path.exists(err) else f"exit code {code}"
+                    raise LavaRunError(f"Lava simulation failed: {msg}")
+                with open(os.path.join(d, "info.json")) as f:
+                    worker_info = json.load(f)
+
+                def read(n):
+                    rec = np.load(os.path.join(d, f"{n}.npy"))[: N * T]
+                    return rec.reshape(N, T, *plan.shapes[n]).swapaxes(0, 1)
+                spikes = {n: torch.from_numpy(read(n) > 0.5) for n in plan.neuro
+                          if isinstance(graph.nodes[n], nir.LIF)} if record_spikes else {}
+                stream = {o: torch.from_numpy(read(o) + plan.bias[o].reshape(plan.shapes[o])) for o in plan.outputs}
+                break
+        else:
+            raise LavaRunError(f"Lava simulation stalled twice ({'; '.join(attempts)}); its processes were killed")
         # host post-processing on [T*N] frames
         cur = {o: v.reshape(T * N, *plan.shapes[o]) for o, v in stream.items()}
         for n in plan.host_post:
@@ -253,7 +178,7 @@ class LavaCpuTarget:
         if info is not None:
             info.update({"dssa": dssa, "products": {n: {"cost": l.cost, "verification": l.verification}
                                                      for n, l in lowerings.items()},
-                         "processes": build.process_count, "process_kinds": dict(build.count),
-                         "steps": build.total_steps, "latency": plan.total_latency,
-                         "build_s": t_build, "run_s": t_run})
+                         "processes": worker_info["processes"], "process_kinds": worker_info["process_kinds"],
+                         "steps": worker_info["steps"], "latency": plan.total_latency,
+                         "build_s": t_build, "run_s": t_run, "stalls_retried": attempts})
         return RunResult(output=out.to(dtype), spikes=spikes, seconds=time.time() - t0)

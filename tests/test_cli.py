@@ -75,12 +75,15 @@ def test_errors_are_one_line(tmp_path):
 
 def test_demo_reports_accuracy_and_writes_json(digits_ckpt, tmp_path):
     out = tmp_path / "demo.json"
-    r = run("demo", "--json-out", str(out))
+    r = run("demo", "--json-out", str(out), "--out-dir", str(tmp_path / "build"), "--lava-samples", "6")
     assert r.exit_code == 0, r.stderr
-    assert "held-out accuracy (PyTorch)" in r.output
+    assert "held-out accuracy (PyTorch)" in r.output and "Lava vs PyTorch on the same samples" in r.output
     j = json.loads(out.read_text())
     assert j["samples"] == 359 and j["accuracy"] >= 0.90
     assert len(j["predictions"]) == 359
+    assert (tmp_path / "build" / "digits_resformer.nir").exists()
+    assert [rep["target_options"]["dssa"] for rep in j["lava"]] == ["fused", "synaptic"]
+    assert all(rep["passed"] and rep["samples"] == 6 for rep in j["lava"])
 
 
 def test_demo_with_missing_checkpoint(tmp_path):

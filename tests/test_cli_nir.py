@@ -46,3 +46,25 @@ def test_inspect_and_verify_errors(tmp_path, digits_ckpt):
     assert_one_line_error(run("inspect", str(tmp_path / "x.nir")), "x.nir", "not a readable HDF5/NIR file")
     assert_one_line_error(run("verify", str(digits_ckpt), "--target", "nope"), "unknown target 'nope'")
     assert_one_line_error(run("verify", str(digits_ckpt), "--samples", "1000"), "only 359 held-out digits")
+
+
+def test_simulate_on_lava(digits_ckpt, tmp_path):
+    nir_file = tmp_path / "d.nir"
+    assert run("export", str(digits_ckpt), "-o", str(nir_file)).exit_code == 0
+    r = run("simulate", str(nir_file), "--target", "lava-cpu", "--samples", "4", "--json-out", str(tmp_path / "s.json"))
+    assert r.exit_code == 0, r.stderr
+    j = json.loads((tmp_path / "s.json").read_text())
+    from resformer_deploy.digits import load_digits_split
+    from resformer_deploy.checkpoint import load_checkpoint
+    with torch.no_grad():
+        want = load_checkpoint(digits_ckpt).model(load_digits_split().x_test[:4]).mean(0).argmax(-1)
+    assert j["predictions"] == want.tolist()  # Lava predicts what PyTorch predicts
+    assert j["info"]["processes"] == 66 and j["info"]["latency"] == 17  # no per-layer probes
+    assert "accuracy" in r.output and "processes" in r.output
+
+
+def test_verify_on_lava_command(digits_ckpt):
+    r = run("verify", str(digits_ckpt), "--target", "lava-cpu", "--samples", "3", "--precision", "float64",
+            "--dssa", "fused")
+    assert r.exit_code == 0, r.stderr
+    assert "[float64, fused DSSA] PASS" in r.output and "86 Lava processes, pipeline latency 17 steps" in r.output

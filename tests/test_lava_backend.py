@@ -146,3 +146,16 @@ def test_interrupt_stops_the_runtime(digits):
     assert calls  # the run had started
     time.sleep(1.0)
     assert set(descendants()) <= before
+
+
+def test_stalled_run_is_killed_retried_and_reported(digits):
+    from targets.lava_cpu import LavaRunError
+    g = export_model(digits)
+    before = set(descendants())
+    t0 = time.time()
+    with pytest.raises(LavaRunError, match="stalled twice"):
+        # 0.3 s without a simulated step counts as a stall: worker start-up alone exceeds it
+        get_target("lava-cpu").run(g, load_digits_split().x_test[:2], 4, stall_timeout=0.3)
+    assert time.time() - t0 < 30
+    time.sleep(0.5)
+    assert set(descendants()) <= before  # both attempts' process groups were killed

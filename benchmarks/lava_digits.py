@@ -1,0 +1,131 @@
+"""Lava (both DSSA lowerings) vs PyTorch on the shipped digits model, same machine, same run.
+
+    .venv/bin/python benchmarks/lava_digits.py [--samples 50] [--json-out benchmarks/lava_digits.json]
+
+Per sample wall time: PyTorch one sample at a time (what a streaming deployment does) and
+batched; Lava streams all samples through one runtime (build + compile + run + stop, all
+included, divided by the number of samples). Memory: peak PSS summed over this process and
+all its descendants (sampled every 0.1 s; PSS does not double-count shared pages). OS
+processes: peak number of descendants during the run. Lava is run twice per lowering: as a
+deployment (only the output stream is tapped) and with a probe on every LIF layer (what
+`verify` uses).
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+from exporters.torch_to_nir import export_model
+from resformer_deploy.checkpoint import load_checkpoint
+from resformer_deploy.digits import load_digits_split
+from targets import get_target
+
+CKPT = Path(__file__).resolve().parents[1] / "examples" / "digits" / "digits_resformer.pt"
+
+
+def tree(pid):
+    kids = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    parts = f.read().rsplit(")", 1)[1].split()
+                kids.setdefault(int(parts[1]), []).append(int(d))
+            except OSError:
+                pass
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        for c in kids.get(p, []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def pss_kb(pid):
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class Sampler(threading.Thread):
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.stop_flag, self.peak_kb, self.peak_procs = False, 0, 0
+
+    def run(self):
+        me = os.getpid()
+        while not self.stop_flag:
+            kids = tree(me)
+            self.peak_procs = max(self.peak_procs, len(kids))
+            self.peak_kb = max(self.peak_kb, pss_kb(me) + sum(pss_kb(p) for p in kids))
+            time.sleep(0.1)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--samples", type=int, default=50)
+    ap.add_argument("--json-out", default="")
+    args = ap.parse_args()
+    model = load_checkpoint(CKPT).model
+    x = load_digits_split().x_test[: args.samples]
+    N, T = len(x), model.config.T
+    rows = {}
+    with torch.no_grad():
+        model(x[:1])  # warm-up
+        s = Sampler()
+        s.start()
+        t0 = time.perf_counter()
+        for i in range(N):
+            model(x[i:i + 1])
+        t_single = (time.perf_counter() - t0) / N
+        t0 = time.perf_counter()
+        model(x)
+        t_batch = (time.perf_counter() - t0) / N
+        s.stop_flag = True
+        s.join()
+    rows["pytorch"] = {"s_per_sample": t_single, "s_per_sample_batched": t_batch, "peak_pss_MB": s.peak_kb / 1024,
+                       "os_processes": 1 + s.peak_procs}
+    graph = export_model(model)
+    for dssa, record in (("fused", False), ("fused", True), ("synaptic", False), ("synaptic", True)):
+        s = Sampler()
+        s.start()
+        info = {}
+        t0 = time.perf_counter()
+        get_target("lava-cpu").run(graph, x, T, dssa=dssa, info=info, record_spikes=record)
+        wall = time.perf_counter() - t0
+        s.stop_flag = True
+        s.join()
+        rows[f"lava-{dssa}" + (" + per-layer probes" if record else "")] = {"s_per_sample": wall / N, "wall_s": wall, "build_s": info["build_s"],
+                                "run_s": info["run_s"], "peak_pss_MB": s.peak_kb / 1024,
+                                "os_processes": 1 + s.peak_procs, "lava_processes": info["processes"],
+                                "latency_steps": info["latency"], "steps": info["steps"]}
+    base = rows["pytorch"]["s_per_sample"]
+    for k, r in rows.items():
+        r["ratio_vs_pytorch_single"] = r["s_per_sample"] / base
+    res = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+                      f"torch {torch.__version__}", "samples": N, "T": T, "results": rows,
+           "max_rss_main_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    print(json.dumps(res, indent=2))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(res, indent=2) + "\n")
+    print("| run | s/sample | x PyTorch (1 sample at a time) | peak PSS MB | OS processes | Lava processes | latency |")
+    print("|---|---|---|---|---|---|---|")
+    for k, r in rows.items():
+        print(f"| {k} | {r['s_per_sample']:.4f} | {r['ratio_vs_pytorch_single']:.1f} | {r['peak_pss_MB']:.0f} | "
+              f"{r['os_processes']} | {r.get('lava_processes', '')} | {r.get('latency_steps', '')} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+"""Worker side of the lava-cpu target: builds and runs the Lava process graph.
+
+Runs as ``python -m targets.lava_worker WORKDIR`` in a fresh interpreter and its own session
+(see targets.lava_cpu): it inherits no torch/OpenMP thread state from the caller (a known
+cause of deadlocks after fork), imports no torch, lets Lava set its own multiprocessing start
+method, and can be killed as a whole process group if Lava stalls. Input: WORKDIR/job.pkl;
+output: .npy probe records, info.json, progress, error.txt on failure.
+"""
+import json
+import os
+import pickle
+import sys
+import traceback
+from typing import Callable, Optional
+
+import nir
+import numpy as np
+import scipy.sparse as sp
+
+from exporters.nir_ext import SpikeMatMul
+from exporters.nir_to_lava import MSG_BITS, LavaMappingError, synapse_matrix
+
+
+def _lava():
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.graded.process import GradedVec
+    from lava.proc.io.source import RingBuffer
+    from lava.proc.lif.process import LIFReset
+    from lava.proc.prodneuron.process import ProdNeuron
+    from lava.proc.sparse.process import DelaySparse, Sparse
+
+    from .lava_processes.graded_float import PyGradedVecModelFloat, PyProdNeuronModelFloat
+    from .lava_processes.probe import Probe
+    from .lava_processes.spike_matmul import FusedSpikeMatMul
+    return dict(RunSteps=RunSteps, Loihi2SimCfg=Loihi2SimCfg, GradedVec=GradedVec, RingBuffer=RingBuffer,
+                LIFReset=LIFReset, DelaySparse=DelaySparse, Sparse=Sparse, Probe=Probe,
+                FusedSpikeMatMul=FusedSpikeMatMul, ProdNeuron=ProdNeuron,
+                float_models={GradedVec: PyGradedVecModelFloat, ProdNeuron: PyProdNeuronModelFloat})
+
+
+class LavaBuild:
+    def __init__(self, plan, host_values, n_samples: int, T: int, workdir: str, lowerings=None,
+                 record_spikes: bool = True):
+        self.L = _lava()
+        self.plan, self.T, self.N, self.workdir = plan, T, n_samples, workdir
+        self.total_steps = n_samples * T + plan.total_latency
+        self.procs, self.probes, self.delays = {}, {}, {}
+        self.sources = {}
+        self.count = {}
+        self.lowerings = lowerings or {}
+        g = plan.graph
+        for h, vals in host_values.items():  # vals: [N, T, size]
+            data = np.zeros((vals.shape[-1], self.total_steps))
+            data[:, : n_samples * T] = vals.reshape(n_samples * T, -1).T
+            self.sources[h] = self._new("RingBuffer", data=data)
+        for n in plan.neuro:
+            self.procs[n] = self._build(n, g.nodes[n])
+        for a, b in g.edges:
+            if b in plan.neuro:
+                self._connect(a, b)
+        for n in plan.neuro:
+            if (record_spikes and isinstance(g.nodes[n], nir.LIF)) or n in plan.outputs:
+                first = 1 + plan.latency[n]
+                p = self._new("Probe", shape=(self.size(n),), num_steps=self.total_steps, first_step=first,
+                              path=os.path.join(workdir, f"{n}.npy"))
+                for port in self.out_ports(n):
+                    port.connect(p.a_in)
+                self.probes[n] = p
+
+    def _new(self, kind, **kw):
+        self.count[kind] = self.count.get(kind, 0) + 1
+        return self.L[kind](**kw)
+
+    def size(self, n):
+        return int(np.prod(self.plan.shapes[n]))
+
+    def _build(self, n, node):
+        plan = self.plan
+        preds = [a for a, b in plan.graph.edges if b == n]
+        if isinstance(node, (nir.Conv2d, nir.Affine, nir.Linear)):
+            m, _ = synapse_matrix(node, plan.shapes[preds[0]], plan.shapes[n])
+            return self._new("Sparse", weights=m.tocsr(), num_message_bits=MSG_BITS)
+        if isinstance(node, nir.LIF):
+            p = plan.lif[n]
+            return self._new("LIFReset", shape=(self.size(n),), du=1.0, dv=p["k"], vth=p["vth"],
+                             bias_mant=p["bias"], reset_interval=self.T,
+                             reset_offset=(1 + plan.latency[n]) % self.T)
+        if isinstance(node, nir.Scale):
+            return self._new("GradedVec", shape=(self.size(n),), vth=0)
+        if isinstance(node, SpikeMatMul) and n in self.lowerings:
+            low = self.lowerings[n]
+            U = low.sel_lhs.shape[0]
+            parts = {
+                "relay": self._new("GradedVec", shape=(low.sel_lhs.shape[1],), vth=0),
+                "sel_l": self._new("Sparse", weights=low.sel_lhs, num_message_bits=MSG_BITS),
+                "sel_r": self._new("Sparse", weights=low.sel_rhs, num_message_bits=MSG_BITS),
+                "prod": self._new("ProdNeuron", shape=(U,), vth=0, exp=0),
+                "reduce": self._new("Sparse", weights=low.reduce, num_message_bits=MSG_BITS),
+                "bias": self._new("DelaySparse", weights=low.bias_term,
+                                  delays=(low.bias_term != 0).astype(np.int64), max_delay=1,
+                                  num_message_bits=MSG_BITS),
+            }
+            parts["relay"].s_out.connect(parts["sel_l"].s_in)
+            parts["sel_l"].a_out.connect(parts["prod"].a_in1)
+            parts["sel_r"].a_out.connect(parts["prod"].a_in2)
+            parts["prod"].s_out.connect(parts["reduce"].s_in)
+            return parts
+        if isinstance(node, SpikeMatMul):
+            return self._new("FusedSpikeMatMul", lhs_size=self.size(node.lhs), rhs_size=self.size(node.rhs),
+                             out_size=self.size(n), lhs_bias=plan.bias[node.lhs], lhs_view=node.lhs_view,
+                             rhs_view=node.rhs_view, lhs_rows=node.lhs_rows, rhs_rows=node.rhs_rows,
+                             transpose_lhs=node.transpose_lhs)
+        raise LavaMappingError(f"{n}: no Lava mapping for {type(node).__name__}")
+
+    def out_ports(self, n):
+        if n in self.sources:
+            return [self.sources[n].s_out]
+        proc = self.procs[n]
+        if isinstance(proc, dict):  # synaptic product: reduction + bias synapses (summed downstream)
+            return [proc["reduce"].a_out, proc["bias"].a_out]
+        return [proc.a_out if hasattr(proc, "a_out") else proc.s_out]
+
+    def in_ports(self, a, b):
+        proc, node = self.procs[b], self.plan.graph.nodes[b]
+        if isinstance(proc, dict):
+            return [proc["relay"].a_in] if a == node.lhs else [proc["sel_r"].s_in, proc["bias"].s_in]
+        if isinstance(node, SpikeMatMul):
+            return [proc.lhs_in if a == node.lhs else proc.rhs_in]
+        return [proc.s_in if hasattr(proc, "s_in") else proc.a_in]
+
+    def _connect(self, a, b):
+        d = self.plan.edge_delay.get((a, b), 0)
+        srcs = self.out_ports(a)
+        if d > 0 and len(srcs) != 1:
+            raise LavaMappingError(f"{a}: a synaptic product feeds '{b}' through a delay (unsupported)")
+        if d == 0:
+            for src in srcs:
+                for port in self.in_ports(a, b):
+                    src.connect(port)
+            return
+        src = srcs[0]
+        if d > 0:
+            key = (a, d)
+            if key not in self.delays:
+                n = int(np.prod(self.plan.shapes[a]))
+                eye = sp.identity(n, format="csr")
+                if d == 1:
+                    proc = self._new("Sparse", weights=eye, num_message_bits=MSG_BITS)
+                else:
+                    proc = self._new("DelaySparse", weights=eye, delays=sp.identity(n, dtype=np.int64, format="csr")
+                                     * (d - 1), max_delay=d - 1, num_message_bits=MSG_BITS)
+                src.connect(proc.s_in)
+                self.delays[key] = proc
+            src = self.delays[key].a_out
+        for port in self.in_ports(a, b):
+            src.connect(port)
+
+    @property
+    def process_count(self) -> int:
+        return sum(self.count.values())
+
+    def run(self, progress: Optional[Callable[[int], None]] = None, chunk: int = 0):
+        L = self.L
+        anchor = next(iter(self.sources.values()))
+        cfg = L["Loihi2SimCfg"](select_tag="floating_pt", exception_proc_model_map=L["float_models"])
+        chunk = chunk or max(1, self.total_steps // 20)
+        done = 0
+        try:
+            while done < self.total_steps:
+                k = min(chunk, self.total_steps - done)
+                anchor.run(condition=L["RunSteps"](num_steps=k), run_cfg=cfg)
+                done += k
+                if progress:
+                    progress(k)
+        finally:
+            try:
+                anchor.stop()
+            except Exception:  # a runtime that never started has nothing to stop
+                pass
+
+    def read(self, n):
+        rec = np.load(os.path.join(self.workdir, f"{n}.npy"))[: self.N * self.T]
+        return rec.reshape(self.N, self.T, *self.plan.shapes[n]).swapaxes(0, 1)  # [T, N, *shape]
+
+
+def _write_progress(workdir, steps):
+    tmp = os.path.join(workdir, "progress.tmp")
+    with open(tmp, "w") as f:
+        f.write(str(steps))
+    os.replace(tmp, os.path.join(workdir, "progress"))
+
+
+def main(workdir: str) -> int:
+    """Run the job pickled in ``workdir/job.pkl``; exit code 0 on success, error in error.txt."""
+    try:
+        with open(os.path.join(workdir, "job.pkl"), "rb") as f:
+            plan, host_values, n_samples, T, lowerings, record_spikes = pickle.load(f)
+        build = LavaBuild(plan, host_values, n_samples, T, workdir, lowerings, record_spikes)
+        with open(os.path.join(workdir, "info.json"), "w") as f:
+            json.dump({"processes": build.process_count, "process_kinds": build.count,
+                       "steps": build.total_steps}, f)
+        done = [0]
+
+        def progress(k):
+            done[0] += k
+            _write_progress(workdir, done[0])
+        build.run(progress=progress)
+        return 0
+    except BaseException as e:  # reported to the parent, which raises it as a DeployError
+        with open(os.path.join(workdir, "error.txt"), "w") as f:
+            f.write(f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
