@@ -148,9 +148,16 @@ def plan_lava(graph: nir.NIRGraph, dssa: str = "fused") -> LavaPlan:
         src_bias = sum((plan.bias.get(p, 0.0) for p in preds[n] if p in neuro), np.zeros(size)) \
             if not isinstance(node, (nir.Conv2d, nir.Affine, nir.Linear, SpikeMatMul)) else None
         if isinstance(node, (nir.Conv2d, nir.Affine, nir.Linear)):
-            m, b = synapse_matrix(node, shapes[preds[n][0]], shapes[n])
             b_in = plan.bias.get(preds[n][0])
-            plan.bias[n] = b + (m @ b_in if b_in is not None and np.any(b_in) else 0.0)
+            if b_in is not None and np.any(b_in):  # a biased real value feeds this synapse
+                m, b = synapse_matrix(node, shapes[preds[n][0]], shapes[n])
+                plan.bias[n] = b + m @ b_in
+            elif isinstance(node, nir.Conv2d):
+                plan.bias[n] = np.repeat(np.asarray(node.bias, dtype=np.float64), int(np.prod(shapes[n][1:])))
+            elif isinstance(node, nir.Affine):
+                plan.bias[n] = np.asarray(node.bias, dtype=np.float64)
+            else:
+                plan.bias[n] = np.zeros(size)
         elif isinstance(node, nir.Scale):
             plan.bias[n] = src_bias
         elif isinstance(node, nir.LIF):

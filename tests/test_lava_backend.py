@@ -159,3 +159,14 @@ def test_stalled_run_is_killed_retried_and_reported(digits):
     assert time.time() - t0 < 30
     time.sleep(0.5)
     assert set(descendants()) <= before  # both attempts' process groups were killed
+
+
+@pytest.mark.parametrize("name", ["ti", "l", "cifar", "dvsg"])
+def test_planner_handles_every_variant(name):
+    g = export_model(randomize_state(build_model(name), seed=0).eval())
+    for dssa, extra in (("fused", 0), ("synaptic", 2)):
+        plan = plan_lava(g, dssa)
+        assert len(plan.lif) == 38 and plan.outputs == ["layers_2_6_add"]
+        # critical path: 2 downsample hops; per DSSA W and Wproj (+2 per product when synaptic);
+        # per GWFFN up, grouped conv and down
+        assert plan.total_latency == 2 + 6 * (2 + 2 * extra) + 6 * 3
