@@ -24,39 +24,10 @@ import torch
 from exporters.torch_to_nir import export_model
 from resformer_deploy.checkpoint import load_checkpoint
 from resformer_deploy.digits import load_digits_split
+from resformer_deploy.proc_util import descendants, pss_kb
 from targets import get_target
 
 CKPT = Path(__file__).resolve().parents[1] / "examples" / "digits" / "digits_resformer.pt"
-
-
-def tree(pid):
-    kids = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    parts = f.read().rsplit(")", 1)[1].split()
-                kids.setdefault(int(parts[1]), []).append(int(d))
-            except OSError:
-                pass
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        for c in kids.get(p, []):
-            out.append(c)
-            todo.append(c)
-    return out
-
-
-def pss_kb(pid):
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 class Sampler(threading.Thread):
@@ -67,7 +38,7 @@ class Sampler(threading.Thread):
     def run(self):
         me = os.getpid()
         while not self.stop_flag:
-            kids = tree(me)
+            kids = descendants(me, include_resource_tracker=True)
             self.peak_procs = max(self.peak_procs, len(kids))
             self.peak_kb = max(self.peak_kb, pss_kb(me) + sum(pss_kb(p) for p in kids))
             time.sleep(0.1)

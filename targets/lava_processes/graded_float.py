@@ -14,36 +14,37 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from lava.proc.graded.process import GradedReluVec, GradedVec
 
 
-@implements(proc=GradedVec, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("floating_pt")
-class PyGradedVecModelFloat(PyLoihiProcessModel):
+class _GradedFloatBase(PyLoihiProcessModel):
+    """Stateless graded neuron: sums its input and forwards it where ``fires`` holds."""
     a_in = LavaPyType(PyInPort.VEC_DENSE, float)
     s_out = LavaPyType(PyOutPort.VEC_DENSE, float)
     vth: np.ndarray = LavaPyType(np.ndarray, float)
     v: np.ndarray = LavaPyType(np.ndarray, float)
     exp: np.ndarray = LavaPyType(np.ndarray, float)
 
+    def fires(self, v):
+        raise NotImplementedError
+
     def run_spk(self) -> None:
         v = self.v + self.a_in.recv()
         self.v[:] = 0
-        self.s_out.send(v * (np.abs(v) > self.vth))
+        self.s_out.send(v * self.fires(v))
+
+
+@implements(proc=GradedVec, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyGradedVecModelFloat(_GradedFloatBase):
+    def fires(self, v):
+        return np.abs(v) > self.vth
 
 
 @implements(proc=GradedReluVec, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("floating_pt")
-class PyGradedReluVecModelFloat(PyLoihiProcessModel):
-    a_in = LavaPyType(PyInPort.VEC_DENSE, float)
-    s_out = LavaPyType(PyOutPort.VEC_DENSE, float)
-    vth: np.ndarray = LavaPyType(np.ndarray, float)
-    v: np.ndarray = LavaPyType(np.ndarray, float)
-    exp: np.ndarray = LavaPyType(np.ndarray, float)
-
-    def run_spk(self) -> None:
-        v = self.v + self.a_in.recv()
-        self.v[:] = 0
-        self.s_out.send(v * (v > self.vth))
+class PyGradedReluVecModelFloat(_GradedFloatBase):
+    def fires(self, v):
+        return v > self.vth
 
 
 from lava.proc.prodneuron.process import ProdNeuron  # noqa: E402
