@@ -370,5 +370,55 @@ def simulate(model, target, samples, dssa, seed, json_out):
         click.echo(f"wrote {json_out}")
 
 
+@main.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=str))
+@checkpoint_options
+@click.option("--target", default="reference", show_default=True, help="Target whose spikes are counted.")
+@click.option("--samples", type=int, default=16, show_default=True)
+@click.option("--include-stem", is_flag=True, help="Add the stem convolution's MACs (4.6 pJ each).")
+@click.option("--include-classifier", is_flag=True, help="Add the classifier's MACs (4.6 pJ each).")
+@click.option("--json-out", type=click.Path(dir_okay=False, path_type=str))
+def ops(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, samples, include_stem,
+        include_classifier, json_out):
+    """Synaptic operations per layer and kind, and energy in the paper's convention
+    (0.9 pJ per AC; stem and classifier MACs excluded unless asked), counted from PyTorch and
+    from a target run, which must agree."""
+    from exporters.torch_to_nir import export_model
+    from targets import get_target
+    from .ops_count import count_graph, count_torch, energy_report
+    from .report import table, write_json
+    from .verification import verification_inputs
+
+    tgt = get_target(target)
+    ck = _load(checkpoint, variant, img_size, T, num_classes, unsafe_load)
+    x, source = verification_inputs(ck.model, samples)
+    ct = count_torch(ck.model, x)
+    graph = export_model(ck.model)
+    res = tgt.run(graph, x.double() if target.startswith("lava") else x, ck.config.T)
+    cg = count_graph(graph, res.spikes, ck.config.T, samples)
+    rows, worst = [], 0.0
+    for path, v in ct.items():
+        g = cg.get(path, {}).get("ops", float("nan"))
+        rel = abs(g - v["ops"]) / max(1.0, abs(v["ops"]))
+        worst = max(worst, rel)
+        rows.append((path, v["kind"], f"{v['ops'] / samples:,.1f}", f"{g / samples:,.1f}", f"{rel:.1e}"))
+    click.echo(f"{samples} samples of {source}; per image, summed over T={ck.config.T} steps")
+    click.echo(table(rows, ["layer", "kind", "PyTorch ops", f"{target} ops", "rel. diff"]))
+    rep = energy_report(cg, samples, include_stem, include_classifier)
+    k = rep["per_image"]
+    click.echo(f"\nper image: {rep['sops']:,.0f} SOPs (conv {k['conv']:,.0f}, DSSA products "
+               f"{k['dssa_product']:,.0f}); residual adds {k['residual_add']:,.0f} (not SOPs); stem MACs "
+               f"{k['stem_mac']:,.0f}, classifier MACs {k['classifier_mac']:,.0f} "
+               f"({'included' if include_stem or include_classifier else 'excluded'} as in the paper)")
+    click.echo(f"energy per image: {rep['energy_mJ'] * 1e3:.4f} uJ (0.9 pJ/AC, 4.6 pJ/MAC); "
+               f"PyTorch vs {target} counts: max rel. diff {worst:.1e}")
+    if json_out:
+        write_json(json_out, {"checkpoint": checkpoint, "target": target, "samples": samples, "inputs": source,
+                              "torch": ct, "target_counts": cg, "report": rep, "max_rel_diff": worst})
+        click.echo(f"wrote {json_out}")
+    if worst > 1e-9:
+        raise DeployError(f"operation counts from PyTorch and {target} disagree (max rel. diff {worst:.1e})")
+
+
 if __name__ == "__main__":
     main()
