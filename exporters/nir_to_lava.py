@@ -145,8 +145,8 @@ def plan_lava(graph: nir.NIRGraph, dssa: str = "fused") -> LavaPlan:
     for n in neuro:  # constant offsets (synapse biases) carried along the graph
         node = graph.nodes[n]
         size = int(np.prod(shapes[n]))
-        src_bias = sum((plan.bias.get(p, 0.0) for p in preds[n] if p in neuro), np.zeros(size)) \
-            if not isinstance(node, (nir.Conv2d, nir.Affine, nir.Linear, SpikeMatMul)) else None
+        # offset of this node's summed input (host inputs already include their biases)
+        in_bias = lambda: sum((plan.bias[p] for p in preds[n] if p in neuro), np.zeros(size))  # noqa: E731
         if isinstance(node, (nir.Conv2d, nir.Affine, nir.Linear)):
             b_in = plan.bias.get(preds[n][0])
             if b_in is not None and np.any(b_in):  # a biased real value feeds this synapse
@@ -159,12 +159,12 @@ def plan_lava(graph: nir.NIRGraph, dssa: str = "fused") -> LavaPlan:
             else:
                 plan.bias[n] = np.zeros(size)
         elif isinstance(node, nir.Scale):
-            plan.bias[n] = src_bias
+            plan.bias[n] = in_bias()
         elif isinstance(node, nir.LIF):
             k = float(np.float64(dt / np.asarray(node.tau).flat[0]))
             th = float(np.asarray(node.v_threshold).flat[0]) / k
             plan.lif[n] = {"k": k, "vth": float(np.nextafter(th, -np.inf)) if plan.ge else th,
-                           "bias": src_bias + float(np.asarray(node.v_leak).flat[0])}
+                           "bias": in_bias() + float(np.asarray(node.v_leak).flat[0])}
             plan.bias[n] = np.zeros(size)
         elif isinstance(node, SpikeMatMul):
             if np.any(plan.bias.get(node.rhs, 0.0)):

@@ -328,26 +328,16 @@ def verify(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, s
 def simulate(model, target, samples, dssa, seed, json_out):
     """Run a NIR file on a target: predictions, accuracy (digits), time, process count."""
     import time
-    import torch
     from exporters.nir_io import read_nir
     from targets import get_target
-    from .digits import load_digits_split
     from .progress import Progress
     from .report import table, write_json
+    from .verification import inputs_for
 
     tgt = get_target(target)
     graph = read_nir(model)
     T = int(graph.metadata.get("time_steps", 4))
-    in_shape = tuple(int(v) for v in graph.nodes["input"].input_type["input"])
-    labels = None
-    if in_shape == (1, 8, 8):
-        split = load_digits_split()
-        if samples > len(split.y_test):
-            raise DeployError(f"only {len(split.y_test)} held-out digits samples, {samples} requested")
-        x, labels, source = split.x_test[:samples], split.y_test[:samples], "digits held-out split"
-    else:
-        x = torch.randn(samples, *in_shape, generator=torch.Generator().manual_seed(seed))
-        source = f"random N(0,1) inputs (seed {seed})"
+    x, labels, source = inputs_for(graph.nodes["input"].input_type["input"], samples, seed)
     info = {}
     t0 = time.time()
     with Progress(tgt.steps(graph, samples, T, dssa=dssa), f"{target} simulation", unit="steps") as bar:

@@ -6,7 +6,6 @@ forward pass performs the same float operations in the same order.
 Tensors are multi-step ``[T, B, C, H, W]``; the model returns per-step logits
 ``[T, B, K]`` (the caller averages over T).
 """
-from typing import Optional
 
 import torch
 import torch.nn as nn

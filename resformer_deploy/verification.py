@@ -17,19 +17,28 @@ LOGIT_REL_TOL = 1e-4
 SPIKE_PCT_MIN = 99.9
 
 
-def verification_inputs(model, samples: int, seed: int = 0):
-    """Held-out digits for digits-shaped models, seeded random images otherwise."""
-    cfg = model.config
-    if (cfg.in_channels, cfg.img_size) == (1, 8):
+def inputs_for(in_shape, samples: int, seed: int = 0, dvs_steps: int = 0):
+    """(x, labels or None, description): held-out digits for [1, 8, 8] inputs, seeded random
+    images otherwise (non-negative event-count frames [B, T, ...] when ``dvs_steps``)."""
+    in_shape = tuple(int(v) for v in in_shape)
+    if in_shape == (1, 8, 8):
         split = load_digits_split()
         if samples > len(split.y_test):
             raise DeployError(f"only {len(split.y_test)} held-out digits samples, {samples} requested")
-        return split.x_test[:samples], "digits held-out split"
+        return split.x_test[:samples], split.y_test[:samples], "digits held-out split"
     g = torch.Generator().manual_seed(seed)
-    shape = (samples, cfg.in_channels, cfg.img_size, cfg.img_size)
-    if cfg.neuron == "plif":  # DVS variant: non-negative event-count frames per step
-        return torch.poisson(torch.full((samples, cfg.T, *shape[1:]), 0.5), generator=g), "random DVS frames"
-    return torch.randn(*shape, generator=g), f"random N(0,1) images (seed {seed})"
+    if dvs_steps:
+        return (torch.poisson(torch.full((samples, dvs_steps, *in_shape), 0.5), generator=g), None,
+                "random DVS frames")
+    return torch.randn(samples, *in_shape, generator=g), None, f"random N(0,1) images (seed {seed})"
+
+
+def verification_inputs(model, samples: int, seed: int = 0):
+    """Inputs for a model: digits split for digits-shaped models; DVS frames for PLIF (dvsg)."""
+    cfg = model.config
+    x, _, source = inputs_for((cfg.in_channels, cfg.img_size, cfg.img_size), samples, seed,
+                              dvs_steps=cfg.T if cfg.neuron == "plif" else 0)
+    return x, source
 
 
 def lower(graph, form: str):

@@ -134,15 +134,8 @@ class LavaBuild:
         srcs = self.out_ports(a)
         if d > 0 and len(srcs) != 1:
             raise LavaMappingError(f"{a}: a synaptic product feeds '{b}' through a delay (unsupported)")
-        if d == 0:
-            for src in srcs:
-                for port in self.in_ports(a, b):
-                    src.connect(port)
-            return
-        src = srcs[0]
-        if d > 0:
-            key = (a, d)
-            if key not in self.delays:
+        if d > 0:  # one identity delay process per (source, delay), shared by consumers
+            if (a, d) not in self.delays:
                 n = int(np.prod(self.plan.shapes[a]))
                 eye = sp.identity(n, format="csr")
                 if d == 1:
@@ -150,11 +143,12 @@ class LavaBuild:
                 else:
                     proc = self._new("DelaySparse", weights=eye, delays=sp.identity(n, dtype=np.int64, format="csr")
                                      * (d - 1), max_delay=d - 1, num_message_bits=MSG_BITS)
-                src.connect(proc.s_in)
-                self.delays[key] = proc
-            src = self.delays[key].a_out
-        for port in self.in_ports(a, b):
-            src.connect(port)
+                srcs[0].connect(proc.s_in)
+                self.delays[(a, d)] = proc
+            srcs = [self.delays[(a, d)].a_out]
+        for src in srcs:
+            for port in self.in_ports(a, b):
+                src.connect(port)
 
     @property
     def process_count(self) -> int:
@@ -179,9 +173,6 @@ class LavaBuild:
             except Exception:  # a runtime that never started has nothing to stop
                 pass
 
-    def read(self, n):
-        rec = np.load(os.path.join(self.workdir, f"{n}.npy"))[: self.N * self.T]
-        return rec.reshape(self.N, self.T, *self.plan.shapes[n]).swapaxes(0, 1)  # [T, N, *shape]
 
 
 def _write_progress(workdir, steps):

@@ -58,6 +58,29 @@ class CompiledGraph:
         self.neurons = [n for n in self.order if isinstance(graph.nodes[n], (nir.LIF, nir.IF))]
         self.ops = {n: self._compile(n, graph.nodes[n]) for n in self.order}
 
+    def inbound(self, name, values) -> torch.Tensor:
+        """Sum of the node's inbound edges (edge order), as NIR edges are summed."""
+        srcs = self.preds[name]
+        inp = values[srcs[0]]
+        for s in srcs[1:]:
+            inp = inp + values[s]
+        return inp
+
+    def frames(self, x: torch.Tensor, T: int) -> Callable[[int], torch.Tensor]:
+        """Input at step t: a static sample [B, *in] repeats, frames [B, T, *in] are fed one per step."""
+        in_shape = self.shapes[self.input]
+        if x.dim() == len(in_shape) + 1:
+            get = lambda t: x  # noqa: E731
+        elif x.dim() == len(in_shape) + 2:
+            if x.shape[1] < T:
+                raise DeployError(f"input has {x.shape[1]} frames, T = {T}")
+            get = lambda t: x[:, t]  # noqa: E731
+        else:
+            raise DeployError(f"input shape {tuple(x.shape)} does not fit graph input {in_shape}")
+        if tuple(x.shape[-len(in_shape):]) != tuple(in_shape):
+            raise DeployError(f"input shape {tuple(x.shape)} does not fit graph input {in_shape}")
+        return get
+
     def t(self, a):
         return torch.as_tensor(np.asarray(a), dtype=self.dtype)
 
@@ -138,18 +161,7 @@ class ReferenceTarget:
             record_nodes=(), **_options) -> RunResult:
         cg = graph if isinstance(graph, CompiledGraph) else CompiledGraph(graph, dtype)
         t0 = time.time()
-        x = x.to(cg.dtype)
-        in_shape = cg.shapes[cg.input]
-        if x.dim() == len(in_shape) + 1:
-            frames = lambda t: x  # static input: the same image at every step
-        elif x.dim() == len(in_shape) + 2:
-            if x.shape[1] < T:
-                raise DeployError(f"input has {x.shape[1]} frames, T = {T}")
-            frames = lambda t: x[:, t]
-        else:
-            raise DeployError(f"input shape {tuple(x.shape)} does not fit graph input {in_shape}")
-        if tuple(x.shape[-len(in_shape):]) != tuple(in_shape):
-            raise DeployError(f"input shape {tuple(x.shape)} does not fit graph input {in_shape}")
+        frames = cg.frames(x.to(cg.dtype), T)
         params = {n: cg.neuron_params(cg.graph.nodes[n]) for n in cg.neurons}
         state = {n: None for n in cg.neurons}
         spikes = {n: [] for n in cg.neurons} if record_spikes else {}
@@ -167,10 +179,7 @@ class ReferenceTarget:
                     if isinstance(node, SpikeMatMul):
                         val[name] = cg.ops[name](val[node.lhs], val[node.rhs])
                         continue
-                    srcs = cg.preds[name]
-                    inp = val[srcs[0]]
-                    for s in srcs[1:]:
-                        inp = inp + val[s]
+                    inp = cg.inbound(name, val)
                     if name in params:
                         p = params[name]
                         v = state[name] if state[name] is not None else torch.zeros_like(inp)

@@ -29,18 +29,6 @@ PRODUCT_HOPS = 2
 REL_TOL = 1e-9
 
 
-def product_index(mm: SpikeMatMul):
-    """Flat operand indices (l, q) and output index o for every product term, k fastest."""
-    G = mm.groups
-    m, k, n = mm.product_dims()
-    lcols, rcols = int(mm.lhs_view[1]), int(mm.rhs_view[1])
-    g_, m_, n_, k_ = np.meshgrid(np.arange(G), np.arange(m), np.arange(n), np.arange(k), indexing="ij")
-    l = mm.lhs_rows[g_, k_] * lcols + m_ if mm.transpose_lhs else mm.lhs_rows[g_, m_] * lcols + k_
-    q = mm.rhs_rows[g_, k_] * rcols + n_
-    o = (g_ * m + m_) * n + n_
-    return l.reshape(-1), q.reshape(-1), o.reshape(-1)
-
-
 def exact_product(mm: SpikeMatMul, lhs: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     """Reference semantics of the node (lhs with bias), batched over the leading axis."""
     B = lhs.shape[0]
@@ -69,7 +57,7 @@ class ProductLowering:
 
 
 def lower_product(name: str, mm: SpikeMatMul, lhs_bias: np.ndarray, lhs_bound: np.ndarray = None) -> ProductLowering:
-    l, q, o = product_index(mm)
+    l, q, o = mm.term_indices()
     U = len(l)
     L_size, R_size, O = int(np.prod(mm.lhs_shape)), int(np.prod(mm.rhs_shape)), int(np.prod(mm.output_shape))
     ones = np.ones(U)

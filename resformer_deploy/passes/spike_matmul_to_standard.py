@@ -22,21 +22,6 @@ from resformer_deploy.errors import DeployError
 SPIKING = (nir.LIF, nir.IF, nir.Threshold)
 
 
-def _product_index(mm: SpikeMatMul):
-    """Flat indices l[g,m,n,k] into lhs and q[g,m,n,k] into rhs, output index o = (g,m,n)."""
-    G = mm.groups
-    m, k, n = mm.product_dims()
-    lcols, rcols = int(mm.lhs_view[1]), int(mm.rhs_view[1])
-    g_, m_, n_, k_ = np.meshgrid(np.arange(G), np.arange(m), np.arange(n), np.arange(k), indexing="ij")
-    if mm.transpose_lhs:
-        l = mm.lhs_rows[g_, k_] * lcols + m_
-    else:
-        l = mm.lhs_rows[g_, m_] * lcols + k_
-    q = mm.rhs_rows[g_, k_] * rcols + n_
-    o = (g_ * m + m_) * n + n_
-    return l.reshape(-1), q.reshape(-1), o.reshape(-1)
-
-
 def lower_spike_matmuls(graph: nir.NIRGraph, max_units: int = 100_000) -> nir.NIRGraph:
     nodes, edges = dict(graph.nodes), list(graph.edges)
     dt = float(graph.metadata.get("discretisation", {}).get("dt", 1e-3))
@@ -55,7 +40,7 @@ def lower_spike_matmuls(graph: nir.NIRGraph, max_units: int = 100_000) -> nir.NI
             continue
         M = np.asarray(A.weight, dtype=np.float64)
         b = np.asarray(A.bias, dtype=np.float64)
-        l, q, o = _product_index(mm)
+        l, q, o = mm.term_indices()
         # coincidence pairs (j, q) with a nonzero weight M[l, j]
         rows, cols = np.nonzero(M[l])  # rows index into (l,q,o) triples, cols = j
         pair_j, pair_q = cols, q[rows]
