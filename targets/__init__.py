@@ -31,4 +31,4 @@ def available_targets():
 
 
 def _load_builtin():
-    from . import lava_cpu, reference  # noqa: F401  (register themselves)
+    from . import lava_cpu, loihi2_emulator, reference  # noqa: F401  (register themselves)

@@ -29,6 +29,7 @@ from exporters.nir_to_lava import plan_lava
 from resformer_deploy.errors import DeployError
 
 from . import register_target
+from .host_partition import host_inputs, host_readout
 from .reference import CompiledGraph, RunResult
 
 
@@ -101,13 +102,21 @@ class LavaCpuTarget:
             self._plan = (graph, dssa, plan_lava(graph, dssa))
         return self._plan[2]
 
-    def steps(self, graph, n_samples: int, T: int, dssa: str = "fused", **_) -> int:
-        return n_samples * T + self.plan(graph, dssa).total_latency
+    def steps(self, graph, n_samples: int, T: int, dssa: str = "fused", quant=None, **_) -> int:
+        plan = quant.plan if quant is not None else self.plan(graph, dssa)
+        return n_samples * T + plan.total_latency
+
+    def check_quant(self, quant):
+        if quant is not None:
+            raise DeployError("target lava-cpu runs floating point; use --target loihi2-sim for fixed point")
+        return None
+
 
     @staticmethod
-    def lower_products(graph, plan, x, T, record_samples: int = 4):
+    def lower_products(graph, plan, x, T, record_samples: int = 4, quant=None):
         """Synaptic lowering of every SpikeMatMul, each verified on random operands and on
-        operands recorded by the reference interpreter from the first samples."""
+        operands recorded by the reference interpreter from the first samples. Fixed point:
+        lowered with the integer operand bias and verified in integer units."""
         from resformer_deploy.passes.dssa_lowering import lower_product, verify_lowering
         from .reference import ReferenceTarget
         mms = {n: graph.nodes[n] for n in plan.neuro if isinstance(graph.nodes[n], SpikeMatMul)}
@@ -116,8 +125,10 @@ class LavaCpuTarget:
                                     record_nodes=watch).values
         out = {}
         for n, mm in mms.items():
-            low = lower_product(n, mm, plan.bias[mm.lhs])
+            low = lower_product(n, mm, plan.bias[mm.lhs] if quant is None else quant.lhs_bias[mm.lhs])
             lhs0 = rec[mm.lhs].flatten(0, 1).reshape(-1, low.sel_lhs.shape[1]).numpy() - plan.bias[mm.lhs]
+            if quant is not None:
+                lhs0 = np.round(lhs0 * quant.scale[mm.lhs])
             rhs = rec[mm.rhs].flatten(0, 1).reshape(-1, low.sel_rhs.shape[1]).numpy()
             verify_lowering(low, mm, recorded=[(lhs0, rhs)])
             out[n] = low
@@ -125,22 +136,18 @@ class LavaCpuTarget:
 
     def run(self, graph, x: torch.Tensor, T: int, record_spikes: bool = True, record_membranes: bool = False,
             dtype=torch.float64, progress=None, dssa: str = "fused", info: Optional[dict] = None,
-            stall_timeout: float = STALL_TIMEOUT) -> RunResult:
+            stall_timeout: float = STALL_TIMEOUT, quant=None, **_) -> RunResult:
         t0 = time.time()
-        plan = self.plan(graph, dssa)
+        quant = self.check_quant(quant)
+        plan = self.plan(graph, dssa) if quant is None else quant.plan
+        if plan.dssa != dssa:
+            raise DeployError(f"the quantized plan was made for dssa={plan.dssa}, run asks for {dssa}")
         host = CompiledGraph(graph, torch.float64)
-        lowerings = self.lower_products(graph, plan, x, T) if dssa == "synaptic" else {}
+        lowerings = self.lower_products(graph, plan, x, T, quant=quant) if dssa == "synaptic" else {}
         N = x.shape[0]
-        frames = host.frames(x.to(torch.float64), T)
-        vals = {}
-        for t in range(T):  # host pre-processing per frame (the stem is stateless)
-            cur = {host.input: frames(t)}
-            for n in plan.host_pre:
-                if n != host.input:
-                    cur[n] = host.ops[n](host.inbound(n, cur))
-            for h in plan.inputs:
-                vals.setdefault(h, []).append(cur[h].reshape(N, -1).numpy())
-        host_values = {h: np.stack(v, axis=1) for h, v in vals.items()}  # [N, T, size]
+        host_values = host_inputs(plan, host, x, T)  # [N, T, size]
+        if quant is not None:
+            host_values = quant.quantize_inputs(host_values)
         total_steps = N * T + plan.total_latency
         t_build = time.time() - t0
         attempts = []
@@ -148,7 +155,7 @@ class LavaCpuTarget:
             with tempfile.TemporaryDirectory(prefix="resformer-lava-") as d:
                 t1 = time.time()
                 try:
-                    code = supervise(d, (plan, host_values, N, T, lowerings, record_spikes), total_steps,
+                    code = supervise(d, (plan, host_values, N, T, lowerings, record_spikes, quant), total_steps,
                                      progress if attempt == 0 else None, stall_timeout)
                 except _Stall as e:
                     attempts.append(str(e))
@@ -166,15 +173,11 @@ class LavaCpuTarget:
                     return rec.reshape(N, T, *plan.shapes[n]).swapaxes(0, 1)
                 spikes = {n: torch.from_numpy(read(n) > 0.5) for n in plan.neuro
                           if isinstance(graph.nodes[n], nir.LIF)} if record_spikes else {}
-                stream = {o: torch.from_numpy(read(o) + plan.bias[o].reshape(plan.shapes[o])) for o in plan.outputs}
+                stream = {o: read(o) if quant is None else quant.dequantize(o, read(o)) for o in plan.outputs}
                 break
         else:
             raise LavaRunError(f"Lava simulation stalled twice ({'; '.join(attempts)}); its processes were killed")
-        # host post-processing on [T*N] frames
-        cur = {o: v.reshape(T * N, *plan.shapes[o]) for o, v in stream.items()}
-        for n in plan.host_post:
-            cur[n] = host.ops[n](host.inbound(n, cur))
-        out = cur[host.output].reshape(T, N, *cur[host.output].shape[1:])
+        out = host_readout(plan, host, stream, T, N)
         if info is not None:
             info.update({"dssa": dssa, "products": {n: {"cost": l.cost, "verification": l.verification}
                                                      for n, l in lowerings.items()},
@@ -182,3 +185,40 @@ class LavaCpuTarget:
                          "steps": worker_info["steps"], "latency": plan.total_latency,
                          "build_s": t_build, "run_s": t_run, "stalls_retried": attempts})
         return RunResult(output=out.to(dtype), spikes=spikes, seconds=time.time() - t0)
+
+
+@register_target("loihi2-sim")
+class Loihi2SimTarget(LavaCpuTarget):
+    """Lava CPU backend, Loihi2SimCfg(select_tag='fixed_pt'): the quantized network, bit-accurate
+    process models (stock Sparse/DelaySparse/LIFReset/GradedVec/ProdNeuron/RingBuffer)."""
+
+    def check_quant(self, quant):
+        if quant is None:
+            raise DeployError("target loihi2-sim needs a quantized network (resformer_deploy.fixed_point."
+                              "calibrate_and_quantize); `verify --target loihi2-sim` builds one from calibration data")
+        return quant
+
+
+@register_target("loihi2")
+class Loihi2HardwareTarget:
+    """Real Loihi 2 chips: needs Intel's non-public lava-loihi (NcProcessModels, nxcore runtime)."""
+
+    def __init__(self):
+        raise DeployError(loihi2_hardware_message())
+
+
+def lava_loihi_installed() -> bool:
+    import importlib.util
+    try:
+        return importlib.util.find_spec("lava.magma.core.model.nc") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def loihi2_hardware_message() -> str:
+    if lava_loihi_installed():
+        return ("lava-loihi is installed, but this release has no Loihi2HwCfg runner yet; "
+                "run `compile --target loihi2` for the core plan and `--target loihi2-sim` for the bit-accurate run")
+    return ("target loihi2 (real Loihi 2 hardware) needs Intel's non-public lava-loihi package (INRC members "
+            "only; not installed here): public Lava can only simulate, use --target loihi2-sim "
+            "(bit-accurate fixed point) and `compile --target loihi2` for the core plan")

@@ -41,8 +41,9 @@ def _lava():
 
 class LavaBuild:
     def __init__(self, plan, host_values, n_samples: int, T: int, workdir: str, lowerings=None,
-                 record_spikes: bool = True):
+                 record_spikes: bool = True, quant=None):
         self.L = _lava()
+        self.q = quant  # a QuantNet: build the fixed-point (bit-accurate) network
         self.plan, self.T, self.N, self.workdir = plan, T, n_samples, workdir
         self.total_steps = n_samples * T + plan.total_latency
         self.procs, self.probes, self.delays = {}, {}, {}
@@ -51,7 +52,7 @@ class LavaBuild:
         self.lowerings = lowerings or {}
         g = plan.graph
         for h, vals in host_values.items():  # vals: [N, T, size]
-            data = np.zeros((vals.shape[-1], self.total_steps))
+            data = np.zeros((vals.shape[-1], self.total_steps), dtype=np.int64 if quant else np.float64)
             data[:, : n_samples * T] = vals.reshape(n_samples * T, -1).T
             self.sources[h] = self._new("RingBuffer", data=data)
         for n in plan.neuro:
@@ -78,9 +79,18 @@ class LavaBuild:
     def _build(self, n, node):
         plan = self.plan
         preds = [a for a, b in plan.graph.edges if b == n]
+        q = self.q
         if isinstance(node, (nir.Conv2d, nir.Affine, nir.Linear)):
+            if q is not None:
+                return self._new("Sparse", weights=q.syn[n].mant.astype(np.int32), weight_exp=q.syn[n].exp,
+                                 num_message_bits=MSG_BITS)
             m, _ = synapse_matrix(node, plan.shapes[preds[0]], plan.shapes[n])
             return self._new("Sparse", weights=m.tocsr(), num_message_bits=MSG_BITS)
+        if isinstance(node, nir.LIF) and q is not None:
+            p = q.lif[n]  # du 4095: u = a_in << 6 each step (no current decay)
+            return self._new("LIFReset", shape=(self.size(n),), du=4095, dv=p.dv, vth=p.vth,
+                             bias_mant=p.bias_mant.astype(np.int32), bias_exp=p.bias_exp, reset_interval=self.T,
+                             reset_offset=(1 + plan.latency[n]) % self.T)
         if isinstance(node, nir.LIF):
             p = plan.lif[n]
             return self._new("LIFReset", shape=(self.size(n),), du=1.0, dv=p["k"], vth=p["vth"],
@@ -91,15 +101,24 @@ class LavaBuild:
         if isinstance(node, SpikeMatMul) and n in self.lowerings:
             low = self.lowerings[n]
             U = low.sel_lhs.shape[0]
+            bias_w = low.bias_term
+            if q is not None:  # integer selectors; bias weights as mantissas of one exponent
+                e = q.lhs_bias_split[node.lhs][1]
+                low = type(low)(**{**low.__dict__, **{k: getattr(low, k).astype(np.int32)
+                                                      for k in ("sel_lhs", "sel_rhs", "reduce")}})
+                bias_w = low.bias_term.astype(np.int64)
+                bias_w.data >>= e
+                bias_w = bias_w.astype(np.int32)
             parts = {
                 "relay": self._new("GradedVec", shape=(low.sel_lhs.shape[1],), vth=0),
                 "sel_l": self._new("Sparse", weights=low.sel_lhs, num_message_bits=MSG_BITS),
                 "sel_r": self._new("Sparse", weights=low.sel_rhs, num_message_bits=MSG_BITS),
                 "prod": self._new("ProdNeuron", shape=(U,), vth=0, exp=0),
                 "reduce": self._new("Sparse", weights=low.reduce, num_message_bits=MSG_BITS),
-                "bias": self._new("DelaySparse", weights=low.bias_term,
-                                  delays=(low.bias_term != 0).astype(np.int64), max_delay=1,
-                                  num_message_bits=MSG_BITS),
+                "bias": self._new("DelaySparse", weights=bias_w,
+                                  delays=(bias_w != 0).astype(np.int64), max_delay=1,
+                                  num_message_bits=MSG_BITS, **({"weight_exp": q.lhs_bias_split[node.lhs][1]}
+                                                                if q is not None else {})),
             }
             parts["relay"].s_out.connect(parts["sel_l"].s_in)
             parts["sel_l"].a_out.connect(parts["prod"].a_in1)
@@ -108,7 +127,8 @@ class LavaBuild:
             return parts
         if isinstance(node, SpikeMatMul):
             return self._new("FusedSpikeMatMul", lhs_size=self.size(node.lhs), rhs_size=self.size(node.rhs),
-                             out_size=self.size(n), lhs_bias=plan.bias[node.lhs], lhs_view=node.lhs_view,
+                             out_size=self.size(n), lhs_view=node.lhs_view,
+                             lhs_bias=plan.bias[node.lhs] if q is None else q.lhs_bias[node.lhs],
                              rhs_view=node.rhs_view, lhs_rows=node.lhs_rows, rhs_rows=node.rhs_rows,
                              transpose_lhs=node.transpose_lhs)
         raise LavaMappingError(f"{n}: no Lava mapping for {type(node).__name__}")
@@ -137,7 +157,7 @@ class LavaBuild:
         if d > 0:  # one identity delay process per (source, delay), shared by consumers
             if (a, d) not in self.delays:
                 n = int(np.prod(self.plan.shapes[a]))
-                eye = sp.identity(n, format="csr")
+                eye = sp.identity(n, format="csr", dtype=np.int32 if self.q is not None else np.float64)
                 if d == 1:
                     proc = self._new("Sparse", weights=eye, num_message_bits=MSG_BITS)
                 else:
@@ -157,7 +177,10 @@ class LavaBuild:
     def run(self, progress: Optional[Callable[[int], None]] = None, chunk: int = 0):
         L = self.L
         anchor = next(iter(self.sources.values()))
-        cfg = L["Loihi2SimCfg"](select_tag="floating_pt", exception_proc_model_map=L["float_models"])
+        if self.q is not None:
+            cfg = L["Loihi2SimCfg"](select_tag="fixed_pt")
+        else:
+            cfg = L["Loihi2SimCfg"](select_tag="floating_pt", exception_proc_model_map=L["float_models"])
         chunk = chunk or max(1, self.total_steps // 20)
         done = 0
         try:
@@ -186,8 +209,8 @@ def main(workdir: str) -> int:
     """Run the job pickled in ``workdir/job.pkl``; exit code 0 on success, error in error.txt."""
     try:
         with open(os.path.join(workdir, "job.pkl"), "rb") as f:
-            plan, host_values, n_samples, T, lowerings, record_spikes = pickle.load(f)
-        build = LavaBuild(plan, host_values, n_samples, T, workdir, lowerings, record_spikes)
+            plan, host_values, n_samples, T, lowerings, record_spikes, quant = pickle.load(f)
+        build = LavaBuild(plan, host_values, n_samples, T, workdir, lowerings, record_spikes, quant)
         with open(os.path.join(workdir, "info.json"), "w") as f:
             json.dump({"processes": build.process_count, "process_kinds": build.count,
                        "steps": build.total_steps}, f)

@@ -20,7 +20,7 @@ class FusedSpikeMatMul(AbstractProcess):
     def __init__(self, *, lhs_size: int, rhs_size: int, out_size: int, lhs_bias, lhs_view, rhs_view,
                  lhs_rows, rhs_rows, transpose_lhs: bool, **kw):
         super().__init__(lhs_size=lhs_size, rhs_size=rhs_size, out_size=out_size,
-                         lhs_bias=np.asarray(lhs_bias, dtype=np.float64), lhs_view=tuple(lhs_view),
+                         lhs_bias=np.asarray(lhs_bias), lhs_view=tuple(lhs_view),
                          rhs_view=tuple(rhs_view), lhs_rows=np.asarray(lhs_rows), rhs_rows=np.asarray(rhs_rows),
                          transpose_lhs=bool(transpose_lhs), **kw)
         self.lhs_in = InPort(shape=(lhs_size,))
@@ -28,14 +28,7 @@ class FusedSpikeMatMul(AbstractProcess):
         self.a_out = OutPort(shape=(out_size,))
 
 
-@implements(proc=FusedSpikeMatMul, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("floating_pt")
-class PyFusedSpikeMatMulFloat(PyLoihiProcessModel):
-    lhs_in = LavaPyType(PyInPort.VEC_DENSE, float)
-    rhs_in = LavaPyType(PyInPort.VEC_DENSE, float)
-    a_out = LavaPyType(PyOutPort.VEC_DENSE, float)
-
+class _FusedBase(PyLoihiProcessModel):
     def __init__(self, proc_params):
         super().__init__(proc_params)
         p = proc_params
@@ -48,3 +41,22 @@ class PyFusedSpikeMatMulFloat(PyLoihiProcessModel):
         if self.tr:
             lhs = np.swapaxes(lhs, -1, -2)
         self.a_out.send(np.matmul(lhs, rhs).reshape(-1))
+
+
+@implements(proc=FusedSpikeMatMul, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyFusedSpikeMatMulFloat(_FusedBase):
+    lhs_in = LavaPyType(PyInPort.VEC_DENSE, float)
+    rhs_in = LavaPyType(PyInPort.VEC_DENSE, float)
+    a_out = LavaPyType(PyOutPort.VEC_DENSE, float)
+
+
+@implements(proc=FusedSpikeMatMul, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyFusedSpikeMatMulFixed(_FusedBase):
+    """Integer operands (graded 24-bit payload and 0/1 spikes), integer bias: exact."""
+    lhs_in = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    rhs_in = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    a_out = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)

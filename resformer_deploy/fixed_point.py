@@ -1,0 +1,43 @@
+"""Calibrate and quantize a graph for Loihi 2 fixed point, and choose calibration data.
+
+Calibration data is never the evaluation data: the digits training split for digits models,
+seeded random inputs (a different seed from verification's) otherwise.
+"""
+import time
+
+import torch
+
+from exporters.nir_to_lava import plan_lava
+
+from .digits import load_digits_split
+from .passes.quantize import MARGIN, quantize
+
+CALIB_SEED = 12345
+
+
+def calibration_inputs(in_shape, samples: int, dvs_steps: int = 0):
+    """(x, description) for calibration: digits *training* split or seeded random inputs."""
+    in_shape = tuple(int(v) for v in in_shape)
+    if in_shape == (1, 8, 8):
+        split = load_digits_split()
+        return split.x_train[:samples], f"digits training split (first {samples} of {len(split.y_train)})"
+    g = torch.Generator().manual_seed(CALIB_SEED)
+    if dvs_steps:
+        return torch.poisson(torch.full((samples, dvs_steps, *in_shape), 0.5), generator=g), "random DVS frames"
+    return torch.randn(samples, *in_shape, generator=g), f"random N(0,1) images (seed {CALIB_SEED})"
+
+
+def calibrate_and_quantize(graph, x_calib: torch.Tensor, T: int, dssa: str = "fused", margin: float = MARGIN,
+                           plan=None, source: str = ""):
+    from targets.host_partition import host_inputs
+    from targets.loihi2_emulator import LavaSemantics
+    from targets.reference import CompiledGraph
+
+    t0 = time.time()
+    plan = plan or plan_lava(graph, dssa)
+    host = CompiledGraph(graph, torch.float64)
+    stats = LavaSemantics(plan).run(host_inputs(plan, host, x_calib, T), T, record_spikes=False, stats=True)
+    qn = quantize(plan, stats, margin)
+    qn.calibration = {"samples": int(x_calib.shape[0]), "source": source, "margin": margin,
+                      "seconds": time.time() - t0}
+    return qn

@@ -1,0 +1,34 @@
+"""The host side of an on-chip run: the stem before the chip, the readout after it.
+
+The stem (host_pre) is stateless, so it is computed per input frame up front; the streams
+leaving the chip are finished on the host (avg-pool, classifier) on all [T*N] frames.
+"""
+from typing import Dict
+
+import numpy as np
+import torch
+
+
+def host_inputs(plan, host, x: torch.Tensor, T: int) -> Dict[str, np.ndarray]:
+    """{host node feeding the chip: float64 [N, T, size]}."""
+    N = x.shape[0]
+    frames = host.frames(x.to(torch.float64), T)
+    vals = {}
+    for t in range(T):
+        cur = {host.input: frames(t)}
+        for n in plan.host_pre:
+            if n != host.input:
+                cur[n] = host.ops[n](host.inbound(n, cur))
+        for h in plan.inputs:
+            vals.setdefault(h, []).append(cur[h].reshape(N, -1).numpy())
+    return {h: np.stack(v, axis=1) for h, v in vals.items()}
+
+
+def host_readout(plan, host, stream: Dict[str, np.ndarray], T: int, N: int) -> torch.Tensor:
+    """stream: {chip output node: [T, N, ...] float64, bias-free Lava values} -> logits [T, N, K]."""
+    cur = {o: torch.as_tensor(np.asarray(v, dtype=np.float64).reshape(T * N, *plan.shapes[o]))
+           + torch.as_tensor(plan.bias[o].reshape(plan.shapes[o])) for o, v in stream.items()}
+    for n in plan.host_post:
+        cur[n] = host.ops[n](host.inbound(n, cur))
+    out = cur[host.output]
+    return out.reshape(T, N, *out.shape[1:])
