@@ -291,16 +291,32 @@ def _run_checks(ck, x, source, target, precisions, form="extension", dssa=None, 
 @click.option("--dssa", type=click.Choice(["fused", "synaptic", "both"]), default="both", show_default=True,
               help="DSSA lowering on Lava targets.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of random inputs (non-digits).")
+@click.option("--lava-samples", type=int, default=10, show_default=True,
+              help="loihi2-sim: samples run on float and fixed-point Lava.")
+@click.option("--eval-samples", type=int, default=0, show_default=True,
+              help="loihi2-sim: samples for the fixed-point accuracy (0: the full held-out digits split).")
+@click.option("--calib-samples", type=int, default=128, show_default=True,
+              help="loihi2-sim: calibration samples (digits training split) for the quantization scales.")
 @click.option("--json-out", type=click.Path(dir_okay=False, path_type=str))
 def verify(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, samples, precision, form, dssa, seed,
-           json_out):
-    """Export, run on a target and compare every LIF layer with the PyTorch model."""
+           lava_samples, eval_samples, calib_samples, json_out):
+    """Export, run on a target and compare every LIF layer with the PyTorch model.
+
+    With --target loihi2-sim: the drift ladder PyTorch float -> float Lava -> fixed-point Lava
+    (quantized for Loihi 2), with the fixed-point accuracy on the full held-out split from the
+    bit-accurate emulator, which is checked against the fixed-point Lava run spike for spike.
+    """
     from targets import get_target
     from .report import write_json
     from .verification import verification_inputs
 
     get_target(target)  # unknown target: fail before any work starts
     ck = _load(checkpoint, variant, img_size, T, num_classes, unsafe_load)
+    if target in ("loihi2-sim", "loihi2-emu"):
+        from .drift_report import run_drift
+        run_drift(ck, checkpoint, ["fused", "synaptic"] if dssa == "both" else [dssa], lava_samples, eval_samples,
+                  calib_samples, seed, json_out, lava=target == "loihi2-sim")
+        return
     x, source = verification_inputs(ck.model, samples, seed)
     lowerings = None
     if target.startswith("lava"):
