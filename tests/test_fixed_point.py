@@ -1,0 +1,240 @@
+"""Loihi 2 fixed point: number formats, the quantization pass, the emulator against Lava."""
+import json
+import os
+
+import nir
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from click.testing import CliRunner
+
+from exporters.torch_to_nir import export_model
+from resformer_deploy.checkpoint import load_checkpoint
+from resformer_deploy.cli import main
+from resformer_deploy.digits import load_digits_split
+from resformer_deploy.errors import DeployError
+from resformer_deploy.fixed_point import calibrate_and_quantize, calibration_inputs
+from resformer_deploy.passes.quantize import scale_groups
+from resformer_deploy.quant import formats as F
+from targets import get_target
+from targets.loihi2_emulator import LavaSemantics
+from targets.host_partition import host_inputs
+from targets.reference import CompiledGraph
+from tests.conftest import DIGITS_CKPT
+from tests.lava_util import descendants
+
+
+# ---------------------------------------------------------------- number formats
+def _lava_weight_processing(mant):
+    """What Lava's bit-accurate Sparse does to weights before use (clip, then truncate)."""
+    from lava.utils.weightutils import clip_weights, determine_sign_mode, truncate_weights
+    m = sp.csr_matrix(mant.reshape(1, -1).astype(np.int32))
+    mode = determine_sign_mode(m)
+    return truncate_weights(clip_weights(m, mode, num_bits=8), mode, 8).toarray().ravel()
+
+
+@pytest.mark.parametrize("seed,scale,sign", [(0, 1.0, 0), (1, 1e3, 0), (2, 1e-3, 0), (3, 50.0, 1), (4, 7.0, -1)])
+def test_weight_mantissas_fit_and_survive_lavas_weight_processing(seed, scale, sign):
+    w = np.random.RandomState(seed).randn(400) * scale
+    if sign:
+        w = np.abs(w) * sign
+    mant, exp, sat = F.quantize_weights(w)
+    assert sat == 0 and F.WEIGHT_EXP_RANGE[0] <= exp <= F.WEIGHT_EXP_RANGE[1]
+    if sign == 0:
+        assert np.all(mant % 2 == 0) and mant.min() >= -256 and mant.max() <= 254
+    else:
+        assert np.abs(mant).max() <= 255
+    # the exponent is the smallest that fits: one less would overflow the mantissa
+    top = 254 if sign == 0 else 255
+    if exp > F.WEIGHT_EXP_RANGE[0]:
+        assert np.abs(w).max() / 2.0 ** (exp - 1) > top
+    step = 2.0 ** exp * (2 if sign == 0 else 1)
+    assert np.abs(mant * 2.0 ** exp - w).max() <= step / 2 + 1e-9
+    nz = mant != 0
+    np.testing.assert_array_equal(_lava_weight_processing(mant[nz]), mant[nz])  # Lava keeps them exactly
+
+
+def test_weight_saturation_is_counted():
+    w = np.array([1.0, -3.0, 2.0 ** 20])  # beyond 254 * 2^7
+    mant, exp, sat = F.quantize_weights(w)
+    assert exp == F.WEIGHT_EXP_RANGE[1] and sat == 1 and mant.max() == 254
+
+
+def test_bias_split_ranges_and_saturation():
+    b = np.array([0.0, 5.0, -4096.0, 4095.0, 100000.0, -300000.0])
+    mant, exp, sat = F.split_bias(b)
+    assert mant.min() >= -4096 and mant.max() <= 4095 and 0 <= exp <= 7 and sat == 0
+    assert np.abs((mant << exp) - b).max() <= 2 ** exp / 2
+    _, exp2, sat2 = F.split_bias(np.array([4095.0 * 2 ** 9]))
+    assert exp2 == 7 and sat2 == 1
+
+
+def test_lif_step_hand_computed():
+    # du = 4095 -> u = a << 6; v decays by (4096 - dv) / 4096 rounded toward zero
+    u, v, s, wr, sat = F.lif_step(None, np.array([-3, 3, 100]), np.array([0, 0, 1]), 2048, np.array([0, 0, 0]), 1)
+    assert v.tolist() == [-1, 1, 50 + 64] and u.tolist() == [0, 0, 64] and s.tolist() == [False, False, True]
+    # threshold: v > vth << 6 (strict)
+    _, v, s, _, _ = F.lif_step(None, np.array([0, 0]), np.array([1, 1]), 0, np.array([0, 1]), 1)
+    assert v.tolist() == [64, 65] and s.tolist() == [False, True]
+    # u wraps beyond 24 bits (2^17 << 6 = 2^23 is still kept), v saturates at +-(2^23 - 1)
+    a = np.array([2 ** 17, 2 ** 17 + 1])
+    u, v, s, wr, sat = F.lif_step(None, np.array([0, 0]), a, 0, np.array([0, 0]), 10 ** 5)
+    assert u.tolist() == [2 ** 23, 2 ** 23 + 64 - 2 ** 24] and wr == 1
+    _, v, _, _, sat = F.lif_step(None, np.array([2 ** 23 - 10]), np.array([1]), 0, np.array([0]), 10 ** 5)
+    assert v.tolist() == [2 ** 23 - 1] and sat == 1
+
+
+# ---------------------------------------------------------------- quantization pass on the shipped model
+@pytest.fixture(scope="module")
+def digits_graph():
+    m = load_checkpoint(DIGITS_CKPT).model.double().eval()
+    return m, export_model(m, "float64")
+
+
+@pytest.fixture(scope="module")
+def quant(digits_graph):
+    m, g = digits_graph
+    xc, src = calibration_inputs((1, 8, 8), 128)
+    return calibrate_and_quantize(g, xc.double(), m.config.T, source=src)
+
+
+def test_calibration_uses_the_training_split_only():
+    split = load_digits_split()
+    xc, src = calibration_inputs((1, 8, 8), 64)
+    assert "training" in src and torch.equal(xc, split.x_train[:64])
+
+
+def test_quantized_parameters_fit_loihi2_formats(quant):
+    plan = quant.plan
+    for n, s in quant.syn.items():
+        m = s.mant.data
+        assert F.WEIGHT_EXP_RANGE[0] <= s.exp <= F.WEIGHT_EXP_RANGE[1], n
+        mixed = m.min() < 0 < m.max()
+        assert (np.all(m % 2 == 0) and m.min() >= -256 and m.max() <= 254) if mixed else np.abs(m).max() <= 255, n
+    for n, q in quant.lif.items():
+        assert 0 < q.vth <= F.VTH_MAX and 0 <= q.dv < 4096 and 0 <= q.bias_exp <= 7, n
+        assert q.bias_mant.min() >= -4096 and q.bias_mant.max() <= 4095, n
+        k = plan.lif[n]["k"]
+        assert abs(q.dv / 4096 - k) < 1 / 4096  # tau = 2: exactly 2048
+    assert quant.saturation_total() == 0
+
+
+def test_scale_groups_share_units_where_integers_are_added(quant):
+    g = quant.plan.graph
+    groups = scale_groups(quant.plan)
+    for n in quant.plan.neuro:
+        node = g.nodes[n]
+        preds = [a for a, b in g.edges if b == n]
+        if isinstance(node, nir.Scale):  # residual junction: all summands in one unit
+            assert len({quant.scale[p] for p in preds} | {quant.scale[n]}) == 1, n
+        if isinstance(node, nir.LIF):
+            assert quant.scale[n] == quant.scale[preds[0]], n
+    assert sum(len(v) for v in groups.values()) == len(set().union(*groups.values()))
+    for grp in quant.groups:  # powers of two, and each states what limited it
+        assert np.log2(grp["scale"]) == grp["log2_scale"] and grp["limited_by"]
+
+
+def test_scales_keep_calibrated_state_inside_24_bits(quant, digits_graph):
+    m, g = digits_graph
+    host = CompiledGraph(g, torch.float64)
+    xc, _ = calibration_inputs((1, 8, 8), 128)
+    stats = LavaSemantics(quant.plan).run(host_inputs(quant.plan, host, xc.double(), m.config.T), m.config.T,
+                                          record_spikes=False, stats=True)
+    for n in quant.lif:
+        S = quant.scale[n]
+        assert 64 * S * stats.max_membrane[n] * 2 < 2 ** 23, n  # margin 2 on the membrane
+        assert 64 * S * stats.max_abs[n] * 2 < 2 ** 23, n  # and on the current u = a_in << 6
+
+
+def test_float_emulator_reproduces_the_pytorch_model(digits_graph):
+    """The emulator's float mode (Lava arithmetic, no quantization) is the model: spikes identical."""
+    from resformer_deploy.verify import compare_run, record_torch
+    from exporters.nir_to_lava import plan_lava
+    from targets.host_partition import host_readout
+    m, g = digits_graph
+    x = load_digits_split().x_test[:16].double()
+    plan = plan_lava(g)
+    host = CompiledGraph(g, torch.float64)
+    run = LavaSemantics(plan).run(host_inputs(plan, host, x, m.config.T), m.config.T)
+    res = type("R", (), {})()
+    res.spikes = {n: torch.from_numpy(s).reshape(m.config.T, 16, *plan.shapes[n]) for n, s in run.spikes.items()}
+    res.membranes = {}
+    res.output = host_readout(plan, host, run.outputs, m.config.T, 16)
+    rep = compare_run(g, record_torch(m, x), res)
+    assert rep["total_mismatches"] == 0 and rep["logits_max_rel_diff"] < 1e-12 and len(rep["layers"]) == 20
+
+
+def test_fixed_point_accuracy_on_the_full_held_out_split(quant, digits_graph):
+    m, g = digits_graph
+    split = load_digits_split()
+    info = {}
+    res = get_target("loihi2-emu").run(g, split.x_test.double(), m.config.T, quant=quant, info=info)
+    with torch.no_grad():
+        ref = m(split.x_test.double()).mean(0).argmax(-1)
+    acc_fixed = float((res.output.mean(0).argmax(-1) == split.y_test).float().mean())
+    acc_torch = float((ref == split.y_test).float().mean())
+    assert len(split.y_test) == 359 and acc_fixed >= acc_torch - 0.01
+    assert info["saturation"] == {}
+
+
+def test_saturation_is_counted_per_layer_when_scales_are_too_large(digits_graph):
+    m, g = digits_graph
+    xc, _ = calibration_inputs((1, 8, 8), 32)
+    q = calibrate_and_quantize(g, xc.double(), m.config.T, margin=0.05)  # deliberately 20x too little headroom
+    info = {}
+    get_target("loihi2-emu").run(g, load_digits_split().x_test[:16].double(), m.config.T, quant=q, info=info)
+    sat = info["saturation"]
+    assert sat and all(n in q.plan.neuro for n in sat)
+    kinds = {k for v in sat.values() for k in v}
+    assert kinds <= {"u_wrap", "v_saturation", "graded_overflow"} and kinds & {"u_wrap", "v_saturation"}
+
+
+# ---------------------------------------------------------------- emulator == Lava fixed point
+@pytest.mark.parametrize("dssa", ["fused", "synaptic"])
+def test_emulator_is_bit_exact_with_lava_fixed_point(digits_graph, dssa):
+    m, g = digits_graph
+    xc, _ = calibration_inputs((1, 8, 8), 128)
+    q = calibrate_and_quantize(g, xc.double(), m.config.T, dssa=dssa)
+    x = load_digits_split().x_test[:3].double()
+    before = set(descendants(os.getpid()))
+    info = {}
+    lava = get_target("loihi2-sim").run(g, x, m.config.T, quant=q, dssa=dssa, info=info)
+    emu = get_target("loihi2-emu").run(g, x, m.config.T, quant=q)
+    assert set(descendants(os.getpid())) <= before  # no Lava process left behind
+    assert info["processes"] > 20 and set(lava.spikes) == set(emu.spikes) and len(lava.spikes) == 20
+    for n in lava.spikes:
+        assert torch.equal(lava.spikes[n], emu.spikes[n]), n
+    assert lava.spikes["layers_2_2_down_0"].any()  # deep layers do spike
+    assert torch.equal(lava.output, emu.output.to(lava.output.dtype))
+
+
+def test_fixed_point_targets_refuse_missing_quantization_and_hardware_is_explained(digits_graph):
+    m, g = digits_graph
+    x = load_digits_split().x_test[:1]
+    for t in ("loihi2-sim", "loihi2-emu"):
+        with pytest.raises(DeployError, match="quantized network"):
+            get_target(t).run(g, x, m.config.T)
+    with pytest.raises(DeployError, match="lava-loihi"):
+        get_target("loihi2")
+    with pytest.raises(DeployError, match="floating point"):
+        get_target("lava-cpu").run(g, x, m.config.T, quant=object())
+
+
+def test_verify_loihi2_sim_cli_reports_the_drift_ladder(tmp_path):
+    out = tmp_path / "drift.json"
+    r = CliRunner().invoke(main, ["verify", str(DIGITS_CKPT), "--target", "loihi2-sim", "--dssa", "fused",
+                                  "--eval-samples", "60", "--lava-samples", "2", "--calib-samples", "64",
+                                  "--json-out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "drift ladder" in r.output and "BIT-EXACT" in r.output
+    rep = json.loads(out.read_text())["ladders"][0]
+    assert [x["target"] for x in rep["rungs"]] == ["torch", "lava-cpu", "loihi2-sim", "loihi2-emu"]
+    assert rep["rungs"][1]["total_mismatches"] == 0 and rep["emulator_bit_exact_vs_lava"] is True
+    assert rep["rungs"][3]["samples"] == 60 and len(rep["rungs"][3]["layers"]) == 20
+    assert rep["accuracy_drop_pp"] == pytest.approx(100 * (rep["rungs"][0]["accuracy"] - rep["rungs"][3]["accuracy"]))
+
+
+def test_verify_on_hardware_target_fails_with_one_line():
+    r = CliRunner().invoke(main, ["verify", str(DIGITS_CKPT), "--target", "loihi2"])
+    assert r.exit_code == 2 and "lava-loihi" in r.output and len(r.output.strip().splitlines()) == 1
