@@ -50,8 +50,10 @@ def _accuracy_from(rep, y):
 
 
 def drift_ladder(model, eval_samples: int = 0, lava_samples: int = 10, calib_samples: int = 128,
-                 dssa: str = "fused", margin: float = MARGIN, seed: int = 0, progress=None, lava: bool = True) -> dict:
-    """``eval_samples`` 0: the full held-out digits split (random inputs: 32)."""
+                 dssa: str = "fused", margin: float = MARGIN, seed: int = 0, progress=None, lava: bool = True,
+                 keep: dict = None) -> dict:
+    """``eval_samples`` 0: the full held-out digits split (random inputs: 32). ``keep``: filled with
+    the objects behind the numbers (graph, quant, x, emulator run) for further reports."""
     cfg = model.config
     in_shape = (cfg.in_channels, cfg.img_size, cfg.img_size)
     dvs = cfg.T if cfg.neuron == "plif" else 0
@@ -84,6 +86,8 @@ def drift_ladder(model, eval_samples: int = 0, lava_samples: int = 10, calib_sam
     emu = get_target("loihi2-emu").run(graph, x, cfg.T, quant=qn, info=info)
     t_emu = time.time() - t0
     rep = compare_run(graph, rec, emu)
+    if keep is not None:
+        keep.update(graph=graph, quant=qn, x=x, y=y, emulator=emu)
     saturation = info.get("saturation", {})
     emu_rung = _rung("fixed-point emulator (bit-accurate)", "loihi2-emu", rep, y, t_emu,
                      {"saturation_events": sum(sum(v.values()) for v in saturation.values())})

@@ -1,0 +1,53 @@
+"""Everything an engineer wants before booking Loihi 2 time, in one report (``report`` command):
+the drift ladder (accuracy and spike agreement, float and fixed point), operations and energy
+(PyTorch and fixed-point spikes), and the Loihi 2 core plan with its design-rule check."""
+import platform
+import time
+
+import numpy as np
+
+from .drift import drift_ladder
+from .ops_count import count_graph, count_torch, energy_report
+
+
+def machine() -> str:
+    import os
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def quant_for_drc(qn, stats_max=None) -> dict:
+    """Per-layer facts the DRC checks: weight exponents and graded payload widths."""
+    out = {}
+    for row in qn.layers:
+        d = {}
+        if "weight_exp" in row:
+            d["weight_exp"] = row["weight_exp"]
+        if row["kind"] != "LIF" and row["log2_scale"] is not None and row["calibrated_max_abs"] > 0:
+            d["graded_bits"] = int(np.ceil(np.log2(row["calibrated_max_abs"] * 2.0 ** row["log2_scale"] + 1))) + 1
+        out[row["node"]] = d
+    return out
+
+
+def build_report(ck, checkpoint: str, dssa: str = "fused", lava_samples: int = 10, eval_samples: int = 0,
+                 calib_samples: int = 128, say=lambda m: None) -> dict:
+    from .mapping import map_to_loihi2, run_drc
+    from targets.lava_cpu import lava_loihi_installed, loihi2_hardware_message
+
+    t0 = time.time()
+    keep = {}
+    ladder = drift_ladder(ck.model, eval_samples, lava_samples, calib_samples, dssa, progress=say,
+                          lava=lava_samples > 0, keep=keep)
+    say("counting operations")
+    x, T, N = keep["x"], ck.config.T, keep["x"].shape[0]
+    ct = count_torch(ck.model.double(), x)
+    ck.model.float()
+    cf = count_graph(keep["graph"], keep["emulator"].spikes, T, N)
+    energy = {"samples": N, "torch_counts": ct, "fixed_counts": cf, "torch": energy_report(ct, N),
+              "fixed": energy_report(cf, N)}
+    say("mapping onto Loihi 2 cores")
+    plan = map_to_loihi2(keep["quant"].plan, dssa)
+    violations, skipped = run_drc(plan, quant_for_drc(keep["quant"]))
+    hw = {"lava_loihi_installed": lava_loihi_installed(), "message": loihi2_hardware_message()}
+    mapping = plan.to_json(violations, skipped, hw)
+    return {"checkpoint": str(checkpoint), "variant": ck.variant, "T": T, "machine": machine(),
+            "ladder": ladder, "energy": energy, "mapping": mapping, "seconds": time.time() - t0}
