@@ -15,7 +15,6 @@ import json
 import os
 import platform
 import resource
-import threading
 import time
 from pathlib import Path
 
@@ -24,24 +23,10 @@ import torch
 from exporters.torch_to_nir import export_model
 from resformer_deploy.checkpoint import load_checkpoint
 from resformer_deploy.digits import load_digits_split
-from resformer_deploy.proc_util import descendants, pss_kb
+from resformer_deploy.proc_util import PeakSampler as Sampler
 from targets import get_target
 
 CKPT = Path(__file__).resolve().parents[1] / "examples" / "digits" / "digits_resformer.pt"
-
-
-class Sampler(threading.Thread):
-    def __init__(self):
-        super().__init__(daemon=True)
-        self.stop_flag, self.peak_kb, self.peak_procs = False, 0, 0
-
-    def run(self):
-        me = os.getpid()
-        while not self.stop_flag:
-            kids = descendants(me, include_resource_tracker=True)
-            self.peak_procs = max(self.peak_procs, len(kids))
-            self.peak_kb = max(self.peak_kb, pss_kb(me) + sum(pss_kb(p) for p in kids))
-            time.sleep(0.1)
 
 
 def main():

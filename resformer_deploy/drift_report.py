@@ -24,13 +24,7 @@ def quantization_rows(layers):
 QUANT_HEADERS = ["node", "kind", "scale S", "w exp", "mant use", "w rel err", "vth", "dv", "b exp", "clipped"]
 
 
-def print_ladder(rep, out=click.echo):
-    d = rep["dssa"]
-    out(f"\n[{d} DSSA] quantization (calibration: {rep['calibration']['source']}, margin "
-        f"{rep['calibration']['margin']}x):")
-    out(table(quantization_rows(rep["quantization"]["layers"]), QUANT_HEADERS))
-    out(f"[{d} DSSA] scale groups: " + "; ".join(f"2^{g['log2_scale']} <- {g['limited_by']}"
-                                                 for g in rep["quantization"]["groups"]))
+def ladder_table(rep) -> str:
     rows = []
     for r in rep["rungs"]:
         fd = r.get("first_divergence")
@@ -39,9 +33,19 @@ def print_ladder(rep, out=click.echo):
                      else "", f"{r['min_layer_identical_pct']:.4f}%" if "min_layer_identical_pct" in r else "",
                      r.get("total_mismatches", ""), "" if "layers" not in r else
                      ("none" if fd is None else f"{fd['node']} @ step {fd['step']}"), f"{r['seconds']:.1f}"))
+    return table(rows, ["rung", "target", "samples", "accuracy", "same class", "min layer", "mismatch",
+                        "first divergence", "s"])
+
+
+def print_ladder(rep, out=click.echo):
+    d = rep["dssa"]
+    out(f"\n[{d} DSSA] quantization (calibration: {rep['calibration']['source']}, margin "
+        f"{rep['calibration']['margin']}x):")
+    out(table(quantization_rows(rep["quantization"]["layers"]), QUANT_HEADERS))
+    out(f"[{d} DSSA] scale groups: " + "; ".join(f"2^{g['log2_scale']} <- {g['limited_by']}"
+                                                 for g in rep["quantization"]["groups"]))
     out(f"\n[{d} DSSA] drift ladder (vs PyTorch float64; spikes compared per LIF layer, all steps):")
-    out(table(rows, ["rung", "target", "samples", "accuracy", "same class", "min layer", "mismatch",
-                     "first divergence", "s"]))
+    out(ladder_table(rep))
     emu = next(r for r in rep["rungs"] if r["target"] == "loihi2-emu")
     out(f"[{d} DSSA] fixed-point emulator, per LIF layer spike agreement with PyTorch:")
     out(table([(l["node"], f"{l['identical_pct']:.3f}%", l["mismatches"], f"{l['torch_rate']:.3f}",

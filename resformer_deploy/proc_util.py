@@ -1,6 +1,8 @@
 """Process-tree accounting from /proc (Linux): used to prove no Lava process outlives a run
 and to count OS processes and memory in benchmarks."""
 import os
+import threading
+import time
 
 
 def _children_map():
@@ -49,3 +51,28 @@ def pss_kb(pid) -> int:
     except OSError:
         pass
     return 0
+
+
+class PeakSampler(threading.Thread):
+    """Samples peak PSS (this process + descendants) and the peak descendant count every 0.1 s."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.stop_flag, self.peak_kb, self.peak_procs = False, 0, 0
+
+    def run(self):
+        me = os.getpid()
+        while not self.stop_flag:
+            kids = descendants(me, include_resource_tracker=True)
+            self.peak_procs = max(self.peak_procs, len(kids))
+            self.peak_kb = max(self.peak_kb, pss_kb(me) + sum(pss_kb(p) for p in kids))
+            time.sleep(0.1)
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_flag = True
+        self.join()
+        return False
