@@ -117,7 +117,9 @@ def info(checkpoint, variant, img_size, T, num_classes, unsafe_load, as_json):
               help="Held-out samples run through NIR and Lava (0: PyTorch only).")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=str), default="build/demo",
               show_default=True, help="Where the exported NIR file is written.")
-def demo(checkpoint, batch_size, json_out, lava_samples, out_dir):
+@click.option("--fixed-point/--no-fixed-point", default=True, show_default=True,
+              help="Also quantize for Loihi 2, run fixed point (Lava + emulator) and write the report.")
+def demo(checkpoint, batch_size, json_out, lava_samples, out_dir, fixed_point):
     """The whole pipeline on the shipped digits model: PyTorch accuracy on the held-out split,
     export to NIR, run on Lava (both DSSA lowerings), accuracy and equivalence tables."""
     import torch
@@ -176,6 +178,30 @@ def demo(checkpoint, batch_size, json_out, lava_samples, out_dir):
         click.echo(table(summary, ["DSSA", "samples", "Lava acc", "PyTorch acc", "same class", "min layer spikes",
                                    "processes", "latency", "s/sample"]))
         result["lava"] = reports
+    if fixed_point:
+        from pathlib import Path
+        from .deploy_report import build_report
+        from .drift_report import ladder_table
+        from .report_html import write_report_files
+        n = min(lava_samples, len(split.y_test))
+        click.echo(f"\nLoihi 2 fixed point: quantize (calibration: digits training split), run {n} samples on "
+                   f"loihi2-sim (Loihi2SimCfg fixed_pt) and the full split on the bit-accurate emulator")
+        rep = build_report(ck, checkpoint, "fused", n, 0, 128, say=lambda m: click.echo(f"  {m} ...", err=True))
+        lad, mp = rep["ladder"], rep["mapping"]
+        click.echo(ladder_table(lad))
+        exact = lad["emulator_bit_exact_vs_lava"]
+        click.echo(f"emulator bit-exact with fixed-point Lava: {exact}; accuracy drop "
+                   f"{lad['accuracy_drop_pp']:+.2f} pp (goal <= {lad['goal_max_drop_pp']:g} pp); run-time "
+                   f"saturations: {sum(sum(v.values()) for v in lad['saturation'].values())}")
+        t = mp["totals"]
+        click.echo(f"Loihi 2 plan: {t['neuro_cores']} neuro cores + {t['embedded_programs']} embedded-core programs "
+                   f"on {t['chips']} chip(s), {len(mp['violations'])} design-rule violation(s); "
+                   f"{rep['energy']['fixed']['sops']:,.0f} SOPs = {rep['energy']['fixed']['energy_mJ'] * 1e3:.4f} uJ "
+                   f"per image")
+        paths = write_report_files(Path(out_dir) / "report", rep)
+        click.echo(f"report: {paths[-2]} (+ JSON and PNG figures)")
+        result["fixed_point"] = {k: rep[k] for k in ("ladder", "mapping")}
+        result["fixed_point"]["energy"] = {k: rep["energy"][k] for k in ("torch", "fixed")}
     if json_out:
         write_json(json_out, result)
         click.echo(f"wrote {json_out}")
@@ -340,8 +366,10 @@ def verify(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, s
 @click.option("--samples", type=int, default=10, show_default=True)
 @click.option("--dssa", type=click.Choice(["fused", "synaptic"]), default="fused", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of random inputs (non-digits).")
+@click.option("--calib-samples", type=int, default=128, show_default=True,
+              help="loihi2-sim / loihi2-emu: calibration samples for the quantization scales.")
 @click.option("--json-out", type=click.Path(dir_okay=False, path_type=str))
-def simulate(model, target, samples, dssa, seed, json_out):
+def simulate(model, target, samples, dssa, seed, calib_samples, json_out):
     """Run a NIR file on a target: predictions, accuracy (digits), time, process count."""
     import time
     from exporters.nir_io import read_nir
@@ -353,11 +381,17 @@ def simulate(model, target, samples, dssa, seed, json_out):
     tgt = get_target(target)
     graph = read_nir(model)
     T = int(graph.metadata.get("time_steps", 4))
-    x, labels, source = inputs_for(graph.nodes["input"].input_type["input"], samples, seed)
-    info = {}
+    in_shape = graph.nodes["input"].input_type["input"]
+    x, labels, source = inputs_for(in_shape, samples, seed)
+    info, opts = {}, {}
+    if target in ("loihi2-sim", "loihi2-emu"):  # fixed point: quantize on calibration data first
+        from .fixed_point import calibrate_and_quantize, calibration_inputs
+        xc, csrc = calibration_inputs(in_shape, calib_samples)
+        opts["quant"] = calibrate_and_quantize(graph, xc.double(), T, dssa=dssa, source=csrc)
+        click.echo(f"quantized for Loihi 2 on {csrc}", err=True)
     t0 = time.time()
-    with Progress(tgt.steps(graph, samples, T, dssa=dssa), f"{target} simulation", unit="steps") as bar:
-        res = tgt.run(graph, x.double(), T, record_spikes=False, progress=bar.update, dssa=dssa, info=info)
+    with Progress(tgt.steps(graph, samples, T, dssa=dssa, **opts), f"{target} simulation", unit="steps") as bar:
+        res = tgt.run(graph, x.double(), T, record_spikes=False, progress=bar.update, dssa=dssa, info=info, **opts)
     wall = time.time() - t0
     pred = res.output.mean(0).argmax(-1)
     acc = float((pred == labels).float().mean()) if labels is not None else None
@@ -365,7 +399,7 @@ def simulate(model, target, samples, dssa, seed, json_out):
             ("per sample", f"{wall / samples:.3f} s")]
     if acc is not None:
         rows.append(("accuracy", f"{100 * acc:.2f}%"))
-    for k in ("processes", "latency", "steps"):
+    for k in ("processes", "latency", "steps", "saturation"):
         if k in info:
             rows.append((k, info[k]))
     click.echo(table(rows, ["item", "value"]))
@@ -424,6 +458,44 @@ def ops(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, samp
         click.echo(f"wrote {json_out}")
     if worst > 1e-9:
         raise DeployError(f"operation counts from PyTorch and {target} disagree (max rel. diff {worst:.1e})")
+
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=str))
+@checkpoint_options
+@click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False, path_type=str),
+              help="Directory for report.json, report.html and the PNG figures.")
+@click.option("--dssa", type=click.Choice(["fused", "synaptic"]), default="fused", show_default=True)
+@click.option("--lava-samples", type=int, default=10, show_default=True,
+              help="Samples run on float and fixed-point Lava (0: emulator only).")
+@click.option("--eval-samples", type=int, default=0, show_default=True,
+              help="Evaluation samples (0: the full held-out digits split).")
+@click.option("--calib-samples", type=int, default=128, show_default=True)
+def report(checkpoint, variant, img_size, T, num_classes, unsafe_load, out_dir, dssa, lava_samples, eval_samples,
+           calib_samples):
+    """Deployment report for Loihi 2: drift ladder, firing rates, energy, core plan (JSON + HTML + PNG)."""
+    from .deploy_report import build_report
+    from .report_html import write_report_files
+
+    ck = _load(checkpoint, variant, img_size, T, num_classes, unsafe_load)
+    rep = build_report(ck, checkpoint, dssa, lava_samples, eval_samples, calib_samples,
+                       say=lambda m: click.echo(f"  {m} ...", err=True))
+    paths = write_report_files(Path(out_dir), rep)
+    lad = rep["ladder"]
+    emu = lad["rungs"][-1]
+    m = rep["mapping"]["totals"]
+    click.echo(f"accuracy: PyTorch {100 * lad['rungs'][0]['accuracy']:.2f}% -> fixed point "
+               f"{100 * emu['accuracy']:.2f}% on {emu['samples']} samples" if emu["accuracy"] is not None else
+               f"fixed point: {100 * emu['prediction_agreement_with_torch']:.2f}% same class as PyTorch")
+    click.echo(f"Loihi 2: {m['neuro_cores']} neuro cores, {m['chips']} chip(s), "
+               f"{len(rep['mapping']['violations'])} design-rule violation(s); energy "
+               f"{rep['energy']['fixed']['energy_mJ'] * 1e3:.4f} uJ per image (fixed point)")
+    for p in paths:
+        click.echo(f"wrote {p}")
+
+from .cli_compile import compile_cmd  # noqa: E402
+main.add_command(compile_cmd)
 
 
 if __name__ == "__main__":

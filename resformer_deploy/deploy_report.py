@@ -15,15 +15,19 @@ def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
-def quant_for_drc(qn, stats_max=None) -> dict:
-    """Per-layer facts the DRC checks: weight exponents and graded payload widths."""
+def quant_for_drc(qn) -> dict:
+    """Per-layer facts the DRC's number-format checks use: weight mantissa bits and exponent,
+    graded payload bits (calibrated maximum at the chosen scale), clipped values."""
     out = {}
     for row in qn.layers:
-        d = {}
-        if "weight_exp" in row:
-            d["weight_exp"] = row["weight_exp"]
+        d = {"clipped": row["weights_saturated"] + row["bias_saturated"]}
+        if row["node"] in qn.syn:
+            s = qn.syn[row["node"]]
+            top = int(np.abs(s.mant.data).max()) if s.mant.nnz else 0
+            d["weight_exp"] = s.exp
+            d["weight_bits"] = int(top).bit_length()  # magnitude bits; the sign is separate, as in Lava
         if row["kind"] != "LIF" and row["log2_scale"] is not None and row["calibrated_max_abs"] > 0:
-            d["graded_bits"] = int(np.ceil(np.log2(row["calibrated_max_abs"] * 2.0 ** row["log2_scale"] + 1))) + 1
+            d["graded_bits"] = int(round(row["calibrated_max_abs"] * 2.0 ** row["log2_scale"])).bit_length() + 1
         out[row["node"]] = d
     return out
 
@@ -31,7 +35,7 @@ def quant_for_drc(qn, stats_max=None) -> dict:
 def build_report(ck, checkpoint: str, dssa: str = "fused", lava_samples: int = 10, eval_samples: int = 0,
                  calib_samples: int = 128, say=lambda m: None) -> dict:
     from .mapping import map_to_loihi2, run_drc
-    from targets.lava_cpu import lava_loihi_installed, loihi2_hardware_message
+    from targets.loihi2_hardware import hardware_runtime
 
     t0 = time.time()
     keep = {}
@@ -47,7 +51,6 @@ def build_report(ck, checkpoint: str, dssa: str = "fused", lava_samples: int = 1
     say("mapping onto Loihi 2 cores")
     plan = map_to_loihi2(keep["quant"].plan, dssa)
     violations, skipped = run_drc(plan, quant_for_drc(keep["quant"]))
-    hw = {"lava_loihi_installed": lava_loihi_installed(), "message": loihi2_hardware_message()}
-    mapping = plan.to_json(violations, skipped, hw)
+    mapping = plan.to_json(violations, skipped, hardware_runtime())
     return {"checkpoint": str(checkpoint), "variant": ck.variant, "T": T, "machine": machine(),
             "ladder": ladder, "energy": energy, "mapping": mapping, "seconds": time.time() - t0}

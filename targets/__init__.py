@@ -1,7 +1,8 @@
 """Things that execute a NIR graph, registered by name.
 
 A target exposes ``run(graph, x, T, record=...) -> RunResult``. Registered:
-``reference`` (our NIR interpreter). Later: ``norse``, ``lava-cpu``, ``loihi2-sim``, ``loihi2``.
+``reference`` (our NIR interpreter), ``lava-cpu`` (Lava float), ``loihi2-sim`` (Lava fixed point),
+``loihi2-emu`` (bit-accurate numpy emulation of loihi2-sim), ``loihi2`` (hardware: needs lava-loihi).
 """
 from typing import Callable, Dict
 
@@ -31,4 +32,4 @@ def available_targets():
 
 
 def _load_builtin():
-    from . import lava_cpu, loihi2_emulator, reference  # noqa: F401  (register themselves)
+    from . import lava_cpu, loihi2_emulator, loihi2_hardware, reference  # noqa: F401  (register themselves)

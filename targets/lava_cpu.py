@@ -197,28 +197,3 @@ class Loihi2SimTarget(LavaCpuTarget):
             raise DeployError("target loihi2-sim needs a quantized network (resformer_deploy.fixed_point."
                               "calibrate_and_quantize); `verify --target loihi2-sim` builds one from calibration data")
         return quant
-
-
-@register_target("loihi2")
-class Loihi2HardwareTarget:
-    """Real Loihi 2 chips: needs Intel's non-public lava-loihi (NcProcessModels, nxcore runtime)."""
-
-    def __init__(self):
-        raise DeployError(loihi2_hardware_message())
-
-
-def lava_loihi_installed() -> bool:
-    import importlib.util
-    try:
-        return importlib.util.find_spec("lava.magma.core.model.nc") is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def loihi2_hardware_message() -> str:
-    if lava_loihi_installed():
-        return ("lava-loihi is installed, but this release has no Loihi2HwCfg runner yet; "
-                "run `compile --target loihi2` for the core plan and `--target loihi2-sim` for the bit-accurate run")
-    return ("target loihi2 (real Loihi 2 hardware) needs Intel's non-public lava-loihi package (INRC members "
-            "only; not installed here): public Lava can only simulate, use --target loihi2-sim "
-            "(bit-accurate fixed point) and `compile --target loihi2` for the core plan")

@@ -238,3 +238,37 @@ def test_verify_loihi2_sim_cli_reports_the_drift_ladder(tmp_path):
 def test_verify_on_hardware_target_fails_with_one_line():
     r = CliRunner().invoke(main, ["verify", str(DIGITS_CKPT), "--target", "loihi2"])
     assert r.exit_code == 2 and "lava-loihi" in r.output and len(r.output.strip().splitlines()) == 1
+
+
+def test_report_command_writes_json_html_and_figures(tmp_path):
+    out = tmp_path / "rep"
+    r = CliRunner().invoke(main, ["report", str(DIGITS_CKPT), "-o", str(out), "--lava-samples", "1",
+                                  "--eval-samples", "40", "--calib-samples", "64"])
+    assert r.exit_code == 0, r.output
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["cores_per_layer.png", "firing_rates.png", "report.html", "report.json", "spike_agreement.png",
+                     "synaptic_ops.png"]  # nothing half-written left behind
+    for p in out.glob("*.png"):
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000
+    rep = json.loads((out / "report.json").read_text())
+    lad, m, e = rep["ladder"], rep["mapping"], rep["energy"]
+    assert [x["target"] for x in lad["rungs"]] == ["torch", "lava-cpu", "loihi2-sim", "loihi2-emu"]
+    assert lad["emulator_bit_exact_vs_lava"] is True and lad["rungs"][-1]["samples"] == 40
+    assert m["totals"]["neuro_cores"] == sum(x["cores"] for x in m["layers"]) and m["violations"] == []
+    assert m["drc_skipped"] == []  # the quantized network feeds the number-format checks
+    assert m["hardware_runtime"]["lava_loihi_installed"] is False
+    assert e["samples"] == 40 and e["torch"]["sops"] > 0 and e["fixed"]["sops"] > 0
+    # fixed-point and float spikes differ a little, so their operation counts are close, not equal
+    assert abs(e["fixed"]["sops"] - e["torch"]["sops"]) / e["torch"]["sops"] < 0.05
+    page = (out / "report.html").read_text()
+    for needle in ("Drift ladder", "Operations and energy", "Loihi 2 resource plan", "Design-rule check",
+                   "Quantization", "data:image/png;base64,", "lava-loihi"):
+        assert needle in page, needle
+
+
+def test_compile_with_quantization_runs_the_number_format_checks(tmp_path):
+    r = CliRunner().invoke(main, ["compile", str(DIGITS_CKPT), "--target", "loihi2", "-o", str(tmp_path),
+                                  "--quantize", "--calib-samples", "32", "--json"])
+    assert r.exit_code == 0, r.output
+    plan = json.loads((tmp_path / "loihi2_plan.json").read_text())
+    assert plan["drc_skipped"] == [] and plan["violations"] == []

@@ -14,7 +14,6 @@ from resformer_deploy.config import ResformerConfig
 from resformer_deploy.digits import load_digits_split
 from resformer_deploy.errors import DeployError
 from resformer_deploy.model import build_model
-from resformer_deploy.passes.delay_balance import balance_delays
 from resformer_deploy.passes.dssa_lowering import exact_product, lower_product, verify_lowering
 from resformer_deploy.verification import verify_model
 from targets import get_target

@@ -1,0 +1,85 @@
+"""Loihi 2 resource mapping of every official variant (random calibrated weights) and the digits model.
+
+    /work/venv/bin/python benchmarks/map_variants.py [--json-out benchmarks/map_variants.json]
+
+Each model is exported to NIR and mapped with both DSSA lowerings (resformer_deploy.mapping);
+the table lists neuro cores, chips, neurons, logical synapses, memory, embedded-core programs
+and the number of design-rule violations. Weights are random (the mapping depends on shapes
+only; firing-rate buffers are set so the export is valid). No downloads.
+"""
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from exporters.torch_to_nir import export_model
+from resformer_deploy.checkpoint import load_checkpoint
+from resformer_deploy.mapping import map_to_loihi2, run_drc
+from resformer_deploy.model import build_model
+from resformer_deploy.variants import OFFICIAL
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def randomize(model, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for k, v in model.state_dict().items():
+            if "firing_rate" in k:
+                v.copy_(torch.rand(v.shape, generator=g) * 0.3 + 0.05)
+            elif k.endswith("running_var"):
+                v.copy_(torch.rand(v.shape, generator=g) + 0.5)
+    return model.eval()
+
+
+def models(names):
+    for name in names:
+        if name == "digits":
+            ck = load_checkpoint(REPO / "examples" / "digits" / "digits_resformer.pt")
+            yield "digits (shipped)", ck.model
+        else:
+            yield name, randomize(build_model(name))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--variants", default=",".join(OFFICIAL + ("digits",)))
+    ap.add_argument("--json-out", default=str(REPO / "benchmarks" / "map_variants.json"))
+    args = ap.parse_args()
+    rows = []
+    for name, model in models(args.variants.split(",")):
+        cfg = model.config
+        graph = export_model(model)
+        for dssa in ("fused", "synaptic"):
+            t0 = time.perf_counter()
+            plan = map_to_loihi2(graph, dssa)
+            violations, _ = run_drc(plan)
+            t = plan.totals
+            rows.append({"variant": name, "img_size": cfg.img_size, "T": cfg.T, "dssa": dssa,
+                         "neuro_cores": t["neuro_cores"], "chips": t["chips"],
+                         "chips_for_neuro_cores": t["chips_for_neuro_cores"], "neurons": t["neurons"],
+                         "synapses": t["synapses"], "memory_MiB": round(t["memory_bytes"] / 2 ** 20, 2),
+                         "embedded_programs": t["embedded_programs"], "drc_violations": len(violations),
+                         "violations": violations, "warnings": plan.warnings,
+                         "map_s": round(time.perf_counter() - t0, 2)})
+            print(json.dumps({k: v for k, v in rows[-1].items() if k not in ("violations", "warnings")}),
+                  flush=True)
+    info = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
+            "results": rows}
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(info, indent=2) + "\n")
+    print("| variant | input, T | DSSA | neuro cores | chips | neurons | synapses | memory MiB | "
+          "embedded programs | DRC violations | map s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['variant']} | {r['img_size']}, T={r['T']} | {r['dssa']} | {r['neuro_cores']:,} | {r['chips']} | "
+              f"{r['neurons']:,} | {r['synapses']:,} | {r['memory_MiB']:,} | {r['embedded_programs']} | "
+              f"{r['drc_violations']} | {r['map_s']} |")
+
+
+if __name__ == "__main__":
+    main()
