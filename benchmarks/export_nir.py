@@ -5,6 +5,10 @@
 Times: export (BN/scale folding, graph construction, in memory) and the atomic HDF5 write,
 best of --repeat runs; the file is read back once and checked.
 """
+import sys
+from pathlib import Path as _Path
+
+sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))  # this checkout, whatever the venv points to
 import argparse
 import json
 import os

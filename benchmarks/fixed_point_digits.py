@@ -10,6 +10,10 @@ planning, worker start, build, compile, run and stop. Bit-exactness: the emulato
 fixed-point Lava run on the same samples (output stream and predictions). Memory: peak PSS of
 this process and all descendants; processes: peak number of OS processes.
 """
+import sys
+from pathlib import Path as _Path
+
+sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))  # this checkout, whatever the venv points to
 import argparse
 import json
 import os

@@ -10,6 +10,10 @@ processes: peak number of descendants during the run. Lava is run twice per lowe
 deployment (only the output stream is tapped) and with a probe on every LIF layer (what
 `verify` uses).
 """
+import sys
+from pathlib import Path as _Path
+
+sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))  # this checkout, whatever the venv points to
 import argparse
 import json
 import os

@@ -1,12 +1,16 @@
 """Loihi 2 resource mapping of every official variant (random calibrated weights) and the digits model.
 
-    /work/venv/bin/python benchmarks/map_variants.py [--json-out benchmarks/map_variants.json]
+    .venv/bin/python benchmarks/map_variants.py [--json-out benchmarks/map_variants.json]
 
 Each model is exported to NIR and mapped with both DSSA lowerings (resformer_deploy.mapping);
 the table lists neuro cores, chips, neurons, logical synapses, memory, embedded-core programs
 and the number of design-rule violations. Weights are random (the mapping depends on shapes
 only; firing-rate buffers are set so the export is valid). No downloads.
 """
+import sys
+from pathlib import Path as _Path
+
+sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))  # this checkout, whatever the venv points to
 import argparse
 import json
 import os
