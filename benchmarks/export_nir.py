@@ -22,19 +22,9 @@ import torch
 from exporters.nir_io import read_nir, write_nir
 from exporters.torch_to_nir import export_model
 from resformer_deploy.inspect_nir import graph_summary
+from resformer_deploy.calibration import random_buffers
 from resformer_deploy.model import build_model
 from resformer_deploy.variants import VARIANTS
-
-
-def randomize(model, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for k, v in model.state_dict().items():
-            if "firing_rate" in k:
-                v.copy_(torch.rand(v.shape, generator=g) * 0.3 + 0.05)
-            elif k.endswith("running_var"):
-                v.copy_(torch.rand(v.shape, generator=g) + 0.5)
-    return model.eval()
 
 
 def main():
@@ -47,7 +37,7 @@ def main():
     rows = []
     with tempfile.TemporaryDirectory() as d:
         for name in args.variants.split(","):
-            model = randomize(build_model(name))
+            model = random_buffers(build_model(name))
             cfg = model.config
             best_export = best_write = float("inf")
             cold = None

@@ -18,26 +18,14 @@ import platform
 import time
 from pathlib import Path
 
-import torch
-
 from exporters.torch_to_nir import export_model
 from resformer_deploy.checkpoint import load_checkpoint
 from resformer_deploy.mapping import map_to_loihi2, run_drc
+from resformer_deploy.calibration import random_buffers
 from resformer_deploy.model import build_model
 from resformer_deploy.variants import OFFICIAL
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def randomize(model, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for k, v in model.state_dict().items():
-            if "firing_rate" in k:
-                v.copy_(torch.rand(v.shape, generator=g) * 0.3 + 0.05)
-            elif k.endswith("running_var"):
-                v.copy_(torch.rand(v.shape, generator=g) + 0.5)
-    return model.eval()
 
 
 def models(names):
@@ -46,7 +34,7 @@ def models(names):
             ck = load_checkpoint(REPO / "examples" / "digits" / "digits_resformer.pt")
             yield "digits (shipped)", ck.model
         else:
-            yield name, randomize(build_model(name))
+            yield name, random_buffers(build_model(name))
 
 
 def main():

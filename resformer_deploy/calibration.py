@@ -35,3 +35,16 @@ def calibrate_firing_rates(model: SpikingResformer, batches: Iterable[torch.Tens
         raise ValueError("calibrate_firing_rates needs at least one batch")
     return {n: {"x": m.firing_rate_x.flatten().tolist(), "attn": m.firing_rate_attn.flatten().tolist()}
             for n, m in dssa}
+
+
+def random_buffers(model, seed: int = 0):
+    """Benchmarks of shape-only properties (export, mapping) on untrained models: nonzero firing-rate
+    buffers (rates in [0.05, 0.35]) and BN variances in [0.5, 1.5], seeded; returns the model in eval mode."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for k, v in model.state_dict().items():
+            if "firing_rate" in k:
+                v.copy_(torch.rand(v.shape, generator=g) * 0.3 + 0.05)
+            elif k.endswith("running_var"):
+                v.copy_(torch.rand(v.shape, generator=g) + 0.5)
+    return model.eval()

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .cli_common import checkpoint_options, load_cli_checkpoint
 from .errors import DeployError, one_line
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -25,24 +26,6 @@ class Group(click.Group):
         except KeyboardInterrupt:
             click.echo("error: interrupted", err=True)
             ctx.exit(130)
-
-
-def checkpoint_options(f):
-    f = click.option("--unsafe-load", is_flag=True,
-                     help="Load with weights_only=False (executes pickled code: trusted files only).")(f)
-    f = click.option("--num-classes", type=int, help="Override the number of classes.")(f)
-    f = click.option("--T", "T", type=int, help="Time steps (not stored in official checkpoints).")(f)
-    f = click.option("--img-size", type=int,
-                     help="Input image size (not stored in official checkpoints; fixes DSSA lenth).")(f)
-    f = click.option("--variant", help="Force a variant (ti, s, m, l, cifar, dvsg, digits) "
-                                       "instead of detecting it.")(f)
-    return f
-
-
-def _load(checkpoint, variant, img_size, T, num_classes, unsafe_load):
-    from .checkpoint import load_checkpoint
-    return load_checkpoint(checkpoint, variant=variant, img_size=img_size, T=T, num_classes=num_classes,
-                           weights_only=not unsafe_load)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -63,7 +46,7 @@ def info(checkpoint, variant, img_size, T, num_classes, unsafe_load, as_json):
     from .inspect_checkpoint import checkpoint_summary
     from .report import table
 
-    ck = _load(checkpoint, variant, img_size, T, num_classes, unsafe_load)
+    ck = load_cli_checkpoint(checkpoint, variant, img_size, T, num_classes, unsafe_load)
     s = checkpoint_summary(ck)
     if as_json:
         click.echo(json.dumps(s, indent=2))
@@ -227,7 +210,7 @@ def export(checkpoint, output, variant, img_size, T, num_classes, unsafe_load, d
     from .verification import lower
 
     t0 = time.time()
-    ck = _load(checkpoint, variant, img_size, T, num_classes, unsafe_load)
+    ck = load_cli_checkpoint(checkpoint, variant, img_size, T, num_classes, unsafe_load)
     graph = lower(export_model(ck.model, dtype), "extension" if form == "extension" else "standard")
     write_nir(graph, output, compression="gzip" if compress else None)
     s = graph_summary(graph)
@@ -337,7 +320,7 @@ def verify(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, s
     from .verification import verification_inputs
 
     get_target(target)  # unknown target: fail before any work starts
-    ck = _load(checkpoint, variant, img_size, T, num_classes, unsafe_load)
+    ck = load_cli_checkpoint(checkpoint, variant, img_size, T, num_classes, unsafe_load)
     if target in ("loihi2-sim", "loihi2-emu"):
         from .drift_report import run_drift
         run_drift(ck, checkpoint, ["fused", "synaptic"] if dssa == "both" else [dssa], lava_samples, eval_samples,
@@ -430,7 +413,7 @@ def ops(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, samp
     from .verification import verification_inputs
 
     tgt = get_target(target)
-    ck = _load(checkpoint, variant, img_size, T, num_classes, unsafe_load)
+    ck = load_cli_checkpoint(checkpoint, variant, img_size, T, num_classes, unsafe_load)
     x, source = verification_inputs(ck.model, samples)
     ct = count_torch(ck.model, x)
     graph = export_model(ck.model)
@@ -478,7 +461,7 @@ def report(checkpoint, variant, img_size, T, num_classes, unsafe_load, out_dir, 
     from .deploy_report import build_report
     from .report_html import write_report_files
 
-    ck = _load(checkpoint, variant, img_size, T, num_classes, unsafe_load)
+    ck = load_cli_checkpoint(checkpoint, variant, img_size, T, num_classes, unsafe_load)
     rep = build_report(ck, checkpoint, dssa, lava_samples, eval_samples, calib_samples,
                        say=lambda m: click.echo(f"  {m} ...", err=True))
     paths = write_report_files(Path(out_dir), rep)

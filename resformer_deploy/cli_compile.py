@@ -4,6 +4,7 @@ from pathlib import Path
 
 import click
 
+from .cli_common import checkpoint_options, load_cli_checkpoint
 from .errors import DeployError, summarize
 
 TARGETS = ("loihi2",)
@@ -15,20 +16,6 @@ def _is_nir(path: str) -> bool:
             return f.read(8) == b"\x89HDF\r\n\x1a\n"
     except OSError:
         return False
-
-
-def _options(f):
-    """Same checkpoint options as resformer_deploy.cli.checkpoint_options (re-declared: cli.py imports
-    this module, so importing cli here at decoration time would be circular)."""
-    f = click.option("--unsafe-load", is_flag=True,
-                     help="Load with weights_only=False (executes pickled code: trusted files only).")(f)
-    f = click.option("--num-classes", type=int, help="Override the number of classes.")(f)
-    f = click.option("--T", "T", type=int, help="Time steps (not stored in official checkpoints).")(f)
-    f = click.option("--img-size", type=int,
-                     help="Input image size (not stored in official checkpoints; fixes DSSA lenth).")(f)
-    f = click.option("--variant", help="Force a variant (ti, s, m, l, cifar, dvsg, digits) "
-                                       "instead of detecting it.")(f)
-    return f
 
 
 @click.command("compile")
@@ -43,7 +30,7 @@ def _options(f):
               help="Quantize first (calibration data) so the DRC also checks weight exponents and graded "
                    "payload widths (simulates the network: small models only).")
 @click.option("--calib-samples", type=int, default=128, show_default=True)
-@_options
+@checkpoint_options
 def compile_cmd(model, target, out_dir, dssa, as_json, quantize, calib_samples, variant, img_size, T, num_classes,
                 unsafe_load):
     """Map a checkpoint or NIR file onto Loihi 2 neuro cores and check the design rules.
@@ -68,8 +55,7 @@ def compile_cmd(model, target, out_dir, dssa, as_json, quantize, calib_samples, 
         graph = read_nir(model)
     else:
         from exporters.torch_to_nir import export_model
-        from .cli import _load
-        ck = _load(model, variant, img_size, T, num_classes, unsafe_load)
+        ck = load_cli_checkpoint(model, variant, img_size, T, num_classes, unsafe_load)
         graph = export_model(ck.model)
     plan = map_to_loihi2(graph, dssa)
     quant = None

@@ -16,6 +16,7 @@ from resformer_deploy.mapping import loihi2_limits as L
 from resformer_deploy.mapping.partition import Mapper, _chunks
 from resformer_deploy.model import build_model
 from tests.conftest import DIGITS_CKPT, randomize_state
+from tests.test_cli import assert_one_line_error
 
 TOTAL_KEYS = ("neuro_cores", "chips", "neurons", "synapses", "memory_bytes", "embedded_programs")
 
@@ -205,15 +206,6 @@ def test_compile_cli_on_a_nir_file(tmp_path, digits_ckpt):
     assert r.exit_code == 0, r.stderr
     j = json.loads(r.output)
     assert j["model"]["variant"] == "digits" and j["totals"]["neuro_cores"] > 0
-
-
-def assert_one_line_error(r, *fragments):
-    assert r.exit_code == 2, (r.exit_code, r.output, r.stderr)
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
-    assert "Traceback" not in r.stderr + r.output
-    for f in fragments:
-        assert f in lines[0]
 
 
 def test_compile_cli_unknown_target(tmp_path, digits_ckpt):

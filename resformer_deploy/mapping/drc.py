@@ -25,28 +25,23 @@ def check_core_neurons(plan, quant=None) -> List[str]:
     return out
 
 
-def check_core_memory(plan, quant=None) -> List[str]:
+def _per_core(plan, metric, key, limit, what) -> List[str]:
     out = []
     for r in plan.layers:
-        if r["max_core_memory"] > L.CORE_MEMORY_BYTES:
-            u = _unmappable(r, "memory")
+        if r[key] > limit:
+            u = _unmappable(r, metric)
             out.append(f"{r['layer']}: " + (
-                f"one neuron needs {u['one_neuron_needs']} bytes of core memory > {L.CORE_MEMORY_BYTES}; "
-                f"split the input / use a different lowering" if u else
-                f"a core needs {r['max_core_memory']} bytes of memory > {L.CORE_MEMORY_BYTES}"))
+                f"one neuron needs {u['one_neuron_needs']} {what} > {limit}; split the input / use a different "
+                f"lowering" if u else f"a core needs {r[key]} {what} > {limit}"))
     return out
+
+
+def check_core_memory(plan, quant=None) -> List[str]:
+    return _per_core(plan, "memory", "max_core_memory", L.CORE_MEMORY_BYTES, "bytes of core memory")
 
 
 def check_fan_in(plan, quant=None) -> List[str]:
-    out = []
-    for r in plan.layers:
-        if r["max_fan_in"] > L.MAX_FANIN_AXONS_PER_CORE:
-            u = _unmappable(r, "fan_in")
-            out.append(f"{r['layer']}: " + (
-                f"one neuron needs {u['one_neuron_needs']} fan-in axons > {L.MAX_FANIN_AXONS_PER_CORE}; "
-                f"split the input / use a different lowering" if u else
-                f"a core has {r['max_fan_in']} fan-in axons > {L.MAX_FANIN_AXONS_PER_CORE}"))
-    return out
+    return _per_core(plan, "fan_in", "max_fan_in", L.MAX_FANIN_AXONS_PER_CORE, "fan-in axons")
 
 
 def check_fan_out(plan, quant=None) -> List[str]:
