@@ -34,6 +34,9 @@ from resformer_deploy.passes.delay_balance import balance_delays
 
 LAVA_NEURO = (nir.Conv2d, nir.Affine, nir.Linear, nir.LIF, nir.Scale, SpikeMatMul)
 MSG_BITS = 24  # graded payloads (Loihi 2 graded spikes carry up to 24 bits here)
+# Simulating unrolls every synapse (scipy CSR, ~12 B each, several copies while building):
+# beyond this the CPU simulator and the emulator would exhaust memory instead of running.
+MAX_SIMULATED_SYNAPSES = 60_000_000
 
 
 class LavaMappingError(DeployError):
@@ -72,6 +75,32 @@ def synapse_matrix(node, in_shape, out_shape):
     w = np.asarray(node.weight, dtype=np.float64)
     bias = np.asarray(node.bias, dtype=np.float64) if isinstance(node, nir.Affine) else np.zeros(w.shape[0])
     return sp.csr_matrix(w), bias
+
+
+def unrolled_synapses(node, in_shape, out_shape) -> int:
+    """Synapse count of a node's unrolled matrix, computed without building it (padding ignored:
+    an upper bound for padded convolutions)."""
+    if isinstance(node, nir.Conv2d):
+        cout, cin_g, kh, kw = np.asarray(node.weight).shape
+        return int(cout * int(np.prod(out_shape[1:])) * cin_g * kh * kw)
+    if isinstance(node, (nir.Affine, nir.Linear)):
+        return int(np.asarray(node.weight).size)
+    return 0
+
+
+def check_simulable(plan, limit: int = MAX_SIMULATED_SYNAPSES) -> int:
+    """Refuse, with the numbers, a plan whose unrolled synapses would not fit the simulators."""
+    g = plan.graph
+    total = sum(unrolled_synapses(g.nodes[n], plan.shapes[a], plan.shapes[n])
+                for n in plan.neuro for a, b in g.edges if b == n and isinstance(g.nodes[n], SYNAPSE_NODES))
+    if total > limit:
+        raise LavaMappingError(f"simulating this network unrolls {total:,} synapses (> {limit:,}): too large for "
+                               f"the CPU simulators (Lava, emulator); use a smaller image size or variant, or "
+                               f"`compile --target loihi2` for the core plan")
+    return total
+
+
+SYNAPSE_NODES = (nir.Conv2d, nir.Affine, nir.Linear)
 
 
 @dataclass

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from exporters.nir_ext import SpikeMatMul
-from exporters.nir_to_lava import plan_lava
+from exporters.nir_to_lava import check_simulable, plan_lava
 from resformer_deploy.errors import DeployError
 
 from . import register_target
@@ -142,6 +142,7 @@ class LavaCpuTarget:
         plan = self.plan(graph, dssa) if quant is None else quant.plan
         if plan.dssa != dssa:
             raise DeployError(f"the quantized plan was made for dssa={plan.dssa}, run asks for {dssa}")
+        check_simulable(plan)
         host = CompiledGraph(graph, torch.float64)
         lowerings = self.lower_products(graph, plan, x, T, quant=quant) if dssa == "synaptic" else {}
         N = x.shape[0]

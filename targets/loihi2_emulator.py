@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from exporters.nir_ext import SpikeMatMul
-from exporters.nir_to_lava import plan_lava, synapse_matrix
+from exporters.nir_to_lava import check_simulable, plan_lava, synapse_matrix
 from resformer_deploy.errors import DeployError
 from resformer_deploy.passes.dssa_lowering import exact_product
 from resformer_deploy.quant.formats import STATE_MAX, lif_step, shift
@@ -44,6 +44,7 @@ class EmulatorRun:
 class LavaSemantics:
     def __init__(self, plan, quant=None):
         self.plan, self.q = plan, quant
+        check_simulable(plan)
         g = plan.graph
         self.preds = {n: [a for a, b in g.edges if b == n] for n in plan.neuro}
         self.mats = {}

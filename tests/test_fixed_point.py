@@ -272,3 +272,14 @@ def test_compile_with_quantization_runs_the_number_format_checks(tmp_path):
     assert r.exit_code == 0, r.output
     plan = json.loads((tmp_path / "loihi2_plan.json").read_text())
     assert plan["drc_skipped"] == [] and plan["violations"] == []
+
+
+def test_networks_too_large_to_simulate_are_refused_before_any_work():
+    from exporters.nir_to_lava import LavaMappingError
+    from resformer_deploy.calibration import random_buffers
+    from resformer_deploy.model import build_model
+    g = export_model(random_buffers(build_model("cifar")))
+    with pytest.raises(LavaMappingError, match=r"unrolls [0-9,]+ synapses \(> 60,000,000\)"):
+        calibrate_and_quantize(g, torch.randn(2, 3, 32, 32), 4)
+    with pytest.raises(LavaMappingError, match="too large for the CPU simulators"):
+        get_target("lava-cpu").run(g, torch.randn(1, 3, 32, 32), 4)

@@ -59,3 +59,22 @@ def test_ops_command(tmp_path):
     assert "SOPs" in r.output and "max rel. diff 0.0e+00" in r.output
     j = json.loads((tmp_path / "o.json").read_text())
     assert j["max_rel_diff"] == 0.0 and j["report"]["convention"]["include_classifier"] is True
+
+
+def test_ops_on_fixed_point_lava_agree_with_the_bit_accurate_emulator(tmp_path):
+    import json
+    from click.testing import CliRunner
+    from resformer_deploy.cli import main
+    from tests.conftest import DIGITS_CKPT
+    out = tmp_path / "ops.json"
+    r = CliRunner().invoke(main, ["ops", str(DIGITS_CKPT), "--target", "loihi2-sim", "--samples", "3",
+                                  "--json-out", str(out)])
+    assert r.exit_code == 0, r.output
+    d = json.loads(out.read_text())
+    assert d["reference"] == "emulator" and d["max_rel_diff"] == 0.0
+    conv = [k for k, v in d["target_counts"].items() if v["kind"] == "conv"]
+    assert len(conv) == 17 and all(d["target_counts"][k]["ops"] > 0 for k in conv)
+    # fixed-point spikes are close to, not equal to, the float model's
+    tot_fixed = sum(v["ops"] for v in d["target_counts"].values() if v["kind"] in ("conv", "dssa_product"))
+    tot_torch = sum(v["torch_ops"] for v in d["reference_counts"].values() if v["kind"] in ("conv", "dssa_product"))
+    assert abs(tot_fixed - tot_torch) / tot_torch < 0.05
