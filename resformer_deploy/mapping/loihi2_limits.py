@@ -22,6 +22,8 @@ Memory model (per neuro core; everything must fit ``CORE_MEMORY_BYTES``):
 """
 import math
 
+from resformer_deploy.quant.formats import WEIGHT_EXP_RANGE  # noqa: F401  (re-exported for the DRC)
+
 # ---- per chip -------------------------------------------------------------------------------
 # source: Intel "Loihi 2" technology brief (2021): 128 neuro cores per chip; Lava
 #         lava/magma/compiler/subcompilers/constants.py NUM_VIRTUAL_CORES_L2 = 128. [published]
@@ -57,9 +59,7 @@ MAX_SYNAPTIC_DELAY = 62
 # source: Lava bit-accurate models: 8-bit weight mantissa with a shared weight_exp per
 #         connection (num_weight_bits <= 8). [published]
 WEIGHT_MANTISSA_BITS = 8
-# source: Loihi shared weight exponent per connection, 4-bit signed (Davies et al. 2018; Lava Dense
-#         docs "weight_exp"); our quantizer (resformer_deploy/quant/formats.py) keeps the same range. [proxy]
-WEIGHT_EXP_RANGE = (-8, 7)
+# WEIGHT_EXP_RANGE: imported from the quantizer's formats (resformer_deploy/quant/formats.py, cited there)
 # source: Lava fixed-point graded models use <= 24-bit payloads (precision=24); the brief
 #         advertises up to 32 bits, Abreu et al. 2025 (arXiv:2503.18002) quantise to 24. [published]
 GRADED_PAYLOAD_BITS = 24
@@ -93,6 +93,8 @@ LIMITS = {
     "max_synaptic_delay": (MAX_SYNAPTIC_DELAY, "published", "Lava proc/dense/models.py DelayDense (6-bit)"),
     "weight_mantissa_bits": (WEIGHT_MANTISSA_BITS, "published", "Lava bit-accurate Dense/LIF models"),
     "graded_payload_bits": (GRADED_PAYLOAD_BITS, "published", "Lava graded models precision=24"),
+    "weight_exp_range": (list(WEIGHT_EXP_RANGE), "proxy", "Loihi 1 4-bit signed weight exponent (Davies et al. "
+                                                           "2018); Lava applies any int"),
     "neuron_state_bytes": (NEURON_STATE_BYTES, "estimate", "memory model (u, v 24-bit; Lava LIF model)"),
     "synapse_bytes": (SYNAPSE_BYTES, "estimate", "8-bit weight + 8-bit index per stored synapse"),
     "axon_in_bytes": (AXON_IN_BYTES, "estimate", "config entry per fan-in axon"),

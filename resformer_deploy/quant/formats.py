@@ -9,7 +9,9 @@ import numpy as np
 WEIGHT_MANT_BITS = 8  # signed mantissa; mixed-sign matrices lose the LSB: even values in [-256, 254]
 WEIGHT_MIXED_MAX = 254
 WEIGHT_SINGLE_MAX = 255  # all-positive (excitatory) or all-negative (inhibitory) matrices
-WEIGHT_EXP_RANGE = (-8, 7)  # shared per-connection exponent (Loihi weight_exp, 4-bit signed)
+# shared per-connection exponent: Loihi 1's 4-bit signed weight exponent (Davies et al., IEEE Micro
+# 2018), kept for Loihi 2 as a proxy; Lava's Sparse/Dense models shift by any integer
+WEIGHT_EXP_RANGE = (-8, 7)
 STATE_BITS = 24  # u, v and graded spike payloads
 STATE_MAX = 2 ** (STATE_BITS - 1)  # |u| must stay below (wraps), v saturates at +-(STATE_MAX - 1)
 ACT_SHIFT = 6  # synaptic input and threshold are MSB-aligned by << 6
