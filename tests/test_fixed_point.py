@@ -283,3 +283,25 @@ def test_networks_too_large_to_simulate_are_refused_before_any_work():
         calibrate_and_quantize(g, torch.randn(2, 3, 32, 32), 4)
     with pytest.raises(LavaMappingError, match="too large for the CPU simulators"):
         get_target("lava-cpu").run(g, torch.randn(1, 3, 32, 32), 4)
+
+
+def test_plif_dvs_model_quantizes_without_clipping_and_reports_decay_error():
+    """A small dvsg-style model (PLIF: per-layer learned decays, DVS frames): the scale of each group
+    also respects its weights (mantissa x 2^7), so nothing is clipped; decays that 12 bits cannot hold
+    exactly are reported."""
+    from resformer_deploy.model import build_model
+    from tests.conftest import randomize_state
+    m = randomize_state(build_model("dvsg", planes=(8, 16, 32), num_heads=(1, 1, 2), img_size=16, T=4), seed=2)
+    m = m.double().eval()
+    g = export_model(m, "float64")
+    xc, _ = calibration_inputs((3, 16, 16), 8, dvs_steps=4)
+    q = calibrate_and_quantize(g, xc.double(), 4)
+    assert q.saturation_total() == 0
+    for n, s in q.syn.items():
+        assert s.saturated == 0 and s.exp <= F.WEIGHT_EXP_RANGE[1], n
+    errs = [l.decay_error for l in q.lif.values()]
+    assert max(errs) > 0 and max(errs) <= 0.5 / 4096  # PLIF decays: rounded to the nearest 1/4096
+    info = {}
+    x = torch.poisson(torch.full((4, 4, 3, 16, 16), 0.5), generator=torch.Generator().manual_seed(5))
+    get_target("loihi2-emu").run(g, x.double(), 4, quant=q, info=info)
+    assert info["saturation"] == {}

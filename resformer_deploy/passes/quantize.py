@@ -9,7 +9,8 @@ and a product with its real operand must share S (integers add only in one unit)
 Ensures, per group, the largest S that keeps (with ``margin`` over the calibrated maxima):
   * the LIF current u = a_in << 6 and the membrane v = 64 S w inside 24 bits (u wraps, v
     saturates), the graded payloads inside 24 bits,
-  * the threshold S * th inside the 17-bit vth, the bias 64 S b inside 13-bit mant << 3-bit exp;
+  * the threshold S * th inside the 17-bit vth, the bias 64 S b inside 13-bit mant << 3-bit exp,
+    every weight W * S inside 8-bit mantissa << the largest exponent;
   and per synapse process an 8-bit mantissa with its own exponent (mant << exp = W S_out / S_in),
   12-bit decay dv = k * 4096, du = 4095 (u = input each step), integer thresholds and biases.
 Every clipped weight / bias is counted here; wraps and saturations at run time are counted
@@ -160,6 +161,13 @@ def quantize(plan, stats, margin: float = MARGIN) -> QuantNet:
             if b_max > 0:
                 limits[f"{n}: bias (13+3 bit)"] = F.BIAS_MANT_RANGE[1] * 2 ** F.BIAS_EXP_RANGE[1] / (
                     2 ** F.ACT_SHIFT * b_max)
+        for m in members:  # the weights: mantissa << largest exponent must reach W * S (spike inputs)
+            node = g.nodes[m]
+            if isinstance(node, SYNAPSE) and m in preds and isinstance(g.nodes.get(preds[m][0]), nir.LIF):
+                wmax = float(np.abs(np.asarray(node.weight)).max())
+                if wmax > 0:
+                    limits[f"{m}: weight mantissa x 2^{F.WEIGHT_EXP_RANGE[1]}"] = (
+                        F.WEIGHT_MIXED_MAX * 2 ** F.WEIGHT_EXP_RANGE[1] / wmax)
         if not limits:
             raise QuantizationError(f"scale group {r}: no calibration data (all values zero); "
                                     f"calibrate on inputs that reach this layer")
