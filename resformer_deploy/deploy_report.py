@@ -52,5 +52,8 @@ def build_report(ck, checkpoint: str, dssa: str = "fused", lava_samples: int = 1
     plan = map_to_loihi2(keep["quant"].plan, dssa)
     violations, skipped = run_drc(plan, quant_for_drc(keep["quant"]))
     mapping = plan.to_json(violations, skipped, hardware_runtime())
-    return {"checkpoint": str(checkpoint), "variant": ck.variant, "T": T, "machine": machine(),
+    qplan = keep["quant"].plan
+    timing = {"pipeline_latency_steps": qplan.total_latency, "steps_per_sample": T,
+              "note": "samples stream back to back: one result every T steps after the pipeline has filled"}
+    return {"checkpoint": str(checkpoint), "variant": ck.variant, "T": T, "machine": machine(), "timing": timing,
             "ladder": ladder, "energy": energy, "mapping": mapping, "seconds": time.time() - t0}

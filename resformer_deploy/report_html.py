@@ -113,6 +113,10 @@ def render_html(rep: dict, pngs: dict) -> str:
         verdict.append(f"{t['neuro_cores']} neuro cores and {t['embedded_programs']} embedded-core programs on "
                        f"{t['chips']} chip(s); "
                        f"{len(m['violations'])} design-rule violation(s)")
+    tm = rep.get("timing")
+    if tm:
+        verdict.append(f"pipeline latency {tm['pipeline_latency_steps']} time steps ({lad['dssa']} DSSA), then one "
+                       f"result every {tm['steps_per_sample']} steps (samples stream back to back)")
     verdict.append(f"{rep['energy']['fixed']['sops']:,.0f} SOPs, {rep['energy']['fixed']['energy_mJ'] * 1e3:.4f} uJ "
                    f"per image (fixed point, paper convention)")
     parts.append("<h2>Summary</h2><ul>" + "".join(f"<li>{v}</li>" for v in verdict) + "</ul>")

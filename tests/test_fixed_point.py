@@ -257,6 +257,7 @@ def test_report_command_writes_json_html_and_figures(tmp_path):
     assert m["totals"]["neuro_cores"] == sum(x["cores"] for x in m["layers"]) and m["violations"] == []
     assert m["drc_skipped"] == []  # the quantized network feeds the number-format checks
     assert m["hardware_runtime"]["lava_loihi_installed"] is False
+    assert rep["timing"]["pipeline_latency_steps"] == 17 and rep["timing"]["steps_per_sample"] == 4  # cf. lava tests
     assert e["samples"] == 40 and e["torch"]["sops"] > 0 and e["fixed"]["sops"] > 0
     # fixed-point and float spikes differ a little, so their operation counts are close, not equal
     assert abs(e["fixed"]["sops"] - e["torch"]["sops"]) / e["torch"]["sops"] < 0.05
