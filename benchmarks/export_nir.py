@@ -5,14 +5,10 @@
 Times: export (BN/scale folding, graph construction, in memory) and the atomic HDF5 write,
 best of --repeat runs; the file is read back once and checked.
 """
-import sys
-from pathlib import Path as _Path
-
-sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))  # this checkout, whatever the venv points to
+import _bench  # noqa: F401  (this checkout first on sys.path)
 import argparse
 import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +18,7 @@ import torch
 from exporters.nir_io import read_nir, write_nir
 from exporters.torch_to_nir import export_model
 from resformer_deploy.inspect_nir import graph_summary
+from resformer_deploy.report import machine_description
 from resformer_deploy.calibration import random_buffers
 from resformer_deploy.model import build_model
 from resformer_deploy.variants import VARIANTS
@@ -61,8 +58,7 @@ def main():
                          "read_s": round(t_read, 3),
                          "file_MB": round(size / 1e6, 2)})
             print(json.dumps(rows[-1]), flush=True)
-    info = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}, "
-                       f"torch {torch.__version__}", "repeat": args.repeat, "results": rows}
+    info = {"machine": machine_description(), "repeat": args.repeat, "results": rows}
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(info, indent=2) + "\n")
     print("| variant | input | nodes | parameters | neurons/step | export s | write s | total s (warm) | "

@@ -10,20 +10,16 @@ planning, worker start, build, compile, run and stop. Bit-exactness: the emulato
 fixed-point Lava run on the same samples (output stream and predictions). Memory: peak PSS of
 this process and all descendants; processes: peak number of OS processes.
 """
-import sys
-from pathlib import Path as _Path
-
-sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))  # this checkout, whatever the venv points to
+import _bench  # noqa: F401  (this checkout first on sys.path)
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
 import torch
 
 from exporters.torch_to_nir import export_model
+from resformer_deploy.report import machine_description
 from resformer_deploy.checkpoint import load_checkpoint
 from resformer_deploy.digits import load_digits_split
 from resformer_deploy.fixed_point import calibrate_and_quantize, calibration_inputs
@@ -46,8 +42,7 @@ def main():
         t0 = time.perf_counter()
         ref = model(x).mean(0).argmax(-1)
         t_torch = (time.perf_counter() - t0) / len(x)
-    res = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-                      f"torch {torch.__version__}", "T": T, "eval_samples": len(x),
+    res = {"machine": machine_description(), "T": T, "eval_samples": len(x),
            "torch": {"accuracy": float((ref == y).float().mean()), "s_per_sample_batched": t_torch}, "dssa": {}}
     xc, src = calibration_inputs((1, 8, 8), 128)
     for dssa in ("fused", "synaptic"):

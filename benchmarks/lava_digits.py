@@ -10,14 +10,9 @@ processes: peak number of descendants during the run. Lava is run twice per lowe
 deployment (only the output stream is tapped) and with a probe on every LIF layer (what
 `verify` uses).
 """
-import sys
-from pathlib import Path as _Path
-
-sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))  # this checkout, whatever the venv points to
+import _bench  # noqa: F401  (this checkout first on sys.path)
 import argparse
 import json
-import os
-import platform
 import resource
 import time
 from pathlib import Path
@@ -25,6 +20,7 @@ from pathlib import Path
 import torch
 
 from exporters.torch_to_nir import export_model
+from resformer_deploy.report import machine_description
 from resformer_deploy.checkpoint import load_checkpoint
 from resformer_deploy.digits import load_digits_split
 from resformer_deploy.proc_util import PeakSampler as Sampler
@@ -74,8 +70,7 @@ def main():
     base = rows["pytorch"]["s_per_sample"]
     for k, r in rows.items():
         r["ratio_vs_pytorch_single"] = r["s_per_sample"] / base
-    res = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-                      f"torch {torch.__version__}", "samples": N, "T": T, "results": rows,
+    res = {"machine": machine_description(), "samples": N, "T": T, "results": rows,
            "max_rss_main_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     print(json.dumps(res, indent=2))
     if args.json_out:

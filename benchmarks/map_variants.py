@@ -7,18 +7,14 @@ the table lists neuro cores, chips, neurons, logical synapses, memory, embedded-
 and the number of design-rule violations. Weights are random (the mapping depends on shapes
 only; firing-rate buffers are set so the export is valid). No downloads.
 """
-import sys
-from pathlib import Path as _Path
-
-sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))  # this checkout, whatever the venv points to
+import _bench  # noqa: F401  (this checkout first on sys.path)
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
 from exporters.torch_to_nir import export_model
+from resformer_deploy.report import machine_description
 from resformer_deploy.checkpoint import load_checkpoint
 from resformer_deploy.mapping import map_to_loihi2, run_drc
 from resformer_deploy.calibration import random_buffers
@@ -60,7 +56,7 @@ def main():
                          "map_s": round(time.perf_counter() - t0, 2)})
             print(json.dumps({k: v for k, v in rows[-1].items() if k not in ("violations", "warnings")}),
                   flush=True)
-    info = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
+    info = {"machine": machine_description(),
             "results": rows}
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(info, indent=2) + "\n")

@@ -368,10 +368,9 @@ def simulate(model, target, samples, dssa, seed, calib_samples, json_out):
     x, labels, source = inputs_for(in_shape, samples, seed)
     info, opts = {}, {}
     if target in ("loihi2-sim", "loihi2-emu"):  # fixed point: quantize on calibration data first
-        from .fixed_point import calibrate_and_quantize, calibration_inputs
-        xc, csrc = calibration_inputs(in_shape, calib_samples)
-        opts["quant"] = calibrate_and_quantize(graph, xc.double(), T, dssa=dssa, source=csrc)
-        click.echo(f"quantized for Loihi 2 on {csrc}", err=True)
+        from .fixed_point import quantize_graph
+        opts["quant"] = quantize_graph(graph, calib_samples, dssa)
+        click.echo(f"quantized for Loihi 2 on {opts['quant'].calibration['source']}", err=True)
     t0 = time.time()
     with Progress(tgt.steps(graph, samples, T, dssa=dssa, **opts), f"{target} simulation", unit="steps") as bar:
         res = tgt.run(graph, x.double(), T, record_spikes=False, progress=bar.update, dssa=dssa, info=info, **opts)
@@ -421,10 +420,9 @@ def ops(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, samp
     if target in ("loihi2-sim", "loihi2-emu"):
         # fixed point: its spikes differ from the float model's, so the independent count to agree
         # with is the bit-accurate emulator's (for loihi2-sim) resp. reported next to PyTorch's
-        from .fixed_point import calibrate_and_quantize, calibration_inputs
+        from .fixed_point import quantize_graph
         cfg = ck.config
-        xc, src = calibration_inputs((cfg.in_channels, cfg.img_size, cfg.img_size), 128)
-        opts["quant"] = calibrate_and_quantize(graph, xc.double(), cfg.T, source=src)
+        opts["quant"] = quantize_graph(graph)
         if target == "loihi2-sim":
             emu = get_target("loihi2-emu").run(graph, x.double(), cfg.T, **opts)
             ct_torch, ct = ct, count_graph(graph, emu.spikes, cfg.T, samples)
@@ -454,7 +452,8 @@ def ops(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, samp
                    "model's; --target loihi2-sim checks them against the bit-accurate emulator)")
     if json_out:
         write_json(json_out, {"checkpoint": checkpoint, "target": target, "samples": samples, "inputs": source,
-                              "reference": ref_name, "reference_counts": ct, "target_counts": cg, "report": rep, "max_rel_diff": worst})
+                              "reference": ref_name, "reference_counts": ct, "target_counts": cg, "report": rep,
+                              "max_rel_diff": worst})
         click.echo(f"wrote {json_out}")
     if worst > 1e-9 and target != "loihi2-emu":
         raise DeployError(f"operation counts from {ref_name} and {target} disagree (max rel. diff {worst:.1e})")

@@ -61,13 +61,10 @@ def compile_cmd(model, target, out_dir, dssa, as_json, quantize, calib_samples, 
     quant = None
     if quantize:  # number-format checks need the quantized network: calibrate on non-evaluation data
         from .deploy_report import quant_for_drc
-        from .fixed_point import calibrate_and_quantize, calibration_inputs
-        in_shape = graph.nodes["input"].input_type["input"]
-        xc, src = calibration_inputs(in_shape, calib_samples)
-        qn = calibrate_and_quantize(graph, xc.double(), int(graph.metadata.get("time_steps", 4)), dssa=dssa,
-                                    source=src)
+        from .fixed_point import quantize_graph
+        qn = quantize_graph(graph, calib_samples, dssa)
         quant = quant_for_drc(qn)
-        click.echo(f"quantized on {src}", err=True)
+        click.echo(f"quantized on {qn.calibration['source']}", err=True)
     violations, skipped = run_drc(plan, quant)
     hw = hardware_runtime()
     data = plan.to_json(violations, skipped, hw)

@@ -1,18 +1,13 @@
 """Everything an engineer wants before booking Loihi 2 time, in one report (``report`` command):
 the drift ladder (accuracy and spike agreement, float and fixed point), operations and energy
 (PyTorch and fixed-point spikes), and the Loihi 2 core plan with its design-rule check."""
-import platform
 import time
 
 import numpy as np
 
 from .drift import drift_ladder
 from .ops_count import count_graph, count_torch, energy_report
-
-
-def machine() -> str:
-    import os
-    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+from .report import machine_description
 
 
 def quant_for_drc(qn) -> dict:
@@ -55,5 +50,6 @@ def build_report(ck, checkpoint: str, dssa: str = "fused", lava_samples: int = 1
     qplan = keep["quant"].plan
     timing = {"pipeline_latency_steps": qplan.total_latency, "steps_per_sample": T,
               "note": "samples stream back to back: one result every T steps after the pipeline has filled"}
-    return {"checkpoint": str(checkpoint), "variant": ck.variant, "T": T, "machine": machine(), "timing": timing,
+    return {"checkpoint": str(checkpoint), "variant": ck.variant, "T": T, "machine": machine_description(),
+            "timing": timing,
             "ladder": ladder, "energy": energy, "mapping": mapping, "seconds": time.time() - t0}

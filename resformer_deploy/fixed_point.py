@@ -3,8 +3,10 @@
 Calibration data is never the evaluation data: the digits training split for digits models,
 seeded random inputs (a different seed from verification's) otherwise.
 """
+import json
 import time
 
+import nir
 import torch
 
 from exporters.nir_to_lava import plan_lava
@@ -36,8 +38,23 @@ def calibrate_and_quantize(graph, x_calib: torch.Tensor, T: int, dssa: str = "fu
     t0 = time.time()
     plan = plan or plan_lava(graph, dssa)
     host = CompiledGraph(graph, torch.float64)
-    stats = LavaSemantics(plan).run(host_inputs(plan, host, x_calib, T), T, record_spikes=False, stats=True)
-    qn = quantize(plan, stats, margin)
+    sem = LavaSemantics(plan)
+    stats = sem.run(host_inputs(plan, host, x_calib, T), T, record_spikes=False, stats=True)
+    qn = quantize(plan, stats, margin, matrices={n: m for n, (m, _) in sem.mats.items()})
     qn.calibration = {"samples": int(x_calib.shape[0]), "source": source, "margin": margin,
                       "seconds": time.time() - t0}
     return qn
+
+
+def quantize_graph(graph, samples: int = 128, dssa: str = "fused", margin: float = MARGIN, plan=None):
+    """Quantize an exported graph on calibration data chosen from the graph itself: its input shape,
+    T and, for PLIF (DVS) models, event frames instead of images."""
+    meta = graph.metadata or {}
+    T = int(meta.get("time_steps", 4))
+    try:
+        neuron = json.loads(meta.get("config", "{}")).get("neuron", "lif")
+    except (TypeError, ValueError):
+        neuron = "lif"
+    in_shape = next(v for v in graph.nodes.values() if isinstance(v, nir.Input)).input_type["input"]
+    x, src = calibration_inputs(in_shape, samples, dvs_steps=T if neuron == "plif" else 0)
+    return calibrate_and_quantize(graph, x.double(), T, dssa=dssa, margin=margin, plan=plan, source=src)

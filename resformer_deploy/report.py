@@ -24,3 +24,13 @@ def _numeric(s: str) -> bool:
 
 def write_json(path, data) -> None:
     atomic_write(Path(path), lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2) + "\n"))
+
+
+def machine_description() -> str:
+    """One line naming the machine and software behind a measurement (reports, benchmarks)."""
+    import os
+    import platform
+
+    import torch
+    return (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"torch {torch.__version__}")

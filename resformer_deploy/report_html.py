@@ -138,7 +138,8 @@ def render_html(rep: dict, pngs: dict) -> str:
     rows = [(k, f"{e['torch']['per_image'][k]:,.0f}", f"{e['fixed']['per_image'][k]:,.0f}")
             for k in e["torch"]["per_image"]]
     rows.append(("SOPs (conv + DSSA)", f"{e['torch']['sops']:,.0f}", f"{e['fixed']['sops']:,.0f}"))
-    rows.append(("energy per image (uJ)", f"{e['torch']['energy_mJ'] * 1e3:.4f}", f"{e['fixed']['energy_mJ'] * 1e3:.4f}"))
+    rows.append(("energy per image (uJ)", f"{e['torch']['energy_mJ'] * 1e3:.4f}",
+                 f"{e['fixed']['energy_mJ'] * 1e3:.4f}"))
     parts.append("<h2>Operations and energy per image</h2><p>0.9 pJ per accumulate; stem and classifier MACs "
                  "(4.6 pJ) excluded as in the paper; residual adds listed, not counted as SOPs.</p>"
                  + _table(rows, ["kind", "PyTorch float", "fixed point"]))

@@ -24,6 +24,11 @@ class TorchRecord:
     spikes: Dict[str, torch.Tensor] = field(default_factory=dict)  # module path -> bool [T, B, ...]
     membranes: Dict[str, torch.Tensor] = field(default_factory=dict)  # module path -> pre-reset v
 
+    def head(self, n: int) -> "TorchRecord":
+        """The record of the first n samples (every tensor is [T, B, ...])."""
+        return TorchRecord(self.logits[:, :n], {k: v[:, :n] for k, v in self.spikes.items()},
+                           {k: v[:, :n] for k, v in self.membranes.items()})
+
 
 def _membrane(module, x_seq):
     k = module.decay()

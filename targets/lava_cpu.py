@@ -131,7 +131,7 @@ class LavaCpuTarget:
                 lhs0 = np.round(lhs0 * quant.scale[mm.lhs])
             rhs = rec[mm.rhs].flatten(0, 1).reshape(-1, low.sel_rhs.shape[1]).numpy()
             verify_lowering(low, mm, recorded=[(lhs0, rhs)])
-            out[n] = low
+            out[n] = low if quant is None else low.to_fixed(quant.lhs_bias_exp[mm.lhs])
         return out
 
     def run(self, graph, x: torch.Tensor, T: int, record_spikes: bool = True, record_membranes: bool = False,

@@ -101,24 +101,15 @@ class LavaBuild:
         if isinstance(node, SpikeMatMul) and n in self.lowerings:
             low = self.lowerings[n]
             U = low.sel_lhs.shape[0]
-            bias_w = low.bias_term
-            if q is not None:  # integer selectors; bias weights as mantissas of one exponent
-                e = q.lhs_bias_split[node.lhs][1]
-                low = type(low)(**{**low.__dict__, **{k: getattr(low, k).astype(np.int32)
-                                                      for k in ("sel_lhs", "sel_rhs", "reduce")}})
-                bias_w = low.bias_term.astype(np.int64)
-                bias_w.data >>= e
-                bias_w = bias_w.astype(np.int32)
             parts = {
                 "relay": self._new("GradedVec", shape=(low.sel_lhs.shape[1],), vth=0),
                 "sel_l": self._new("Sparse", weights=low.sel_lhs, num_message_bits=MSG_BITS),
                 "sel_r": self._new("Sparse", weights=low.sel_rhs, num_message_bits=MSG_BITS),
                 "prod": self._new("ProdNeuron", shape=(U,), vth=0, exp=0),
                 "reduce": self._new("Sparse", weights=low.reduce, num_message_bits=MSG_BITS),
-                "bias": self._new("DelaySparse", weights=bias_w,
-                                  delays=(bias_w != 0).astype(np.int64), max_delay=1,
-                                  num_message_bits=MSG_BITS, **({"weight_exp": q.lhs_bias_split[node.lhs][1]}
-                                                                if q is not None else {})),
+                "bias": self._new("DelaySparse", weights=low.bias_term,
+                                  delays=(low.bias_term != 0).astype(np.int64), max_delay=1,
+                                  num_message_bits=MSG_BITS, weight_exp=low.bias_exp),
             }
             parts["relay"].s_out.connect(parts["sel_l"].s_in)
             parts["sel_l"].a_out.connect(parts["prod"].a_in1)

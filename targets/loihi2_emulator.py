@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from exporters.nir_ext import SpikeMatMul
-from exporters.nir_to_lava import check_simulable, plan_lava, synapse_matrix
+from exporters.nir_to_lava import check_simulable, synapse_matrix
 from resformer_deploy.errors import DeployError
 from resformer_deploy.passes.dssa_lowering import exact_product
 from resformer_deploy.quant.formats import STATE_MAX, lif_step, shift
@@ -55,6 +55,11 @@ class LavaSemantics:
                     self.mats[n] = (quant.syn[n].mant.astype(np.int64).tocsr(), quant.syn[n].exp)
                 else:
                     self.mats[n] = (synapse_matrix(node, plan.shapes[self.preds[n][0]], plan.shapes[n])[0], 0)
+        # neuron parameters, resolved once: fixed (dv, effective bias, vth) / float (k, bias, vth)
+        if quant is not None:
+            self.lif = {n: (q.dv, q.bias_eff, q.vth) for n, q in quant.lif.items()}
+        else:
+            self.lif = {n: (p["k"], p["bias"], p["vth"]) for n, p in plan.lif.items()}
 
     def _bump(self, run, n, kind, count):
         if count:
@@ -101,17 +106,16 @@ class LavaSemantics:
                 elif isinstance(node, nir.LIF):
                     a = sum(val[p] for p in preds[1:]) + val[preds[0]]
                     note_max(run.max_abs, n, a)
+                    u, v = state.get(n, (None, np.zeros_like(a)))
                     if fixed:
-                        p = q.lif[n]
-                        u, v = state.get(n, (None, np.zeros_like(a)))
-                        u, v, s, wrapped, sat = lif_step(u, v, a, p.dv, p.bias_eff, p.vth)
+                        dv, bias_eff, vth = self.lif[n]
+                        u, v, s, wrapped, sat = lif_step(u, v, a, dv, bias_eff, vth)
                         self._bump(run, n, "u_wrap", wrapped)
                         self._bump(run, n, "v_saturation", sat)
                     else:
-                        p = plan.lif[n]
-                        v = state.get(n, (None, np.zeros_like(a)))[1]
-                        v = (1.0 - p["k"]) * v + a + p["bias"]
-                        s = v > p["vth"]
+                        k, bias, vth = self.lif[n]
+                        v = (1.0 - k) * v + a + bias
+                        s = v > vth
                         note_max(run.max_membrane, n, v)
                         u = a
                     v = np.where(s, 0, v)
@@ -146,7 +150,7 @@ class Loihi2EmulatorTarget:
             raise DeployError("target loihi2-emu needs a quantized network (quant=...); "
                               "`resformer-deploy verify --target loihi2-sim` builds one from calibration data")
         t0 = time.time()
-        plan = quant.plan if quant.plan.graph is graph else plan_lava(graph, dssa)
+        plan = quant.plan  # the plan the network was quantized for (as loihi2-sim uses)
         host = CompiledGraph(graph, torch.float64)
         vals = quant.quantize_inputs(host_inputs(plan, host, x, T))
         run = LavaSemantics(plan, quant).run(vals, T, record_spikes=record_spikes, progress=progress)

@@ -16,7 +16,7 @@ Ensures:  per product node, a cost report for both lowerings and a verification 
           sum|W_row| + |b| (spikes are 0/1) is derived from the weights and reported: it sizes
           the graded payload (24-bit on Loihi 2) for the fixed-point path.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, List, Tuple
 
 import numpy as np
@@ -49,6 +49,17 @@ class ProductLowering:
     lhs_bias: np.ndarray
     cost: Dict[str, dict] = field(default_factory=dict)
     verification: Dict[str, float] = field(default_factory=dict)
+    bias_exp: int = 0  # weight exponent of bias_term (fixed point)
+
+    def to_fixed(self, bias_exp: int) -> "ProductLowering":
+        """The integer form for Loihi 2 synapses (lowered with an integer operand bias): int32
+        selectors, and the bias weights as mantissas of one exponent (mant << bias_exp, exact)."""
+        b = self.bias_term.astype(np.int64)
+        if np.any(b.data % (1 << bias_exp)):
+            raise DeployError(f"{self.name}: operand bias is not a multiple of 2^{bias_exp}")
+        b.data >>= bias_exp
+        ints = {k: getattr(self, k).astype(np.int32) for k in ("sel_lhs", "sel_rhs", "reduce")}
+        return replace(self, bias_term=b.astype(np.int32), bias_exp=bias_exp, **ints)
 
     def evaluate(self, lhs0: np.ndarray, rhs: np.ndarray) -> np.ndarray:
         """What the lowered subgraph computes (lhs0: synapse output without bias), batched."""

@@ -67,7 +67,7 @@ class QuantNet:
     syn: Dict[str, SynQ] = field(default_factory=dict)
     lif: Dict[str, LifQ] = field(default_factory=dict)
     lhs_bias: Dict[str, np.ndarray] = field(default_factory=dict)  # product operand -> int bias
-    lhs_bias_split: Dict[str, tuple] = field(default_factory=dict)  # operand -> (mantissas, exp)
+    lhs_bias_exp: Dict[str, int] = field(default_factory=dict)  # its exponent (mantissa grid of 2^exp)
     groups: List[dict] = field(default_factory=list)
     layers: List[dict] = field(default_factory=list)
     calibration: dict = field(default_factory=dict)
@@ -132,8 +132,9 @@ def _pow2_floor(x: float) -> float:
     return float(2.0 ** np.floor(np.log2(x)))
 
 
-def quantize(plan, stats, margin: float = MARGIN) -> QuantNet:
-    """stats: an EmulatorRun recorded with stats=True in float mode on calibration data."""
+def quantize(plan, stats, margin: float = MARGIN, matrices=None) -> QuantNet:
+    """stats: an EmulatorRun recorded with stats=True in float mode on calibration data;
+    matrices: the unrolled float synapse matrices that run used (built here when not given)."""
     g = plan.graph
     preds = {n: [a for a, b in g.edges if b == n] for n in plan.neuro}
     lifs = [n for n in plan.neuro if isinstance(g.nodes[n], nir.LIF)]
@@ -184,7 +185,7 @@ def quantize(plan, stats, margin: float = MARGIN) -> QuantNet:
         if isinstance(node, SYNAPSE):
             src = preds[n][0]
             s_in = 1.0 if isinstance(g.nodes.get(src), nir.LIF) else qn.scale[src]
-            m, _ = synapse_matrix(node, plan.shapes[src], plan.shapes[n])
+            m = matrices[n] if matrices else synapse_matrix(node, plan.shapes[src], plan.shapes[n])[0]
             target = m.data * (qn.scale[n] / s_in)
             mant, exp, sat = F.quantize_weights(target)
             got = F.shift(mant, exp) if exp >= 0 else mant * 2.0 ** exp
@@ -199,7 +200,7 @@ def quantize(plan, stats, margin: float = MARGIN) -> QuantNet:
             if exp < 0:
                 mant, exp = (np.round(b / 2) * 2).astype(np.int64), 0
             qn.lhs_bias[node.lhs] = mant << exp
-            qn.lhs_bias_split[node.lhs] = (mant, exp)
+            qn.lhs_bias_exp[node.lhs] = exp
     for n in lifs:
         p, S = plan.lif[n], qn.scale[n]
         dv, derr = F.decay_register(p["k"])
