@@ -112,8 +112,10 @@ def check_graph(graph: nir.NIRGraph) -> Tuple[Dict[str, tuple], List[str]]:
     inputs = [n for n, v in graph.nodes.items() if isinstance(v, nir.Input)]
     if len(inputs) != 1:
         problems.append(f"graph must have exactly one Input node, found {len(inputs)}")
-    if not any(isinstance(v, nir.Output) for v in graph.nodes.values()):
-        problems.append("graph has no Output node")
+    outputs = [n for n, v in graph.nodes.items() if isinstance(v, nir.Output)]
+    if len(outputs) != 1:  # targets read one output stream (the per-step logits)
+        problems.append(f"graph must have exactly one Output node, found {len(outputs)}"
+                        + (f" ({', '.join(sorted(outputs))})" if outputs else ""))
     order, cyclic = topological_order(graph)
     if cyclic:
         problems.append(f"recurrent/cyclic connections are not supported: {', '.join(sorted(cyclic))}")
@@ -155,3 +157,44 @@ def check_graph(graph: nir.NIRGraph) -> Tuple[Dict[str, tuple], List[str]]:
         except ValueError as e:
             problems.append(f"{name} ({type(node).__name__}): {e}")
     return shapes, problems
+
+
+# NIR's neuron equations (nir.ir.neuron docstrings): tau * dv/dt = (v_leak - v) + R * I for LIF,
+# dv/dt = R * I for IF; a time constant must be positive, every other parameter finite.
+_POSITIVE = {nir.LIF: ("tau",)}
+
+
+def _constant_or_all(a: np.ndarray) -> np.ndarray:
+    """A fill-value (all-strides-0) view is one value repeated: check that value only."""
+    return np.asarray(a.flat[0]) if a.ndim and a.size and not any(a.strides) else a
+
+
+def check_values(graph: nir.NIRGraph) -> List[str]:
+    """Non-finite parameters (any node, any field) and non-physical neuron parameters, by node and field."""
+    problems = []
+    meta = graph.metadata if isinstance(graph.metadata, dict) else {}
+    disc = meta.get("discretisation") if isinstance(meta.get("discretisation"), dict) else {}
+    for key, v, ok in (("time_steps", meta.get("time_steps", 1), lambda v: float(v) >= 1 and float(v) == int(v)),
+                       ("discretisation dt", disc.get("dt", meta.get("dt", 1e-3)),
+                        lambda v: np.isfinite(float(v)) and float(v) > 0)):
+        try:
+            good = bool(ok(v))
+        except (TypeError, ValueError, OverflowError):
+            good = False
+        if not good:
+            problems.append(f"graph metadata {key} = {v!r}: must be " + ("an integer >= 1" if key == "time_steps"
+                                                                          else "a finite number > 0"))
+    for name, node in graph.nodes.items():
+        for f, v in vars(node).items():
+            if f in ("input_type", "output_type", "metadata") or not isinstance(v, np.ndarray):
+                continue
+            if v.dtype.kind not in "fc" or not v.size:
+                continue
+            a = _constant_or_all(v)
+            lo, hi = np.min(a), np.max(a)  # NaN propagates; no temporary the size of the array
+            if not (np.isfinite(lo) and np.isfinite(hi)):
+                n = v.size if a is not v else int(np.count_nonzero(~np.isfinite(v)))
+                problems.append(f"{name} ({type(node).__name__}): {f} has {n:,} non-finite value(s) (NaN/inf)")
+            elif f in _POSITIVE.get(type(node), ()) and lo <= 0:
+                problems.append(f"{name} ({type(node).__name__}): {f} must be > 0 (min {lo:g}): a time constant")
+    return problems

@@ -138,8 +138,12 @@ def plan_lava(graph: nir.NIRGraph, dssa: str = "fused") -> LavaPlan:
     bad = []
     for n in neuro:
         node = graph.nodes[n]
-        if not isinstance(node, LAVA_NEURO):
-            bad.append(f"{n}: {type(node).__name__} has no Lava mapping")
+        if isinstance(node, (nir.Input, nir.Output)):  # the graph's interfaces: where the host feeds/reads
+            bad.append(f"{n}: {type(node).__name__} has metadata partition 'neuromorphic' (graph inputs and "
+                       f"outputs belong to the host partition)")
+        elif not isinstance(node, LAVA_NEURO):
+            bad.append(f"{n}: {type(node).__name__} has no Lava mapping on the neuromorphic partition (node "
+                       f"metadata 'partition': 'host' runs it on the host, if it is before or after the chip)")
         elif isinstance(node, nir.Scale) and not np.all(np.asarray(node.scale) == 1):
             bad.append(f"{n}: Scale other than 1 (only residual junctions are mapped)")
         elif isinstance(node, nir.LIF):

@@ -38,7 +38,36 @@ class LoadedCheckpoint:
     notes: list = field(default_factory=list)  # e.g. dtype casts performed
 
 
-def read_checkpoint_file(path, weights_only: bool = True):
+# File signatures, to say what a file is when it is not a checkpoint: HDF5 (format spec,
+# "Format Signature"), zip (torch.save's format since PyTorch 1.6), gzip, and pickle's PROTO
+# opcode (protocol >= 2: torch.save's legacy format, see torch/serialization.py).
+_MAGIC = ((b"\x89HDF\r\n\x1a\n", "hdf5"), (b"PK\x03\x04", "zip"), (b"\x1f\x8b", "gzip"), (b"\x80", "pickle"))
+FORMAT_NAMES = {"hdf5": "an HDF5 file (a NIR graph?)", "zip": "a zip archive (a PyTorch checkpoint?)",
+                "gzip": "a gzip-compressed file", "pickle": "a Python pickle (a legacy PyTorch checkpoint?)"}
+
+
+def sniff_format(path) -> str:
+    """'hdf5', 'zip', 'gzip', 'pickle' or 'unknown', from the first bytes of the file."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return "unknown"
+    return next((kind for magic, kind in _MAGIC if head.startswith(magic)), "unknown")
+
+
+def _torch_detail(e: Exception) -> str:
+    """torch's reason without its advice: weights_only failures say "Re-running with weights_only=False
+    will likely succeed", which is false for damaged files and nudges toward unsafe loading."""
+    text = str(e)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    return text.strip().split("\n")[0] or type(e).__name__
+
+
+def read_checkpoint_file(path, weights_only: bool = True, unsafe_option: Optional[str] = "--unsafe-load"):
+    """``unsafe_option``: the caller's flag for weights_only=False loading, named in the refusal
+    of a pickle that holds objects (None: the caller, e.g. `demo`, has no such flag)."""
     p = Path(path)
     if not p.exists():
         raise CheckpointError(f"checkpoint file not found: {path}")
@@ -46,21 +75,41 @@ def read_checkpoint_file(path, weights_only: bool = True):
         raise CheckpointError(f"checkpoint path is a directory, not a file: {path}")
     if p.stat().st_size == 0:
         raise CheckpointError(f"checkpoint file is empty: {path}")
+    kind = sniff_format(p)
+    if kind == "hdf5":
+        raise CheckpointError(f"{path}: is {FORMAT_NAMES[kind]}, not a PyTorch checkpoint")
+    if kind == "zip":
+        _check_zip_size(p, path)
     try:
         return torch.load(str(p), map_location="cpu", weights_only=weights_only)
-    except pickle.UnpicklingError as e:
-        msg = str(e).split("\n")[0]
-        detail = re.search(r"Unsupported (global|class)[^\n]*", str(e))
-        if weights_only and detail:  # a valid pickle holding objects other than tensors/containers
-            msg = detail.group(0).strip()
-            raise CheckpointError(
-                f"{path}: refused by weights_only=True loading ({msg}); if you trust this file, "
-                f"re-run with --unsafe-load") from None
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({msg})") from None
     except Exception as e:  # torch.load raises many types on damaged input (IndexError, EOFError, ...)
-        detail = str(e).split("\n")[0] or type(e).__name__
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (corrupt or truncated: "
-                              f"{detail})") from None
+        detail = re.search(r"Unsupported (global|class)[^\n]*", str(e))
+        if weights_only and detail and isinstance(e, pickle.UnpicklingError):
+            # a valid pickle holding objects other than tensors/containers
+            hint = f"; if you trust this file, re-run with {unsafe_option}" if unsafe_option else ""
+            raise CheckpointError(
+                f"{path}: refused by weights_only=True loading ({detail.group(0).strip()}): it pickles Python "
+                f"objects besides tensors, and loading those runs code{hint}") from None
+        if kind in ("zip", "pickle"):
+            what = "zip archive" if kind == "zip" else kind
+            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint: a {what} that torch.load cannot read "
+                                  f"(corrupt, truncated or not written by torch.save: {_torch_detail(e)})") from None
+        what = "; it is gzip-compressed" if kind == "gzip" else ""
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint: neither a zip archive nor a pickle (the "
+                              f"formats torch.save writes){what}") from None
+
+
+def _check_zip_size(p, path) -> None:
+    """A zip archive states its members' uncompressed sizes: refuse one that cannot fit in memory
+    before torch.load inflates it."""
+    import zipfile
+    from .memory_budget import check_bytes
+    try:
+        with zipfile.ZipFile(p) as z:
+            total = sum(i.file_size for i in z.infolist())
+    except (zipfile.BadZipFile, OSError):
+        return  # torch.load reports the damage
+    check_bytes(total, f"{path}: zip archive declares {total:,} bytes uncompressed")
 
 
 def split_checkpoint(obj, path) -> (Dict[str, torch.Tensor], Dict):
@@ -71,7 +120,10 @@ def split_checkpoint(obj, path) -> (Dict[str, torch.Tensor], Dict):
     meta = {}
     if "model" in obj and isinstance(obj["model"], dict):
         sd = obj["model"]
-        meta = {k: v for k, v in obj.items() if k in ("epoch", "max_acc1")}
+        # training counters as plain numbers (anything else would break `info`'s formatting)
+        meta = {k: (v.item() if isinstance(v, torch.Tensor) else v) for k, v in obj.items()
+                if k in ("epoch", "max_acc1") and (isinstance(v, (int, float)) or
+                                                   (isinstance(v, torch.Tensor) and v.numel() == 1))}
         if isinstance(obj.get(META_KEY), dict):
             meta[META_KEY] = obj[META_KEY]
     elif "state_dict" in obj and isinstance(obj["state_dict"], dict):
@@ -171,11 +223,50 @@ def compare_state_dict(model: torch.nn.Module, sd: Dict[str, torch.Tensor], path
         raise CheckpointError(f"{path} does not fit {label}: " + "; ".join(problems))
 
 
+def check_tensor_values(sd, expected, path) -> list:
+    """Refuse NaN/inf, complex and inexact integer values where the model holds floats; return
+    notes for the exact casts (half precision, integers, bools) that loading performs."""
+    bad, inexact, notes = [], [], []
+    for k, v in sd.items():
+        if v.is_complex():
+            bad.append(f"{k} (complex {v.dtype})")
+        elif v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            bad.append(f"{k} ({int((~torch.isfinite(v)).sum()):,} of {v.numel():,} values NaN/inf)")
+        elif expected[k].dtype == torch.float32 and v.numel() and v.dtype != torch.bool:
+            big = float(v.abs().max())
+            if (not v.is_floating_point() and big > 2 ** 24) or big > torch.finfo(torch.float32).max:
+                # float32 holds every integer up to 2^24 exactly, and nothing beyond ~3.4e38
+                inexact.append(f"{k} ({str(v.dtype).replace('torch.', '')}, |max| {big:,.0f})")
+    if bad:
+        raise CheckpointError(f"{path}: {len(bad)} tensor(s) with values the model cannot use: {summarize(bad, 3)}")
+    if inexact:
+        raise CheckpointError(f"{path}: {len(inexact)} tensor(s) would not convert exactly to the model's float32: "
+                              f"{summarize(inexact, 3)}")
+    want_float = {k: expected[k].is_floating_point() for k in sd}
+    for label, keys in (
+            ("half-precision", [k for k, v in sd.items() if v.dtype in (torch.float16, torch.bfloat16)]),
+            ("double-precision", [k for k, v in sd.items() if v.dtype == torch.float64 and want_float[k]
+                                  and expected[k].dtype != torch.float64]),
+            ("integer/bool", [k for k, v in sd.items() if want_float[k] and not v.is_floating_point()]),
+            ("floating-point", [k for k, v in sd.items() if v.is_floating_point() and not want_float[k]])):
+        if keys:  # AMP-trained official checkpoints, e.g., may hold fp16 firing-rate buffers
+            kinds = sorted({str(sd[k].dtype).replace("torch.", "") for k in keys})
+            targets = sorted({str(expected[k].dtype).replace("torch.", "") for k in keys})
+            notes.append(f"cast {len(keys)} {label} tensor(s) ({'/'.join(kinds)}) to {'/'.join(targets)}: "
+                         f"{summarize(keys, 3)}")
+    return notes
+
+
 def load_checkpoint(path, variant: Optional[str] = None, img_size: Optional[int] = None,
                     T: Optional[int] = None, num_classes: Optional[int] = None,
-                    weights_only: bool = True) -> LoadedCheckpoint:
-    obj = read_checkpoint_file(path, weights_only=weights_only)
+                    weights_only: bool = True, unsafe_option: Optional[str] = "--unsafe-load") -> LoadedCheckpoint:
+    obj = read_checkpoint_file(path, weights_only=weights_only, unsafe_option=unsafe_option)
     sd, meta = split_checkpoint(obj, path)
+    rows = sd.get("classifier.weight")
+    if num_classes and rows is not None and rows.dim() == 2 and rows.shape[0] != num_classes:
+        # refused before the model (whose classifier has num_classes rows) is allocated
+        raise CheckpointError(f"{path}: {num_classes} classes requested, but classifier.weight has "
+                              f"{rows.shape[0]} rows (the checkpoint's classes)")
     stored = meta.get(META_KEY, {}).get("config")
     if variant is not None:
         try:
@@ -186,42 +277,33 @@ def load_checkpoint(path, variant: Optional[str] = None, img_size: Optional[int]
     elif stored is not None:
         try:
             cfg = ResformerConfig.from_dict(dict(stored))
-            over = {k: v for k, v in dict(img_size=img_size, T=T, num_classes=num_classes).items() if v}
-            cfg = cfg.replace(**over) if over else cfg
         except (ConfigError, TypeError) as e:
             raise CheckpointError(f"{path}: stored config is invalid ({e})") from None
+        over = {k: v for k, v in dict(img_size=img_size, T=T, num_classes=num_classes).items() if v}
+        try:  # an override the stored architecture cannot take is the caller's error, not the file's
+            cfg = cfg.replace(**over) if over else cfg
+        except ConfigError as e:
+            given = ", ".join(f"{k} {v}" for k, v in over.items())
+            raise CheckpointError(f"{path}: {given} does not fit the stored architecture ({e})") from None
         source = "checkpoint"
     else:
         cfg = infer_config(sd, path, img_size=img_size, T=T, num_classes=num_classes)
         source = "inferred"
     model = SpikingResformer(cfg)
     compare_state_dict(model, sd, path, f"SpikingResformer '{cfg.name}'")
-    notes = []
-    half = [k for k, v in sd.items() if v.dtype in (torch.float16, torch.bfloat16)]
-    if half:  # AMP-trained official checkpoints may hold fp16 firing-rate buffers
-        notes.append(f"cast {len(half)} half-precision tensor(s) to float32: {summarize(half, 3)}")
-    sd = {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()}
-    model.load_state_dict(sd, strict=True)
+    expected = model.state_dict()
+    notes = check_tensor_values(sd, expected, path)
+    # load_state_dict would copy (and cast) silently; the casts are stated in the notes instead
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in sd.items()}, strict=True)
     model.eval()
     return LoadedCheckpoint(str(path), model, cfg, match_variant(cfg), source, meta, notes)
 
 
 def atomic_write(path, write_fn) -> None:
-    """Write via a temp file in the same directory and rename, so no partial file remains."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    os.close(fd)
-    try:
-        write_fn(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Kept for callers of the name-based form (examples/train_digits.py): see
+    resformer_deploy.outputs.atomic_write (temp file + rename, devices written in place)."""
+    from .outputs import atomic_write as write
+    write(path, write_fn)
 
 
 def save_checkpoint(path, model: SpikingResformer, epoch: int = 0, max_acc1: float = 0.0,
@@ -234,4 +316,9 @@ def save_checkpoint(path, model: SpikingResformer, epoch: int = 0, max_acc1: flo
         "max_acc1": float(max_acc1),
         META_KEY: {"format": FORMAT_VERSION, "config": model.config.to_dict(), **(record or {})},
     }
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    import io
+    from .outputs import write_bytes
+    buf = io.BytesIO()  # serialised in memory: a full disk then fails in one plain write (outputs.py)
+    torch.save(payload, buf)
+    with buf.getbuffer() as view:
+        write_bytes(path, view)

@@ -4,31 +4,99 @@ Every user error (``DeployError``) is printed as one line ``error: ...`` with
 exit code 2; Ctrl-C exits 130. Machine-readable output: ``--json``.
 """
 import json
+import signal
+import sys
 from pathlib import Path
 
 import click
 
 from . import __version__
-from .cli_common import checkpoint_options, load_cli_checkpoint
+from .cli_common import COUNT, COUNT0, SEED, checkpoint_options, load_cli_checkpoint
 from .errors import DeployError, one_line
+from .memory_budget import check_recording
+from .outputs import check_outputs
+from .report_html import REPORT_FILES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DIGITS_CHECKPOINT = REPO_ROOT / "examples" / "digits" / "digits_resformer.pt"
+# the drift ladder records every neuron of its evaluation samples; 0 means the held-out digits
+# split (359) or 32 random inputs (resformer_deploy/drift.py): 359 bounds both
+DRIFT_DEFAULT_EVAL = 359
+
+
+class Terminated(BaseException):
+    """SIGTERM/SIGHUP turned into an exception, so every ``finally`` (temp files, Lava workers)
+    runs as it does for Ctrl-C; Python's default for these signals exits without cleanup."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+_received = []  # signals seen: an exception raised inside a __del__/GC callback is swallowed
+
+
+def _raise_terminated(signum, _frame):
+    _received.append(signum)
+    raise Terminated(signum)
 
 
 class Group(click.Group):
-    def invoke(self, ctx):
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """Click's usage errors (bad option values, missing arguments) as one line ``error: ...``
+        with exit 2, like every other user error, instead of its Usage/Try/Error block.
+
+        Runs click's main with ``standalone_mode=False``: it then raises ClickException and Abort
+        and *returns* the code of an Exit (``--help``, ``--version``, ``ctx.exit`` in ``invoke``
+        below) instead of calling sys.exit (click/core.py, ``Command.main``). CliRunner.invoke and
+        the console script both call ``main()``, so both get this handling."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
-            return super().invoke(ctx)
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as e:  # bare `resformer-deploy`: the help, as click shows it
+            e.show()
+            sys.exit(e.exit_code)
+        except click.UsageError as e:  # BadParameter, MissingParameter, NoSuchOption, ...
+            cmd = e.ctx.command_path if e.ctx else "resformer-deploy"
+            click.echo(f"error: {cmd}: {one_line(e.format_message())} (see '{cmd} --help')", err=True)
+            sys.exit(2)
+        except click.ClickException as e:  # e.g. FileError
+            click.echo(f"error: {one_line(e.format_message())}", err=True)
+            sys.exit(e.exit_code)
+        except click.Abort as e:  # Ctrl-C / EOF while click itself prompts or parses
+            if isinstance(e.__context__, KeyboardInterrupt):
+                click.echo("error: interrupted (SIGINT)", err=True)
+                sys.exit(130)
+            click.echo("error: aborted", err=True)
+            sys.exit(1)
+        # our commands return None; an int is the code of an Exit that click returned
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+    def invoke(self, ctx):
+        caught = (signal.SIGTERM, signal.SIGHUP)
+        _received.clear()
+        previous = {s: signal.signal(s, _raise_terminated) for s in caught}
+        try:
+            rv = super().invoke(ctx)
+            if _received:  # the exception was swallowed somewhere: the user still asked to stop
+                raise Terminated(_received[0])
+            return rv
         except DeployError as e:
             click.echo(f"error: {one_line(e)}", err=True)
             ctx.exit(e.exit_code)
         except KeyboardInterrupt:
-            click.echo("error: interrupted", err=True)
+            click.echo("error: interrupted (SIGINT)", err=True)
             ctx.exit(130)
+        except Terminated as e:
+            click.echo(f"error: terminated by {e}", err=True)
+            ctx.exit(128 + e.signum)
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
 
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("resformer-deploy", cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="resformer-deploy")
 def main():
     """Deploy trained SpikingResformer models to neuromorphic targets.
@@ -93,10 +161,10 @@ def info(checkpoint, variant, img_size, T, num_classes, unsafe_load, as_json):
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=str),
               default=str(DEFAULT_DIGITS_CHECKPOINT), show_default=True,
               help="Trained digits checkpoint.")
-@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--batch-size", type=COUNT, default=64, show_default=True)
 @click.option("--json-out", type=click.Path(dir_okay=False, path_type=str),
               help="Also write the results as JSON to this file.")
-@click.option("--lava-samples", type=int, default=20, show_default=True,
+@click.option("--lava-samples", type=COUNT0, default=20, show_default=True,
               help="Held-out samples run through NIR and Lava (0: PyTorch only).")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=str), default="build/demo",
               show_default=True, help="Where the exported NIR file is written.")
@@ -105,6 +173,8 @@ def info(checkpoint, variant, img_size, T, num_classes, unsafe_load, as_json):
 def demo(checkpoint, batch_size, json_out, lava_samples, out_dir, fixed_point):
     """The whole pipeline on the shipped digits model: PyTorch accuracy on the held-out split,
     export to NIR, run on Lava (both DSSA lowerings), accuracy and equivalence tables."""
+    check_outputs([checkpoint], files=[json_out, f"{out_dir}/digits_resformer.nir" if lava_samples > 0 else None],
+                  dirs=[out_dir], file_sets={f"{out_dir}/report": REPORT_FILES} if fixed_point else None)
     import torch
     from .checkpoint import load_checkpoint
     from .digits import load_digits_split
@@ -112,8 +182,15 @@ def demo(checkpoint, batch_size, json_out, lava_samples, out_dir, fixed_point):
     from .report import table, write_json
     from .training import predict
 
-    ck = load_checkpoint(checkpoint)
+    ck = load_checkpoint(checkpoint, unsafe_option=None)  # demo has no --unsafe-load: weights only
+    c = ck.config
+    if (c.in_channels, c.img_size, c.num_classes) != (1, 8, 10):
+        raise DeployError(f"{checkpoint}: variant '{ck.variant}' ({c.in_channels}x{c.img_size}x{c.img_size} input, "
+                          f"{c.num_classes} classes); demo needs a model of the digits split (1x8x8 input, 10 "
+                          f"classes), e.g. the shipped {DEFAULT_DIGITS_CHECKPOINT.name}")
     split = load_digits_split()
+    if lava_samples > len(split.y_test):
+        raise DeployError(f"--lava-samples {lava_samples} exceeds the {len(split.y_test)} held-out digits samples")
     rec = ck.meta.get("resformer_deploy", {}).get("evaluation") or {}
     fp = rec.get("split", {}).get("test_index_sha256")
     if fp and fp != split.fingerprint():
@@ -202,6 +279,7 @@ def demo(checkpoint, batch_size, json_out, lava_samples, out_dir, fixed_point):
 @click.option("--compress", is_flag=True, help="gzip the HDF5 datasets (smaller, slower).")
 def export(checkpoint, output, variant, img_size, T, num_classes, unsafe_load, dtype, form, compress):
     """Export a checkpoint to a NIR (HDF5) file in deployment-normal form."""
+    check_outputs([checkpoint], files=[output])
     import time
     from pathlib import Path
     from exporters.nir_io import write_nir
@@ -212,11 +290,11 @@ def export(checkpoint, output, variant, img_size, T, num_classes, unsafe_load, d
     t0 = time.time()
     ck = load_cli_checkpoint(checkpoint, variant, img_size, T, num_classes, unsafe_load)
     graph = lower(export_model(ck.model, dtype), "extension" if form == "extension" else "standard")
-    write_nir(graph, output, compression="gzip" if compress else None)
+    nbytes = write_nir(graph, output, compression="gzip" if compress else None)
     s = graph_summary(graph)
     click.echo(f"wrote {output}: {s['nodes']} nodes, {s['edges']} edges, {s['params']:,} parameters, "
                f"{s['neurons']:,} neurons per step, {len(s['extension_nodes'])} extension nodes, "
-               f"{Path(output).stat().st_size / 1e6:.1f} MB in {time.time() - t0:.1f} s "
+               f"{nbytes / 1e6:.1f} MB in {time.time() - t0:.1f} s "
                f"(variant {ck.variant}, T={ck.config.T}, {ck.config.img_size}x{ck.config.img_size})")
 
 
@@ -252,7 +330,7 @@ def _run_checks(ck, x, source, target, precisions, form="extension", dssa=None, 
     """Run verify_model for each precision (and lowering), print tables; return the reports."""
     from .progress import Progress
     from .report import table
-    from .verification import LOGIT_REL_TOL, SPIKE_PCT_MIN, verify_model
+    from .verification import LOGIT_REL_TOL, verify_model
 
     reports = []
     for prec in precisions:
@@ -273,18 +351,30 @@ def _run_checks(ck, x, source, target, precisions, form="extension", dssa=None, 
                      f"{ti['steps']} steps simulated" if "processes" in ti else "")
             out(f"[{tag}] predictions identical: {100 * rep['prediction_agreement']:.1f}% of {rep['samples']}; "
                 f"logits max rel. diff {rep['logits_max_rel_diff']:.2e} (tol {LOGIT_REL_TOL:g}); min layer agreement "
-                f"{rep['min_layer_identical_pct']:.4f}% (min {SPIKE_PCT_MIN}%); mismatches {rep['total_mismatches']}"
+                f"{rep['min_layer_identical_pct']:.4f}%; mismatches {rep['total_mismatches']}"
                 f" ({rep['total_near_threshold']} near-threshold); target time {rep['seconds']['target']:.1f} s{extra}")
             out(f"[{tag}] first divergence: " + ("none" if fd is None else
                 f"{fd['node']} ({fd['torch_module']}) at step {fd['step']}: {fd['mismatches']} spike(s), "
                 f"{fd['near_threshold']} within 1e-4 of threshold"))
-            if rep["passed"]:
-                status = "PASS (meets all equivalence criteria)"
-            elif rep["first_divergence_is_tie"]:
-                status = ("outside the criteria, but the first divergence is a near-threshold tie: float rounding "
-                          "(e.g. of folded BatchNorm) flipped a spike and the difference propagated")
+            roots = rep["root_divergences"]
+            if rep["verdict"] == "exact":
+                status = "PASS (exact: identical spikes in every layer, same classes)"
+            elif rep["verdict"] == "rounding":
+                status = (f"PASS (rounding: {rep['samples_identical']} of {rep['samples']} samples identical; "
+                          f"{len(roots)} diverge, each first at near-threshold ties (float rounding, which "
+                          f"differs between CPUs), then propagate)")
             else:
-                status = "FAIL: the first divergence is not a near-threshold tie (a real difference)"
+                bad = [r for r in roots if r["ties"] < r["mismatches"]]
+                if bad:
+                    b = bad[0]
+                    why = (f"sample {b['sample']} first diverges at {b['node']} step {b['step']} with "
+                           f"{b['mismatches'] - b['ties']} mismatch(es) farther than 1e-4 from the threshold "
+                           f"(a real difference; {len(bad)} sample(s) like this)")
+                elif roots and prec == "float64":
+                    why = f"float64 must be exact, but {len(roots)} sample(s) diverge (first at near-threshold ties)"
+                else:
+                    why = "samples with identical spikes differ in class or logits (beyond float rounding)"
+                status = "FAIL: " + why
             out(f"[{tag}] {status}")
     return reports
 
@@ -293,18 +383,18 @@ def _run_checks(ck, x, source, target, precisions, form="extension", dssa=None, 
 @click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=str))
 @checkpoint_options
 @click.option("--target", default="reference", show_default=True, help="Registered target to run.")
-@click.option("--samples", type=int, default=8, show_default=True)
+@click.option("--samples", type=COUNT, default=8, show_default=True)
 @click.option("--precision", type=click.Choice(["float64", "float32", "both"]), default="both",
               show_default=True, help="float64 proves graph equivalence; float32 shows deployment rounding.")
 @click.option("--form", type=click.Choice(["extension", "standard"]), default="extension", show_default=True)
 @click.option("--dssa", type=click.Choice(["fused", "synaptic", "both"]), default="both", show_default=True,
               help="DSSA lowering on Lava targets.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of random inputs (non-digits).")
-@click.option("--lava-samples", type=int, default=10, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of random inputs (non-digits).")
+@click.option("--lava-samples", type=COUNT0, default=10, show_default=True,
               help="loihi2-sim: samples run on float and fixed-point Lava.")
-@click.option("--eval-samples", type=int, default=0, show_default=True,
+@click.option("--eval-samples", type=COUNT0, default=0, show_default=True,
               help="loihi2-sim: samples for the fixed-point accuracy (0: the full held-out digits split).")
-@click.option("--calib-samples", type=int, default=128, show_default=True,
+@click.option("--calib-samples", type=COUNT, default=128, show_default=True,
               help="loihi2-sim: calibration samples (digits training split) for the quantization scales.")
 @click.option("--json-out", type=click.Path(dir_okay=False, path_type=str))
 def verify(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, samples, precision, form, dssa, seed,
@@ -315,6 +405,7 @@ def verify(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, s
     (quantized for Loihi 2), with the fixed-point accuracy on the full held-out split from the
     bit-accurate emulator, which is checked against the fixed-point Lava run spike for spike.
     """
+    check_outputs([checkpoint], files=[json_out])
     from targets import get_target
     from .report import write_json
     from .verification import verification_inputs
@@ -323,6 +414,7 @@ def verify(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, s
     ck = load_cli_checkpoint(checkpoint, variant, img_size, T, num_classes, unsafe_load)
     if target in ("loihi2-sim", "loihi2-emu"):
         from .drift_report import run_drift
+        check_recording(ck.model, eval_samples or DRIFT_DEFAULT_EVAL)
         run_drift(ck, checkpoint, ["fused", "synaptic"] if dssa == "both" else [dssa], lava_samples, eval_samples,
                   calib_samples, seed, json_out, lava=target == "loihi2-sim")
         return
@@ -338,7 +430,7 @@ def verify(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, s
         write_json(json_out, {"checkpoint": checkpoint, "variant": ck.variant, "inputs": source,
                               "reports": reports})
         click.echo(f"wrote {json_out}")
-    if not all(r["passed"] or (r["precision"] == "float32" and r["first_divergence_is_tie"]) for r in reports):
+    if not all(r["passed"] for r in reports):
         raise DeployError("verification failed: the target does not reproduce the PyTorch model "
                           "(see the table above)")
 
@@ -346,17 +438,20 @@ def verify(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, s
 @main.command()
 @click.argument("model", type=click.Path(dir_okay=False, path_type=str))
 @click.option("--target", default="lava-cpu", show_default=True)
-@click.option("--samples", type=int, default=10, show_default=True)
+@click.option("--samples", type=COUNT, default=10, show_default=True)
 @click.option("--dssa", type=click.Choice(["fused", "synaptic"]), default="fused", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of random inputs (non-digits).")
-@click.option("--calib-samples", type=int, default=128, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of random inputs (non-digits).")
+@click.option("--calib-samples", type=COUNT, default=128, show_default=True,
               help="loihi2-sim / loihi2-emu: calibration samples for the quantization scales.")
 @click.option("--json-out", type=click.Path(dir_okay=False, path_type=str))
 def simulate(model, target, samples, dssa, seed, calib_samples, json_out):
     """Run a NIR file on a target: predictions, accuracy (digits), time, process count."""
+    check_outputs([model], files=[json_out])
     import time
-    from exporters.nir_io import read_nir
+    from math import prod
+    from exporters.nir_io import interface, read_nir
     from targets import get_target
+    from .memory_budget import check_bytes
     from .progress import Progress
     from .report import table, write_json
     from .verification import inputs_for
@@ -364,8 +459,16 @@ def simulate(model, target, samples, dssa, seed, calib_samples, json_out):
     tgt = get_target(target)
     graph = read_nir(model)
     T = int(graph.metadata.get("time_steps", 4))
-    in_shape = graph.nodes["input"].input_type["input"]
+    in_shape, out_shape, shapes = interface(graph)
     x, labels, source = inputs_for(in_shape, samples, seed)
+    # a step holds every node's value for the whole batch (reference) plus the per-step outputs (float64)
+    n_values = sum(prod(s) for s in shapes.values())
+    check_bytes(8 * samples * (n_values + T * prod(out_shape)),
+                f"simulate: {samples:,} samples x {n_values:,} values per step of {model}")
+    # per-class scores give predictions; digits accuracy needs the 10 digit classes
+    per_class = len(out_shape) == 1
+    if labels is not None and out_shape != (10,):
+        labels, source = None, f"{source}; no accuracy: the output is {out_shape}, not 10 class scores"
     info, opts = {}, {}
     if target in ("loihi2-sim", "loihi2-emu"):  # fixed point: quantize on calibration data first
         from .fixed_point import quantize_graph
@@ -375,10 +478,12 @@ def simulate(model, target, samples, dssa, seed, calib_samples, json_out):
     with Progress(tgt.steps(graph, samples, T, dssa=dssa, **opts), f"{target} simulation", unit="steps") as bar:
         res = tgt.run(graph, x.double(), T, record_spikes=False, progress=bar.update, dssa=dssa, info=info, **opts)
     wall = time.time() - t0
-    pred = res.output.mean(0).argmax(-1)
+    pred = res.output.mean(0).argmax(-1) if per_class else None
     acc = float((pred == labels).float().mean()) if labels is not None else None
     rows = [("samples", samples), ("inputs", source), ("T", T), ("wall time", f"{wall:.1f} s"),
-            ("per sample", f"{wall / samples:.3f} s")]
+            ("per sample", f"{wall / samples:.3f} s"),
+            ("output", "x".join(map(str, out_shape)) + ("" if per_class else " per step (not class scores: no "
+                                                       f"predictions); mean {float(res.output.mean()):.4g}"))]
     if acc is not None:
         rows.append(("accuracy", f"{100 * acc:.2f}%"))
     for k in ("processes", "latency", "steps", "saturation"):
@@ -387,7 +492,8 @@ def simulate(model, target, samples, dssa, seed, calib_samples, json_out):
     click.echo(table(rows, ["item", "value"]))
     if json_out:
         write_json(json_out, {"model": model, "target": target, "dssa": dssa, "samples": samples, "inputs": source,
-                              "predictions": pred.tolist(), "accuracy": acc, "seconds": wall,
+                              "predictions": None if pred is None else pred.tolist(), "accuracy": acc,
+                              "output_shape": [int(v) for v in out_shape], "seconds": wall,
                               "info": {k: v for k, v in info.items() if k != "products"}})
         click.echo(f"wrote {json_out}")
 
@@ -396,7 +502,7 @@ def simulate(model, target, samples, dssa, seed, calib_samples, json_out):
 @click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=str))
 @checkpoint_options
 @click.option("--target", default="reference", show_default=True, help="Target whose spikes are counted.")
-@click.option("--samples", type=int, default=16, show_default=True)
+@click.option("--samples", type=COUNT, default=16, show_default=True)
 @click.option("--include-stem", is_flag=True, help="Add the stem convolution's MACs (4.6 pJ each).")
 @click.option("--include-classifier", is_flag=True, help="Add the classifier's MACs (4.6 pJ each).")
 @click.option("--json-out", type=click.Path(dir_okay=False, path_type=str))
@@ -405,6 +511,7 @@ def ops(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, samp
     """Synaptic operations per layer and kind, and energy in the paper's convention
     (0.9 pJ per AC; stem and classifier MACs excluded unless asked), counted from PyTorch and
     from a target run, which must agree."""
+    check_outputs([checkpoint], files=[json_out])
     from exporters.torch_to_nir import export_model
     from targets import get_target
     from .ops_count import count_graph, count_torch, energy_report
@@ -466,18 +573,23 @@ def ops(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, samp
 @click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Directory for report.json, report.html and the PNG figures.")
 @click.option("--dssa", type=click.Choice(["fused", "synaptic"]), default="fused", show_default=True)
-@click.option("--lava-samples", type=int, default=10, show_default=True,
+@click.option("--lava-samples", type=COUNT0, default=10, show_default=True,
               help="Samples run on float and fixed-point Lava (0: emulator only).")
-@click.option("--eval-samples", type=int, default=0, show_default=True,
+@click.option("--eval-samples", type=COUNT0, default=0, show_default=True,
               help="Evaluation samples (0: the full held-out digits split).")
-@click.option("--calib-samples", type=int, default=128, show_default=True)
+@click.option("--calib-samples", type=COUNT, default=128, show_default=True)
 def report(checkpoint, variant, img_size, T, num_classes, unsafe_load, out_dir, dssa, lava_samples, eval_samples,
            calib_samples):
-    """Deployment report for Loihi 2: drift ladder, firing rates, energy, core plan (JSON + HTML + PNG)."""
+    """Deployment report for Loihi 2: drift ladder, firing rates, energy, core plan (JSON + HTML + PNG).
+
+    OUT_DIR appears whole or not at all: it is built next to itself and renamed into place; an
+    existing OUT_DIR is replaced only if it is empty or holds a previous report (else refused)."""
+    check_outputs([checkpoint], file_sets={out_dir: REPORT_FILES})
     from .deploy_report import build_report
     from .report_html import write_report_files
 
     ck = load_cli_checkpoint(checkpoint, variant, img_size, T, num_classes, unsafe_load)
+    check_recording(ck.model, eval_samples or DRIFT_DEFAULT_EVAL)
     rep = build_report(ck, checkpoint, dssa, lava_samples, eval_samples, calib_samples,
                        say=lambda m: click.echo(f"  {m} ...", err=True))
     paths = write_report_files(Path(out_dir), rep)

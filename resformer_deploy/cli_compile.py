@@ -4,8 +4,9 @@ from pathlib import Path
 
 import click
 
-from .cli_common import checkpoint_options, load_cli_checkpoint
+from .cli_common import COUNT, checkpoint_options, load_cli_checkpoint
 from .errors import DeployError, summarize
+from .outputs import check_outputs
 
 TARGETS = ("loihi2",)
 def _is_nir(path: str) -> bool:
@@ -29,7 +30,7 @@ def _is_nir(path: str) -> bool:
 @click.option("--quantize", is_flag=True,
               help="Quantize first (calibration data) so the DRC also checks weight exponents and graded "
                    "payload widths (simulates the network: small models only).")
-@click.option("--calib-samples", type=int, default=128, show_default=True)
+@click.option("--calib-samples", type=COUNT, default=128, show_default=True)
 @checkpoint_options
 def compile_cmd(model, target, out_dir, dssa, as_json, quantize, calib_samples, variant, img_size, T, num_classes,
                 unsafe_load):
@@ -42,6 +43,7 @@ def compile_cmd(model, target, out_dir, dssa, as_json, quantize, calib_samples, 
     written and the command exits with code 2. The plan is an estimate: executing it on a chip
     needs Intel's non-public lava-loihi.
     """
+    check_outputs([model], files=[Path(out_dir) / "loihi2_plan.json"], dirs=[out_dir])
     from targets.loihi2_hardware import hardware_runtime
     from .mapping import map_to_loihi2, run_drc
     from .report import table, write_json
@@ -70,8 +72,7 @@ def compile_cmd(model, target, out_dir, dssa, as_json, quantize, calib_samples, 
     data = plan.to_json(violations, skipped, hw)
     data["input"] = model
     out = Path(out_dir) / "loihi2_plan.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_json(out, data)
+    write_json(out, data)  # creates OUT_DIR (and parents) if needed
     if as_json:
         click.echo(json.dumps(data, indent=2))
     else:

@@ -19,10 +19,17 @@ CALIB_SEED = 12345
 
 def calibration_inputs(in_shape, samples: int, dvs_steps: int = 0):
     """(x, description) for calibration: digits *training* split or seeded random inputs."""
+    from .errors import DeployError
+    from .memory_budget import check_bytes
     in_shape = tuple(int(v) for v in in_shape)
     if in_shape == (1, 8, 8):
         split = load_digits_split()
+        if not 1 <= samples <= len(split.y_train):  # a slice would silently give another number
+            raise DeployError(f"--calib-samples {samples}: the digits training split has "
+                              f"{len(split.y_train)} samples")
         return split.x_train[:samples], f"digits training split (first {samples} of {len(split.y_train)})"
+    n = samples * max(dvs_steps, 1) * int(torch.tensor(in_shape).prod())
+    check_bytes(12 * n, f"calibration inputs: {samples:,} samples are {n:,} values")  # float32 + float64 copy
     g = torch.Generator().manual_seed(CALIB_SEED)
     if dvs_steps:
         return torch.poisson(torch.full((samples, dvs_steps, *in_shape), 0.5), generator=g), "random DVS frames"

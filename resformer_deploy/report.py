@@ -1,8 +1,7 @@
 """Plain-text tables and JSON output shared by the CLI commands."""
 import json
-from pathlib import Path
 
-from .checkpoint import atomic_write
+from .outputs import write_bytes
 
 
 def table(rows, headers) -> str:
@@ -22,8 +21,13 @@ def _numeric(s: str) -> bool:
         return False
 
 
+def json_bytes(data) -> bytes:
+    return (json.dumps(data, indent=2) + "\n").encode()
+
+
 def write_json(path, data) -> None:
-    atomic_write(Path(path), lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2) + "\n"))
+    """Atomic (or in place for /dev/null, a FIFO): resformer_deploy.outputs.write_bytes."""
+    write_bytes(path, json_bytes(data))
 
 
 def machine_description() -> str:

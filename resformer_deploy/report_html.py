@@ -4,7 +4,10 @@ import html
 import io
 from pathlib import Path
 
-from .checkpoint import atomic_write
+from .outputs import write_file_set
+
+REPORT_FILES = ("report.json", "report.html", "firing_rates.png", "spike_agreement.png", "synaptic_ops.png",
+                "cores_per_layer.png")  # what a report directory may hold (outputs.write_file_set)
 
 
 def _fig_png(fig) -> bytes:
@@ -173,19 +176,12 @@ def render_html(rep: dict, pngs: dict) -> str:
 
 
 def write_report_files(out_dir: Path, rep: dict) -> list:
-    """report.json, report.html and the PNGs, each written atomically; returns the paths."""
-    from .report import write_json
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """The PNGs, report.html and report.json as the directory ``out_dir``, whole or not at all:
+    built next to it and renamed into place; an existing directory is replaced only if it holds
+    nothing but REPORT_FILES (a previous report). Returns the paths."""
+    from .report import json_bytes
     pngs = figures(rep)
-    paths = []
-    for name, data in pngs.items():
-        p = out_dir / name
-        atomic_write(p, lambda tmp, data=data: Path(tmp).write_bytes(data))
-        paths.append(p)
-    p = out_dir / "report.html"
-    page = render_html(rep, pngs)
-    atomic_write(p, lambda tmp: Path(tmp).write_text(page))
-    paths.append(p)
-    write_json(out_dir / "report.json", rep)
-    paths.append(out_dir / "report.json")
-    return paths
+    files = dict(pngs)
+    files["report.html"] = render_html(rep, pngs).encode()
+    files["report.json"] = json_bytes(rep)
+    return write_file_set(out_dir, files, REPORT_FILES)

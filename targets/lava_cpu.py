@@ -3,19 +3,26 @@
 Samples stream back to back (sample k, frame f enters at step k*T + f + 1); every neuron
 resets at the step its first input of a sample arrives. Each LIF layer and each stream
 leaving the chip is tapped by a Probe, so every layer is compared at its own latency.
-The simulation runs in a worker interpreter (targets.lava_worker, own session) supervised
-here: on an error, Ctrl-C or a stall (no simulated step for ``stall_timeout`` seconds; Lava
-can hang, lava#231/#236) the worker's whole process group is killed, and a stalled run is
-retried once.
-No Lava process survives a run.
+The simulation runs in a worker interpreter (targets.lava_worker, isolated mode, own session)
+supervised here: on an error, Ctrl-C, SIGTERM/SIGHUP (resformer_deploy.cli.Terminated) or a stall
+(no simulated step for ``stall_timeout`` seconds; Lava can hang, lava#231/#236) the worker's
+whole process group is killed, and a stalled run is retried once.
+No Lava process, shared memory segment (targets.lava_cleanup) or work directory survives a run,
+however it ends: if this process is killed outright, the worker notices (EOF on its job pipe)
+and cleans up itself. A worker that crashes is reported as a LavaRunError saying how.
 """
+import contextlib
 import json
 import os
 import pickle
+import secrets
+import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Optional
@@ -30,6 +37,7 @@ from resformer_deploy.errors import DeployError
 
 from . import register_target
 from .host_partition import host_inputs, host_readout
+from .lava_cleanup import unlink_logged
 from .reference import CompiledGraph, RunResult
 
 
@@ -45,22 +53,45 @@ class _Stall(Exception):
     pass
 
 
-def supervise(workdir: str, job: tuple, total_steps: int, progress=None, stall_timeout=STALL_TIMEOUT) -> int:
-    """Run the worker on ``job``; stream its progress; kill its process group on any exit path
-    other than normal completion (error, Ctrl-C, stall)."""
-    with open(os.path.join(workdir, "job.pkl"), "wb") as f:
-        pickle.dump(job, f, protocol=pickle.HIGHEST_PROTOCOL)
-    log = open(os.path.join(workdir, "worker.log"), "wb")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
-    proc = subprocess.Popen([sys.executable, "-m", "targets.lava_worker", workdir], stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True, env=env)
-    last, t_last = 0, time.time()
+# The worker's command line: ``-I`` (isolated mode) keeps the current directory, the user site and
+# PYTHON* variables off its sys.path (Python docs, "Command line and environment": -I), so only
+# this repository and the venv are imported; argv: REPO FD WORKDIR.
+LAUNCH = ("import sys; sys.path.insert(0, sys.argv[1]); from targets.lava_worker import main; "
+          "sys.exit(main(int(sys.argv[2]), sys.argv[3]))")
+
+
+def new_workdir() -> str:
+    """A fresh path for the worker's work directory; the worker creates it (so nothing exists
+    before a worker that can clean it up) and its mkdir fails should the name be taken."""
+    return os.path.join(tempfile.gettempdir(), f"resformer-lava-{secrets.token_hex(8)}")
+
+
+def send_job(w: int, job: tuple) -> None:
+    data = pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)
+    with open(w, "wb", closefd=False) as f:
+        f.write(struct.pack("<Q", len(data)) + data)
+
+
+def supervise(workdir: str, job: tuple, total_steps: int, progress=None, stall_timeout=STALL_TIMEOUT):
+    """Run the worker on ``job``; stream its progress; return its exit status (negative: the
+    signal that killed it) and the last line it printed. However this ends (return, error, Ctrl-C, Terminated, stall), the
+    worker's whole process group is killed and its shared memory unlinked; the caller removes
+    ``workdir`` (``cleanup_workdir``). If this process dies without a word (SIGKILL), the worker
+    sees EOF on the job pipe and cleans up after itself (targets.lava_worker.watch_parent)."""
+    log = tempfile.TemporaryFile()  # unnamed: nothing to leak; read for a crash report
+    r, w = os.pipe()
+    proc = None
     try:
+        with deferred_signals():  # a signal in between would leave a worker nobody kills
+            proc = subprocess.Popen([sys.executable, "-I", "-c", LAUNCH, str(REPO), str(r), workdir],
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    pass_fds=(r,), start_new_session=True)
+            os.close(r)  # else a worker dead before reading its job would block send_job, not EPIPE
+            r = None
+        send_job(w, job)
+        last, t_last = 0, time.time()
         while True:
-            try:
-                code = proc.wait(0.2)
-            except subprocess.TimeoutExpired:
-                code = None
+            done = exited(proc)
             try:
                 with open(os.path.join(workdir, "progress")) as f:
                     cur = int(f.read() or 0)
@@ -70,24 +101,83 @@ def supervise(workdir: str, job: tuple, total_steps: int, progress=None, stall_t
                 if progress:
                     progress(cur - last)
                 last, t_last = cur, time.time()
-            if code is not None:
-                return code
+            if done:
+                break
             if time.time() - t_last > stall_timeout:
                 raise _Stall(f"no simulated step for {stall_timeout:.0f} s (at step {cur} of {total_steps})")
-    except BaseException:
-        kill_group(proc)
-        raise
+            time.sleep(0.2)
+    except BrokenPipeError:  # the worker died before reading its job; its exit status says why
+        pass
     finally:
-        log.close()
+        with deferred_signals():
+            if proc is not None:
+                kill_group(proc)
+            for fd in (r, w):
+                if fd is not None:
+                    os.close(fd)
+            unlink_logged(workdir)
+            log.seek(max(0, log.seek(0, os.SEEK_END) - 65536))  # the tail is enough
+            printed = [line.strip() for line in log.read().decode(errors="replace").splitlines() if line.strip()]
+            log.close()
+    return proc.returncode, printed[-1] if printed else ""
+
+
+def exited(proc) -> bool:
+    """Has the worker exited? Asked without reaping it (waitid WNOWAIT): while it is an unreaped
+    zombie its pid, which is also its process group id, cannot be reused, so kill_group cannot
+    hit an unrelated group (waitid(2))."""
+    return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
 
 
 def kill_group(proc) -> None:
-    """SIGKILL the worker's whole session (the worker and every Lava process it started)."""
+    """SIGKILL the worker's whole session (the worker and every Lava process it started), then
+    reap the worker."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
     proc.wait()
+
+
+def cleanup_workdir(workdir: str) -> None:
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def deferred_signals(signums=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP)):
+    """Hold SIGINT/SIGTERM/SIGHUP back while a few lines that must not be cut short run (starting
+    the worker, killing it and cleaning up); a signal that came meanwhile is re-delivered after.
+    Handlers can only be set from the main thread; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got = []
+    old = {s: signal.signal(s, lambda n, _f: got.append(n)) for s in signums}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        for n in got:  # now raises what the restored handler raises (KeyboardInterrupt, Terminated)
+            os.kill(os.getpid(), n)
+
+
+def failure_message(workdir: str, code: int, last_printed: str = "") -> str:
+    """One line on why the worker failed: the signal that killed it, or its exception's first
+    line (error.txt), or the last line it printed."""
+    if code < 0:
+        try:
+            return f"Lava worker killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"Lava worker killed by signal {-code}"
+    try:
+        with open(os.path.join(workdir, "error.txt"), errors="replace") as f:
+            lines = [line.strip() for line in f if line.strip()]
+        if lines:
+            return lines[0]
+    except OSError:
+        pass
+    return f"Lava worker exited with code {code}" + (f": {last_printed}" if last_printed else "")
 
 
 @register_target("lava-cpu")
@@ -153,19 +243,18 @@ class LavaCpuTarget:
         t_build = time.time() - t0
         attempts = []
         for attempt in range(2):
-            with tempfile.TemporaryDirectory(prefix="resformer-lava-") as d:
+            d = new_workdir()  # created by the worker, removed here (or by the worker if we die)
+            try:
                 t1 = time.time()
                 try:
-                    code = supervise(d, (plan, host_values, N, T, lowerings, record_spikes, quant), total_steps,
+                    code, printed = supervise(d, (plan, host_values, N, T, lowerings, record_spikes, quant), total_steps,
                                      progress if attempt == 0 else None, stall_timeout)
                 except _Stall as e:
                     attempts.append(str(e))
                     continue
                 t_run = time.time() - t1
                 if code != 0:
-                    err = os.path.join(d, "error.txt")
-                    msg = open(err).read().splitlines()[0] if os.path.exists(err) else f"exit code {code}"
-                    raise LavaRunError(f"Lava simulation failed: {msg}")
+                    raise LavaRunError(f"Lava simulation failed: {failure_message(d, code, printed)}")
                 with open(os.path.join(d, "info.json")) as f:
                     worker_info = json.load(f)
 
@@ -176,6 +265,8 @@ class LavaCpuTarget:
                           if isinstance(graph.nodes[n], nir.LIF)} if record_spikes else {}
                 stream = {o: read(o) if quant is None else quant.dequantize(o, read(o)) for o in plan.outputs}
                 break
+            finally:
+                cleanup_workdir(d)
         else:
             raise LavaRunError(f"Lava simulation stalled twice ({'; '.join(attempts)}); its processes were killed")
         out = host_readout(plan, host, stream, T, N)

@@ -1,15 +1,29 @@
 """Worker side of the lava-cpu target: builds and runs the Lava process graph.
 
-Runs as ``python -m targets.lava_worker WORKDIR`` in a fresh interpreter and its own session
-(see targets.lava_cpu): it inherits no torch/OpenMP thread state from the caller (a known
-cause of deadlocks after fork), imports no torch, lets Lava set its own multiprocessing start
-method, and can be killed as a whole process group if Lava stalls. Input: WORKDIR/job.pkl;
-output: .npy probe records, info.json, progress, error.txt on failure.
+Started by targets.lava_cpu as ``python -I -c LAUNCH REPO FD WORKDIR`` in a fresh interpreter and
+its own session: it inherits no torch/OpenMP thread state from the caller (a known cause of
+deadlocks after fork), imports no torch, lets Lava set its own multiprocessing start method, and
+can be killed as a whole process group if Lava stalls. ``-I`` (isolated mode) keeps the current
+directory and PYTHON* variables off the import path, so no json.py or targets/ there is imported;
+the launcher puts REPO first on sys.path instead.
+
+Input: the job, length-prefixed pickle, on pipe FD. The worker creates WORKDIR (so a caller killed
+before it starts leaves nothing) and writes there: .npy probe records, info.json, progress,
+error.txt on failure, shm.names (targets.lava_cleanup). The pipe stays open while the caller
+lives: its EOF tells the worker it is orphaned, and it then kills its group and removes its
+shared memory and WORKDIR. Each Lava process dies with the worker (PR_SET_PDEATHSIG).
 """
+import ctypes
 import json
 import os
 import pickle
+import select
+import shutil
+import signal
+import struct
 import sys
+import threading
+import time
 import traceback
 from typing import Callable, Optional
 
@@ -19,6 +33,8 @@ import scipy.sparse as sp
 
 from exporters.nir_ext import SpikeMatMul
 from exporters.nir_to_lava import MSG_BITS, LavaMappingError, synapse_matrix
+from targets.lava_cleanup import (freeze_shared_memory, kill_group_but_me, kill_own_group, track_shared_memory,
+                                  unlink_logged)
 
 
 def _lava():
@@ -174,7 +190,10 @@ class LavaBuild:
             cfg = L["Loihi2SimCfg"](select_tag="floating_pt", exception_proc_model_map=L["float_models"])
         chunk = chunk or max(1, self.total_steps // 20)
         done = 0
+        running = threading.Event()
+        watch_actors(anchor, running, self.workdir)
         try:
+            running.set()
             while done < self.total_steps:
                 k = min(chunk, self.total_steps - done)
                 anchor.run(condition=L["RunSteps"](num_steps=k), run_cfg=cfg)
@@ -182,6 +201,7 @@ class LavaBuild:
                 if progress:
                     progress(k)
         finally:
+            running.clear()  # before stop(): from now on Lava's processes exit on purpose
             try:
                 anchor.stop()
             except Exception:  # a runtime that never started has nothing to stop
@@ -196,11 +216,111 @@ def _write_progress(workdir, steps):
     os.replace(tmp, os.path.join(workdir, "progress"))
 
 
-def main(workdir: str) -> int:
-    """Run the job pickled in ``workdir/job.pkl``; exit code 0 on success, error in error.txt."""
+def watch_actors(anchor, running: threading.Event, workdir: str) -> None:
+    """End the worker when a Lava process dies during the run. Lava does not notice: a process
+    model that raises hands the exception to its SystemProcess, which sends it up a pipe and
+    exits (lava/magma/runtime/message_infrastructure/multiprocessing.py, runtime.py target_fn),
+    while the runtime waits for that process's reply forever. This thread writes the exception's
+    first line (or how the process died) to error.txt, kills the group, unlinks the shared memory
+    and exits 1, so the caller reports it at once instead of as a stall."""
+    from multiprocessing.connection import wait
+
+    def ended_actor():
+        infra = getattr(anchor.runtime, "_messaging_infrastructure", None)
+        actors = list(getattr(infra, "actors", []))
+        if not actors:  # the runtime is still being built
+            time.sleep(0.5)
+            return None
+        # a sentinel is readable once its process ended; unlike is_alive() this reaps nothing,
+        # so it never races Lava's own join() (Python docs, multiprocessing.Process.sentinel)
+        ended = wait([a.sentinel for a in actors], timeout=0.5)
+        return next((a for a in actors if a.sentinel in ended), None)
+
+    def run():
+        running.wait()
+        while running.is_set():
+            try:
+                actor = ended_actor()
+            except ValueError:  # an actor closed by Lava's join(): the run is over
+                return
+            if actor is None or not running.is_set():  # checked after: only a death before stop() counts
+                continue
+            exc = actor.exception
+            if exc:
+                msg = f"{type(exc[0]).__name__}: {exc[0]}"
+            else:
+                code = actor.exitcode or 0
+                how = signal.Signals(-code).name if code < 0 else f"exit code {code}"
+                msg = f"a Lava process ({actor.name}) died ({how})"
+            with open(os.path.join(workdir, "error.txt"), "w") as f:
+                f.write(msg + "\n" + (exc[1] if exc else ""))
+            freeze_shared_memory()
+            kill_group_but_me()
+            unlink_logged(workdir)
+            os._exit(1)
+    threading.Thread(target=run, name="actor-watchdog", daemon=True).start()
+
+
+def read_job(fd: int):
+    """The job sent by targets.lava_cpu.send_job: 8-byte length, then the pickle."""
+    def exactly(n):
+        buf = b""
+        while len(buf) < n:
+            chunk = os.read(fd, n - len(buf))
+            if not chunk:
+                raise EOFError("the caller closed the job pipe before sending the whole job")
+            buf += chunk
+        return buf
+    return pickle.loads(exactly(struct.unpack("<Q", exactly(8))[0]))
+
+
+def watch_parent(fd: int, workdir: str) -> None:
+    """Orphan watchdog (a daemon thread): once the caller is gone -- EOF on its pipe, which the
+    kernel delivers however the caller ended, SIGKILL included; or reparenting, should a fork of
+    the caller still hold the pipe -- kill the group, unlink the shared memory, remove WORKDIR."""
+    ppid = os.getppid()
+
+    def run():
+        while True:
+            ready, _, _ = select.select([fd], [], [], 1.0)
+            if (ready and not os.read(fd, 1)) or os.getppid() != ppid:
+                break
+        freeze_shared_memory()
+        kill_group_but_me()
+        unlink_logged(workdir)
+        shutil.rmtree(workdir, ignore_errors=True)
+        kill_own_group()
+    threading.Thread(target=run, name="orphan-watchdog", daemon=True).start()
+
+
+def die_with_worker() -> None:
+    """Make every process forked from here on (Lava's processes, its manager server) receive
+    SIGKILL when its parent dies (prctl(2) PR_SET_PDEATHSIG), so a killed worker leaves none."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    parent = [0]
+
+    def before():
+        parent[0] = os.getpid()
+
+    def child():
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1 (linux/prctl.h)
+        if os.getppid() != parent[0]:  # the parent died before prctl took effect
+            os.kill(os.getpid(), signal.SIGKILL)
+    os.register_at_fork(before=before, after_in_child=child)
+
+
+def main(fd: int, workdir: str) -> int:
+    """Run the job read from pipe ``fd`` in a new ``workdir``; exit code 0 on success, error in
+    error.txt. SIGINT is left at its default (terminate): the worker never sees a Ctrl-C of its
+    own (own session), and a KeyboardInterrupt inside Lava's stop() could hang instead of ending."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    job = read_job(fd)  # raises (exit 1, nothing created) if the caller died meanwhile
+    os.mkdir(workdir, 0o700)
+    track_shared_memory(workdir)
+    watch_parent(fd, workdir)
+    die_with_worker()
     try:
-        with open(os.path.join(workdir, "job.pkl"), "rb") as f:
-            plan, host_values, n_samples, T, lowerings, record_spikes, quant = pickle.load(f)
+        plan, host_values, n_samples, T, lowerings, record_spikes, quant = job
         build = LavaBuild(plan, host_values, n_samples, T, workdir, lowerings, record_spikes, quant)
         with open(os.path.join(workdir, "info.json"), "w") as f:
             json.dump({"processes": build.process_count, "process_kinds": build.count,
@@ -216,7 +336,9 @@ def main(workdir: str) -> int:
         with open(os.path.join(workdir, "error.txt"), "w") as f:
             f.write(f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
         return 1
+    finally:
+        unlink_logged(workdir)  # whatever Lava's manager left (see targets.lava_cleanup)
 
 
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+if __name__ == "__main__":  # targets.lava_cpu starts the worker through its LAUNCH line instead
+    sys.exit(main(int(sys.argv[1]), sys.argv[2]))

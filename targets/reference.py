@@ -69,6 +69,10 @@ class CompiledGraph:
     def frames(self, x: torch.Tensor, T: int) -> Callable[[int], torch.Tensor]:
         """Input at step t: a static sample [B, *in] repeats, frames [B, T, *in] are fed one per step."""
         in_shape = self.shapes[self.input]
+        if T < 1:
+            raise DeployError(f"T = {T}: a run needs at least one time step")
+        if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+            raise DeployError(f"input holds {int((~torch.isfinite(x)).sum()):,} NaN/inf value(s)")
         if x.dim() == len(in_shape) + 1:
             get = lambda t: x  # noqa: E731
         elif x.dim() == len(in_shape) + 2:

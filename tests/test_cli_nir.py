@@ -1,6 +1,7 @@
 """CLI: export, inspect and verify."""
 import json
 
+import pytest
 import torch
 
 from resformer_deploy.checkpoint import save_checkpoint
@@ -9,6 +10,7 @@ from tests.conftest import randomize_state
 from tests.test_cli import assert_one_line_error, run
 
 
+@pytest.mark.float32_rounding
 def test_export_inspect_verify_digits(digits_ckpt, tmp_path):
     out = tmp_path / "d.nir"
     r = run("export", str(digits_ckpt), "-o", str(out))

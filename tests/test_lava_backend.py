@@ -116,9 +116,12 @@ def test_lava_reproduces_pytorch_on_digits(digits, dssa):
     assert set(descendants()) <= before  # runtime stopped, no orphan processes
 
 
+@pytest.mark.float32_rounding
 def test_lava_float32_deployment_file(digits):
     rep = verify_model(digits, load_digits_split().x_test[:4], target="lava-cpu", precision="float32")
-    assert rep["prediction_agreement"] == 1.0 and rep["min_layer_identical_pct"] >= 99.9
+    # float32 graph vs float32 PyTorch round differently (folded BN): only tie-rooted divergence holds
+    assert rep["verdict"] in ("exact", "rounding") and rep["roots_all_ties"]
+    assert rep["identical_samples_prediction_agreement"] == 1.0 and len(rep["layers"]) == 20
 
 
 def test_small_cifar_style_model_end_to_end():

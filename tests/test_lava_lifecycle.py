@@ -1,0 +1,191 @@
+"""Lava runs leave nothing behind -- no process, /dev/shm segment or work directory -- however they
+end: success, a worker crash, SIGINT/SIGTERM/SIGHUP/SIGKILL of the CLI, `timeout`. Real CLI runs
+and real signals; each wait is bounded."""
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from exporters.nir_io import write_nir
+from exporters.torch_to_nir import export_model
+from resformer_deploy.checkpoint import load_checkpoint
+from tests.conftest import DIGITS_CKPT
+from tests.lava_util import descendants
+
+CLI = str(Path(sys.executable).parent / "resformer-deploy")
+CLEANUP_WAIT = 20.0
+
+
+@pytest.fixture(scope="module")
+def digits_nir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("lifecycle") / "digits.nir"
+    write_nir(export_model(load_checkpoint(DIGITS_CKPT).model), path)
+    return str(path)
+
+
+def shm_names():
+    return set(os.listdir("/dev/shm"))
+
+
+def alive(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE  # a zombie holds nothing
+    except psutil.NoSuchProcess:
+        return False
+
+
+class Run:
+    """A CLI run in its own session, watched through psutil: every process below it, and the
+    Lava worker's work directory (its last argument) and the /dev/shm segments it holds open
+    (Python's SharedMemory keeps its descriptor). Only those count as the run's, since other
+    runs may share this machine's /dev/shm and /tmp."""
+
+    def __init__(self, argv, cwd=None):
+        self.shm_before = shm_names()
+        self.proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     start_new_session=True, text=True)
+        self.root = psutil.Process(self.proc.pid)
+        self.procs, self.shm, self.workdir, self.worker = {}, set(), None, None
+
+    def poll(self):
+        try:
+            kids = self.root.children(recursive=True)
+        except psutil.NoSuchProcess:
+            return
+        for p in kids:
+            self.procs.setdefault(p.pid, p)
+            try:
+                if self.worker is None and "targets.lava_worker" in " ".join(p.cmdline()):
+                    self.worker, self.workdir = p, p.cmdline()[-1]
+            except psutil.Error:
+                pass
+        if self.worker is not None:
+            try:
+                self.shm |= {os.path.basename(f.path) for f in self.worker.open_files()
+                             if f.path.startswith("/dev/shm/")}
+            except psutil.Error:
+                pass
+
+    def wait_stepping(self, timeout=90.0):
+        """Until Lava has simulated its first steps (the worker's progress file)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline and self.proc.poll() is None:
+            self.poll()
+            if self.workdir and os.path.exists(os.path.join(self.workdir, "progress")):
+                self.poll()
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"the Lava worker never started stepping: {self.finish(5)}")
+
+    def finish(self, timeout=60.0):
+        """Wait for the CLI to exit, watching meanwhile; returns (returncode, stderr)."""
+        deadline = time.time() + timeout
+        while self.proc.poll() is None and time.time() < deadline:
+            self.poll()
+            time.sleep(0.05)
+        if self.proc.poll() is None:
+            self.proc.kill()
+        out, err = self.proc.communicate()
+        return self.proc.returncode, err
+
+    def leftovers(self):
+        procs = [p.pid for p in self.procs.values() if alive(p)]
+        shm = (shm_names() - self.shm_before) & self.shm
+        dirs = [self.workdir] if self.workdir and os.path.exists(self.workdir) else []
+        return procs, shm, dirs
+
+    def assert_nothing_left(self):
+        assert self.worker is not None and len(self.procs) >= 20, "the Lava processes were never seen"
+        assert self.shm, "the worker's shared memory was never seen"
+        deadline = time.time() + CLEANUP_WAIT
+        while any(self.leftovers()) and time.time() < deadline:
+            time.sleep(0.2)
+        procs, shm, dirs = self.leftovers()
+        assert not procs, f"{len(procs)} of {len(self.procs)} processes still alive"
+        assert not shm, f"{len(shm)} of {len(self.shm)} /dev/shm segments left"
+        assert not dirs, f"work directory left: {dirs}"
+
+
+def simulate(nir_path, samples):
+    return [CLI, "simulate", nir_path, "--target", "lava-cpu", "--samples", str(samples)]
+
+
+def test_success_from_a_booby_trapped_directory_leaves_nothing(digits_nir, tmp_path):
+    marker = tmp_path / "trap-executed"
+    trap = f"open({str(marker)!r}, 'w').write(__file__)\nraise SystemExit('trap')\n"
+    (tmp_path / "json.py").write_text(trap)
+    (tmp_path / "targets").mkdir()
+    for name in ("__init__.py", "lava_worker.py", "lava_cleanup.py"):
+        (tmp_path / "targets" / name).write_text(trap)
+    run = Run(simulate(digits_nir, 5), cwd=tmp_path)
+    code, err = run.finish()
+    assert code == 0, err
+    assert not marker.exists(), f"imported from the current directory: {marker.read_text()}"
+    run.assert_nothing_left()
+
+
+@pytest.mark.parametrize("sig, code, message", [
+    (signal.SIGINT, 130, "interrupted"),
+    (signal.SIGTERM, 128 + signal.SIGTERM, "terminated by SIGTERM"),
+    (signal.SIGHUP, 128 + signal.SIGHUP, "terminated by SIGHUP"),
+    (signal.SIGKILL, -signal.SIGKILL, None),  # no clean-up in the CLI: the worker's watchdog does it
+])
+def test_signal_to_the_cli_leaves_nothing(digits_nir, sig, code, message):
+    run = Run(simulate(digits_nir, 60))
+    run.wait_stepping()
+    run.proc.send_signal(sig)
+    rc, err = run.finish()
+    assert rc == code, err
+    if message:
+        assert err.strip().splitlines()[-1].startswith(f"error: {message}"), err  # after the progress lines
+    run.assert_nothing_left()
+
+
+def test_timeout_leaves_nothing(digits_nir):
+    run = Run(["timeout", "8"] + simulate(digits_nir, 200))
+    rc, err = run.finish()
+    assert rc == 124, err  # timeout's status for "the command timed out"
+    run.assert_nothing_left()
+
+
+@pytest.mark.parametrize("victim, message", [
+    ("worker", "Lava worker killed by SIGKILL"),
+    ("lava process", r"a Lava process \(SystemProcess-\d+\) died \(SIGKILL\)"),  # Lava itself would hang
+])
+def test_crash_is_reported_in_one_line_and_leaves_nothing(digits_nir, victim, message):
+    run = Run(simulate(digits_nir, 60))
+    run.wait_stepping()
+    (run.worker if victim == "worker" else run.worker.children()[-1]).send_signal(signal.SIGKILL)
+    rc, err = run.finish()
+    assert rc == 2 and re.fullmatch("error: Lava simulation failed: " + message, err.strip().splitlines()[-1]), err
+    run.assert_nothing_left()
+
+
+def test_lava_exception_is_reported_by_its_first_line(monkeypatch):
+    from resformer_deploy.digits import load_digits_split
+    from targets import get_target
+    from targets.lava_cpu import LavaRunError
+    target = get_target("lava-cpu")
+    g = export_model(load_checkpoint(DIGITS_CKPT).model)
+    plan = target.plan(g, "fused")
+    n = next(iter(plan.lif))
+    monkeypatch.setitem(plan.lif, n, dict(plan.lif[n], vth="not a number"))  # fails inside Lava's LIFReset
+    import targets.lava_cpu as lava_cpu
+    workdirs = []
+    monkeypatch.setattr(lava_cpu, "new_workdir", lambda f=lava_cpu.new_workdir: workdirs.append(f()) or workdirs[-1])
+    before = set(descendants())
+    with pytest.raises(LavaRunError) as e:
+        target.run(g, load_digits_split().x_test[:2], 4)
+    msg = str(e.value)
+    assert msg.startswith("Lava simulation failed: ") and "\n" not in msg and "interrupted" not in msg, msg
+    deadline = time.time() + CLEANUP_WAIT
+    while set(descendants()) - before and time.time() < deadline:
+        time.sleep(0.2)
+    assert set(descendants()) <= before
+    assert workdirs and not any(os.path.exists(d) for d in workdirs)
