@@ -17,11 +17,11 @@ import torch
 
 from exporters.nir_io import read_nir, write_nir
 from exporters.torch_to_nir import export_model
-from resformer_deploy.inspect_nir import graph_summary
-from resformer_deploy.report import machine_description
-from resformer_deploy.calibration import random_buffers
-from resformer_deploy.model import build_model
-from resformer_deploy.variants import VARIANTS
+from resformer_deploy.analysis.nir_summary import graph_summary
+from resformer_deploy.reporting.tables import machine_description
+from resformer_deploy.model.calibration import random_buffers
+from resformer_deploy.model.resformer import build_model
+from resformer_deploy.model.variants import VARIANTS
 
 
 def main():

@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 
 from exporters.torch_to_nir import export_model
-from resformer_deploy.report import machine_description
-from resformer_deploy.checkpoint import load_checkpoint
-from resformer_deploy.digits import load_digits_split
-from resformer_deploy.proc_util import PeakSampler as Sampler
+from resformer_deploy.reporting.tables import machine_description
+from resformer_deploy.model.checkpoint import load_checkpoint
+from resformer_deploy.data.digits import load_digits_split
+from resformer_deploy.util.processes import PeakSampler as Sampler
 from targets import get_target
 
 CKPT = Path(__file__).resolve().parents[1] / "examples" / "digits" / "digits_resformer.pt"

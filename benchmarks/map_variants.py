@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/map_variants.py [--json-out benchmarks/map_variants.json]
 
-Each model is exported to NIR and mapped with both DSSA lowerings (resformer_deploy.mapping);
+Each model is exported to NIR and mapped with both DSSA lowerings (resformer_deploy.hardware.loihi2);
 the table lists neuro cores, chips, neurons, logical synapses, memory, embedded-core programs
 and the number of design-rule violations. Weights are random (the mapping depends on shapes
 only; firing-rate buffers are set so the export is valid). No downloads.
@@ -14,12 +14,12 @@ import time
 from pathlib import Path
 
 from exporters.torch_to_nir import export_model
-from resformer_deploy.report import machine_description
-from resformer_deploy.checkpoint import load_checkpoint
-from resformer_deploy.mapping import map_to_loihi2, run_drc
-from resformer_deploy.calibration import random_buffers
-from resformer_deploy.model import build_model
-from resformer_deploy.variants import OFFICIAL
+from resformer_deploy.reporting.tables import machine_description
+from resformer_deploy.model.checkpoint import load_checkpoint
+from resformer_deploy.hardware.loihi2 import map_to_loihi2, run_drc
+from resformer_deploy.model.calibration import random_buffers
+from resformer_deploy.model.resformer import build_model
+from resformer_deploy.model.variants import OFFICIAL
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import torch
 
-from resformer_deploy.checkpoint import atomic_write, save_checkpoint
-from resformer_deploy.digits import SPLIT_SEED, TEST_FRACTION, load_digits_split
-from resformer_deploy.model import build_model, count_parameters
-from resformer_deploy.training import accuracy, predict, train
+from resformer_deploy.model.checkpoint import atomic_write, save_checkpoint
+from resformer_deploy.data.digits import SPLIT_SEED, TEST_FRACTION, load_digits_split
+from resformer_deploy.model.resformer import build_model, count_parameters
+from resformer_deploy.training.loop import accuracy, predict, train
 
 
 def main(argv=None):

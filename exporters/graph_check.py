@@ -9,7 +9,7 @@ from typing import Dict, List, Tuple
 import nir
 import numpy as np
 
-from .nir_ext import MaxPool2d, SpikeMatMul
+from exporters.nir_ext import MaxPool2d, SpikeMatMul
 
 SUPPORTED = (nir.Input, nir.Output, nir.Affine, nir.Linear, nir.Scale, nir.Threshold, nir.Flatten,
              nir.Conv2d, nir.AvgPool2d, nir.SumPool2d, nir.LIF, nir.IF, SpikeMatMul, MaxPool2d)

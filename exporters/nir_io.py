@@ -14,13 +14,13 @@ import nir
 import numpy as np
 from nir.serialization import try_byte_to_str
 
-from resformer_deploy.outputs import write_bytes
+from resformer_deploy.util.outputs import write_bytes
 from resformer_deploy.errors import DeployError, summarize
-from resformer_deploy.checkpoint import FORMAT_NAMES, sniff_format
-from resformer_deploy.memory_budget import MemoryBudgetError, check_bytes
+from resformer_deploy.model.checkpoint import FORMAT_NAMES, sniff_format
+from resformer_deploy.util.memory_budget import MemoryBudgetError, check_bytes
 
-from .graph_check import check_graph, check_values, topological_order
-from .nir_ext import EXTENSION_NODES
+from exporters.graph_check import check_graph, check_values, topological_order
+from exporters.nir_ext import EXTENSION_NODES
 
 class NIRFileError(DeployError):
     """A NIR file that cannot be read or does not describe a graph we can use."""
@@ -62,7 +62,7 @@ def _write_group(group: h5py.Group, d: dict, compression) -> None:
 
 
 def write_nir(graph: nir.NIRGraph, path, compression=None) -> int:
-    """Write ``graph`` in nir's HDF5 layout, atomically (resformer_deploy.outputs); returns the size.
+    """Write ``graph`` in nir's HDF5 layout, atomically (resformer_deploy.util.outputs); returns the size.
     gzip is off by default: weights of large models write in seconds uncompressed, and constant
     arrays take no space anyway.
 

@@ -28,7 +28,7 @@ import torch
 
 from resformer_deploy.errors import DeployError, summarize
 
-from .graph_check import topological_order
+from exporters.graph_check import topological_order
 
 NORSE_NODES = (nir.Input, nir.Output, nir.Affine, nir.Linear, nir.Conv2d, nir.LIF, nir.Flatten, nir.Scale)
 

@@ -23,11 +23,11 @@ import numpy as np
 import torch
 
 from resformer_deploy.errors import DeployError
-from resformer_deploy.model import DSSA, GWFFN, DownsampleLayer, SpikingResformer
-from resformer_deploy.neurons import LIF as TorchLIF, PLIF as TorchPLIF
-from resformer_deploy.passes.bn_folding import dssa_channel_scales, fold_conv_bn, to_numpy
+from resformer_deploy.model.resformer import DSSA, GWFFN, DownsampleLayer, SpikingResformer
+from resformer_deploy.model.neurons import LIF as TorchLIF, PLIF as TorchPLIF
+from exporters.fold_bn import dssa_channel_scales, fold_conv_bn, to_numpy
 
-from .nir_ext import MaxPool2d, SpikeMatMul
+from exporters.nir_ext import MaxPool2d, SpikeMatMul
 
 DT = 1e-3
 FORMAT = "resformer-deploy-nir"

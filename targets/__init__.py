@@ -32,4 +32,4 @@ def available_targets():
 
 
 def _load_builtin():
-    from . import lava_cpu, loihi2_emulator, loihi2_hardware, reference  # noqa: F401  (register themselves)
+    from targets import lava_cpu, loihi2_emulator, loihi2_hardware, reference  # noqa: F401  (register themselves)

@@ -4,7 +4,7 @@ Samples stream back to back (sample k, frame f enters at step k*T + f + 1); ever
 resets at the step its first input of a sample arrives. Each LIF layer and each stream
 leaving the chip is tapped by a Probe, so every layer is compared at its own latency.
 The simulation runs in a worker interpreter (targets.lava_worker, isolated mode, own session)
-supervised here: on an error, Ctrl-C, SIGTERM/SIGHUP (resformer_deploy.cli.Terminated) or a stall
+supervised here: on an error, Ctrl-C, SIGTERM/SIGHUP (resformer_deploy.cli.main.Terminated) or a stall
 (no simulated step for ``stall_timeout`` seconds; Lava can hang, lava#231/#236) the worker's
 whole process group is killed, and a stalled run is retried once.
 No Lava process, shared memory segment (targets.lava_cleanup) or work directory survives a run,
@@ -32,13 +32,13 @@ import numpy as np
 import torch
 
 from exporters.nir_ext import SpikeMatMul
-from exporters.nir_to_lava import check_simulable, plan_lava
+from resformer_deploy.lava.plan import check_simulable, plan_lava
 from resformer_deploy.errors import DeployError
 
-from . import register_target
-from .host_partition import host_inputs, host_readout
-from .lava_cleanup import unlink_logged
-from .reference import CompiledGraph, RunResult
+from targets import register_target
+from targets.host_partition import host_inputs, host_readout
+from targets.lava_cleanup import unlink_logged
+from targets.reference import CompiledGraph, RunResult
 
 
 STALL_TIMEOUT = 120.0
@@ -208,7 +208,7 @@ class LavaCpuTarget:
         operands recorded by the reference interpreter from the first samples. Fixed point:
         lowered with the integer operand bias and verified in integer units."""
         from resformer_deploy.passes.dssa_lowering import lower_product, verify_lowering
-        from .reference import ReferenceTarget
+        from targets.reference import ReferenceTarget
         mms = {n: graph.nodes[n] for n in plan.neuro if isinstance(graph.nodes[n], SpikeMatMul)}
         watch = sorted({v.lhs for v in mms.values()} | {v.rhs for v in mms.values()})
         rec = ReferenceTarget().run(graph, x[:record_samples], T, record_spikes=False, dtype=torch.float64,
@@ -286,6 +286,6 @@ class Loihi2SimTarget(LavaCpuTarget):
 
     def check_quant(self, quant):
         if quant is None:
-            raise DeployError("target loihi2-sim needs a quantized network (resformer_deploy.fixed_point."
+            raise DeployError("target loihi2-sim needs a quantized network (resformer_deploy.flows.fixed_point."
                               "calibrate_and_quantize); `verify --target loihi2-sim` builds one from calibration data")
         return quant

@@ -32,7 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from exporters.nir_ext import SpikeMatMul
-from exporters.nir_to_lava import MSG_BITS, LavaMappingError, synapse_matrix
+from resformer_deploy.lava.plan import MSG_BITS, LavaMappingError, synapse_matrix
 from targets.lava_cleanup import (freeze_shared_memory, kill_group_but_me, kill_own_group, track_shared_memory,
                                   unlink_logged)
 
@@ -46,9 +46,9 @@ def _lava():
     from lava.proc.prodneuron.process import ProdNeuron
     from lava.proc.sparse.process import DelaySparse, Sparse
 
-    from .lava_processes.graded_float import PyGradedVecModelFloat, PyProdNeuronModelFloat
-    from .lava_processes.probe import Probe
-    from .lava_processes.spike_matmul import FusedSpikeMatMul
+    from targets.lava_processes.graded_float import PyGradedVecModelFloat, PyProdNeuronModelFloat
+    from targets.lava_processes.probe import Probe
+    from targets.lava_processes.spike_matmul import FusedSpikeMatMul
     return dict(RunSteps=RunSteps, Loihi2SimCfg=Loihi2SimCfg, GradedVec=GradedVec, RingBuffer=RingBuffer,
                 LIFReset=LIFReset, DelaySparse=DelaySparse, Sparse=Sparse, Probe=Probe,
                 FusedSpikeMatMul=FusedSpikeMatMul, ProdNeuron=ProdNeuron,
@@ -216,6 +216,20 @@ def _write_progress(workdir, steps):
     os.replace(tmp, os.path.join(workdir, "progress"))
 
 
+def reaped_exitcode(actor):
+    """Exit code of an ended actor (its sentinel fired), or None if it cannot be read: the process
+    may not be reaped yet, and Lava's own join() may reap or close it at the same time."""
+    for _ in range(20):
+        try:
+            code = actor.exitcode  # polls waitpid without blocking (CPython popen_fork.poll)
+        except (ValueError, AssertionError):  # closed by Lava, or not ours to poll
+            return None
+        if code is not None:
+            return code
+        time.sleep(0.05)
+    return None
+
+
 def watch_actors(anchor, running: threading.Event, workdir: str) -> None:
     """End the worker when a Lava process dies during the run. Lava does not notice: a process
     model that raises hands the exception to its SystemProcess, which sends it up a pipe and
@@ -249,8 +263,9 @@ def watch_actors(anchor, running: threading.Event, workdir: str) -> None:
             if exc:
                 msg = f"{type(exc[0]).__name__}: {exc[0]}"
             else:
-                code = actor.exitcode or 0
-                how = signal.Signals(-code).name if code < 0 else f"exit code {code}"
+                code = reaped_exitcode(actor)
+                how = ("ended" if code is None else signal.Signals(-code).name if code < 0 else
+                       f"exit code {code}")
                 msg = f"a Lava process ({actor.name}) died ({how})"
             with open(os.path.join(workdir, "error.txt"), "w") as f:
                 f.write(msg + "\n" + (exc[1] if exc else ""))

@@ -5,7 +5,7 @@ delays (the Lava graph is delay-balanced, so every layer sees the same values, o
 * float mode (no quantization): Sparse = W @ x, LIFReset float (u = a_in,
   w = (1-k) w + u + bias, spike w > vth, reset 0), fused product, graded relays. Used to
   record calibration statistics in the Lava representation (bias-free graded values).
-* fixed mode (a QuantNet from resformer_deploy.passes.quantize): integer Sparse
+* fixed mode (a QuantNet from resformer_deploy.fixed_point.quantize): integer Sparse
   (mantissa @ x, then << / >> weight_exp), Lava's bit-accurate LIF (24-bit u wraps, v
   saturates, decay rounds toward zero, threshold << 6, bias mant << exp), integer products.
   Every wrap / saturation / 24-bit payload overflow is counted per node.
@@ -20,14 +20,14 @@ import numpy as np
 import torch
 
 from exporters.nir_ext import SpikeMatMul
-from exporters.nir_to_lava import check_simulable, synapse_matrix
+from resformer_deploy.lava.plan import check_simulable, synapse_matrix
 from resformer_deploy.errors import DeployError
 from resformer_deploy.passes.dssa_lowering import exact_product
-from resformer_deploy.quant.formats import STATE_MAX, lif_step, shift
+from resformer_deploy.fixed_point.formats import STATE_MAX, lif_step, shift
 
-from . import register_target
-from .host_partition import host_inputs, host_readout
-from .reference import CompiledGraph, RunResult
+from targets import register_target
+from targets.host_partition import host_inputs, host_readout
+from targets.reference import CompiledGraph, RunResult
 
 SYNAPSE = (nir.Conv2d, nir.Affine, nir.Linear)
 

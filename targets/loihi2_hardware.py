@@ -4,7 +4,7 @@ import importlib.util
 
 from resformer_deploy.errors import DeployError
 
-from . import register_target
+from targets import register_target
 
 
 @register_target("loihi2")

@@ -21,7 +21,7 @@ from exporters.graph_check import check_graph, topological_order
 from exporters.nir_ext import MaxPool2d, SpikeMatMul
 from resformer_deploy.errors import DeployError, summarize
 
-from . import register_target
+from targets import register_target
 
 
 @dataclass

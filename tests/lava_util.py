@@ -1,2 +1,2 @@
 """Helpers for Lava tests."""
-from resformer_deploy.proc_util import descendants  # noqa: F401
+from resformer_deploy.util.processes import descendants  # noqa: F401

@@ -3,7 +3,7 @@ expected fragments, no traceback, and no file created or left behind in the case
 import pytest
 from click.testing import CliRunner
 
-from resformer_deploy.cli import main
+from resformer_deploy.cli.main import main
 from tests.bad_inputs import cases_inputs, cases_outputs
 
 CASES = cases_inputs.CASES + cases_outputs.CASES

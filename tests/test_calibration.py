@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from resformer_deploy.calibration import calibrate_firing_rates
+from resformer_deploy.model.calibration import calibrate_firing_rates
 from resformer_deploy.errors import CalibrationError
-from resformer_deploy.model import build_model
+from resformer_deploy.model.resformer import build_model
 from tests.conftest import randomize_state
 
 

@@ -6,9 +6,9 @@ import pickle
 import pytest
 import torch
 
-from resformer_deploy.checkpoint import (infer_config, load_checkpoint, save_checkpoint)
+from resformer_deploy.model.checkpoint import (infer_config, load_checkpoint, save_checkpoint)
 from resformer_deploy.errors import CheckpointError
-from resformer_deploy.model import build_model
+from resformer_deploy.model.resformer import build_model
 from tests.conftest import randomize_state
 
 

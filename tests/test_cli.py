@@ -7,8 +7,8 @@ import sys
 import torch
 from click.testing import CliRunner
 
-from resformer_deploy.cli import main
-from resformer_deploy.model import build_model
+from resformer_deploy.cli.main import main
+from resformer_deploy.model.resformer import build_model
 from tests.conftest import randomize_state
 
 

@@ -4,8 +4,8 @@ import json
 import pytest
 import torch
 
-from resformer_deploy.checkpoint import save_checkpoint
-from resformer_deploy.model import build_model
+from resformer_deploy.model.checkpoint import save_checkpoint
+from resformer_deploy.model.resformer import build_model
 from tests.conftest import randomize_state
 from tests.test_cli import assert_one_line_error, run
 
@@ -56,8 +56,8 @@ def test_simulate_on_lava(digits_ckpt, tmp_path):
     r = run("simulate", str(nir_file), "--target", "lava-cpu", "--samples", "4", "--json-out", str(tmp_path / "s.json"))
     assert r.exit_code == 0, r.stderr
     j = json.loads((tmp_path / "s.json").read_text())
-    from resformer_deploy.digits import load_digits_split
-    from resformer_deploy.checkpoint import load_checkpoint
+    from resformer_deploy.data.digits import load_digits_split
+    from resformer_deploy.model.checkpoint import load_checkpoint
     with torch.no_grad():
         want = load_checkpoint(digits_ckpt).model(load_digits_split().x_test[:4]).mean(0).argmax(-1)
     assert j["predictions"] == want.tolist()  # Lava predicts what PyTorch predicts

@@ -2,8 +2,8 @@
 import numpy as np
 import torch
 
-from resformer_deploy.checkpoint import load_checkpoint
-from resformer_deploy.digits import load_digits_split, split_indices
+from resformer_deploy.model.checkpoint import load_checkpoint
+from resformer_deploy.data.digits import load_digits_split, split_indices
 
 
 def test_split_is_fixed_stratified_and_disjoint():

@@ -10,13 +10,13 @@ import torch
 from click.testing import CliRunner
 
 from exporters.torch_to_nir import export_model
-from resformer_deploy.checkpoint import load_checkpoint
-from resformer_deploy.cli import main
-from resformer_deploy.digits import load_digits_split
+from resformer_deploy.model.checkpoint import load_checkpoint
+from resformer_deploy.cli.main import main
+from resformer_deploy.data.digits import load_digits_split
 from resformer_deploy.errors import DeployError
-from resformer_deploy.fixed_point import calibrate_and_quantize, calibration_inputs
-from resformer_deploy.passes.quantize import scale_groups
-from resformer_deploy.quant import formats as F
+from resformer_deploy.flows.fixed_point import calibrate_and_quantize, calibration_inputs
+from resformer_deploy.fixed_point.quantize import scale_groups
+from resformer_deploy.fixed_point import formats as F
 from targets import get_target
 from targets.loihi2_emulator import LavaSemantics
 from targets.host_partition import host_inputs
@@ -149,8 +149,8 @@ def test_scales_keep_calibrated_state_inside_24_bits(quant, digits_graph):
 
 def test_float_emulator_reproduces_the_pytorch_model(digits_graph):
     """The emulator's float mode (Lava arithmetic, no quantization) is the model: spikes identical."""
-    from resformer_deploy.verify import compare_run, record_torch
-    from exporters.nir_to_lava import plan_lava
+    from resformer_deploy.analysis.compare import compare_run, record_torch
+    from resformer_deploy.lava.plan import plan_lava
     from targets.host_partition import host_readout
     m, g = digits_graph
     x = load_digits_split().x_test[:16].double()
@@ -276,9 +276,9 @@ def test_compile_with_quantization_runs_the_number_format_checks(tmp_path):
 
 
 def test_networks_too_large_to_simulate_are_refused_before_any_work():
-    from exporters.nir_to_lava import LavaMappingError
-    from resformer_deploy.calibration import random_buffers
-    from resformer_deploy.model import build_model
+    from resformer_deploy.lava.plan import LavaMappingError
+    from resformer_deploy.model.calibration import random_buffers
+    from resformer_deploy.model.resformer import build_model
     g = export_model(random_buffers(build_model("cifar")))
     with pytest.raises(LavaMappingError, match=r"unrolls [0-9,]+ synapses \(> 60,000,000\)"):
         calibrate_and_quantize(g, torch.randn(2, 3, 32, 32), 4)
@@ -290,7 +290,7 @@ def test_plif_dvs_model_quantizes_without_clipping_and_reports_decay_error():
     """A small dvsg-style model (PLIF: per-layer learned decays, DVS frames): the scale of each group
     also respects its weights (mantissa x 2^7), so nothing is clipped; decays that 12 bits cannot hold
     exactly are reported."""
-    from resformer_deploy.model import build_model
+    from resformer_deploy.model.resformer import build_model
     from tests.conftest import randomize_state
     m = randomize_state(build_model("dvsg", planes=(8, 16, 32), num_heads=(1, 1, 2), img_size=16, T=4), seed=2)
     m = m.double().eval()

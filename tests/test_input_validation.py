@@ -16,10 +16,10 @@ from click.testing import CliRunner
 
 from exporters.graph_check import check_values
 from exporters.nir_io import NIRFileError, read_nir
-from resformer_deploy.cli import main
+from resformer_deploy.cli.main import main
 from resformer_deploy.errors import DeployError
-from resformer_deploy.memory_budget import ENV, MemoryBudgetError
-from resformer_deploy.verification import inputs_for
+from resformer_deploy.util.memory_budget import ENV, MemoryBudgetError
+from resformer_deploy.analysis.equivalence import inputs_for
 from targets import get_target
 from tests.bad_inputs.cases_inputs import Opaque, _checkpoint, _edit_h5, foreign_graph, write_foreign
 from tests.conftest import DIGITS_CKPT
@@ -105,7 +105,7 @@ def test_integer_tensors_are_noted_as_casts(tmp_path):
     r = CliRunner().invoke(main, ["info", path])
     assert r.exit_code == 0, r.stderr
     assert "note: cast 1 integer/bool tensor(s) (int64) to float32: prologue.1.bn.running_mean" in r.stderr
-    from resformer_deploy.checkpoint import load_checkpoint
+    from resformer_deploy.model.checkpoint import load_checkpoint
     ck = load_checkpoint(path)
     assert torch.equal(ck.model.prologue[1].bn.running_mean, torch.arange(16, dtype=torch.float32))
 
@@ -125,7 +125,7 @@ def test_memory_budget_refuses_before_allocating(tmp_path):
 
 
 def test_budget_rule_uses_available_memory_with_margin(tmp_path, monkeypatch):
-    from resformer_deploy import memory_budget
+    from resformer_deploy.util import memory_budget
     assert memory_budget.budget_bytes() <= 0.76 * psutil.virtual_memory().available
     path = write_foreign(tmp_path)
     monkeypatch.setenv(ENV, "1000")  # bytes: the 64x10 float32 weight (2,560 B) no longer fits

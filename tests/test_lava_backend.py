@@ -7,15 +7,15 @@ import pytest
 import torch
 
 from exporters.nir_ext import SpikeMatMul
-from exporters.nir_to_lava import LavaMappingError, plan_lava
+from resformer_deploy.lava.plan import LavaMappingError, plan_lava
 from exporters.torch_to_nir import export_model
-from resformer_deploy.checkpoint import load_checkpoint
-from resformer_deploy.config import ResformerConfig
-from resformer_deploy.digits import load_digits_split
+from resformer_deploy.model.checkpoint import load_checkpoint
+from resformer_deploy.model.config import ResformerConfig
+from resformer_deploy.data.digits import load_digits_split
 from resformer_deploy.errors import DeployError
-from resformer_deploy.model import build_model
+from resformer_deploy.model.resformer import build_model
 from resformer_deploy.passes.dssa_lowering import exact_product, lower_product, verify_lowering
-from resformer_deploy.verification import verify_model
+from resformer_deploy.analysis.equivalence import verify_model
 from targets import get_target
 from tests.conftest import DIGITS_CKPT, randomize_state
 from tests.lava_util import descendants

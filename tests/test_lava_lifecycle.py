@@ -14,7 +14,7 @@ import pytest
 
 from exporters.nir_io import write_nir
 from exporters.torch_to_nir import export_model
-from resformer_deploy.checkpoint import load_checkpoint
+from resformer_deploy.model.checkpoint import load_checkpoint
 from tests.conftest import DIGITS_CKPT
 from tests.lava_util import descendants
 
@@ -168,7 +168,7 @@ def test_crash_is_reported_in_one_line_and_leaves_nothing(digits_nir, victim, me
 
 
 def test_lava_exception_is_reported_by_its_first_line(monkeypatch):
-    from resformer_deploy.digits import load_digits_split
+    from resformer_deploy.data.digits import load_digits_split
     from targets import get_target
     from targets.lava_cpu import LavaRunError
     target = get_target("lava-cpu")

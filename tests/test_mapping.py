@@ -1,4 +1,4 @@
-"""Loihi 2 resource mapping (resformer_deploy.mapping) and the `compile` command."""
+"""Loihi 2 resource mapping (resformer_deploy.hardware.loihi2) and the `compile` command."""
 import json
 
 import nir
@@ -7,14 +7,14 @@ import pytest
 from click.testing import CliRunner
 
 from exporters.nir_io import write_nir
-from exporters.nir_to_lava import conv_matrix, plan_lava
+from resformer_deploy.lava.plan import conv_matrix, plan_lava
 from exporters.torch_to_nir import export_model
-from resformer_deploy.checkpoint import load_checkpoint
-from resformer_deploy.cli import main
-from resformer_deploy.mapping import DRC_CHECKS, map_to_loihi2, run_drc
-from resformer_deploy.mapping import loihi2_limits as L
-from resformer_deploy.mapping.partition import Mapper, _chunks
-from resformer_deploy.model import build_model
+from resformer_deploy.model.checkpoint import load_checkpoint
+from resformer_deploy.cli.main import main
+from resformer_deploy.hardware.loihi2 import DRC_CHECKS, map_to_loihi2, run_drc
+from resformer_deploy.hardware.loihi2 import limits as L
+from resformer_deploy.hardware.loihi2.partition import Mapper, _chunks
+from resformer_deploy.model.resformer import build_model
 from tests.conftest import DIGITS_CKPT, randomize_state
 from tests.test_cli import assert_one_line_error
 

@@ -10,9 +10,9 @@ from exporters.graph_check import check_graph
 from exporters.nir_ext import MaxPool2d, SpikeMatMul
 from exporters.nir_io import NIRFileError, read_nir, write_nir
 from exporters.torch_to_nir import export_model
-from resformer_deploy.checkpoint import load_checkpoint
+from resformer_deploy.model.checkpoint import load_checkpoint
 from resformer_deploy.errors import CalibrationError
-from resformer_deploy.model import build_model
+from resformer_deploy.model.resformer import build_model
 from tests.conftest import randomize_state
 
 

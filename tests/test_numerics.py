@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from resformer_deploy.model import DSSA, build_model
-from resformer_deploy.neurons import LIF, PLIF
+from resformer_deploy.model.resformer import DSSA, build_model
+from resformer_deploy.model.neurons import LIF, PLIF
 from tests.conftest import randomize_state
 from tests.reference_impl import Reference, lif
 

@@ -4,9 +4,9 @@ import torch
 import torch.nn.functional as F
 
 from exporters.torch_to_nir import export_model
-from resformer_deploy.checkpoint import load_checkpoint
-from resformer_deploy.digits import load_digits_split
-from resformer_deploy.ops_count import count_graph, count_torch, energy_report
+from resformer_deploy.model.checkpoint import load_checkpoint
+from resformer_deploy.data.digits import load_digits_split
+from resformer_deploy.analysis.operations import count_graph, count_torch, energy_report
 from targets import get_target
 from tests.conftest import DIGITS_CKPT
 
@@ -21,7 +21,7 @@ def setup():
 def test_counts_follow_the_official_formulas(setup):
     m, x, ct, _ = setup
     # independent recomputation for one conv and one product, from recorded spikes
-    from resformer_deploy.verify import record_torch
+    from resformer_deploy.analysis.compare import record_torch
     rec = record_torch(m, x, membranes=False)
     s = rec.spikes["layers.0.1.conv.0.0"].double().flatten(0, 1)  # input of the grouped conv
     conv = m.layers[0][1].conv[0][1]
@@ -64,7 +64,7 @@ def test_ops_command(tmp_path):
 def test_ops_on_fixed_point_lava_agree_with_the_bit_accurate_emulator(tmp_path):
     import json
     from click.testing import CliRunner
-    from resformer_deploy.cli import main
+    from resformer_deploy.cli.main import main
     from tests.conftest import DIGITS_CKPT
     out = tmp_path / "ops.json"
     r = CliRunner().invoke(main, ["ops", str(DIGITS_CKPT), "--target", "loihi2-sim", "--samples", "3",

@@ -17,9 +17,9 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from resformer_deploy import outputs
-from resformer_deploy.cli import main
-from resformer_deploy.outputs import OutputError, check_outputs, write_bytes, write_file_set
+from resformer_deploy.util import outputs
+from resformer_deploy.cli.main import main
+from resformer_deploy.util.outputs import OutputError, check_outputs, write_bytes, write_file_set
 from tests.conftest import DIGITS_CKPT, REPO
 
 D = str(DIGITS_CKPT)
@@ -92,9 +92,9 @@ def test_known_size_is_checked_before_a_temp_file_exists(monkeypatch, tmp_path):
 def test_unwritable_destination_found_before_the_work(monkeypatch, tmp_path):
     """A read-only directory (simulated: the probe file cannot be created) stops `report` before
     the checkpoint is even loaded."""
-    import resformer_deploy.deploy_report as dr
+    import resformer_deploy.reporting.deploy as dr
     monkeypatch.setattr(dr, "build_report", lambda *a, **k: pytest.fail("work started"))
-    monkeypatch.setattr("resformer_deploy.cli.load_cli_checkpoint", lambda *a: pytest.fail("loaded"))
+    monkeypatch.setattr("resformer_deploy.cli.main.load_cli_checkpoint", lambda *a: pytest.fail("loaded"))
     real = outputs.tempfile.mkstemp
     monkeypatch.setattr(outputs.tempfile, "mkstemp", lambda **k: (_ for _ in ()).throw(
         OSError(errno.EROFS, os.strerror(errno.EROFS))) if "probe" in k.get("prefix", "") else real(**k))
@@ -104,8 +104,8 @@ def test_unwritable_destination_found_before_the_work(monkeypatch, tmp_path):
 
 
 def test_checkpoint_save_failure_leaves_nothing(monkeypatch, tmp_path):
-    from resformer_deploy.checkpoint import save_checkpoint
-    from resformer_deploy.model import build_model
+    from resformer_deploy.model.checkpoint import save_checkpoint
+    from resformer_deploy.model.resformer import build_model
     inject(monkeypatch, "write", errno.ENOSPC)
     with pytest.raises(OutputError, match="No space left on device"):
         save_checkpoint(tmp_path / "m.pt", build_model("tiny"))
@@ -139,7 +139,7 @@ def test_real_full_and_read_only_file_system(tmp_path):
     exists only inside `unshare -m`, so nothing outside the test sees it."""
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    cli = f"{sys.executable} -m resformer_deploy.cli"
+    cli = f"{sys.executable} -m resformer_deploy.cli.main"
     script = f"""
         mount -t tmpfs -o size=300k tmpfs {mnt} || exit 99
         {cli} export {D} -o {mnt}/x.nir; echo "rc=$?"
@@ -179,7 +179,7 @@ def test_character_device_is_written_not_replaced(tmp_path):
     os.mknod(node, 0o600 | stat.S_IFCHR, os.makedev(1, 3))  # the device /dev/null is
     before = os.stat(node)
     assert run("export", D, "-o", node).exit_code == 0
-    from resformer_deploy.report import write_json
+    from resformer_deploy.reporting.tables import write_json
     write_json(node, {"a": 1})
     after = os.stat(node)
     assert stat.S_ISCHR(after.st_mode) and (after.st_ino, after.st_rdev) == (before.st_ino, before.st_rdev)
@@ -208,8 +208,8 @@ def test_new_file_gets_the_usual_permissions(tmp_path):
 @pytest.fixture(scope="module")
 def ti_checkpoint(tmp_path_factory):
     """A randomly initialised `ti` at 224 (45 MB of weights): a large model's export."""
-    from resformer_deploy.checkpoint import save_checkpoint
-    from resformer_deploy.model import build_model
+    from resformer_deploy.model.checkpoint import save_checkpoint
+    from resformer_deploy.model.resformer import build_model
     from tests.conftest import randomize_state
     p = tmp_path_factory.mktemp("ti") / "ti.pt"
     save_checkpoint(p, randomize_state(build_model("ti")))
@@ -218,11 +218,11 @@ def ti_checkpoint(tmp_path_factory):
 
 SLOW_WRITE = """
 import os, sys, time
-import resformer_deploy.outputs as o
+import resformer_deploy.util.outputs as o
 o.CHUNK = 1 << 20
 real = os.write
 os.write = lambda fd, b: (time.sleep(0.02), real(fd, b))[1]  # a slow disk: the write takes about 1 s
-from resformer_deploy.cli import main
+from resformer_deploy.cli.main import main
 sys.argv = ["resformer-deploy", *sys.argv[1:]]
 main()
 """
@@ -297,8 +297,8 @@ def _fake_report(*a, **k):
 
 
 def test_report_command_writes_its_directory_atomically(monkeypatch, tmp_path):
-    import resformer_deploy.deploy_report as dr
-    import resformer_deploy.report_html as rh
+    import resformer_deploy.reporting.deploy as dr
+    import resformer_deploy.reporting.html as rh
     monkeypatch.setattr(dr, "build_report", _fake_report)
     monkeypatch.setattr(rh, "figures", lambda rep: {"firing_rates.png": b"png"})
     monkeypatch.setattr(rh, "render_html", lambda rep, pngs: "<html></html>\n")

@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from resformer_deploy.checkpoint import load_checkpoint
-from resformer_deploy.digits import load_digits_split
-from resformer_deploy.model import build_model
-from resformer_deploy.verification import verify_model
+from resformer_deploy.model.checkpoint import load_checkpoint
+from resformer_deploy.data.digits import load_digits_split
+from resformer_deploy.model.resformer import build_model
+from resformer_deploy.analysis.equivalence import verify_model
 from tests.conftest import DIGITS_CKPT, randomize_state
 
 
@@ -32,8 +32,8 @@ def test_verdict_catches_a_real_difference():
     threshold, so float32 fails, naming the layer where it starts."""
     import numpy as np
     from exporters.torch_to_nir import export_model
-    from resformer_deploy.verification import verdict
-    from resformer_deploy.verify import compare_run, record_torch
+    from resformer_deploy.analysis.equivalence import verdict
+    from resformer_deploy.analysis.compare import compare_run, record_torch
     from targets import get_target
     ck = load_checkpoint(DIGITS_CKPT)
     x = load_digits_split().x_test[:16]
@@ -51,7 +51,7 @@ def test_verdict_catches_a_real_difference():
 def test_sample_roots_order_is_step_then_topology():
     """Hand-made records: sample 0 flips in layer b at step 0 and in layer a at step 1 (root: b,
     step 0, a tie); sample 1 flips only in layer a at step 2 (root: a, step 2, not a tie)."""
-    from resformer_deploy.verify import sample_roots
+    from resformer_deploy.analysis.compare import sample_roots
     T, B, n = 3, 3, 4
     da, db = torch.zeros(T, B, n, dtype=torch.bool), torch.zeros(T, B, n, dtype=torch.bool)
     near_a, near_b = torch.zeros_like(da), torch.zeros_like(db)
@@ -83,7 +83,7 @@ def test_random_ti_224_is_exact_in_float64_and_float32_differs_only_by_ties():
 @pytest.mark.parametrize("name,img,T", [("dvsg", 32, 4), ("cifar", 32, 2)])
 def test_other_variants_float64_exact(name, img, T):
     m = randomize_state(build_model(name, img_size=img, T=T), seed=2)
-    from resformer_deploy.verification import verification_inputs
+    from resformer_deploy.analysis.equivalence import verification_inputs
     x, _ = verification_inputs(m, 2)
     rep = verify_model(m, x, precision="float64")
     assert rep["total_mismatches"] == 0 and rep["logits_max_rel_diff"] < 1e-12

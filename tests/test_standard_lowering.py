@@ -9,10 +9,10 @@ from exporters.nir_io import read_nir, write_nir
 from exporters.norse_adapter import prepare_for_norse, run_norse
 from exporters.torch_to_nir import export_model
 from resformer_deploy.errors import DeployError
-from resformer_deploy.model import build_model
+from resformer_deploy.model.resformer import build_model
 from resformer_deploy.passes.spike_matmul_to_standard import lower_spike_matmuls
 from resformer_deploy.passes.unroll_dense import unroll_dense
-from resformer_deploy.verify import compare_run, record_torch
+from resformer_deploy.analysis.compare import compare_run, record_torch
 from targets import get_target
 from tests.conftest import randomize_state
 
@@ -83,7 +83,7 @@ def test_norse_runs_conv_form_gwffn_and_downsample(tmp_path):
     """The conv-form graph (grouped conv expanded for norse) of a model without attention
     products: cut the digits graph after stage 0's GWFFN + stage 1's downsample."""
     from tests.conftest import DIGITS_CKPT
-    from resformer_deploy.checkpoint import load_checkpoint
+    from resformer_deploy.model.checkpoint import load_checkpoint
     g = export_model(load_checkpoint(DIGITS_CKPT).model)
     keep = ["layers_0_1_up_0", "layers_0_1_up_1", "layers_0_1_conv_0_0", "layers_0_1_conv_0_1",
             "layers_0_1_inner_add", "layers_0_1_down_0", "layers_0_1_down_1", "layers_0_1_add",
@@ -106,7 +106,7 @@ def test_norse_runs_conv_form_gwffn_and_downsample(tmp_path):
 
 def test_lowering_refuses_large_products_naming_them():
     from tests.conftest import DIGITS_CKPT
-    from resformer_deploy.checkpoint import load_checkpoint
+    from resformer_deploy.model.checkpoint import load_checkpoint
     g = unroll_dense(export_model(load_checkpoint(DIGITS_CKPT).model))
     with pytest.raises(DeployError, match="layers_0_0_matmul1: needs .* coincidence neurons"):
         lower_spike_matmuls(g, max_units=10_000)

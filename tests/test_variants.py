@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from resformer_deploy.config import ConfigError, ResformerConfig
-from resformer_deploy.model import build_model, count_parameters
-from resformer_deploy.variants import VARIANTS, get_config
+from resformer_deploy.model.config import ConfigError, ResformerConfig
+from resformer_deploy.model.resformer import build_model, count_parameters
+from resformer_deploy.model.variants import VARIANTS, get_config
 
 # Published / official-code counts excluding BatchNorm (paper convention), and including it.
 EX_BN = {"ti": 11_141_312, "s": 17_761_472, "m": 35_523_776, "l": 60_270_976, "cifar": 10_753_472,

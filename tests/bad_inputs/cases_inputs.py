@@ -88,7 +88,7 @@ def _nan_first(t):
 
 
 def _tiny_checkpoint(tmp, name="tiny.pt"):
-    from resformer_deploy.model import build_model
+    from resformer_deploy.model.resformer import build_model
     from tests.conftest import randomize_state
     path = tmp / name
     torch.save({"model": randomize_state(build_model("tiny")).state_dict()}, path)

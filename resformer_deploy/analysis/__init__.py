@@ -1,0 +1,1 @@
+"""Analysis of runs: spike comparison, equivalence verdicts, drift ladder, operation counts."""

@@ -1,0 +1,1 @@
+"""The `resformer-deploy` command line."""

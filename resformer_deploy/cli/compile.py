@@ -1,0 +1,97 @@
+"""`resformer-deploy compile`: map the neuromorphic partition onto Loihi 2 cores and run the DRC."""
+import json
+from pathlib import Path
+
+import click
+
+from resformer_deploy.cli.common import COUNT, checkpoint_options, load_cli_checkpoint
+from resformer_deploy.errors import DeployError, summarize
+from resformer_deploy.util.outputs import check_outputs
+
+TARGETS = ("loihi2",)
+def _is_nir(path: str) -> bool:
+    if path.lower().endswith((".nir", ".h5", ".hdf5")):
+        return True
+    try:
+        with open(path, "rb") as f:
+            return f.read(8) == b"\x89HDF\r\n\x1a\n"
+    except OSError:
+        return False
+
+
+@click.command("compile")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--target", default="loihi2", show_default=True, help="Hardware target (only 'loihi2').")
+@click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False, path_type=str),
+              help="Directory for loihi2_plan.json (written atomically).")
+@click.option("--dssa", type=click.Choice(["fused", "synaptic"]), default="fused", show_default=True,
+              help="DSSA products: embedded-core programs (fused) or synaptic primitives.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan JSON instead of the table.")
+@click.option("--quantize", is_flag=True,
+              help="Quantize first (calibration data) so the DRC also checks weight exponents and graded "
+                   "payload widths (simulates the network: small models only).")
+@click.option("--calib-samples", type=COUNT, default=128, show_default=True)
+@checkpoint_options
+def compile_cmd(model, target, out_dir, dssa, as_json, quantize, calib_samples, variant, img_size, T, num_classes,
+                unsafe_load):
+    """Map a checkpoint or NIR file onto Loihi 2 neuro cores and check the design rules.
+
+    Partitions every neuron layer of the neuromorphic part into cores under the per-core limits
+    (neurons, memory, fan-in axons, fan-out routes; see resformer_deploy/mapping/loihi2_limits.py
+    for each number and its source), writes OUT_DIR/loihi2_plan.json and prints a per-layer
+    table. Every design-rule violation is listed at once; with violations the plan is still
+    written and the command exits with code 2. The plan is an estimate: executing it on a chip
+    needs Intel's non-public lava-loihi.
+    """
+    check_outputs([model], files=[Path(out_dir) / "loihi2_plan.json"], dirs=[out_dir])
+    from targets.loihi2_hardware import hardware_runtime
+    from resformer_deploy.hardware.loihi2 import map_to_loihi2, run_drc
+    from resformer_deploy.reporting.tables import table, write_json
+
+    if target not in TARGETS:
+        raise DeployError(f"unknown compile target '{target}' (allowed: {', '.join(TARGETS)})")
+    if not Path(model).exists():
+        raise DeployError(f"{model}: no such file")
+    if _is_nir(model):
+        from exporters.nir_io import read_nir
+        graph = read_nir(model)
+    else:
+        from exporters.torch_to_nir import export_model
+        ck = load_cli_checkpoint(model, variant, img_size, T, num_classes, unsafe_load)
+        graph = export_model(ck.model)
+    plan = map_to_loihi2(graph, dssa)
+    quant = None
+    if quantize:  # number-format checks need the quantized network: calibrate on non-evaluation data
+        from resformer_deploy.reporting.deploy import quant_for_drc
+        from resformer_deploy.flows.fixed_point import quantize_graph
+        qn = quantize_graph(graph, calib_samples, dssa)
+        quant = quant_for_drc(qn)
+        click.echo(f"quantized on {qn.calibration['source']}", err=True)
+    violations, skipped = run_drc(plan, quant)
+    hw = hardware_runtime()
+    data = plan.to_json(violations, skipped, hw)
+    data["input"] = model
+    out = Path(out_dir) / "loihi2_plan.json"
+    write_json(out, data)  # creates OUT_DIR (and parents) if needed
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        rows = [(r["layer"], r["kind"], f"{r['neurons']:,}", f"{r['synapses']:,}", f"{r['synaptic_memory_bytes']:,}",
+                 f"{r['memory_bytes']:,}", r["cores"], f"{r['max_fan_in']:,}", f"{r['max_fan_out_routes']:,}",
+                 r["limiting"]) for r in plan.layers]
+        click.echo(table(rows, ["layer", "kind", "neurons", "synapses", "syn. memory B", "memory B", "cores",
+                                "max fan-in", "max routes", "limiting"]))
+        t = plan.totals
+        click.echo(f"\ntotal: {t['neuro_cores']:,} neuro cores, {t['chips']} chip(s), {t['neurons']:,} neurons, "
+                   f"{t['synapses']:,} synapses, {t['memory_bytes'] / 2 ** 20:.2f} MiB "
+                   f"({t['synaptic_memory_bytes'] / 2 ** 20:.2f} MiB synaptic); "
+                   f"{t['embedded_programs']} embedded-core program(s) (DSSA {dssa})")
+        for w in plan.warnings:
+            click.echo(f"warning: {w}")
+        for s in skipped:
+            click.echo(f"drc skipped: {s}")
+        click.echo(f"hardware: {hw['message']}")
+        click.echo(f"wrote {out}")
+    if violations:
+        raise DeployError(f"{len(violations)} design-rule violation(s): {summarize(violations, 3)} "
+                          f"(all listed in {out})")

@@ -1,0 +1,613 @@
+"""`resformer-deploy` command line.
+
+Every user error (``DeployError``) is printed as one line ``error: ...`` with
+exit code 2; Ctrl-C exits 130. Machine-readable output: ``--json``.
+"""
+import json
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from resformer_deploy import __version__
+from resformer_deploy.cli.common import COUNT, COUNT0, SEED, checkpoint_options, load_cli_checkpoint
+from resformer_deploy.errors import DeployError, one_line
+from resformer_deploy.model.summary import check_recording
+from resformer_deploy.util.outputs import check_outputs
+from resformer_deploy.reporting.html import REPORT_FILES
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_DIGITS_CHECKPOINT = REPO_ROOT / "examples" / "digits" / "digits_resformer.pt"
+# the drift ladder records every neuron of its evaluation samples; 0 means the held-out digits
+# split (359) or 32 random inputs (resformer_deploy/drift.py): 359 bounds both
+DRIFT_DEFAULT_EVAL = 359
+
+
+class Terminated(BaseException):
+    """SIGTERM/SIGHUP turned into an exception, so every ``finally`` (temp files, Lava workers)
+    runs as it does for Ctrl-C; Python's default for these signals exits without cleanup."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+_received = []  # signals seen: an exception raised inside a __del__/GC callback is swallowed
+
+
+def _raise_terminated(signum, _frame):
+    _received.append(signum)
+    raise Terminated(signum)
+
+
+class Group(click.Group):
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """Click's usage errors (bad option values, missing arguments) as one line ``error: ...``
+        with exit 2, like every other user error, instead of its Usage/Try/Error block.
+
+        Runs click's main with ``standalone_mode=False``: it then raises ClickException and Abort
+        and *returns* the code of an Exit (``--help``, ``--version``, ``ctx.exit`` in ``invoke``
+        below) instead of calling sys.exit (click/core.py, ``Command.main``). CliRunner.invoke and
+        the console script both call ``main()``, so both get this handling."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as e:  # bare `resformer-deploy`: the help, as click shows it
+            e.show()
+            sys.exit(e.exit_code)
+        except click.UsageError as e:  # BadParameter, MissingParameter, NoSuchOption, ...
+            cmd = e.ctx.command_path if e.ctx else "resformer-deploy"
+            click.echo(f"error: {cmd}: {one_line(e.format_message())} (see '{cmd} --help')", err=True)
+            sys.exit(2)
+        except click.ClickException as e:  # e.g. FileError
+            click.echo(f"error: {one_line(e.format_message())}", err=True)
+            sys.exit(e.exit_code)
+        except click.Abort as e:  # Ctrl-C / EOF while click itself prompts or parses
+            if isinstance(e.__context__, KeyboardInterrupt):
+                click.echo("error: interrupted (SIGINT)", err=True)
+                sys.exit(130)
+            click.echo("error: aborted", err=True)
+            sys.exit(1)
+        # our commands return None; an int is the code of an Exit that click returned
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+    def invoke(self, ctx):
+        caught = (signal.SIGTERM, signal.SIGHUP)
+        _received.clear()
+        previous = {s: signal.signal(s, _raise_terminated) for s in caught}
+        try:
+            rv = super().invoke(ctx)
+            if _received:  # the exception was swallowed somewhere: the user still asked to stop
+                raise Terminated(_received[0])
+            return rv
+        except DeployError as e:
+            click.echo(f"error: {one_line(e)}", err=True)
+            ctx.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("error: interrupted (SIGINT)", err=True)
+            ctx.exit(130)
+        except Terminated as e:
+            click.echo(f"error: terminated by {e}", err=True)
+            ctx.exit(128 + e.signum)
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+
+@click.group("resformer-deploy", cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="resformer-deploy")
+def main():
+    """Deploy trained SpikingResformer models to neuromorphic targets.
+
+    Pipeline: checkpoint -> model -> NIR -> passes -> Lava -> target -> report.
+    """
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=str))
+@checkpoint_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+def info(checkpoint, variant, img_size, T, num_classes, unsafe_load, as_json):
+    """Describe a checkpoint: variant, parameter counts, T, image size, firing-rate buffers."""
+    from resformer_deploy.model.summary import checkpoint_summary
+    from resformer_deploy.reporting.tables import table
+
+    ck = load_cli_checkpoint(checkpoint, variant, img_size, T, num_classes, unsafe_load)
+    s = checkpoint_summary(ck)
+    if as_json:
+        click.echo(json.dumps(s, indent=2))
+        return
+    c = s["config"]
+    join = lambda v: "/".join(str(i) for i in v)
+    official = s["official_params_ex_bn"]
+    check = "" if official is None else (
+        f"  (official {official:,}: {'match' if official == s['params_ex_bn'] else 'MISMATCH'})")
+    lines = [
+        ("checkpoint", s["checkpoint"]),
+        ("variant", f"{s['variant']} (config {s['config_source']})"),
+        ("architecture", f"planes {join(c['planes'])}, heads {join(c['num_heads'])}, patches "
+                         f"{join(c['patch_sizes'])}, blocks {join(c['blocks'])}, stem {c['stem']}, "
+                         f"neuron {c['neuron'].upper()}, group size {c['group_size']}"),
+        ("input", f"{c['in_channels']}x{c['img_size']}x{c['img_size']}, T={c['T']}; stage sizes "
+                  f"{join(s['stage_sizes'])}, DSSA lenth {join(s['lenths'])}"),
+        ("classes", c["num_classes"]),
+        ("parameters", f"{s['params_ex_bn']:,} excluding BatchNorm, {s['params_total']:,} total{check}"),
+        ("state_dict", f"{s['state_dict_keys']} keys ({s['state_dict_parameters']} parameters, "
+                       f"{s['state_dict_buffers']} buffers)"),
+    ]
+    if s["epoch"] is not None:
+        lines.append(("training", f"epoch {s['epoch']}, max_acc1 {float(s['max_acc1']):.2f}"))
+    ev = s["evaluation_record"]
+    if ev:
+        lines.append(("recorded eval", f"{100 * ev['test_accuracy']:.2f}% on {ev['split']['n_test']} "
+                                       f"held-out samples ({ev['dataset']})"))
+    width = max(len(k) for k, _ in lines)
+    click.echo("\n".join(f"{k.ljust(width)}  {v}" for k, v in lines))
+    fmt = lambda v: "n/a" if v is None else " ".join(f"{x:.4g}" for x in v)
+    rows = [(r["layer"], r["heads"], fmt(r["firing_rate_x"]), fmt(r["firing_rate_attn"]), fmt(r["c1"]),
+             fmt(r["c2"])) for r in s["firing_rates"]]
+    click.echo("\nDSSA firing-rate buffers (per head) and attention scales c1, c2:")
+    click.echo(table(rows, ["layer", "heads", "rate_x", "rate_attn", "c1", "c2"]))
+    if not s["calibrated"]:
+        click.echo("\nwarning: some firing-rate buffers are zero/non-finite; the model cannot run in eval "
+                   "mode until calibrated (resformer_deploy.model.calibration).", err=True)
+    for note in s["notes"]:
+        click.echo(f"note: {note}", err=True)
+
+
+@main.command()
+@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=str),
+              default=str(DEFAULT_DIGITS_CHECKPOINT), show_default=True,
+              help="Trained digits checkpoint.")
+@click.option("--batch-size", type=COUNT, default=64, show_default=True)
+@click.option("--json-out", type=click.Path(dir_okay=False, path_type=str),
+              help="Also write the results as JSON to this file.")
+@click.option("--lava-samples", type=COUNT0, default=20, show_default=True,
+              help="Held-out samples run through NIR and Lava (0: PyTorch only).")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=str), default="build/demo",
+              show_default=True, help="Where the exported NIR file is written.")
+@click.option("--fixed-point/--no-fixed-point", default=True, show_default=True,
+              help="Also quantize for Loihi 2, run fixed point (Lava + emulator) and write the report.")
+def demo(checkpoint, batch_size, json_out, lava_samples, out_dir, fixed_point):
+    """The whole pipeline on the shipped digits model: PyTorch accuracy on the held-out split,
+    export to NIR, run on Lava (both DSSA lowerings), accuracy and equivalence tables."""
+    check_outputs([checkpoint], files=[json_out, f"{out_dir}/digits_resformer.nir" if lava_samples > 0 else None],
+                  dirs=[out_dir], file_sets={f"{out_dir}/report": REPORT_FILES} if fixed_point else None)
+    import torch
+    from resformer_deploy.model.checkpoint import load_checkpoint
+    from resformer_deploy.data.digits import load_digits_split
+    from resformer_deploy.util.progress import Progress
+    from resformer_deploy.reporting.tables import table, write_json
+    from resformer_deploy.training.loop import predict
+
+    ck = load_checkpoint(checkpoint, unsafe_option=None)  # demo has no --unsafe-load: weights only
+    c = ck.config
+    if (c.in_channels, c.img_size, c.num_classes) != (1, 8, 10):
+        raise DeployError(f"{checkpoint}: variant '{ck.variant}' ({c.in_channels}x{c.img_size}x{c.img_size} input, "
+                          f"{c.num_classes} classes); demo needs a model of the digits split (1x8x8 input, 10 "
+                          f"classes), e.g. the shipped {DEFAULT_DIGITS_CHECKPOINT.name}")
+    split = load_digits_split()
+    if lava_samples > len(split.y_test):
+        raise DeployError(f"--lava-samples {lava_samples} exceeds the {len(split.y_test)} held-out digits samples")
+    rec = ck.meta.get("resformer_deploy", {}).get("evaluation") or {}
+    fp = rec.get("split", {}).get("test_index_sha256")
+    if fp and fp != split.fingerprint():
+        raise DeployError(f"{checkpoint}: held-out split differs from the one recorded at training "
+                          f"(index hash {fp[:12]} vs {split.fingerprint()[:12]})")
+    click.echo(f"model: {ck.variant} from {checkpoint} (T={ck.config.T}, {ck.config.img_size}x"
+               f"{ck.config.img_size} input)")
+    with Progress(len(split.y_test), "PyTorch evaluation") as bar:
+        logits = predict(ck.model, split.x_test, batch_size=batch_size, progress=bar.update)
+    pred = logits.argmax(-1)
+    acc = float((pred == split.y_test).float().mean())
+    per_class = []
+    for c in range(ck.config.num_classes):
+        mask = split.y_test == c
+        per_class.append((c, int(mask.sum()), f"{100 * float((pred[mask] == c).float().mean()):.1f}%"))
+    click.echo(table(per_class, ["class", "samples", "accuracy"]))
+    recorded = rec.get("test_accuracy")
+    click.echo(f"\nheld-out accuracy (PyTorch): {100 * acc:.2f}% on {len(pred)} samples"
+               + (f"; recorded at training: {100 * recorded:.2f}%" if recorded is not None else ""))
+    result = {"checkpoint": checkpoint, "variant": ck.variant, "samples": len(pred), "accuracy": acc,
+              "recorded_accuracy": recorded, "per_class": [
+                  {"class": c, "samples": n, "accuracy": float(a.rstrip("%")) / 100} for c, n, a in per_class],
+              "predictions": pred.tolist(), "torch_version": torch.__version__}
+    if lava_samples > 0:
+        from pathlib import Path
+        from exporters.nir_io import write_nir
+        from exporters.torch_to_nir import export_model
+        n = min(lava_samples, len(split.y_test))
+        nir_path = Path(out_dir) / "digits_resformer.nir"
+        write_nir(export_model(ck.model), nir_path)
+        click.echo(f"\nexported {nir_path} ({nir_path.stat().st_size / 1e6:.1f} MB); running {n} held-out samples "
+                   f"on lava-cpu (Loihi2SimCfg floating point), both DSSA lowerings")
+        reports = _run_checks(ck, split.x_test[:n], "digits held-out split", "lava-cpu", ["float32"],
+                              dssa=["fused", "synaptic"])
+        summary = []
+        for rep in reports:
+            lava_pred = torch.tensor(rep["predictions_target"])
+            lava_acc = float((lava_pred == split.y_test[:n]).float().mean())
+            ti = rep["target_info"]
+            summary.append((rep["target_options"]["dssa"], n, f"{100 * lava_acc:.2f}%",
+                            f"{100 * float((pred[:n] == split.y_test[:n]).float().mean()):.2f}%",
+                            f"{100 * rep['prediction_agreement']:.1f}%", f"{rep['min_layer_identical_pct']:.3f}%",
+                            ti["processes"], ti["latency"], f"{rep['seconds']['target'] / n:.3f}"))
+        click.echo("\nLava vs PyTorch on the same samples:")
+        click.echo(table(summary, ["DSSA", "samples", "Lava acc", "PyTorch acc", "same class", "min layer spikes",
+                                   "processes", "latency", "s/sample"]))
+        result["lava"] = reports
+    if fixed_point:
+        from pathlib import Path
+        from resformer_deploy.reporting.deploy import build_report
+        from resformer_deploy.reporting.drift import ladder_table
+        from resformer_deploy.reporting.html import write_report_files
+        n = min(lava_samples, len(split.y_test))
+        click.echo(f"\nLoihi 2 fixed point: quantize (calibration: digits training split), run {n} samples on "
+                   f"loihi2-sim (Loihi2SimCfg fixed_pt) and the full split on the bit-accurate emulator")
+        rep = build_report(ck, checkpoint, "fused", n, 0, 128, say=lambda m: click.echo(f"  {m} ...", err=True))
+        lad, mp = rep["ladder"], rep["mapping"]
+        click.echo(ladder_table(lad))
+        exact = lad["emulator_bit_exact_vs_lava"]
+        click.echo(f"emulator bit-exact with fixed-point Lava: {exact}; accuracy drop "
+                   f"{lad['accuracy_drop_pp']:+.2f} pp (goal <= {lad['goal_max_drop_pp']:g} pp); run-time "
+                   f"saturations: {sum(sum(v.values()) for v in lad['saturation'].values())}")
+        t = mp["totals"]
+        click.echo(f"Loihi 2 plan: {t['neuro_cores']} neuro cores + {t['embedded_programs']} embedded-core programs "
+                   f"on {t['chips']} chip(s), {len(mp['violations'])} design-rule violation(s); "
+                   f"{rep['energy']['fixed']['sops']:,.0f} SOPs = {rep['energy']['fixed']['energy_mJ'] * 1e3:.4f} uJ "
+                   f"per image")
+        paths = write_report_files(Path(out_dir) / "report", rep)
+        click.echo(f"report: {paths[-2]} (+ JSON and PNG figures)")
+        result["fixed_point"] = {k: rep[k] for k in ("ladder", "mapping")}
+        result["fixed_point"]["energy"] = {k: rep["energy"][k] for k in ("torch", "fixed")}
+    if json_out:
+        write_json(json_out, result)
+        click.echo(f"wrote {json_out}")
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=str))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=str),
+              help="NIR file to write (atomically).")
+@checkpoint_options
+@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True,
+              help="Storage type of weights (BN folding is done in float64).")
+@click.option("--form", type=click.Choice(["extension", "standard"]), default="extension", show_default=True,
+              help="'standard': dense 1-D graph with DSSA lowered to standard NIR nodes (tiny models only).")
+@click.option("--compress", is_flag=True, help="gzip the HDF5 datasets (smaller, slower).")
+def export(checkpoint, output, variant, img_size, T, num_classes, unsafe_load, dtype, form, compress):
+    """Export a checkpoint to a NIR (HDF5) file in deployment-normal form."""
+    check_outputs([checkpoint], files=[output])
+    import time
+    from pathlib import Path
+    from exporters.nir_io import write_nir
+    from exporters.torch_to_nir import export_model
+    from resformer_deploy.analysis.nir_summary import graph_summary
+    from resformer_deploy.analysis.equivalence import lower
+
+    t0 = time.time()
+    ck = load_cli_checkpoint(checkpoint, variant, img_size, T, num_classes, unsafe_load)
+    graph = lower(export_model(ck.model, dtype), "extension" if form == "extension" else "standard")
+    nbytes = write_nir(graph, output, compression="gzip" if compress else None)
+    s = graph_summary(graph)
+    click.echo(f"wrote {output}: {s['nodes']} nodes, {s['edges']} edges, {s['params']:,} parameters, "
+               f"{s['neurons']:,} neurons per step, {len(s['extension_nodes'])} extension nodes, "
+               f"{nbytes / 1e6:.1f} MB in {time.time() - t0:.1f} s "
+               f"(variant {ck.variant}, T={ck.config.T}, {ck.config.img_size}x{ck.config.img_size})")
+
+
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def inspect(model, as_json):
+    """Table of a NIR file's nodes (type, shape, parameters, partition) and totals."""
+    from exporters.nir_io import read_nir
+    from resformer_deploy.analysis.nir_summary import graph_summary
+    from resformer_deploy.reporting.tables import table
+
+    s = graph_summary(read_nir(model))
+    if as_json:
+        click.echo(json.dumps(s, indent=2, default=str))
+        return
+    rows = [(r["node"], r["type"].replace("resformer_deploy.", "ext:"), "x".join(map(str, r["shape"])),
+             f"{r['params']:,}", f"{r['neurons']:,}" if r["neurons"] else "", r["fan_in"], r["partition"],
+             r["role"]) for r in s["table"]]
+    click.echo(table(rows, ["node", "type", "shape", "params", "neurons", "in", "partition", "role"]))
+    meta = s["metadata"]
+    click.echo(f"\n{s['nodes']} nodes, {s['edges']} edges; {s['params']:,} parameters "
+               f"({s['params_neuromorphic']:,} neuromorphic, {s['params_host']:,} host); "
+               f"{s['neurons']:,} neurons per step; extension nodes: {len(s['extension_nodes'])}")
+    click.echo("types: " + ", ".join(f"{k} {v}" for k, v in sorted(s["types"].items())))
+    if meta.get("format"):
+        d = meta.get("discretisation", {})
+        click.echo(f"model: {meta.get('model')} '{meta.get('variant')}', T={meta.get('time_steps')}, "
+                   f"dt={d.get('dt')}, threshold test '{d.get('threshold_test')}', {d.get('reset')}")
+
+
+def _run_checks(ck, x, source, target, precisions, form="extension", dssa=None, out=click.echo):
+    """Run verify_model for each precision (and lowering), print tables; return the reports."""
+    from resformer_deploy.util.progress import Progress
+    from resformer_deploy.reporting.tables import table
+    from resformer_deploy.analysis.equivalence import LOGIT_REL_TOL, verify_model
+
+    reports = []
+    for prec in precisions:
+        for low in (dssa or [None]):
+            opts = {"dssa": low} if low else {}
+            tag = prec + (f", {low} DSSA" if low else "")
+            with Progress(0, f"{target} run ({tag})", unit="steps") as bar:
+                rep = verify_model(ck.model, x, target, prec, form, progress=bar, **opts)
+            reports.append(rep)
+            rows = [(r["node"], "x".join(map(str, r["shape"])), f"{r['identical_pct']:.4f}%", r["mismatches"],
+                     r["near_threshold_mismatches"], "" if r["first_mismatch_step"] is None else
+                     r["first_mismatch_step"], f"{r['torch_rate']:.3f}") for r in rep["layers"]]
+            out(f"\n[{tag}] per-layer spike agreement with PyTorch (all steps and samples):")
+            out(table(rows, ["LIF layer", "shape", "identical", "mismatch", "near-thr", "first step", "rate"]))
+            fd = rep["first_divergence"]
+            ti = rep["target_info"]
+            extra = (f"; {ti['processes']} Lava processes, pipeline latency {ti['latency']} steps, "
+                     f"{ti['steps']} steps simulated" if "processes" in ti else "")
+            out(f"[{tag}] predictions identical: {100 * rep['prediction_agreement']:.1f}% of {rep['samples']}; "
+                f"logits max rel. diff {rep['logits_max_rel_diff']:.2e} (tol {LOGIT_REL_TOL:g}); min layer agreement "
+                f"{rep['min_layer_identical_pct']:.4f}%; mismatches {rep['total_mismatches']}"
+                f" ({rep['total_near_threshold']} near-threshold); target time {rep['seconds']['target']:.1f} s{extra}")
+            out(f"[{tag}] first divergence: " + ("none" if fd is None else
+                f"{fd['node']} ({fd['torch_module']}) at step {fd['step']}: {fd['mismatches']} spike(s), "
+                f"{fd['near_threshold']} within 1e-4 of threshold"))
+            roots = rep["root_divergences"]
+            if rep["verdict"] == "exact":
+                status = "PASS (exact: identical spikes in every layer, same classes)"
+            elif rep["verdict"] == "rounding":
+                status = (f"PASS (rounding: {rep['samples_identical']} of {rep['samples']} samples identical; "
+                          f"{len(roots)} diverge, each first at near-threshold ties (float rounding, which "
+                          f"differs between CPUs), then propagate)")
+            else:
+                bad = [r for r in roots if r["ties"] < r["mismatches"]]
+                if bad:
+                    b = bad[0]
+                    why = (f"sample {b['sample']} first diverges at {b['node']} step {b['step']} with "
+                           f"{b['mismatches'] - b['ties']} mismatch(es) farther than 1e-4 from the threshold "
+                           f"(a real difference; {len(bad)} sample(s) like this)")
+                elif roots and prec == "float64":
+                    why = f"float64 must be exact, but {len(roots)} sample(s) diverge (first at near-threshold ties)"
+                else:
+                    why = "samples with identical spikes differ in class or logits (beyond float rounding)"
+                status = "FAIL: " + why
+            out(f"[{tag}] {status}")
+    return reports
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=str))
+@checkpoint_options
+@click.option("--target", default="reference", show_default=True, help="Registered target to run.")
+@click.option("--samples", type=COUNT, default=8, show_default=True)
+@click.option("--precision", type=click.Choice(["float64", "float32", "both"]), default="both",
+              show_default=True, help="float64 proves graph equivalence; float32 shows deployment rounding.")
+@click.option("--form", type=click.Choice(["extension", "standard"]), default="extension", show_default=True)
+@click.option("--dssa", type=click.Choice(["fused", "synaptic", "both"]), default="both", show_default=True,
+              help="DSSA lowering on Lava targets.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of random inputs (non-digits).")
+@click.option("--lava-samples", type=COUNT0, default=10, show_default=True,
+              help="loihi2-sim: samples run on float and fixed-point Lava.")
+@click.option("--eval-samples", type=COUNT0, default=0, show_default=True,
+              help="loihi2-sim: samples for the fixed-point accuracy (0: the full held-out digits split).")
+@click.option("--calib-samples", type=COUNT, default=128, show_default=True,
+              help="loihi2-sim: calibration samples (digits training split) for the quantization scales.")
+@click.option("--json-out", type=click.Path(dir_okay=False, path_type=str))
+def verify(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, samples, precision, form, dssa, seed,
+           lava_samples, eval_samples, calib_samples, json_out):
+    """Export, run on a target and compare every LIF layer with the PyTorch model.
+
+    With --target loihi2-sim: the drift ladder PyTorch float -> float Lava -> fixed-point Lava
+    (quantized for Loihi 2), with the fixed-point accuracy on the full held-out split from the
+    bit-accurate emulator, which is checked against the fixed-point Lava run spike for spike.
+    """
+    check_outputs([checkpoint], files=[json_out])
+    from targets import get_target
+    from resformer_deploy.reporting.tables import write_json
+    from resformer_deploy.analysis.equivalence import verification_inputs
+
+    get_target(target)  # unknown target: fail before any work starts
+    ck = load_cli_checkpoint(checkpoint, variant, img_size, T, num_classes, unsafe_load)
+    if target in ("loihi2-sim", "loihi2-emu"):
+        from resformer_deploy.reporting.drift import run_drift
+        check_recording(ck.model, eval_samples or DRIFT_DEFAULT_EVAL)
+        run_drift(ck, checkpoint, ["fused", "synaptic"] if dssa == "both" else [dssa], lava_samples, eval_samples,
+                  calib_samples, seed, json_out, lava=target == "loihi2-sim")
+        return
+    x, source = verification_inputs(ck.model, samples, seed)
+    lowerings = None
+    if target.startswith("lava"):
+        lowerings = ["fused", "synaptic"] if dssa == "both" else [dssa]
+    click.echo(f"verify {ck.variant} on target '{target}' ({form} form): {samples} samples of {source}, "
+               f"T={ck.config.T}")
+    reports = _run_checks(ck, x, source, target, ["float64", "float32"] if precision == "both" else [precision],
+                          form, lowerings)
+    if json_out:
+        write_json(json_out, {"checkpoint": checkpoint, "variant": ck.variant, "inputs": source,
+                              "reports": reports})
+        click.echo(f"wrote {json_out}")
+    if not all(r["passed"] for r in reports):
+        raise DeployError("verification failed: the target does not reproduce the PyTorch model "
+                          "(see the table above)")
+
+
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--target", default="lava-cpu", show_default=True)
+@click.option("--samples", type=COUNT, default=10, show_default=True)
+@click.option("--dssa", type=click.Choice(["fused", "synaptic"]), default="fused", show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of random inputs (non-digits).")
+@click.option("--calib-samples", type=COUNT, default=128, show_default=True,
+              help="loihi2-sim / loihi2-emu: calibration samples for the quantization scales.")
+@click.option("--json-out", type=click.Path(dir_okay=False, path_type=str))
+def simulate(model, target, samples, dssa, seed, calib_samples, json_out):
+    """Run a NIR file on a target: predictions, accuracy (digits), time, process count."""
+    check_outputs([model], files=[json_out])
+    import time
+    from math import prod
+    from exporters.nir_io import interface, read_nir
+    from targets import get_target
+    from resformer_deploy.util.memory_budget import check_bytes
+    from resformer_deploy.util.progress import Progress
+    from resformer_deploy.reporting.tables import table, write_json
+    from resformer_deploy.analysis.equivalence import inputs_for
+
+    tgt = get_target(target)
+    graph = read_nir(model)
+    T = int(graph.metadata.get("time_steps", 4))
+    in_shape, out_shape, shapes = interface(graph)
+    x, labels, source = inputs_for(in_shape, samples, seed)
+    # a step holds every node's value for the whole batch (reference) plus the per-step outputs (float64)
+    n_values = sum(prod(s) for s in shapes.values())
+    check_bytes(8 * samples * (n_values + T * prod(out_shape)),
+                f"simulate: {samples:,} samples x {n_values:,} values per step of {model}")
+    # per-class scores give predictions; digits accuracy needs the 10 digit classes
+    per_class = len(out_shape) == 1
+    if labels is not None and out_shape != (10,):
+        labels, source = None, f"{source}; no accuracy: the output is {out_shape}, not 10 class scores"
+    info, opts = {}, {}
+    if target in ("loihi2-sim", "loihi2-emu"):  # fixed point: quantize on calibration data first
+        from resformer_deploy.flows.fixed_point import quantize_graph
+        opts["quant"] = quantize_graph(graph, calib_samples, dssa)
+        click.echo(f"quantized for Loihi 2 on {opts['quant'].calibration['source']}", err=True)
+    t0 = time.time()
+    with Progress(tgt.steps(graph, samples, T, dssa=dssa, **opts), f"{target} simulation", unit="steps") as bar:
+        res = tgt.run(graph, x.double(), T, record_spikes=False, progress=bar.update, dssa=dssa, info=info, **opts)
+    wall = time.time() - t0
+    pred = res.output.mean(0).argmax(-1) if per_class else None
+    acc = float((pred == labels).float().mean()) if labels is not None else None
+    rows = [("samples", samples), ("inputs", source), ("T", T), ("wall time", f"{wall:.1f} s"),
+            ("per sample", f"{wall / samples:.3f} s"),
+            ("output", "x".join(map(str, out_shape)) + ("" if per_class else " per step (not class scores: no "
+                                                       f"predictions); mean {float(res.output.mean()):.4g}"))]
+    if acc is not None:
+        rows.append(("accuracy", f"{100 * acc:.2f}%"))
+    for k in ("processes", "latency", "steps", "saturation"):
+        if k in info:
+            rows.append((k, info[k]))
+    click.echo(table(rows, ["item", "value"]))
+    if json_out:
+        write_json(json_out, {"model": model, "target": target, "dssa": dssa, "samples": samples, "inputs": source,
+                              "predictions": None if pred is None else pred.tolist(), "accuracy": acc,
+                              "output_shape": [int(v) for v in out_shape], "seconds": wall,
+                              "info": {k: v for k, v in info.items() if k != "products"}})
+        click.echo(f"wrote {json_out}")
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=str))
+@checkpoint_options
+@click.option("--target", default="reference", show_default=True, help="Target whose spikes are counted.")
+@click.option("--samples", type=COUNT, default=16, show_default=True)
+@click.option("--include-stem", is_flag=True, help="Add the stem convolution's MACs (4.6 pJ each).")
+@click.option("--include-classifier", is_flag=True, help="Add the classifier's MACs (4.6 pJ each).")
+@click.option("--json-out", type=click.Path(dir_okay=False, path_type=str))
+def ops(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, samples, include_stem,
+        include_classifier, json_out):
+    """Synaptic operations per layer and kind, and energy in the paper's convention
+    (0.9 pJ per AC; stem and classifier MACs excluded unless asked), counted from PyTorch and
+    from a target run, which must agree."""
+    check_outputs([checkpoint], files=[json_out])
+    from exporters.torch_to_nir import export_model
+    from targets import get_target
+    from resformer_deploy.analysis.operations import count_graph, count_torch, energy_report
+    from resformer_deploy.reporting.tables import table, write_json
+    from resformer_deploy.analysis.equivalence import verification_inputs
+
+    tgt = get_target(target)
+    ck = load_cli_checkpoint(checkpoint, variant, img_size, T, num_classes, unsafe_load)
+    x, source = verification_inputs(ck.model, samples)
+    ct = count_torch(ck.model, x)
+    graph = export_model(ck.model)
+    opts, ref_name = {}, "PyTorch"
+    if target in ("loihi2-sim", "loihi2-emu"):
+        # fixed point: its spikes differ from the float model's, so the independent count to agree
+        # with is the bit-accurate emulator's (for loihi2-sim) resp. reported next to PyTorch's
+        from resformer_deploy.flows.fixed_point import quantize_graph
+        cfg = ck.config
+        opts["quant"] = quantize_graph(graph)
+        if target == "loihi2-sim":
+            emu = get_target("loihi2-emu").run(graph, x.double(), cfg.T, **opts)
+            ct_torch, ct = ct, count_graph(graph, emu.spikes, cfg.T, samples)
+            for k in ct:
+                ct[k]["torch_ops"] = ct_torch.get(k, {}).get("ops")
+            ref_name = "emulator"
+    res = tgt.run(graph, x.double() if target.startswith(("lava", "loihi2")) else x, ck.config.T, **opts)
+    cg = count_graph(graph, res.spikes, ck.config.T, samples)
+    rows, worst = [], 0.0
+    for path, v in ct.items():
+        g = cg.get(path, {}).get("ops", float("nan"))
+        rel = abs(g - v["ops"]) / max(1.0, abs(v["ops"]))
+        worst = max(worst, rel)
+        rows.append((path, v["kind"], f"{v['ops'] / samples:,.1f}", f"{g / samples:,.1f}", f"{rel:.1e}"))
+    click.echo(f"{samples} samples of {source}; per image, summed over T={ck.config.T} steps")
+    click.echo(table(rows, ["layer", "kind", f"{ref_name} ops", f"{target} ops", "rel. diff"]))
+    rep = energy_report(cg, samples, include_stem, include_classifier)
+    k = rep["per_image"]
+    click.echo(f"\nper image: {rep['sops']:,.0f} SOPs (conv {k['conv']:,.0f}, DSSA products "
+               f"{k['dssa_product']:,.0f}); residual adds {k['residual_add']:,.0f} (not SOPs); stem MACs "
+               f"{k['stem_mac']:,.0f}, classifier MACs {k['classifier_mac']:,.0f} "
+               f"({'included' if include_stem or include_classifier else 'excluded'} as in the paper)")
+    click.echo(f"energy per image: {rep['energy_mJ'] * 1e3:.4f} uJ (0.9 pJ/AC, 4.6 pJ/MAC); "
+               f"{ref_name} vs {target} counts: max rel. diff {worst:.1e}")
+    if target == "loihi2-emu":
+        click.echo("(fixed point: the counts come from fixed-point spikes, which differ slightly from the float "
+                   "model's; --target loihi2-sim checks them against the bit-accurate emulator)")
+    if json_out:
+        write_json(json_out, {"checkpoint": checkpoint, "target": target, "samples": samples, "inputs": source,
+                              "reference": ref_name, "reference_counts": ct, "target_counts": cg, "report": rep,
+                              "max_rel_diff": worst})
+        click.echo(f"wrote {json_out}")
+    if worst > 1e-9 and target != "loihi2-emu":
+        raise DeployError(f"operation counts from {ref_name} and {target} disagree (max rel. diff {worst:.1e})")
+
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=str))
+@checkpoint_options
+@click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False, path_type=str),
+              help="Directory for report.json, report.html and the PNG figures.")
+@click.option("--dssa", type=click.Choice(["fused", "synaptic"]), default="fused", show_default=True)
+@click.option("--lava-samples", type=COUNT0, default=10, show_default=True,
+              help="Samples run on float and fixed-point Lava (0: emulator only).")
+@click.option("--eval-samples", type=COUNT0, default=0, show_default=True,
+              help="Evaluation samples (0: the full held-out digits split).")
+@click.option("--calib-samples", type=COUNT, default=128, show_default=True)
+def report(checkpoint, variant, img_size, T, num_classes, unsafe_load, out_dir, dssa, lava_samples, eval_samples,
+           calib_samples):
+    """Deployment report for Loihi 2: drift ladder, firing rates, energy, core plan (JSON + HTML + PNG).
+
+    OUT_DIR appears whole or not at all: it is built next to itself and renamed into place; an
+    existing OUT_DIR is replaced only if it is empty or holds a previous report (else refused)."""
+    check_outputs([checkpoint], file_sets={out_dir: REPORT_FILES})
+    from resformer_deploy.reporting.deploy import build_report
+    from resformer_deploy.reporting.html import write_report_files
+
+    ck = load_cli_checkpoint(checkpoint, variant, img_size, T, num_classes, unsafe_load)
+    check_recording(ck.model, eval_samples or DRIFT_DEFAULT_EVAL)
+    rep = build_report(ck, checkpoint, dssa, lava_samples, eval_samples, calib_samples,
+                       say=lambda m: click.echo(f"  {m} ...", err=True))
+    paths = write_report_files(Path(out_dir), rep)
+    lad = rep["ladder"]
+    emu = lad["rungs"][-1]
+    m = rep["mapping"]["totals"]
+    click.echo(f"accuracy: PyTorch {100 * lad['rungs'][0]['accuracy']:.2f}% -> fixed point "
+               f"{100 * emu['accuracy']:.2f}% on {emu['samples']} samples" if emu["accuracy"] is not None else
+               f"fixed point: {100 * emu['prediction_agreement_with_torch']:.2f}% same class as PyTorch")
+    click.echo(f"Loihi 2: {m['neuro_cores']} neuro cores, {m['chips']} chip(s), "
+               f"{len(rep['mapping']['violations'])} design-rule violation(s); energy "
+               f"{rep['energy']['fixed']['energy_mJ'] * 1e3:.4f} uJ per image (fixed point)")
+    for p in paths:
+        click.echo(f"wrote {p}")
+
+from resformer_deploy.cli.compile import compile_cmd  # noqa: E402
+main.add_command(compile_cmd)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Loihi 2 fixed point: number formats, calibration, the quantized network."""

@@ -1,0 +1,235 @@
+"""Pass: quantize a Lava plan to Loihi 2 fixed point (resformer_deploy.fixed_point.formats).
+
+Requires: a LavaPlan (resformer_deploy.lava.plan) and calibration statistics recorded in the Lava
+          representation by the float emulator (targets.loihi2_emulator, stats=True) on
+          calibration data (the training split, never the evaluation data).
+Number representation: every real-valued stream is an integer  x_int = S * x,  one scale S
+(a power of two) per *scale group*: values summed by a residual junction, a neuron's inputs
+and a product with its real operand must share S (integers add only in one unit). Spikes are 1.
+Ensures, per group, the largest S that keeps (with ``margin`` over the calibrated maxima):
+  * the LIF current u = a_in << 6 and the membrane v = 64 S w inside 24 bits (u wraps, v
+    saturates), the graded payloads inside 24 bits,
+  * the threshold S * th inside the 17-bit vth, the bias 64 S b inside 13-bit mant << 3-bit exp,
+    every weight W * S inside 8-bit mantissa << the largest exponent;
+  and per synapse process an 8-bit mantissa with its own exponent (mant << exp = W S_out / S_in),
+  12-bit decay dv = k * 4096, du = 4095 (u = input each step), integer thresholds and biases.
+Every clipped weight / bias is counted here; wraps and saturations at run time are counted
+by the emulator. ``QuantNet.layers`` is the per-layer report.
+"""
+from dataclasses import dataclass, field
+from typing import Dict, List
+
+import nir
+import numpy as np
+import scipy.sparse as sp
+
+from exporters.nir_ext import SpikeMatMul
+from resformer_deploy.lava.plan import synapse_matrix
+from resformer_deploy.errors import DeployError
+from resformer_deploy.fixed_point import formats as F
+
+SYNAPSE = (nir.Conv2d, nir.Affine, nir.Linear)
+MARGIN = 2.0
+
+
+class QuantizationError(DeployError):
+    """The network cannot be represented in Loihi 2 number formats."""
+
+
+@dataclass
+class SynQ:
+    mant: sp.csr_matrix  # int64 mantissas
+    exp: int
+    saturated: int
+    rel_rms_error: float
+    mant_utilization: float  # max |mantissa| / 255
+
+
+@dataclass
+class LifQ:
+    dv: int
+    vth: int
+    bias_mant: np.ndarray
+    bias_exp: int
+    bias_saturated: int
+    decay_error: float
+    threshold_error: float  # |vth / S - th| / th
+
+    @property
+    def bias_eff(self) -> np.ndarray:
+        return self.bias_mant.astype(np.int64) << self.bias_exp
+
+
+@dataclass
+class QuantNet:
+    plan: object
+    scale: Dict[str, float]  # node (graded stream, host input, LIF input) -> S
+    syn: Dict[str, SynQ] = field(default_factory=dict)
+    lif: Dict[str, LifQ] = field(default_factory=dict)
+    lhs_bias: Dict[str, np.ndarray] = field(default_factory=dict)  # product operand -> int bias
+    lhs_bias_exp: Dict[str, int] = field(default_factory=dict)  # its exponent (mantissa grid of 2^exp)
+    groups: List[dict] = field(default_factory=list)
+    layers: List[dict] = field(default_factory=list)
+    calibration: dict = field(default_factory=dict)
+
+    def quantize_inputs(self, host_values: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        out = {}
+        for h, v in host_values.items():
+            q = np.round(v * self.scale[h]).astype(np.int64)
+            over = int((np.abs(q) >= F.STATE_MAX).sum())
+            if over:
+                raise QuantizationError(f"input stream '{h}': {over} value(s) exceed the 24-bit graded payload "
+                                        f"at scale 2^{int(np.log2(self.scale[h]))}; recalibrate on wider data")
+            out[h] = q
+        return out
+
+    def dequantize(self, node: str, ints: np.ndarray) -> np.ndarray:
+        return np.asarray(ints, dtype=np.float64) / self.scale[node]
+
+    def saturation_total(self) -> int:
+        return sum(r["weights_saturated"] + r["bias_saturated"] for r in self.layers)
+
+
+class _Groups:
+    def __init__(self):
+        self.parent = {}
+
+    def find(self, a):
+        self.parent.setdefault(a, a)
+        while self.parent[a] != a:
+            self.parent[a] = self.parent[self.parent[a]]
+            a = self.parent[a]
+        return a
+
+    def union(self, a, b):
+        self.parent[self.find(a)] = self.find(b)
+
+
+def scale_groups(plan) -> Dict[str, List[str]]:
+    g = plan.graph
+    preds = {n: [a for a, b in g.edges if b == n] for n in plan.neuro}
+    uf = _Groups()
+    graded = [h for h in plan.inputs] + [n for n in plan.neuro if not isinstance(g.nodes[n], nir.LIF)]
+    for n in graded:
+        uf.find(n)
+    for n in plan.neuro:
+        node = g.nodes[n]
+        if isinstance(node, nir.Scale):
+            for p in preds[n]:
+                uf.union(p, n)
+        elif isinstance(node, SpikeMatMul):
+            uf.union(node.lhs, n)
+        elif isinstance(node, nir.LIF):
+            for p in preds[n][1:]:
+                uf.union(p, preds[n][0])
+    groups: Dict[str, List[str]] = {}
+    for n in graded:
+        groups.setdefault(uf.find(n), []).append(n)
+    return groups
+
+
+def _pow2_floor(x: float) -> float:
+    return float(2.0 ** np.floor(np.log2(x)))
+
+
+def quantize(plan, stats, margin: float = MARGIN, matrices=None) -> QuantNet:
+    """stats: an EmulatorRun recorded with stats=True in float mode on calibration data;
+    matrices: the unrolled float synapse matrices that run used (built here when not given)."""
+    g = plan.graph
+    preds = {n: [a for a, b in g.edges if b == n] for n in plan.neuro}
+    lifs = [n for n in plan.neuro if isinstance(g.nodes[n], nir.LIF)]
+    groups = scale_groups(plan)
+    group_of = {m: r for r, ms in groups.items() for m in ms}
+    consumers = {r: [n for n in lifs if group_of[preds[n][0]] == r] for r in groups}
+    qn = QuantNet(plan, scale={})
+    for r, members in groups.items():
+        limits = {}
+        gmax = max(stats.max_abs.get(m, 0.0) for m in members)
+        if gmax > 0:
+            limits["graded payload (24 bit)"] = (F.STATE_MAX - 1) / (gmax * margin)
+        for n in consumers[r]:
+            p = plan.lif[n]
+            th = abs(float(p["vth"]))
+            a_max = stats.max_abs.get(n, 0.0) * margin
+            w_max = max(stats.max_membrane.get(n, 0.0) * margin, th)
+            b_max = float(np.abs(p["bias"]).max()) if np.size(p["bias"]) else 0.0
+            if a_max > 0:
+                limits[f"{n}: current u (24 bit)"] = (F.STATE_MAX - 1) / (2 ** F.ACT_SHIFT * a_max)
+            if w_max > 0:
+                limits[f"{n}: membrane v (24 bit)"] = (F.STATE_MAX - 1) / (2 ** F.ACT_SHIFT * w_max)
+            if th > 0:
+                limits[f"{n}: threshold (17 bit)"] = F.VTH_MAX / th
+            if b_max > 0:
+                limits[f"{n}: bias (13+3 bit)"] = F.BIAS_MANT_RANGE[1] * 2 ** F.BIAS_EXP_RANGE[1] / (
+                    2 ** F.ACT_SHIFT * b_max)
+        for m in members:  # the weights: mantissa << largest exponent must reach W * S (spike inputs)
+            node = g.nodes[m]
+            if isinstance(node, SYNAPSE) and m in preds and isinstance(g.nodes.get(preds[m][0]), nir.LIF):
+                wmax = float(np.abs(np.asarray(node.weight)).max())
+                if wmax > 0:
+                    limits[f"{m}: weight mantissa x 2^{F.WEIGHT_EXP_RANGE[1]}"] = (
+                        F.WEIGHT_MIXED_MAX * 2 ** F.WEIGHT_EXP_RANGE[1] / wmax)
+        if not limits:
+            raise QuantizationError(f"scale group {r}: no calibration data (all values zero); "
+                                    f"calibrate on inputs that reach this layer")
+        bound = min(limits, key=limits.get)
+        S = _pow2_floor(limits[bound])
+        for m in members:
+            qn.scale[m] = S
+        for n in consumers[r]:
+            qn.scale[n] = S
+        qn.groups.append({"members": sorted(members), "lif_consumers": consumers[r], "scale": S,
+                          "log2_scale": int(np.log2(S)), "limited_by": bound, "calibrated_max_abs": gmax})
+    for n in plan.neuro:
+        node = g.nodes[n]
+        if isinstance(node, SYNAPSE):
+            src = preds[n][0]
+            s_in = 1.0 if isinstance(g.nodes.get(src), nir.LIF) else qn.scale[src]
+            m = matrices[n] if matrices else synapse_matrix(node, plan.shapes[src], plan.shapes[n])[0]
+            target = m.data * (qn.scale[n] / s_in)
+            mant, exp, sat = F.quantize_weights(target)
+            got = F.shift(mant, exp) if exp >= 0 else mant * 2.0 ** exp
+            err = float(np.sqrt(np.mean((got - target) ** 2)) / max(np.sqrt(np.mean(target ** 2)), 1e-300))
+            qm = sp.csr_matrix((mant, m.indices.copy(), m.indptr.copy()), shape=m.shape)
+            qn.syn[n] = SynQ(qm, exp, sat, err, float(np.abs(mant).max() / 255) if mant.size else 0.0)
+        elif isinstance(node, SpikeMatMul) and node.lhs not in qn.lhs_bias:
+            # the operand's bias: one 8-bit mantissa grid, so the synaptic lowering (bias as
+            # synapse weights) and the fused product use the identical integer
+            b = np.asarray(plan.bias[node.lhs], dtype=np.float64) * qn.scale[node.lhs]
+            mant, exp, sat = F.quantize_weights(b)
+            if exp < 0:
+                mant, exp = (np.round(b / 2) * 2).astype(np.int64), 0
+            qn.lhs_bias[node.lhs] = mant << exp
+            qn.lhs_bias_exp[node.lhs] = exp
+    for n in lifs:
+        p, S = plan.lif[n], qn.scale[n]
+        dv, derr = F.decay_register(p["k"])
+        vth = int(round(S * float(p["vth"])))
+        if not 0 <= vth <= F.VTH_MAX:
+            raise QuantizationError(f"{n}: threshold {vth} outside the 17-bit vth range")
+        bm, be, bsat = F.split_bias(np.asarray(p["bias"], dtype=np.float64) * S * 2 ** F.ACT_SHIFT)
+        th = float(p["vth"])
+        qn.lif[n] = LifQ(dv, vth, bm, be, bsat, derr, abs(vth / S - th) / th if th else 0.0)
+    qn.layers = layer_report(qn, stats)
+    return qn
+
+
+def layer_report(qn: QuantNet, stats) -> List[dict]:
+    plan, g = qn.plan, qn.plan.graph
+    rows = []
+    for n in plan.neuro:
+        node = g.nodes[n]
+        row = {"node": n, "kind": type(node).__name__, "log2_scale": int(np.log2(qn.scale[n])) if n in qn.scale
+               else None, "weights_saturated": 0, "bias_saturated": 0,
+               "calibrated_max_abs": stats.max_abs.get(n, 0.0)}
+        if n in qn.syn:
+            s = qn.syn[n]
+            row.update(weight_exp=s.exp, weights_saturated=s.saturated, weight_rel_rms_error=s.rel_rms_error,
+                       mantissa_utilization=s.mant_utilization, synapses=int(s.mant.nnz))
+        if n in qn.lif:
+            q = qn.lif[n]
+            row.update(dv=q.dv, vth=q.vth, bias_exp=q.bias_exp, bias_saturated=q.bias_saturated,
+                       threshold_rel_error=q.threshold_error, decay_error=q.decay_error,
+                       calibrated_max_membrane=stats.max_membrane.get(n, 0.0))
+        rows.append(row)
+    return rows

@@ -1,0 +1,1 @@
+"""Neuromorphic hardware descriptions and mappings."""

@@ -1,0 +1,106 @@
+"""Design-rule checks of a Loihi 2 CorePlan: plain functions ``check_xxx(plan, quant) -> [str]``.
+
+Every check runs and every violation is collected (``run_drc``), so one compile reports all
+problems at once. ``quant`` (optional) maps layer or node names to {"weight_bits": int,
+"graded_bits": int}; without it the precision checks are skipped and listed as such.
+"""
+from typing import Callable, List, Optional, Tuple
+
+from resformer_deploy.hardware.loihi2 import limits as L
+
+NOT_QUANTIZED = "not checked: network not quantized"
+
+
+def _unmappable(row, metric):
+    return next((u for u in row.get("unmappable", ()) if u["metric"] == metric), None)
+
+
+def check_core_neurons(plan, quant=None) -> List[str]:
+    out = []
+    for r in plan.layers:
+        u = _unmappable(r, "neurons")
+        if r["max_core_neurons"] > L.MAX_NEURONS_PER_CORE:
+            out.append(f"{r['layer']}: a core holds {r['max_core_neurons']} neurons > {L.MAX_NEURONS_PER_CORE}"
+                       + (" (one neuron cannot be split)" if u else ""))
+    return out
+
+
+def _per_core(plan, metric, key, limit, what) -> List[str]:
+    out = []
+    for r in plan.layers:
+        if r[key] > limit:
+            u = _unmappable(r, metric)
+            out.append(f"{r['layer']}: " + (
+                f"one neuron needs {u['one_neuron_needs']} {what} > {limit}; split the input / use a different "
+                f"lowering" if u else f"a core needs {r[key]} {what} > {limit}"))
+    return out
+
+
+def check_core_memory(plan, quant=None) -> List[str]:
+    return _per_core(plan, "memory", "max_core_memory", L.CORE_MEMORY_BYTES, "bytes of core memory")
+
+
+def check_fan_in(plan, quant=None) -> List[str]:
+    return _per_core(plan, "fan_in", "max_fan_in", L.MAX_FANIN_AXONS_PER_CORE, "fan-in axons")
+
+
+def check_fan_out(plan, quant=None) -> List[str]:
+    return [f"{r['layer']}: a core needs {r['max_fan_out_routes']} output axon routes > "
+            f"{L.MAX_FANOUT_ROUTES_PER_CORE} (a neuron projects to up to {r['max_neuron_fan_out_cores']} cores)"
+            for r in plan.layers if r["max_fan_out_routes"] > L.MAX_FANOUT_ROUTES_PER_CORE]
+
+
+def check_delays(plan, quant=None) -> List[str]:
+    return [f"{d['layer']}: synaptic delay {d['delay']} steps on the input from {d['from']} > "
+            f"{L.MAX_SYNAPTIC_DELAY} (insert relay neurons to chain delays)"
+            for d in plan.delays if d["realised"] == "synaptic delay" and d["delay"] > L.MAX_SYNAPTIC_DELAY]
+
+
+def check_embedded_cores(plan, quant=None) -> List[str]:
+    t = plan.totals
+    cap = t["chips"] * L.USABLE_EMBEDDED_CORES_PER_CHIP
+    if t["embedded_programs"] > cap:
+        return [f"fused DSSA: {t['embedded_programs']} embedded-core programs > {cap} usable embedded cores on "
+                f"{t['chips']} chip(s); use --dssa synaptic"]
+    return []
+
+
+def check_unsupported(plan, quant=None) -> List[str]:
+    return list(plan.problems)
+
+
+def check_weight_bits(plan, quant=None) -> List[str]:
+    return [f"{name}: {q['weight_bits']}-bit weight mantissa > {L.WEIGHT_MANTISSA_BITS}"
+            for name, q in (quant or {}).items() if q.get("weight_bits", 0) > L.WEIGHT_MANTISSA_BITS]
+
+
+def check_graded_bits(plan, quant=None) -> List[str]:
+    return [f"{name}: graded payload needs {q['graded_bits']} bits > {L.GRADED_PAYLOAD_BITS}"
+            for name, q in (quant or {}).items() if q.get("graded_bits", 0) > L.GRADED_PAYLOAD_BITS]
+
+
+def check_weight_exponent(plan, quant=None) -> List[str]:
+    lo, hi = L.WEIGHT_EXP_RANGE
+    return [f"{name}: weight exponent {q['weight_exp']} outside [{lo}, {hi}]"
+            for name, q in (quant or {}).items() if "weight_exp" in q and not lo <= q["weight_exp"] <= hi]
+
+
+def check_clipping(plan, quant=None) -> List[str]:
+    return [f"{name}: {q['clipped']} weight/bias value(s) clipped by quantization"
+            for name, q in (quant or {}).items() if q.get("clipped", 0)]
+
+
+QUANT_CHECKS = (check_weight_bits, check_weight_exponent, check_graded_bits, check_clipping)
+DRC_CHECKS: List[Callable] = [check_unsupported, check_core_neurons, check_core_memory, check_fan_in, check_fan_out,
+                              check_delays, check_embedded_cores, *QUANT_CHECKS]
+
+
+def run_drc(plan, quant: Optional[dict] = None) -> Tuple[List[str], List[str]]:
+    """Run every check; return (violations, skipped checks with the reason)."""
+    violations, skipped = [], []
+    for check in DRC_CHECKS:
+        if check in QUANT_CHECKS and quant is None:
+            skipped.append(f"{check.__name__}: {NOT_QUANTIZED}")
+            continue
+        violations += check(plan, quant)
+    return violations, skipped

@@ -1,0 +1,1 @@
+"""Lowered plans for Lava: the NIR graph as a typed, checked description of Lava processes."""

@@ -1,0 +1,1 @@
+"""Model stage: configuration, variants, neurons, layers, the SpikingResformer, checkpoints, calibration."""

@@ -1,0 +1,82 @@
+"""What `resformer-deploy info` reports about a loaded checkpoint."""
+import torch
+
+from resformer_deploy.util.memory_budget import check_bytes
+from resformer_deploy.model.checkpoint import META_KEY, LoadedCheckpoint
+from resformer_deploy.model.resformer import count_parameters
+from resformer_deploy.model.variants import OFFICIAL_PARAMS_EX_BN, VARIANTS
+
+
+def checkpoint_summary(ck: LoadedCheckpoint) -> dict:
+    cfg, model = ck.config, ck.model
+    sd = model.state_dict()
+    n_params = len(dict(model.named_parameters()))
+    rates = []
+    for name, m in model.dssa_layers():
+        ok = bool(torch.isfinite(m.firing_rate_x).all() and (m.firing_rate_x > 0).all()
+                  and torch.isfinite(m.firing_rate_attn).all() and (m.firing_rate_attn > 0).all())
+        c1, c2 = m.scales()
+        rates.append({"layer": name, "heads": m.num_heads, "head_dim": m.head_dim, "lenth": m.lenth,
+                      "firing_rate_x": m.firing_rate_x.flatten().tolist(),
+                      "firing_rate_attn": m.firing_rate_attn.flatten().tolist(),
+                      "c1": c1.flatten().tolist() if ok else None,
+                      "c2": c2.flatten().tolist() if ok else None, "calibrated": ok})
+    params = count_parameters(model)
+    official = OFFICIAL_PARAMS_EX_BN.get(ck.variant)
+    if official is not None and cfg.num_classes != VARIANTS[ck.variant].num_classes:
+        official = None  # published counts are for the variant's own number of classes
+    return {
+        "checkpoint": ck.path,
+        "variant": ck.variant,
+        "config_source": ck.config_source,
+        "config": cfg.to_dict(),
+        "stage_sizes": cfg.stage_sizes(),
+        "lenths": cfg.lenths(),
+        "params_ex_bn": params,
+        "params_total": count_parameters(model, exclude_bn=False),
+        "official_params_ex_bn": official,
+        "state_dict_keys": len(sd),
+        "state_dict_parameters": n_params,
+        "state_dict_buffers": len(sd) - n_params,
+        "epoch": ck.meta.get("epoch"),
+        "max_acc1": ck.meta.get("max_acc1"),
+        "training_record": ck.meta.get(META_KEY, {}).get("training"),
+        "evaluation_record": ck.meta.get(META_KEY, {}).get("evaluation"),
+        "firing_rates": rates,
+        "calibrated": all(r["calibrated"] for r in rates),
+        "notes": ck.notes,
+    }
+
+
+# verify/ops keep, per neuron, step and sample: PyTorch spikes (1 B) and membranes (8 B in float64),
+# the target's spikes and membranes (9 B), the comparison's masks and |v - threshold| (~10 B).
+RECORD_BYTES_PER_NEURON_STEP = 32
+
+
+def neurons_per_step(model) -> int:
+    """Spiking neurons of one sample and one step, counted by running the model once with T = 1
+    on a single blank input (the count does not depend on T, B or the values)."""
+    import torch
+    from resformer_deploy.model.neurons import LIF, PLIF
+
+    cfg, count = model.config, []
+    hooks = [m.register_forward_hook(lambda m, i, o: count.append(o[0].numel()))
+             for m in model.modules() if isinstance(m, (LIF, PLIF))]
+    T, model.T = model.T, 1
+    try:
+        with torch.no_grad():
+            dtype = next(model.parameters()).dtype
+            model(torch.zeros(1, cfg.in_channels, cfg.img_size, cfg.img_size, dtype=dtype))
+    finally:
+        model.T = T
+        for h in hooks:
+            h.remove()
+    return sum(count)
+
+
+def check_recording(model, samples: int) -> None:
+    """verify / ops record every neuron of every step and sample: refuse what cannot be held."""
+    n = neurons_per_step(model)
+    need = n * model.config.T * samples * RECORD_BYTES_PER_NEURON_STEP
+    check_bytes(need, f"{samples:,} samples x T={model.config.T} x {n:,} neurons per step: recording spikes "
+                      f"and membranes needs about {need:,} bytes")

@@ -1,0 +1,1 @@
+"""The CPU training loop used by the examples."""

@@ -1,0 +1,78 @@
+"""Small CPU training/evaluation loop (used for the shipped digits model).
+
+Loss and evaluation follow the official recipe: cross-entropy on the logits
+averaged over T, AdamW, cosine schedule, official DSSA firing-rate EMA.
+"""
+import math
+import time
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+
+from resformer_deploy.model.resformer import SpikingResformer
+
+
+@torch.no_grad()
+def predict(model: SpikingResformer, x: torch.Tensor, batch_size: int = 256,
+            progress: Optional[Callable[[int], None]] = None) -> torch.Tensor:
+    """Mean-over-T logits ``[N, K]`` in eval mode."""
+    model.eval()
+    out = []
+    for i in range(0, len(x), batch_size):
+        out.append(model(x[i:i + batch_size]).mean(0))
+        if progress:
+            progress(min(batch_size, len(x) - i))
+    return torch.cat(out) if out else torch.zeros(0, model.config.num_classes)
+
+
+def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
+    return float((logits.argmax(-1) == y).float().mean()) if len(y) else float("nan")
+
+
+def augment_shift(x: torch.Tensor, gen: torch.Generator, max_shift: int = 1) -> torch.Tensor:
+    """Random integer translation by up to ``max_shift`` pixels (zero fill)."""
+    if max_shift <= 0:
+        return x
+    B, _, H, W = x.shape
+    pad = F.pad(x, (max_shift,) * 4)
+    dy = torch.randint(0, 2 * max_shift + 1, (B,), generator=gen)
+    dx = torch.randint(0, 2 * max_shift + 1, (B,), generator=gen)
+    return torch.stack([pad[i, :, dy[i]:dy[i] + H, dx[i]:dx[i] + W] for i in range(B)])
+
+
+def train(model: SpikingResformer, x_train, y_train, epochs: int = 30, batch_size: int = 64,
+          lr: float = 2e-3, weight_decay: float = 0.01, seed: int = 0, max_shift: int = 1,
+          log: Optional[Callable[[str], None]] = None, eval_fn: Optional[Callable[[], float]] = None):
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    steps_per_epoch = math.ceil(len(x_train) / batch_size)
+    total = epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    history = []
+    for epoch in range(epochs):
+        model.train()
+        t0 = time.time()
+        perm = torch.randperm(len(x_train), generator=gen)
+        loss_sum, correct = 0.0, 0
+        for i in range(0, len(x_train), batch_size):
+            idx = perm[i:i + batch_size]
+            xb, yb = augment_shift(x_train[idx], gen, max_shift), y_train[idx]
+            logits = model(xb).mean(0)
+            loss = F.cross_entropy(logits, yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_sum += float(loss) * len(idx)
+            correct += int((logits.argmax(-1) == yb).sum())
+        rec = {"epoch": epoch + 1, "loss": loss_sum / len(x_train), "train_acc": correct / len(x_train),
+               "seconds": time.time() - t0}
+        if eval_fn is not None:
+            rec["test_acc"] = eval_fn()
+        history.append(rec)
+        if log:
+            log(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
+    model.eval()
+    return history

@@ -1,0 +1,1 @@
+"""Stage-independent helpers: checked atomic outputs, progress bars, process accounting, memory budget."""
