@@ -31,13 +31,13 @@ import nir
 import numpy as np
 import torch
 
-from exporters.nir_ext import SpikeMatMul
 from resformer_deploy.lava.plan import check_simulable, plan_lava
 from resformer_deploy.errors import DeployError
 
-from targets import register_target
+from targets.base import Capabilities, Target
 from targets.host_partition import host_inputs, host_readout
 from targets.lava_cleanup import unlink_logged
+from targets.product_lowering import lower_products
 from targets.reference import CompiledGraph, RunResult
 
 
@@ -180,9 +180,10 @@ def failure_message(workdir: str, code: int, last_printed: str = "") -> str:
     return f"Lava worker exited with code {code}" + (f": {last_printed}" if last_printed else "")
 
 
-@register_target("lava-cpu")
-class LavaCpuTarget:
+class LavaCpuTarget(Target):
     """Lava CPU backend, Loihi2SimCfg floating point."""
+    capabilities = Capabilities(arithmetic="float", flow="lava-float", engine="lava", options=("dssa", "stall_timeout"),
+                                summary="Lava process graph on Loihi2SimCfg, floating point")
 
     def __init__(self):
         self._plan = None  # (graph, dssa, plan) of the last call: steps() then run() plan once
@@ -192,49 +193,38 @@ class LavaCpuTarget:
             self._plan = (graph, dssa, plan_lava(graph, dssa))
         return self._plan[2]
 
-    def steps(self, graph, n_samples: int, T: int, dssa: str = "fused", quant=None, **_) -> int:
-        plan = quant.plan if quant is not None else self.plan(graph, dssa)
-        return n_samples * T + plan.total_latency
-
-    def check_quant(self, quant):
+    def plan_for(self, graph, dssa, prepared=None, quant=None):
+        """The plan a run executes: the quantized network's, the flow's (``prepared``), or, for a
+        direct call without the flow's artifacts, one planned here (kept for the next call)."""
         if quant is not None:
-            raise DeployError("target lava-cpu runs floating point; use --target loihi2-sim for fixed point")
-        return None
+            return quant.plan
+        if prepared and prepared.get("lava_plan") is not None:
+            return prepared["lava_plan"]
+        return self.plan(graph, dssa)
 
+    def steps(self, graph, n_samples: int, T: int, *, prepared=None, quant=None, dssa: str = "fused",
+              **options) -> int:
+        self.refuse_unknown(options)
+        quant = self.quantized_net(prepared, quant)
+        return n_samples * T + self.plan_for(graph, dssa, prepared, quant).total_latency
 
-    @staticmethod
-    def lower_products(graph, plan, x, T, record_samples: int = 4, quant=None):
-        """Synaptic lowering of every SpikeMatMul, each verified on random operands and on
-        operands recorded by the reference interpreter from the first samples. Fixed point:
-        lowered with the integer operand bias and verified in integer units."""
-        from resformer_deploy.passes.dssa_lowering import lower_product, verify_lowering
-        from targets.reference import ReferenceTarget
-        mms = {n: graph.nodes[n] for n in plan.neuro if isinstance(graph.nodes[n], SpikeMatMul)}
-        watch = sorted({v.lhs for v in mms.values()} | {v.rhs for v in mms.values()})
-        rec = ReferenceTarget().run(graph, x[:record_samples], T, record_spikes=False, dtype=torch.float64,
-                                    record_nodes=watch).values
-        out = {}
-        for n, mm in mms.items():
-            low = lower_product(n, mm, plan.bias[mm.lhs] if quant is None else quant.lhs_bias[mm.lhs])
-            lhs0 = rec[mm.lhs].flatten(0, 1).reshape(-1, low.sel_lhs.shape[1]).numpy() - plan.bias[mm.lhs]
-            if quant is not None:
-                lhs0 = np.round(lhs0 * quant.scale[mm.lhs])
-            rhs = rec[mm.rhs].flatten(0, 1).reshape(-1, low.sel_rhs.shape[1]).numpy()
-            verify_lowering(low, mm, recorded=[(lhs0, rhs)])
-            out[n] = low if quant is None else low.to_fixed(quant.lhs_bias_exp[mm.lhs])
-        return out
 
     def run(self, graph, x: torch.Tensor, T: int, record_spikes: bool = True, record_membranes: bool = False,
-            dtype=torch.float64, progress=None, dssa: str = "fused", info: Optional[dict] = None,
-            stall_timeout: float = STALL_TIMEOUT, quant=None, **_) -> RunResult:
+            dtype=torch.float64, progress=None, info: Optional[dict] = None, prepared=None, quant=None,
+            dssa: str = "fused", stall_timeout: float = STALL_TIMEOUT, **unknown) -> RunResult:
+        self.refuse_unknown(unknown)
+        self.check_recording(record_spikes=record_spikes, record_membranes=record_membranes)
         t0 = time.time()
-        quant = self.check_quant(quant)
-        plan = self.plan(graph, dssa) if quant is None else quant.plan
+        quant = self.quantized_net(prepared, quant)
+        plan = self.plan_for(graph, dssa, prepared, quant)
         if plan.dssa != dssa:
-            raise DeployError(f"the quantized plan was made for dssa={plan.dssa}, run asks for {dssa}")
+            raise DeployError(f"the {'quantized ' if quant is not None else ''}plan was made for dssa={plan.dssa}, "
+                              f"run asks for {dssa}")
         check_simulable(plan)
         host = CompiledGraph(graph, torch.float64)
-        lowerings = self.lower_products(graph, plan, x, T, quant=quant) if dssa == "synaptic" else {}
+        lowerings = (prepared or {}).get("product_lowerings")
+        if lowerings is None:  # no flow artifacts (direct library call): lower as the flow's pass does
+            lowerings = lower_products(graph, plan, x, T, quant=quant) if dssa == "synaptic" else {}
         N = x.shape[0]
         host_values = host_inputs(plan, host, x, T)  # [N, T, size]
         if quant is not None:
@@ -279,13 +269,9 @@ class LavaCpuTarget:
         return RunResult(output=out.to(dtype), spikes=spikes, seconds=time.time() - t0)
 
 
-@register_target("loihi2-sim")
 class Loihi2SimTarget(LavaCpuTarget):
     """Lava CPU backend, Loihi2SimCfg(select_tag='fixed_pt'): the quantized network, bit-accurate
     process models (stock Sparse/DelaySparse/LIFReset/GradedVec/ProdNeuron/RingBuffer)."""
-
-    def check_quant(self, quant):
-        if quant is None:
-            raise DeployError("target loihi2-sim needs a quantized network (resformer_deploy.flows.fixed_point."
-                              "calibrate_and_quantize); `verify --target loihi2-sim` builds one from calibration data")
-        return quant
+    capabilities = Capabilities(arithmetic="fixed", flow="loihi2-fixed", engine="lava", needs_quantized_net=True,
+                                options=("dssa", "stall_timeout"), bit_exact_twin="loihi2-emu",
+                                summary="Lava on Loihi2SimCfg(select_tag='fixed_pt'): bit-accurate fixed point")

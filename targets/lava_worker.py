@@ -32,7 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from exporters.nir_ext import SpikeMatMul
-from resformer_deploy.lava.plan import MSG_BITS, LavaMappingError, synapse_matrix
+from resformer_deploy.lava.plan import MSG_BITS, LavaMappingError
 from targets.lava_cleanup import (freeze_shared_memory, kill_group_but_me, kill_own_group, track_shared_memory,
                                   unlink_logged)
 
@@ -94,14 +94,12 @@ class LavaBuild:
 
     def _build(self, n, node):
         plan = self.plan
-        preds = [a for a, b in plan.graph.edges if b == n]
         q = self.q
-        if isinstance(node, (nir.Conv2d, nir.Affine, nir.Linear)):
+        if n in plan.synapses:
             if q is not None:
                 return self._new("Sparse", weights=q.syn[n].mant.astype(np.int32), weight_exp=q.syn[n].exp,
                                  num_message_bits=MSG_BITS)
-            m, _ = synapse_matrix(node, plan.shapes[preds[0]], plan.shapes[n])
-            return self._new("Sparse", weights=m.tocsr(), num_message_bits=MSG_BITS)
+            return self._new("Sparse", weights=plan.synapses[n].matrix(), num_message_bits=MSG_BITS)
         if isinstance(node, nir.LIF) and q is not None:
             p = q.lif[n]  # du 4095: u = a_in << 6 each step (no current decay)
             return self._new("LIFReset", shape=(self.size(n),), du=4095, dv=p.dv, vth=p.vth,
@@ -109,8 +107,8 @@ class LavaBuild:
                              reset_offset=(1 + plan.latency[n]) % self.T)
         if isinstance(node, nir.LIF):
             p = plan.lif[n]
-            return self._new("LIFReset", shape=(self.size(n),), du=1.0, dv=p["k"], vth=p["vth"],
-                             bias_mant=p["bias"], reset_interval=self.T,
+            return self._new("LIFReset", shape=(self.size(n),), du=1.0, dv=p.k, vth=p.vth,
+                             bias_mant=p.bias, reset_interval=self.T,
                              reset_offset=(1 + plan.latency[n]) % self.T)
         if isinstance(node, nir.Scale):
             return self._new("GradedVec", shape=(self.size(n),), vth=0)

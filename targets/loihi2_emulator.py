@@ -5,7 +5,7 @@ delays (the Lava graph is delay-balanced, so every layer sees the same values, o
 * float mode (no quantization): Sparse = W @ x, LIFReset float (u = a_in,
   w = (1-k) w + u + bias, spike w > vth, reset 0), fused product, graded relays. Used to
   record calibration statistics in the Lava representation (bias-free graded values).
-* fixed mode (a QuantNet from resformer_deploy.fixed_point.quantize): integer Sparse
+* fixed mode (a QuantNet, resformer_deploy.fixed_point.network): integer Sparse
   (mantissa @ x, then << / >> weight_exp), Lava's bit-accurate LIF (24-bit u wraps, v
   saturates, decay rounds toward zero, threshold << 6, bias mant << exp), integer products.
   Every wrap / saturation / 24-bit payload overflow is counted per node.
@@ -20,12 +20,12 @@ import numpy as np
 import torch
 
 from exporters.nir_ext import SpikeMatMul
-from resformer_deploy.lava.plan import check_simulable, synapse_matrix
+from resformer_deploy.lava.plan import check_simulable
 from resformer_deploy.errors import DeployError
 from resformer_deploy.passes.dssa_lowering import exact_product
 from resformer_deploy.fixed_point.formats import STATE_MAX, lif_step, shift
 
-from targets import register_target
+from targets.base import Capabilities, Target
 from targets.host_partition import host_inputs, host_readout
 from targets.reference import CompiledGraph, RunResult
 
@@ -48,18 +48,16 @@ class LavaSemantics:
         g = plan.graph
         self.preds = {n: [a for a, b in g.edges if b == n] for n in plan.neuro}
         self.mats = {}
-        for n in plan.neuro:
-            node = g.nodes[n]
-            if isinstance(node, SYNAPSE):
-                if quant is not None:
-                    self.mats[n] = (quant.syn[n].mant.astype(np.int64).tocsr(), quant.syn[n].exp)
-                else:
-                    self.mats[n] = (synapse_matrix(node, plan.shapes[self.preds[n][0]], plan.shapes[n])[0], 0)
+        for n, spec in plan.synapses.items():
+            if quant is not None:
+                self.mats[n] = (quant.syn[n].mant.astype(np.int64).tocsr(), quant.syn[n].exp)
+            else:
+                self.mats[n] = (spec.matrix(), 0)
         # neuron parameters, resolved once: fixed (dv, effective bias, vth) / float (k, bias, vth)
         if quant is not None:
             self.lif = {n: (q.dv, q.bias_eff, q.vth) for n, q in quant.lif.items()}
         else:
-            self.lif = {n: (p["k"], p["bias"], p["vth"]) for n, p in plan.lif.items()}
+            self.lif = {n: (p.k, p.bias, p.vth) for n, p in plan.lif.items()}
 
     def _bump(self, run, n, kind, count):
         if count:
@@ -106,10 +104,10 @@ class LavaSemantics:
                 elif isinstance(node, nir.LIF):
                     a = sum(val[p] for p in preds[1:]) + val[preds[0]]
                     note_max(run.max_abs, n, a)
-                    u, v = state.get(n, (None, np.zeros_like(a)))
+                    v = state.get(n, np.zeros_like(a))  # du = 4095: the current u keeps nothing
                     if fixed:
                         dv, bias_eff, vth = self.lif[n]
-                        u, v, s, wrapped, sat = lif_step(u, v, a, dv, bias_eff, vth)
+                        _, v, s, wrapped, sat = lif_step(v, a, dv, bias_eff, vth)
                         self._bump(run, n, "u_wrap", wrapped)
                         self._bump(run, n, "v_saturation", sat)
                     else:
@@ -117,9 +115,7 @@ class LavaSemantics:
                         v = (1.0 - k) * v + a + bias
                         s = v > vth
                         note_max(run.max_membrane, n, v)
-                        u = a
-                    v = np.where(s, 0, v)
-                    state[n] = (u, v)
+                    state[n] = np.where(s, 0, v)
                     out = s.astype(dtype)
                     if n in rec:
                         rec[n].append(s)
@@ -137,18 +133,23 @@ class LavaSemantics:
         return run
 
 
-@register_target("loihi2-emu")
-class Loihi2EmulatorTarget:
-    """Bit-accurate numpy emulation of the fixed-point Lava network (needs ``quant``)."""
+class Loihi2EmulatorTarget(Target):
+    """Bit-accurate numpy emulation of the fixed-point Lava network (needs ``quant``).
+    Its DSSA products are exact integer products, so no lowering option applies."""
+    capabilities = Capabilities(arithmetic="fixed", flow="loihi2-fixed", engine="numpy", needs_quantized_net=True,
+                                summary="batched numpy emulation of loihi2-sim, bit-exact with it")
 
-    def steps(self, graph, n_samples: int, T: int, **_) -> int:
+    def steps(self, graph, n_samples: int, T: int, *, prepared=None, quant=None, **options) -> int:
+        self.refuse_unknown(options)
+        self.quantized_net(prepared, quant)
         return T
 
-    def run(self, graph, x: torch.Tensor, T: int, record_spikes: bool = True, quant=None, dssa: str = "fused",
-            progress=None, info: Optional[dict] = None, **_) -> RunResult:
-        if quant is None:
-            raise DeployError("target loihi2-emu needs a quantized network (quant=...); "
-                              "`resformer-deploy verify --target loihi2-sim` builds one from calibration data")
+    def run(self, graph, x: torch.Tensor, T: int, record_spikes: bool = True, record_membranes: bool = False,
+            dtype=None, progress=None, info: Optional[dict] = None, prepared=None, quant=None,
+            **unknown) -> RunResult:
+        self.refuse_unknown(unknown)
+        self.check_recording(record_spikes=record_spikes, record_membranes=record_membranes)
+        quant = self.quantized_net(prepared, quant)
         t0 = time.time()
         plan = quant.plan  # the plan the network was quantized for (as loihi2-sim uses)
         host = CompiledGraph(graph, torch.float64)
@@ -156,6 +157,8 @@ class Loihi2EmulatorTarget:
         run = LavaSemantics(plan, quant).run(vals, T, record_spikes=record_spikes, progress=progress)
         stream = {o: quant.dequantize(o, run.outputs[o]) for o in plan.outputs}
         out = host_readout(plan, host, stream, T, x.shape[0])
+        if dtype is not None:
+            out = out.to(dtype)
         if info is not None:
             info.update({"saturation": run.saturation})
         return RunResult(output=out, spikes={n: torch.from_numpy(s).reshape(T, x.shape[0], *plan.shapes[n])

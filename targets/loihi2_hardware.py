@@ -4,14 +4,29 @@ import importlib.util
 
 from resformer_deploy.errors import DeployError
 
-from targets import register_target
+from targets.base import Capabilities, Target
 
 
-@register_target("loihi2")
-class Loihi2HardwareTarget:
-    """Real Loihi 2 chips: needs Intel's non-public lava-loihi (NcProcessModels, nxcore runtime)."""
+class Loihi2HardwareTarget(Target):
+    """Real Loihi 2 chips: needs Intel's non-public lava-loihi (NcProcessModels, nxcore runtime).
+    Usable today for its core plan (`compile`, flow loihi2-map); running refuses with the reason.
+    A lava-loihi target would be another package's entry point in the same group."""
+    capabilities = Capabilities(arithmetic="fixed", flow="loihi2-map", engine="chip", executes="hardware",
+                                needs_quantized_net=True, options=("dssa",), supports_mapping=True,
+                                summary="real Loihi 2 chips (needs Intel's lava-loihi): core plan and design rules")
+
+    @classmethod
+    def unavailable(cls):
+        return loihi2_hardware_message()
 
     def __init__(self):
+        raise DeployError(loihi2_hardware_message())
+
+    def steps(self, graph, n_samples: int, T: int, *, prepared=None, quant=None, **options) -> int:
+        raise DeployError(loihi2_hardware_message())
+
+    def run(self, graph, x, T: int, record_spikes: bool = True, record_membranes: bool = False, dtype=None,
+            progress=None, info=None, prepared=None, quant=None, dssa: str = "fused", **unknown):
         raise DeployError(loihi2_hardware_message())
 
 

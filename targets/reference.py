@@ -21,7 +21,7 @@ from exporters.graph_check import check_graph, topological_order
 from exporters.nir_ext import MaxPool2d, SpikeMatMul
 from resformer_deploy.errors import DeployError, summarize
 
-from targets import register_target
+from targets.base import Capabilities, Target
 
 
 @dataclass
@@ -153,16 +153,21 @@ class CompiledGraph:
                     reset=self.t(node.v_reset if node.v_reset is not None else np.zeros_like(node.v_threshold)))
 
 
-@register_target("reference")
-class ReferenceTarget:
+class ReferenceTarget(Target):
     """Pure PyTorch execution of the graph; the yardstick for every other target."""
+    capabilities = Capabilities(arithmetic="float", flow="reference", engine="pytorch", options=("record_nodes",),
+                                records_membranes=True, summary="NIR interpreter (PyTorch), any valid graph")
 
-    def steps(self, graph, n_samples: int, T: int, **_) -> int:
+    def steps(self, graph, n_samples: int, T: int, *, prepared=None, quant=None, **options) -> int:
+        self.refuse_unknown(options)
+        self.quantized_net(prepared, quant)
         return T
 
     def run(self, graph, x: torch.Tensor, T: int, record_spikes: bool = True, record_membranes: bool = False,
-            dtype=torch.float32, progress: Optional[Callable[[int], None]] = None,
-            record_nodes=(), **_options) -> RunResult:
+            dtype=torch.float32, progress: Optional[Callable[[int], None]] = None, info: Optional[dict] = None,
+            prepared=None, quant=None, record_nodes=(), **unknown) -> RunResult:
+        self.refuse_unknown(unknown)
+        self.quantized_net(prepared, quant)  # a float target: refuses a quantized network
         cg = graph if isinstance(graph, CompiledGraph) else CompiledGraph(graph, dtype)
         t0 = time.time()
         frames = cg.frames(x.to(cg.dtype), T)

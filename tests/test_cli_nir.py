@@ -35,7 +35,8 @@ def test_export_standard_form_for_tiny_and_refusal_for_digits(digits_ckpt, tmp_p
     m = randomize_state(build_model("tiny"), seed=0, bias_mean=0.8).eval()
     save_checkpoint(tmp_path / "tiny.pt", m)
     r = run("export", str(tmp_path / "tiny.pt"), "-o", str(tmp_path / "t.nir"), "--form", "standard")
-    assert r.exit_code == 0, r.stderr and "0 extension nodes" in r.output
+    assert r.exit_code == 0, r.stderr
+    assert "0 extension nodes" in r.output, r.output
     import nir
     assert len(nir.read(tmp_path / "t.nir").nodes) > 0
     r = run("export", str(digits_ckpt), "-o", str(tmp_path / "d.nir"), "--form", "standard")

@@ -72,16 +72,16 @@ def test_bias_split_ranges_and_saturation():
 
 def test_lif_step_hand_computed():
     # du = 4095 -> u = a << 6; v decays by (4096 - dv) / 4096 rounded toward zero
-    u, v, s, wr, sat = F.lif_step(None, np.array([-3, 3, 100]), np.array([0, 0, 1]), 2048, np.array([0, 0, 0]), 1)
+    u, v, s, wr, sat = F.lif_step(np.array([-3, 3, 100]), np.array([0, 0, 1]), 2048, np.array([0, 0, 0]), 1)
     assert v.tolist() == [-1, 1, 50 + 64] and u.tolist() == [0, 0, 64] and s.tolist() == [False, False, True]
     # threshold: v > vth << 6 (strict)
-    _, v, s, _, _ = F.lif_step(None, np.array([0, 0]), np.array([1, 1]), 0, np.array([0, 1]), 1)
+    _, v, s, _, _ = F.lif_step(np.array([0, 0]), np.array([1, 1]), 0, np.array([0, 1]), 1)
     assert v.tolist() == [64, 65] and s.tolist() == [False, True]
     # u wraps beyond 24 bits (2^17 << 6 = 2^23 is still kept), v saturates at +-(2^23 - 1)
     a = np.array([2 ** 17, 2 ** 17 + 1])
-    u, v, s, wr, sat = F.lif_step(None, np.array([0, 0]), a, 0, np.array([0, 0]), 10 ** 5)
+    u, v, s, wr, sat = F.lif_step(np.array([0, 0]), a, 0, np.array([0, 0]), 10 ** 5)
     assert u.tolist() == [2 ** 23, 2 ** 23 + 64 - 2 ** 24] and wr == 1
-    _, v, _, _, sat = F.lif_step(None, np.array([2 ** 23 - 10]), np.array([1]), 0, np.array([0]), 10 ** 5)
+    _, v, _, _, sat = F.lif_step(np.array([2 ** 23 - 10]), np.array([1]), 0, np.array([0]), 10 ** 5)
     assert v.tolist() == [2 ** 23 - 1] and sat == 1
 
 
@@ -115,7 +115,7 @@ def test_quantized_parameters_fit_loihi2_formats(quant):
     for n, q in quant.lif.items():
         assert 0 < q.vth <= F.VTH_MAX and 0 <= q.dv < 4096 and 0 <= q.bias_exp <= 7, n
         assert q.bias_mant.min() >= -4096 and q.bias_mant.max() <= 4095, n
-        k = plan.lif[n]["k"]
+        k = plan.lif[n].k
         assert abs(q.dv / 4096 - k) < 1 / 4096  # tau = 2: exactly 2048
     assert quant.saturation_total() == 0
 
@@ -132,7 +132,7 @@ def test_scale_groups_share_units_where_integers_are_added(quant):
             assert quant.scale[n] == quant.scale[preds[0]], n
     assert sum(len(v) for v in groups.values()) == len(set().union(*groups.values()))
     for grp in quant.groups:  # powers of two, and each states what limited it
-        assert np.log2(grp["scale"]) == grp["log2_scale"] and grp["limited_by"]
+        assert np.log2(grp.scale) == grp.log2_scale and grp.limited_by
 
 
 def test_scales_keep_calibrated_state_inside_24_bits(quant, digits_graph):
@@ -229,10 +229,19 @@ def test_verify_loihi2_sim_cli_reports_the_drift_ladder(tmp_path):
     assert r.exit_code == 0, r.output
     assert "drift ladder" in r.output and "BIT-EXACT" in r.output
     rep = json.loads(out.read_text())["ladders"][0]
-    assert [x["target"] for x in rep["rungs"]] == ["torch", "lava-cpu", "loihi2-sim", "loihi2-emu"]
-    assert rep["rungs"][1]["total_mismatches"] == 0 and rep["emulator_bit_exact_vs_lava"] is True
-    assert rep["rungs"][3]["samples"] == 60 and len(rep["rungs"][3]["layers"]) == 20
-    assert rep["accuracy_drop_pp"] == pytest.approx(100 * (rep["rungs"][0]["accuracy"] - rep["rungs"][3]["accuracy"]))
+    assert [(x["role"], x["target"]) for x in rep["rungs"]] == [
+        ("reference", "torch"), ("float", "lava-cpu"), ("fixed-point-check", "loihi2-sim"),
+        ("fixed-point", "loihi2-emu")]
+    rung = {x["role"]: x for x in rep["rungs"]}  # readers find rungs by role
+    assert rung["float"]["total_mismatches"] == 0 and rep["emulator_bit_exact_vs_lava"] is True
+    assert rung["fixed-point"]["samples"] == 60 and len(rung["fixed-point"]["layers"]) == 20
+    # the reference accuracy, recomputed from the model on the same 60 held-out samples
+    from resformer_deploy.training.loop import predict
+    split = load_digits_split()
+    pred = predict(load_checkpoint(DIGITS_CKPT).model.double(), split.x_test[:60].double()).argmax(-1)
+    assert rung["reference"]["accuracy"] == float((pred == split.y_test[:60]).double().mean())
+    assert rep["accuracy_drop_pp"] == pytest.approx(100 * (rung["reference"]["accuracy"]
+                                                           - rung["fixed-point"]["accuracy"]))
 
 
 def test_verify_on_hardware_target_fails_with_one_line():
@@ -253,8 +262,10 @@ def test_report_command_writes_json_html_and_figures(tmp_path):
     rep = json.loads((out / "report.json").read_text())
     lad, m, e = rep["ladder"], rep["mapping"], rep["energy"]
     assert [x["target"] for x in lad["rungs"]] == ["torch", "lava-cpu", "loihi2-sim", "loihi2-emu"]
-    assert lad["emulator_bit_exact_vs_lava"] is True and lad["rungs"][-1]["samples"] == 40
-    assert m["totals"]["neuro_cores"] == sum(x["cores"] for x in m["layers"]) and m["violations"] == []
+    fixed = next(x for x in lad["rungs"] if x["role"] == "fixed-point")
+    assert lad["emulator_bit_exact_vs_lava"] is True and fixed["samples"] == 40 and fixed["target"] == "loihi2-emu"
+    from tests.test_mapping import recounted_cores
+    assert m["totals"]["neuro_cores"] == recounted_cores(m["layers"]) == 34 and m["violations"] == []
     assert m["drc_skipped"] == []  # the quantized network feeds the number-format checks
     assert m["hardware_runtime"]["lava_loihi_installed"] is False
     assert rep["timing"]["pipeline_latency_steps"] == 17 and rep["timing"]["steps_per_sample"] == 4  # cf. lava tests

@@ -48,10 +48,10 @@ def test_bias_reaches_the_right_neurons(digits):
     g = export_model(digits)
     plan = plan_lava(g)
     # activation_out's input is the fused product (no bias); up_0 reads stream = stem (host) + Wproj
-    assert np.all(plan.lif["layers_0_0_activation_out"]["bias"] == 0)
+    assert np.all(plan.lif["layers_0_0_activation_out"].bias == 0)
     wproj_bias = np.repeat(g.nodes["layers_0_0_Wproj"].bias.astype(np.float64), 64)
-    np.testing.assert_array_equal(plan.lif["layers_0_1_up_0"]["bias"], wproj_bias)
-    assert plan.lif["layers_0_0_activation_in"]["vth"] == np.nextafter(2.0, 0)  # >= 1 at k = 1/2
+    np.testing.assert_array_equal(plan.lif["layers_0_1_up_0"].bias, wproj_bias)
+    assert plan.lif["layers_0_0_activation_in"].vth == np.nextafter(2.0, 0)  # >= 1 at k = 1/2
 
 
 def test_unmappable_graph_lists_every_problem_before_any_process(digits):

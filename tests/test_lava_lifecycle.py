@@ -175,7 +175,8 @@ def test_lava_exception_is_reported_by_its_first_line(monkeypatch):
     g = export_model(load_checkpoint(DIGITS_CKPT).model)
     plan = target.plan(g, "fused")
     n = next(iter(plan.lif))
-    monkeypatch.setitem(plan.lif, n, dict(plan.lif[n], vth="not a number"))  # fails inside Lava's LIFReset
+    # set after LifParams checked itself, so the bad value reaches Lava and fails inside its LIFReset
+    monkeypatch.setattr(plan.lif[n], "vth", "not a number")
     import targets.lava_cpu as lava_cpu
     workdirs = []
     monkeypatch.setattr(lava_cpu, "new_workdir", lambda f=lava_cpu.new_workdir: workdirs.append(f()) or workdirs[-1])

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from exporters.nir_io import write_nir
-from resformer_deploy.lava.plan import conv_matrix, plan_lava
+from resformer_deploy.lava.plan import plan_lava
 from exporters.torch_to_nir import export_model
 from resformer_deploy.model.checkpoint import load_checkpoint
 from resformer_deploy.cli.main import main
@@ -28,6 +28,44 @@ def digits_graph():
 
 def run(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def graph_counts(g):
+    """(neurons, synapses) of the fused mapping, counted from the graph alone: every neuromorphic
+    LIF and residual-junction neuron, with one synapse per nonzero of each synapse node's unrolled
+    matrix feeding it and one per neuron for any other input (a spike or a product passed on);
+    plus a relay neuron per element of each product's graded operand, fed by its own synapses."""
+    from exporters.graph_check import check_graph
+    from exporters.nir_ext import SpikeMatMul
+    from resformer_deploy.passes.unroll_dense import conv_matrix
+    shapes, _ = check_graph(g)
+    preds = {}
+    for a, b in g.edges:
+        preds.setdefault(b, []).append(a)
+    neuro = {n for n, node in g.nodes.items() if (node.metadata or {}).get("partition") == "neuromorphic"}
+    size = lambda n: int(np.prod(shapes[n]))  # noqa: E731
+    synapse_nodes = (nir.Conv2d, nir.Affine, nir.Linear)
+
+    def nnz(n):
+        node = g.nodes[n]
+        if isinstance(node, nir.Conv2d):
+            return conv_matrix(node, shapes[preds[n][0]], shapes[n]).nnz
+        return int(np.count_nonzero(node.weight))
+    neurons = synapses = 0
+    for n in neuro:
+        node = g.nodes[n]
+        if isinstance(node, nir.LIF) or (isinstance(node, nir.Scale) and node.metadata.get("role") == "residual_add"):
+            neurons += size(n)
+            synapses += sum(nnz(p) if p in neuro and isinstance(g.nodes[p], synapse_nodes) else size(n)
+                            for p in preds[n])
+    for lhs in {g.nodes[n].lhs for n in neuro if isinstance(g.nodes[n], SpikeMatMul)}:
+        neurons, synapses = neurons + size(lhs), synapses + nnz(lhs)
+    return neurons, synapses
+
+
+def recounted_cores(layers):
+    """Cores of each layer recounted from its box and chunk sizes (ceil per axis)."""
+    return sum(int(np.prod([-(-d // c) for d, c in zip(r["coords"], r["chunk"])])) for r in layers)
 
 
 def toy_graph(layers, metadata=None):
@@ -56,19 +94,21 @@ def test_every_core_of_the_digits_plan_respects_the_limits(digits_graph):
         plan = map_to_loihi2(digits_graph, dssa)
         assert plan.layers
         for r in plan.layers:
-            assert r["max_core_neurons"] <= L.MAX_NEURONS_PER_CORE
-            assert r["max_core_memory"] <= L.CORE_MEMORY_BYTES
-            assert r["max_fan_in"] <= L.MAX_FANIN_AXONS_PER_CORE
-            assert r["max_fan_out_routes"] <= L.MAX_FANOUT_ROUTES_PER_CORE
-            assert r["cores"] == int(np.prod(r["split"])) >= 1
+            assert r.max_core_neurons <= L.MAX_NEURONS_PER_CORE
+            assert r.max_core_memory <= L.CORE_MEMORY_BYTES
+            assert r.max_fan_in <= L.MAX_FANIN_AXONS_PER_CORE
+            assert r.max_fan_out_routes <= L.MAX_FANOUT_ROUTES_PER_CORE
+            assert r.cores == int(np.prod(r.split)) >= 1
         violations, skipped = run_drc(plan)
         assert violations == []
         assert any("not quantized" in s for s in skipped)
         t = plan.totals
-        for k in ("neurons", "synapses", "memory_bytes"):
-            assert t[k] == sum(r[k] for r in plan.layers)
-        assert t["neuro_cores"] == sum(r["cores"] for r in plan.layers)
+        assert t["neuro_cores"] == recounted_cores([{"coords": r.coords, "chunk": r.chunk} for r in plan.layers])
         assert t["chips"] >= -(-t["neuro_cores"] // L.NEURO_CORES_PER_CHIP)
+    fused = map_to_loihi2(digits_graph, "fused").totals
+    assert (fused["neurons"], fused["synapses"]) == graph_counts(digits_graph) == (33312, 1746080)
+    tiny = export_model(randomize_state(build_model("tiny")).eval())
+    assert tuple(map_to_loihi2(tiny, "fused").totals[k] for k in ("neurons", "synapses")) == graph_counts(tiny)
     assert map_to_loihi2(digits_graph, "fused").totals["embedded_programs"] == 6
     assert map_to_loihi2(digits_graph, "synaptic").totals["embedded_programs"] == 0
 
@@ -76,7 +116,7 @@ def test_every_core_of_the_digits_plan_respects_the_limits(digits_graph):
 @pytest.mark.parametrize("model", ["tiny", "digits"])
 def test_analytic_conv_fan_in_synapses_and_fan_out_match_brute_force(model, digits_graph):
     """Every conv connection, several tilings: analytic per-core fan-in axons and synapse counts
-    equal those of the unrolled connectivity matrix (conv_matrix); so do the per-source-neuron
+    equal those of the unrolled connectivity matrix (the plan's SynapseSpec.matrix()); so do the per-source-neuron
     destination-core counts (fan-out)."""
     g = digits_graph if model == "digits" else export_model(randomize_state(build_model("tiny")).eval())
     mp = Mapper(plan_lava(g, "fused"))
@@ -86,8 +126,9 @@ def test_analytic_conv_fan_in_synapses_and_fan_out_match_brute_force(model, digi
         for ci, conn in enumerate(layer.conns):
             if conn.kind != "conv":
                 continue
-            in_shape = mp.src_shape(conn)
-            m = conv_matrix(conn.node, in_shape, mp.plan.shapes[conn.via]).tocsr()
+            spec = mp.plan.synapses[conn.via]
+            assert spec.kind == "conv" and spec.in_shape == tuple(mp.src_shape(conn))
+            m = spec.matrix()
             C, H, W = layer.shape
             for sizes in [(C, H, W), (max(1, C // 2), max(1, H // 2), W), (max(1, C // 4), 1, max(1, W // 3)),
                           (1, 1, 1)]:
@@ -128,9 +169,9 @@ def test_analytic_conv_fan_in_synapses_and_fan_out_match_brute_force(model, digi
 def test_a_layer_above_8192_neurons_is_split():
     plan = map_to_loihi2(toy_graph([("big", "lif", (16, 32, 32))]))
     (row,) = plan.layers
-    assert row["neurons"] == 16384 and row["cores"] >= 2
-    assert row["max_core_neurons"] <= L.MAX_NEURONS_PER_CORE
-    assert row["limiting"] in ("neurons", "memory", "fan_in")
+    assert row.neurons == 16384 and row.cores >= 2
+    assert row.max_core_neurons <= L.MAX_NEURONS_PER_CORE
+    assert row.limiting in ("neurons", "memory", "fan_in")
     assert run_drc(plan)[0] == []
 
 
@@ -143,7 +184,7 @@ def test_unmappable_layers_are_all_listed_as_violations():
     plan = map_to_loihi2(g)
     violations, _ = run_drc(plan)
     assert any(v.startswith("lif_a: one neuron needs 5000 fan-in axons > 4096") for v in violations), violations
-    assert map_to_loihi2(g2).layers[0]["unmappable"][0]["metric"] == "fan_in"
+    assert map_to_loihi2(g2).layers[0].unmappable[0].metric == "fan_in"
     # several at once: two unmappable layers plus a delay beyond 62 steps
     g3 = toy_graph([("d1", "affine", rng.randn(8, 6000)), ("l1", "lif", (8,)),
                     ("d2", "affine", rng.randn(5000, 8)), ("l2", "lif", (5000,)),
@@ -173,7 +214,7 @@ def test_delay_within_62_passes_and_check_list_is_exposed(digits_graph):
     assert skipped == [] and len(violations) == 4 and all(v.startswith("layers_0_0_W:") for v in violations)
 
 
-def test_compile_cli_on_the_shipped_checkpoint(tmp_path, digits_ckpt):
+def test_compile_cli_on_the_shipped_checkpoint(tmp_path, digits_ckpt, digits_graph):
     r = run("compile", digits_ckpt, "-o", tmp_path / "out")
     assert r.exit_code == 0, (r.output, r.stderr)
     assert "neuro cores" in r.output and "layers_0_0_activation_in" in r.output
@@ -188,9 +229,8 @@ def test_compile_cli_on_the_shipped_checkpoint(tmp_path, digits_ckpt):
     assert "source" in j["limits"]["core_memory_bytes"]
     for k in TOTAL_KEYS:
         assert k in j["totals"]
-    for k in ("neurons", "synapses", "memory_bytes"):
-        assert j["totals"][k] == sum(r[k] for r in j["layers"])
-    assert j["totals"]["neuro_cores"] == sum(r["cores"] for r in j["layers"])
+    assert (j["totals"]["neurons"], j["totals"]["synapses"]) == graph_counts(digits_graph)
+    assert j["totals"]["neuro_cores"] == recounted_cores(j["layers"])
     r = run("compile", digits_ckpt, "-o", tmp_path / "syn", "--dssa", "synaptic", "--json")
     assert r.exit_code == 0, r.stderr
     js = json.loads(r.output)

@@ -291,8 +291,8 @@ def test_directory_with_other_files_is_refused_not_deleted(tmp_path):
 
 
 def _fake_report(*a, **k):
-    return {"ladder": {"rungs": [{"accuracy": 0.9}, {"accuracy": 0.89, "samples": 2}]},
-            "mapping": {"totals": {"neuro_cores": 1, "chips": 1}, "violations": []},
+    from tests.test_reports import small_ladder
+    return {"ladder": small_ladder(), "mapping": {"totals": {"neuro_cores": 1, "chips": 1}, "violations": []},
             "energy": {"fixed": {"energy_mJ": 1e-3}}, "checkpoint": "x"}
 
 

@@ -51,7 +51,7 @@ def test_verdict_catches_a_real_difference():
 def test_sample_roots_order_is_step_then_topology():
     """Hand-made records: sample 0 flips in layer b at step 0 and in layer a at step 1 (root: b,
     step 0, a tie); sample 1 flips only in layer a at step 2 (root: a, step 2, not a tie)."""
-    from resformer_deploy.analysis.compare import sample_roots
+    from resformer_deploy.analysis.compare import RootDivergence, sample_roots
     T, B, n = 3, 3, 4
     da, db = torch.zeros(T, B, n, dtype=torch.bool), torch.zeros(T, B, n, dtype=torch.bool)
     near_a, near_b = torch.zeros_like(da), torch.zeros_like(db)
@@ -60,8 +60,8 @@ def test_sample_roots_order_is_step_then_topology():
     da[2, 1, 0] = da[2, 1, 3] = True
     near_a[2, 1, 0] = True
     roots = sample_roots([("a", da, near_a), ("b", db, near_b)], B)
-    assert roots == [{"sample": 0, "node": "b", "step": 0, "mismatches": 1, "ties": 1},
-                     {"sample": 1, "node": "a", "step": 2, "mismatches": 2, "ties": 1}]
+    assert roots == [RootDivergence(sample=0, node="b", step=0, mismatches=1, ties=1),
+                     RootDivergence(sample=1, node="a", step=2, mismatches=2, ties=1)]
 
 
 @pytest.mark.float32_rounding

@@ -1,10 +1,12 @@
 """Synaptic operation (SOP) counts and the paper's energy convention.
 
-Convention (official main.py / SOPMonitor, paper §5): per image, summed over the T steps;
-convolution/linear: conv(x_in, ones(W)) summed = accumulates triggered by input spikes;
-spike-driven matmul ('r' tagged): rows(left) x nnz(right); energy 0.9 pJ per accumulate (AC),
-4.6 pJ per multiply-accumulate (MAC); the stem convolution and the classifier (real-valued
-inputs: MACs) are excluded unless asked for. Residual additions are not synaptic operations in
+Convention (official repository xyshi2000/SpikingResformer, utils/utils.py ``SOPMonitor``,
+used by main.py): per image, summed over the T steps; convolution/linear: conv(x_in, ones(W))
+summed = accumulates triggered by input spikes; spike-driven matmul ('r' tagged):
+rows(left) x nnz(right). Energy 0.9 pJ per accumulate (AC) and 4.6 pJ per multiply-accumulate
+(MAC): 32-bit floating-point add and multiply + add at 45 nm (M. Horowitz, "Computing's energy
+problem", ISSCC 2014), the figures spiking-transformer papers use. The stem convolution and the
+classifier (real-valued inputs: MACs) are excluded unless asked for. Residual additions are not synaptic operations in
 the paper; they are counted separately (one real addition per element per step).
 
 Two independent routes, which must agree:
@@ -13,7 +15,8 @@ Two independent routes, which must agree:
   using each synapse node's fan-out and each product's operand shapes.
 """
 from collections import defaultdict
-from typing import Dict
+from dataclasses import dataclass
+from typing import Dict, Optional
 
 import nir
 import numpy as np
@@ -22,9 +25,50 @@ import torch.nn.functional as F
 
 from exporters.nir_ext import SpikeMatMul
 
+from resformer_deploy.util.records import Record, is_nonneg, require
+
 E_AC_PJ = 0.9
 E_MAC_PJ = 4.6
 KINDS = ("conv", "dssa_product", "residual_add", "stem_mac", "classifier_mac")
+
+
+@dataclass
+class LayerOps(Record):
+    """One layer's operations over a batch (totals: divide by the samples for per image)."""
+    kind: str  # one of KINDS
+    ops: float
+    torch_ops: Optional[float] = None  # set where a graph count is listed next to PyTorch's
+
+    def __post_init__(self):
+        require(self.kind in KINDS, f"operation kind '{self.kind}' (known: {', '.join(KINDS)})")
+        require(is_nonneg(self.ops), f"{self.ops} operations")
+
+    def to_json(self) -> dict:  # torch_ops only where it was set (ops --target loihi2-sim)
+        return {"kind": self.kind, "ops": self.ops, **({} if self.torch_ops is None else {"torch_ops": self.torch_ops})}
+
+
+@dataclass
+class EnergyConvention(Record):
+    E_AC_pJ: float
+    E_MAC_pJ: float
+    include_stem: bool
+    include_classifier: bool
+    residual_adds: str = "reported, not part of the paper's SOPs"
+
+
+@dataclass
+class EnergyReport(Record):
+    """Per-image operations by kind, the synaptic operations and the energy (mJ) they cost."""
+    per_image: Dict[str, float]
+    sops: float
+    macs_included: float
+    energy_mJ: float
+    convention: EnergyConvention
+
+    def __post_init__(self):
+        require(set(self.per_image) == set(KINDS), f"kinds {sorted(self.per_image)}")
+        require(all(is_nonneg(v) for v in self.per_image.values()) and is_nonneg(self.energy_mJ),
+                "negative operation counts or energy")
 
 
 def _kind_of_path(path: str) -> str:
@@ -38,7 +82,7 @@ def _kind_of_path(path: str) -> str:
 
 
 @torch.no_grad()
-def count_torch(model, x) -> Dict[str, dict]:
+def count_torch(model, x) -> Dict[str, LayerOps]:
     """Per layer (module path) totals over the batch; divide by the batch size for per image."""
     from resformer_deploy.model.layers import SpikingMatmul
     counts, hooks = {}, []
@@ -60,8 +104,12 @@ def count_torch(model, x) -> Dict[str, dict]:
 
     def mm_hook(path):
         def h(mod, inp, out):
-            left, right = inp
-            counts[path] = counts.get(path, 0.0) + float((torch.ones_like(left) @ right).sum())
+            left, right = inp  # the binary operand's spikes trigger the accumulates (SOPMonitor.cal_sop_matmul)
+            if mod.spike == "r":
+                left = torch.ones_like(left)
+            elif mod.spike == "l":
+                right = torch.ones_like(right)
+            counts[path] = counts.get(path, 0.0) + float((left @ right).sum())
         return h
 
     for path, mod in model.named_modules():
@@ -75,14 +123,14 @@ def count_torch(model, x) -> Dict[str, dict]:
     finally:
         for h in hooks:
             h.remove()
-    return {p: {"kind": _kind_of_path(p), "ops": v} for p, v in counts.items()}
+    return {p: LayerOps(_kind_of_path(p), v) for p, v in counts.items()}
 
 
-def count_graph(graph: nir.NIRGraph, spikes: Dict[str, torch.Tensor], T: int, n_samples: int) -> Dict[str, dict]:
+def count_graph(graph: nir.NIRGraph, spikes: Dict[str, torch.Tensor], T: int, n_samples: int) -> Dict[str, LayerOps]:
     """Counts from a graph run's LIF spike records ``[T, B, *shape]`` (all LIF nodes needed).
     Stem and classifier MACs: every input element of those real-valued layers, every step."""
     from exporters.graph_check import check_graph
-    from resformer_deploy.lava.plan import conv_matrix
+    from resformer_deploy.passes.unroll_dense import conv_matrix
     shapes, _ = check_graph(graph)
     preds = defaultdict(list)
     for a, b in graph.edges:
@@ -99,29 +147,26 @@ def count_graph(graph: nir.NIRGraph, spikes: Dict[str, torch.Tensor], T: int, n_
             else:
                 s = spikes[src].reshape(T, n_samples, -1).double()
                 ops = float((s.sum((0, 1)).numpy() * fan_out).sum())
-            out[path] = {"kind": kind, "ops": ops}
+            out[path] = LayerOps(kind, ops)
         elif isinstance(node, (nir.Linear, nir.Affine)) and kind == "classifier_mac":
-            out[path] = {"kind": kind, "ops": float(np.asarray(node.weight).size) * T * n_samples}
+            out[path] = LayerOps(kind, float(np.asarray(node.weight).size) * T * n_samples)
         elif isinstance(node, SpikeMatMul):
             m, k, n_ = node.product_dims()
             r = spikes[node.rhs].reshape(T, n_samples, *node.rhs_view.tolist()).double()
             nnz = sum(float(r[:, :, rows].sum()) for rows in node.rhs_rows)
-            out[path] = {"kind": kind, "ops": m * nnz}
+            out[path] = LayerOps(kind, m * nnz)
         elif isinstance(node, nir.Scale) and (node.metadata or {}).get("role") == "residual_add":
-            out[n] = {"kind": "residual_add", "ops": float(np.prod(shapes[n])) * T * n_samples}
+            out[n] = LayerOps("residual_add", float(np.prod(shapes[n])) * T * n_samples)
     return out
 
 
-def energy_report(counts: Dict[str, dict], n_samples: int, include_stem: bool = False,
-                  include_classifier: bool = False) -> dict:
+def energy_report(counts: Dict[str, LayerOps], n_samples: int, include_stem: bool = False,
+                  include_classifier: bool = False) -> EnergyReport:
     """Per-image totals by kind and the energy in the paper's convention (mJ)."""
     by_kind = {k: 0.0 for k in KINDS}
     for v in counts.values():
-        by_kind[v["kind"]] += v["ops"] / n_samples
+        by_kind[v.kind] += v.ops / n_samples
     sops = by_kind["conv"] + by_kind["dssa_product"]
     macs = (by_kind["stem_mac"] if include_stem else 0.0) + (by_kind["classifier_mac"] if include_classifier else 0.0)
-    return {"per_image": by_kind, "sops": sops, "macs_included": macs,
-            "energy_mJ": (E_AC_PJ * sops + E_MAC_PJ * macs) * 1e-9,
-            "convention": {"E_AC_pJ": E_AC_PJ, "E_MAC_pJ": E_MAC_PJ, "include_stem": include_stem,
-                           "include_classifier": include_classifier,
-                           "residual_adds": "reported, not part of the paper's SOPs"}}
+    return EnergyReport(by_kind, sops, macs, (E_AC_PJ * sops + E_MAC_PJ * macs) * 1e-9,
+                        EnergyConvention(E_AC_PJ, E_MAC_PJ, include_stem, include_classifier))

@@ -1,4 +1,4 @@
-"""Options and loading shared by the CLI commands (cli.py, cli_compile.py)."""
+"""Options and loading shared by the CLI commands (cli/main.py, cli/compile.py)."""
 import click
 
 # Ranges of every numeric option, enforced by click while parsing (click.IntRange), so a bad value

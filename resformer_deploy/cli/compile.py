@@ -8,7 +8,8 @@ from resformer_deploy.cli.common import COUNT, checkpoint_options, load_cli_chec
 from resformer_deploy.errors import DeployError, summarize
 from resformer_deploy.util.outputs import check_outputs
 
-TARGETS = ("loihi2",)
+
+
 def _is_nir(path: str) -> bool:
     if path.lower().endswith((".nir", ".h5", ".hdf5")):
         return True
@@ -21,7 +22,8 @@ def _is_nir(path: str) -> bool:
 
 @click.command("compile")
 @click.argument("model", type=click.Path(dir_okay=False, path_type=str))
-@click.option("--target", default="loihi2", show_default=True, help="Hardware target (only 'loihi2').")
+@click.option("--target", default="loihi2", show_default=True,
+              help="A registered target that supports mapping (`resformer-deploy targets`).")
 @click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Directory for loihi2_plan.json (written atomically).")
 @click.option("--dssa", type=click.Choice(["fused", "synaptic"]), default="fused", show_default=True,
@@ -37,19 +39,24 @@ def compile_cmd(model, target, out_dir, dssa, as_json, quantize, calib_samples, 
     """Map a checkpoint or NIR file onto Loihi 2 neuro cores and check the design rules.
 
     Partitions every neuron layer of the neuromorphic part into cores under the per-core limits
-    (neurons, memory, fan-in axons, fan-out routes; see resformer_deploy/mapping/loihi2_limits.py
+    (neurons, memory, fan-in axons, fan-out routes; see resformer_deploy/hardware/loihi2/limits.py
     for each number and its source), writes OUT_DIR/loihi2_plan.json and prints a per-layer
     table. Every design-rule violation is listed at once; with violations the plan is still
     written and the command exits with code 2. The plan is an estimate: executing it on a chip
     needs Intel's non-public lava-loihi.
     """
     check_outputs([model], files=[Path(out_dir) / "loihi2_plan.json"], dirs=[out_dir])
+    from targets import broken_targets, names_with
     from targets.loihi2_hardware import hardware_runtime
-    from resformer_deploy.hardware.loihi2 import map_to_loihi2, run_drc
+    from resformer_deploy.flows import prepare
     from resformer_deploy.reporting.tables import table, write_json
 
-    if target not in TARGETS:
-        raise DeployError(f"unknown compile target '{target}' (allowed: {', '.join(TARGETS)})")
+    mappable = names_with(supports_mapping=True)  # the registry's list, not one kept here
+    if target in broken_targets():  # a plug-in that failed to load: its own one-line reason
+        raise DeployError(broken_targets()[target])
+    if target not in mappable:
+        raise DeployError(f"unknown compile target '{target}' (targets that support mapping: "
+                          f"{', '.join(mappable) or 'none'})")
     if not Path(model).exists():
         raise DeployError(f"{model}: no such file")
     if _is_nir(model):
@@ -59,15 +66,13 @@ def compile_cmd(model, target, out_dir, dssa, as_json, quantize, calib_samples, 
         from exporters.torch_to_nir import export_model
         ck = load_cli_checkpoint(model, variant, img_size, T, num_classes, unsafe_load)
         graph = export_model(ck.model)
-    plan = map_to_loihi2(graph, dssa)
-    quant = None
-    if quantize:  # number-format checks need the quantized network: calibrate on non-evaluation data
-        from resformer_deploy.reporting.deploy import quant_for_drc
-        from resformer_deploy.flows.fixed_point import quantize_graph
-        qn = quantize_graph(graph, calib_samples, dssa)
-        quant = quant_for_drc(qn)
-        click.echo(f"quantized on {qn.calibration['source']}", err=True)
-    violations, skipped = run_drc(plan, quant)
+    # the target's flow: plan, [calibrate and quantize: the number-format rules need the quantized
+    # network, calibrated on non-evaluation data,] map onto cores, design-rule check
+    prepared = prepare(target, graph, dssa=dssa, quantize=quantize, calib_samples=calib_samples if quantize else None)
+    if quantize:
+        click.echo(f"quantized on {prepared['quantized_net'].calibration['source']}", err=True)
+    plan = prepared["core_plan"]
+    violations, skipped = prepared["drc"]
     hw = hardware_runtime()
     data = plan.to_json(violations, skipped, hw)
     data["input"] = model
@@ -78,7 +83,7 @@ def compile_cmd(model, target, out_dir, dssa, as_json, quantize, calib_samples, 
     else:
         rows = [(r["layer"], r["kind"], f"{r['neurons']:,}", f"{r['synapses']:,}", f"{r['synaptic_memory_bytes']:,}",
                  f"{r['memory_bytes']:,}", r["cores"], f"{r['max_fan_in']:,}", f"{r['max_fan_out_routes']:,}",
-                 r["limiting"]) for r in plan.layers]
+                 r["limiting"]) for r in data["layers"]]
         click.echo(table(rows, ["layer", "kind", "neurons", "synapses", "syn. memory B", "memory B", "cores",
                                 "max fan-in", "max routes", "limiting"]))
         t = plan.totals

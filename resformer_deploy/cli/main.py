@@ -20,7 +20,7 @@ from resformer_deploy.reporting.html import REPORT_FILES
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DIGITS_CHECKPOINT = REPO_ROOT / "examples" / "digits" / "digits_resformer.pt"
 # the drift ladder records every neuron of its evaluation samples; 0 means the held-out digits
-# split (359) or 32 random inputs (resformer_deploy/drift.py): 359 bounds both
+# split (359) or 32 random inputs (resformer_deploy/analysis/drift.py): 359 bounds both
 DRIFT_DEFAULT_EVAL = 359
 
 
@@ -180,7 +180,7 @@ def demo(checkpoint, batch_size, json_out, lava_samples, out_dir, fixed_point):
     from resformer_deploy.data.digits import load_digits_split
     from resformer_deploy.util.progress import Progress
     from resformer_deploy.reporting.tables import table, write_json
-    from resformer_deploy.training.loop import predict
+    from resformer_deploy.training.loop import accuracy, predict
 
     ck = load_checkpoint(checkpoint, unsafe_option=None)  # demo has no --unsafe-load: weights only
     c = ck.config
@@ -201,11 +201,11 @@ def demo(checkpoint, batch_size, json_out, lava_samples, out_dir, fixed_point):
     with Progress(len(split.y_test), "PyTorch evaluation") as bar:
         logits = predict(ck.model, split.x_test, batch_size=batch_size, progress=bar.update)
     pred = logits.argmax(-1)
-    acc = float((pred == split.y_test).float().mean())
+    acc = accuracy(pred, split.y_test)
     per_class = []
     for c in range(ck.config.num_classes):
         mask = split.y_test == c
-        per_class.append((c, int(mask.sum()), f"{100 * float((pred[mask] == c).float().mean()):.1f}%"))
+        per_class.append((c, int(mask.sum()), f"{100 * accuracy(pred[mask], split.y_test[mask]):.1f}%"))
     click.echo(table(per_class, ["class", "samples", "accuracy"]))
     recorded = rec.get("test_accuracy")
     click.echo(f"\nheld-out accuracy (PyTorch): {100 * acc:.2f}% on {len(pred)} samples"
@@ -228,10 +228,10 @@ def demo(checkpoint, batch_size, json_out, lava_samples, out_dir, fixed_point):
         summary = []
         for rep in reports:
             lava_pred = torch.tensor(rep["predictions_target"])
-            lava_acc = float((lava_pred == split.y_test[:n]).float().mean())
+            lava_acc = accuracy(lava_pred, split.y_test[:n])
             ti = rep["target_info"]
             summary.append((rep["target_options"]["dssa"], n, f"{100 * lava_acc:.2f}%",
-                            f"{100 * float((pred[:n] == split.y_test[:n]).float().mean()):.2f}%",
+                            f"{100 * accuracy(pred[:n], split.y_test[:n]):.2f}%",
                             f"{100 * rep['prediction_agreement']:.1f}%", f"{rep['min_layer_identical_pct']:.3f}%",
                             ti["processes"], ti["latency"], f"{rep['seconds']['target'] / n:.3f}"))
         click.echo("\nLava vs PyTorch on the same samples:")
@@ -410,17 +410,17 @@ def verify(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, s
     from resformer_deploy.reporting.tables import write_json
     from resformer_deploy.analysis.equivalence import verification_inputs
 
-    get_target(target)  # unknown target: fail before any work starts
+    caps = get_target(target).capabilities  # unknown target: fail before any work starts
     ck = load_cli_checkpoint(checkpoint, variant, img_size, T, num_classes, unsafe_load)
-    if target in ("loihi2-sim", "loihi2-emu"):
-        from resformer_deploy.reporting.drift import run_drift
+    if caps.needs_quantized_net:  # fixed point: the drift ladder, with Lava rungs on a Lava target
+        from resformer_deploy.cli.drift import run_drift
         check_recording(ck.model, eval_samples or DRIFT_DEFAULT_EVAL)
         run_drift(ck, checkpoint, ["fused", "synaptic"] if dssa == "both" else [dssa], lava_samples, eval_samples,
-                  calib_samples, seed, json_out, lava=target == "loihi2-sim")
+                  calib_samples, seed, json_out, lava=caps.engine == "lava")
         return
     x, source = verification_inputs(ck.model, samples, seed)
     lowerings = None
-    if target.startswith("lava"):
+    if "dssa" in caps.options:  # the target lowers DSSA products one way or another
         lowerings = ["fused", "synaptic"] if dssa == "both" else [dssa]
     click.echo(f"verify {ck.variant} on target '{target}' ({form} form): {samples} samples of {source}, "
                f"T={ck.config.T}")
@@ -442,7 +442,7 @@ def verify(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, s
 @click.option("--dssa", type=click.Choice(["fused", "synaptic"]), default="fused", show_default=True)
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of random inputs (non-digits).")
 @click.option("--calib-samples", type=COUNT, default=128, show_default=True,
-              help="loihi2-sim / loihi2-emu: calibration samples for the quantization scales.")
+              help="Fixed-point targets (loihi2-sim, loihi2-emu): calibration samples for the quantization scales.")
 @click.option("--json-out", type=click.Path(dir_okay=False, path_type=str))
 def simulate(model, target, samples, dssa, seed, calib_samples, json_out):
     """Run a NIR file on a target: predictions, accuracy (digits), time, process count."""
@@ -451,10 +451,12 @@ def simulate(model, target, samples, dssa, seed, calib_samples, json_out):
     from math import prod
     from exporters.nir_io import interface, read_nir
     from targets import get_target
+    from resformer_deploy.flows import flow_options, prepare
     from resformer_deploy.util.memory_budget import check_bytes
     from resformer_deploy.util.progress import Progress
     from resformer_deploy.reporting.tables import table, write_json
     from resformer_deploy.analysis.equivalence import inputs_for
+    from resformer_deploy.training.loop import accuracy
 
     tgt = get_target(target)
     graph = read_nir(model)
@@ -469,17 +471,21 @@ def simulate(model, target, samples, dssa, seed, calib_samples, json_out):
     per_class = len(out_shape) == 1
     if labels is not None and out_shape != (10,):
         labels, source = None, f"{source}; no accuracy: the output is {out_shape}, not 10 class scores"
-    info, opts = {}, {}
-    if target in ("loihi2-sim", "loihi2-emu"):  # fixed point: quantize on calibration data first
-        from resformer_deploy.flows.fixed_point import quantize_graph
-        opts["quant"] = quantize_graph(graph, calib_samples, dssa)
-        click.echo(f"quantized for Loihi 2 on {opts['quant'].calibration['source']}", err=True)
+    info = {}
+    opts = {"dssa": dssa} if "dssa" in tgt.capabilities.options else {}  # options the target takes
+    # the target's flow (fixed point: calibrate and quantize first); the options it takes of ours
+    prepared = prepare(tgt, graph, samples=x.double(), T=T,
+                       **flow_options(tgt, {**opts, "calib_samples": calib_samples}))
+    if "quantized_net" in prepared:
+        click.echo(f"quantized for Loihi 2 on {prepared['quantized_net'].calibration['source']}", err=True)
     t0 = time.time()
-    with Progress(tgt.steps(graph, samples, T, dssa=dssa, **opts), f"{target} simulation", unit="steps") as bar:
-        res = tgt.run(graph, x.double(), T, record_spikes=False, progress=bar.update, dssa=dssa, info=info, **opts)
+    with Progress(tgt.steps(graph, samples, T, prepared=prepared, **opts), f"{target} simulation",
+                  unit="steps") as bar:
+        res = tgt.run(graph, x.double(), T, record_spikes=False, progress=bar.update, info=info, prepared=prepared,
+                      **opts)
     wall = time.time() - t0
     pred = res.output.mean(0).argmax(-1) if per_class else None
-    acc = float((pred == labels).float().mean()) if labels is not None else None
+    acc = accuracy(pred, labels)
     rows = [("samples", samples), ("inputs", source), ("T", T), ("wall time", f"{wall:.1f} s"),
             ("per sample", f"{wall / samples:.3f} s"),
             ("output", "x".join(map(str, out_shape)) + ("" if per_class else " per step (not class scores: no "
@@ -513,7 +519,8 @@ def ops(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, samp
     from a target run, which must agree."""
     check_outputs([checkpoint], files=[json_out])
     from exporters.torch_to_nir import export_model
-    from targets import get_target
+    from targets import capabilities_of, get_target
+    from resformer_deploy.flows import prepare
     from resformer_deploy.analysis.operations import count_graph, count_torch, energy_report
     from resformer_deploy.reporting.tables import table, write_json
     from resformer_deploy.analysis.equivalence import verification_inputs
@@ -523,20 +530,21 @@ def ops(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, samp
     x, source = verification_inputs(ck.model, samples)
     ct = count_torch(ck.model, x)
     graph = export_model(ck.model)
-    opts, ref_name = {}, "PyTorch"
-    if target in ("loihi2-sim", "loihi2-emu"):
-        # fixed point: its spikes differ from the float model's, so the independent count to agree
-        # with is the bit-accurate emulator's (for loihi2-sim) resp. reported next to PyTorch's
-        from resformer_deploy.flows.fixed_point import quantize_graph
-        cfg = ck.config
-        opts["quant"] = quantize_graph(graph)
-        if target == "loihi2-sim":
-            emu = get_target("loihi2-emu").run(graph, x.double(), cfg.T, **opts)
-            ct_torch, ct = ct, count_graph(graph, emu.spikes, cfg.T, samples)
-            for k in ct:
-                ct[k]["torch_ops"] = ct_torch.get(k, {}).get("ops")
-            ref_name = "emulator"
-    res = tgt.run(graph, x.double() if target.startswith(("lava", "loihi2")) else x, ck.config.T, **opts)
+    caps, ref_name = tgt.capabilities, "PyTorch"
+    # the target's flow with its default options (fixed point: quantized on 128 calibration samples)
+    prepared = prepare(tgt, graph, samples=x.double(), T=ck.config.T)
+    # counts must agree exactly with an independent count: PyTorch's for float targets; a fixed-point
+    # target's spikes differ from the float model's, so its bit-exact twin's (same prepared network)
+    exact_reference = caps.arithmetic == "float" or caps.bit_exact_twin is not None
+    if caps.bit_exact_twin:
+        twin = caps.bit_exact_twin
+        emu = get_target(twin).run(graph, x.double(), ck.config.T, prepared=prepared)
+        ct_torch, ct = ct, count_graph(graph, emu.spikes, ck.config.T, samples)
+        for k in ct:
+            ct[k].torch_ops = ct_torch[k].ops if k in ct_torch else None
+        ref_name = "emulator" if capabilities_of(twin).engine == "numpy" else twin
+    # float64 inputs for every target: the reference interpreter casts them back to its float32 exactly
+    res = tgt.run(graph, x.double(), ck.config.T, prepared=prepared)
     cg = count_graph(graph, res.spikes, ck.config.T, samples)
     rows, worst = [], 0.0
     for path, v in ct.items():
@@ -554,7 +562,7 @@ def ops(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, samp
                f"({'included' if include_stem or include_classifier else 'excluded'} as in the paper)")
     click.echo(f"energy per image: {rep['energy_mJ'] * 1e3:.4f} uJ (0.9 pJ/AC, 4.6 pJ/MAC); "
                f"{ref_name} vs {target} counts: max rel. diff {worst:.1e}")
-    if target == "loihi2-emu":
+    if not exact_reference:
         click.echo("(fixed point: the counts come from fixed-point spikes, which differ slightly from the float "
                    "model's; --target loihi2-sim checks them against the bit-accurate emulator)")
     if json_out:
@@ -562,7 +570,7 @@ def ops(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, samp
                               "reference": ref_name, "reference_counts": ct, "target_counts": cg, "report": rep,
                               "max_rel_diff": worst})
         click.echo(f"wrote {json_out}")
-    if worst > 1e-9 and target != "loihi2-emu":
+    if worst > 1e-9 and exact_reference:
         raise DeployError(f"operation counts from {ref_name} and {target} disagree (max rel. diff {worst:.1e})")
 
 
@@ -594,9 +602,9 @@ def report(checkpoint, variant, img_size, T, num_classes, unsafe_load, out_dir, 
                        say=lambda m: click.echo(f"  {m} ...", err=True))
     paths = write_report_files(Path(out_dir), rep)
     lad = rep["ladder"]
-    emu = lad["rungs"][-1]
+    emu = lad.fixed_point  # the rung of that role, wherever it stands
     m = rep["mapping"]["totals"]
-    click.echo(f"accuracy: PyTorch {100 * lad['rungs'][0]['accuracy']:.2f}% -> fixed point "
+    click.echo(f"accuracy: PyTorch {100 * lad.reference.accuracy:.2f}% -> fixed point "
                f"{100 * emu['accuracy']:.2f}% on {emu['samples']} samples" if emu["accuracy"] is not None else
                f"fixed point: {100 * emu['prediction_agreement_with_torch']:.2f}% same class as PyTorch")
     click.echo(f"Loihi 2: {m['neuro_cores']} neuro cores, {m['chips']} chip(s), "
@@ -606,7 +614,9 @@ def report(checkpoint, variant, img_size, T, num_classes, unsafe_load, out_dir, 
         click.echo(f"wrote {p}")
 
 from resformer_deploy.cli.compile import compile_cmd  # noqa: E402
+from resformer_deploy.cli.targets import targets_cmd  # noqa: E402
 main.add_command(compile_cmd)
+main.add_command(targets_cmd)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,13 @@ import torch
 
 SPLIT_SEED = 0
 TEST_FRACTION = 0.2
+INPUT_SHAPE = (1, 8, 8)  # channels, height, width of one image
+
+
+def is_digits_input(in_shape) -> bool:
+    """Whether a model or graph input of shape ``in_shape`` (C, H, W) takes the digits images, so
+    that the real data set (labels, a held-out split) is used instead of random inputs."""
+    return tuple(int(v) for v in in_shape) == INPUT_SHAPE
 
 
 @dataclass

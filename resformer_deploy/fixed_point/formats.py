@@ -2,12 +2,12 @@
 
 Sources: lava-nc 0.10.0 ``proc/lif/models.py`` (AbstractPyLifModelFixed / PyLifResetModelBitAcc),
 ``proc/sparse/models.py`` (PySparseModelBitAcc), ``utils/weightutils.py`` (clip/truncate),
-``proc/graded/models.py``; summarised in shared/reference/lava.md sections 2.1, 2.2 and 5.
+``proc/graded/models.py``.
 """
 import numpy as np
 
-WEIGHT_MANT_BITS = 8  # signed mantissa; mixed-sign matrices lose the LSB: even values in [-256, 254]
-WEIGHT_MIXED_MAX = 254
+# 8-bit signed mantissa; mixed-sign matrices lose the LSB (weightutils.truncate_weights): even values
+WEIGHT_MIXED_MIN, WEIGHT_MIXED_MAX = -256, 254
 WEIGHT_SINGLE_MAX = 255  # all-positive (excitatory) or all-negative (inhibitory) matrices
 # shared per-connection exponent: Loihi 1's 4-bit signed weight exponent (Davies et al., IEEE Micro
 # 2018), kept for Loihi 2 as a proxy; Lava's Sparse/Dense models shift by any integer
@@ -20,7 +20,6 @@ DECAY_UNITY = 2 ** DECAY_BITS
 VTH_MAX = 2 ** 17 - 1  # unsigned 17-bit threshold mantissa
 BIAS_MANT_RANGE = (-4096, 4095)  # signed 13-bit
 BIAS_EXP_RANGE = (0, 7)  # unsigned 3-bit
-GRADED_BITS = 24
 
 
 def _ceil_log2(x: float) -> int:
@@ -43,7 +42,7 @@ def quantize_weights(w: np.ndarray):
     while exp < WEIGHT_EXP_RANGE[1] and np.abs(_round_to_grid(w, exp, mixed)).max() > top:
         exp += 1  # rounding up reached the top: next exponent
     mant = _round_to_grid(w, exp, mixed)
-    lo = -256 if mixed else -top
+    lo = WEIGHT_MIXED_MIN if mixed else -top
     sat = int(((mant > top) | (mant < lo)).sum())
     return np.clip(mant, lo, top).astype(np.int64), exp, sat
 
@@ -75,8 +74,9 @@ def decay_register(k: float):
     return dv, abs(dv / DECAY_UNITY - k)
 
 
-def lif_step(u, v, a_in, dv: int, bias_eff, vth: int):
-    """One step of Lava's bit-accurate LIF with du = 4095 (u = a_in << 6), int64 arrays.
+def lif_step(v, a_in, dv: int, bias_eff, vth: int):
+    """One step of Lava's bit-accurate LIF with du = 4095 (u = a_in << 6), int64 arrays: the current
+    keeps nothing of its previous value, so that is not an argument.
 
     Returns (u, v_pre_reset, spikes, u_wrapped count, v_saturated count); wrap and saturation
     are what the 24-bit registers do (lava proc/lif/models.py, subthr_dynamics)."""

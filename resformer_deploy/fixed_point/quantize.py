@@ -14,9 +14,9 @@ Ensures, per group, the largest S that keeps (with ``margin`` over the calibrate
   and per synapse process an 8-bit mantissa with its own exponent (mant << exp = W S_out / S_in),
   12-bit decay dv = k * 4096, du = 4095 (u = input each step), integer thresholds and biases.
 Every clipped weight / bias is counted here; wraps and saturations at run time are counted
-by the emulator. ``QuantNet.layers`` is the per-layer report.
+by the emulator. ``QuantNet.layers`` is the per-layer report; the types (and the format checks
+each makes) are in resformer_deploy.fixed_point.network.
 """
-from dataclasses import dataclass, field
 from typing import Dict, List
 
 import nir
@@ -24,70 +24,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from exporters.nir_ext import SpikeMatMul
-from resformer_deploy.lava.plan import synapse_matrix
-from resformer_deploy.errors import DeployError
+from resformer_deploy.lava.plan import LavaPlan
 from resformer_deploy.fixed_point import formats as F
+from resformer_deploy.fixed_point.network import LifQ, QuantizationError, QuantLayer, QuantNet, ScaleGroup, SynQ
 
-SYNAPSE = (nir.Conv2d, nir.Affine, nir.Linear)
 MARGIN = 2.0
-
-
-class QuantizationError(DeployError):
-    """The network cannot be represented in Loihi 2 number formats."""
-
-
-@dataclass
-class SynQ:
-    mant: sp.csr_matrix  # int64 mantissas
-    exp: int
-    saturated: int
-    rel_rms_error: float
-    mant_utilization: float  # max |mantissa| / 255
-
-
-@dataclass
-class LifQ:
-    dv: int
-    vth: int
-    bias_mant: np.ndarray
-    bias_exp: int
-    bias_saturated: int
-    decay_error: float
-    threshold_error: float  # |vth / S - th| / th
-
-    @property
-    def bias_eff(self) -> np.ndarray:
-        return self.bias_mant.astype(np.int64) << self.bias_exp
-
-
-@dataclass
-class QuantNet:
-    plan: object
-    scale: Dict[str, float]  # node (graded stream, host input, LIF input) -> S
-    syn: Dict[str, SynQ] = field(default_factory=dict)
-    lif: Dict[str, LifQ] = field(default_factory=dict)
-    lhs_bias: Dict[str, np.ndarray] = field(default_factory=dict)  # product operand -> int bias
-    lhs_bias_exp: Dict[str, int] = field(default_factory=dict)  # its exponent (mantissa grid of 2^exp)
-    groups: List[dict] = field(default_factory=list)
-    layers: List[dict] = field(default_factory=list)
-    calibration: dict = field(default_factory=dict)
-
-    def quantize_inputs(self, host_values: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        out = {}
-        for h, v in host_values.items():
-            q = np.round(v * self.scale[h]).astype(np.int64)
-            over = int((np.abs(q) >= F.STATE_MAX).sum())
-            if over:
-                raise QuantizationError(f"input stream '{h}': {over} value(s) exceed the 24-bit graded payload "
-                                        f"at scale 2^{int(np.log2(self.scale[h]))}; recalibrate on wider data")
-            out[h] = q
-        return out
-
-    def dequantize(self, node: str, ints: np.ndarray) -> np.ndarray:
-        return np.asarray(ints, dtype=np.float64) / self.scale[node]
-
-    def saturation_total(self) -> int:
-        return sum(r["weights_saturated"] + r["bias_saturated"] for r in self.layers)
 
 
 class _Groups:
@@ -105,7 +46,7 @@ class _Groups:
         self.parent[self.find(a)] = self.find(b)
 
 
-def scale_groups(plan) -> Dict[str, List[str]]:
+def scale_groups(plan: LavaPlan) -> Dict[str, List[str]]:
     g = plan.graph
     preds = {n: [a for a, b in g.edges if b == n] for n in plan.neuro}
     uf = _Groups()
@@ -132,7 +73,7 @@ def _pow2_floor(x: float) -> float:
     return float(2.0 ** np.floor(np.log2(x)))
 
 
-def quantize(plan, stats, margin: float = MARGIN, matrices=None) -> QuantNet:
+def quantize(plan: LavaPlan, stats, margin: float = MARGIN, matrices=None) -> QuantNet:
     """stats: an EmulatorRun recorded with stats=True in float mode on calibration data;
     matrices: the unrolled float synapse matrices that run used (built here when not given)."""
     g = plan.graph
@@ -149,10 +90,10 @@ def quantize(plan, stats, margin: float = MARGIN, matrices=None) -> QuantNet:
             limits["graded payload (24 bit)"] = (F.STATE_MAX - 1) / (gmax * margin)
         for n in consumers[r]:
             p = plan.lif[n]
-            th = abs(float(p["vth"]))
+            th = abs(p.vth)
             a_max = stats.max_abs.get(n, 0.0) * margin
             w_max = max(stats.max_membrane.get(n, 0.0) * margin, th)
-            b_max = float(np.abs(p["bias"]).max()) if np.size(p["bias"]) else 0.0
+            b_max = float(np.abs(p.bias).max()) if p.bias.size else 0.0
             if a_max > 0:
                 limits[f"{n}: current u (24 bit)"] = (F.STATE_MAX - 1) / (2 ** F.ACT_SHIFT * a_max)
             if w_max > 0:
@@ -163,9 +104,8 @@ def quantize(plan, stats, margin: float = MARGIN, matrices=None) -> QuantNet:
                 limits[f"{n}: bias (13+3 bit)"] = F.BIAS_MANT_RANGE[1] * 2 ** F.BIAS_EXP_RANGE[1] / (
                     2 ** F.ACT_SHIFT * b_max)
         for m in members:  # the weights: mantissa << largest exponent must reach W * S (spike inputs)
-            node = g.nodes[m]
-            if isinstance(node, SYNAPSE) and m in preds and isinstance(g.nodes.get(preds[m][0]), nir.LIF):
-                wmax = float(np.abs(np.asarray(node.weight)).max())
+            if m in plan.synapses and isinstance(g.nodes.get(preds[m][0]), nir.LIF):
+                wmax = float(np.abs(plan.synapses[m].weight).max())
                 if wmax > 0:
                     limits[f"{m}: weight mantissa x 2^{F.WEIGHT_EXP_RANGE[1]}"] = (
                         F.WEIGHT_MIXED_MAX * 2 ** F.WEIGHT_EXP_RANGE[1] / wmax)
@@ -178,20 +118,20 @@ def quantize(plan, stats, margin: float = MARGIN, matrices=None) -> QuantNet:
             qn.scale[m] = S
         for n in consumers[r]:
             qn.scale[n] = S
-        qn.groups.append({"members": sorted(members), "lif_consumers": consumers[r], "scale": S,
-                          "log2_scale": int(np.log2(S)), "limited_by": bound, "calibrated_max_abs": gmax})
+        qn.groups.append(ScaleGroup(sorted(members), consumers[r], S, int(np.log2(S)), bound, gmax))
     for n in plan.neuro:
         node = g.nodes[n]
-        if isinstance(node, SYNAPSE):
+        if n in plan.synapses:
             src = preds[n][0]
             s_in = 1.0 if isinstance(g.nodes.get(src), nir.LIF) else qn.scale[src]
-            m = matrices[n] if matrices else synapse_matrix(node, plan.shapes[src], plan.shapes[n])[0]
+            m = matrices[n] if matrices else plan.synapses[n].matrix()
             target = m.data * (qn.scale[n] / s_in)
             mant, exp, sat = F.quantize_weights(target)
             got = F.shift(mant, exp) if exp >= 0 else mant * 2.0 ** exp
             err = float(np.sqrt(np.mean((got - target) ** 2)) / max(np.sqrt(np.mean(target ** 2)), 1e-300))
             qm = sp.csr_matrix((mant, m.indices.copy(), m.indptr.copy()), shape=m.shape)
-            qn.syn[n] = SynQ(qm, exp, sat, err, float(np.abs(mant).max() / 255) if mant.size else 0.0)
+            util = float(np.abs(mant).max() / F.WEIGHT_SINGLE_MAX) if mant.size else 0.0
+            qn.syn[n] = SynQ(n, qm, exp, sat, err, util)
         elif isinstance(node, SpikeMatMul) and node.lhs not in qn.lhs_bias:
             # the operand's bias: one 8-bit mantissa grid, so the synaptic lowering (bias as
             # synapse weights) and the fused product use the identical integer
@@ -203,33 +143,16 @@ def quantize(plan, stats, margin: float = MARGIN, matrices=None) -> QuantNet:
             qn.lhs_bias_exp[node.lhs] = exp
     for n in lifs:
         p, S = plan.lif[n], qn.scale[n]
-        dv, derr = F.decay_register(p["k"])
-        vth = int(round(S * float(p["vth"])))
-        if not 0 <= vth <= F.VTH_MAX:
-            raise QuantizationError(f"{n}: threshold {vth} outside the 17-bit vth range")
-        bm, be, bsat = F.split_bias(np.asarray(p["bias"], dtype=np.float64) * S * 2 ** F.ACT_SHIFT)
-        th = float(p["vth"])
-        qn.lif[n] = LifQ(dv, vth, bm, be, bsat, derr, abs(vth / S - th) / th if th else 0.0)
+        dv, derr = F.decay_register(p.k)
+        vth = int(round(S * p.vth))
+        bm, be, bsat = F.split_bias(p.bias * S * 2 ** F.ACT_SHIFT)
+        qn.lif[n] = LifQ(n, dv, vth, bm, be, bsat, derr, abs(vth / S - p.vth) / p.vth if p.vth else 0.0)
     qn.layers = layer_report(qn, stats)
     return qn
 
 
-def layer_report(qn: QuantNet, stats) -> List[dict]:
-    plan, g = qn.plan, qn.plan.graph
-    rows = []
-    for n in plan.neuro:
-        node = g.nodes[n]
-        row = {"node": n, "kind": type(node).__name__, "log2_scale": int(np.log2(qn.scale[n])) if n in qn.scale
-               else None, "weights_saturated": 0, "bias_saturated": 0,
-               "calibrated_max_abs": stats.max_abs.get(n, 0.0)}
-        if n in qn.syn:
-            s = qn.syn[n]
-            row.update(weight_exp=s.exp, weights_saturated=s.saturated, weight_rel_rms_error=s.rel_rms_error,
-                       mantissa_utilization=s.mant_utilization, synapses=int(s.mant.nnz))
-        if n in qn.lif:
-            q = qn.lif[n]
-            row.update(dv=q.dv, vth=q.vth, bias_exp=q.bias_exp, bias_saturated=q.bias_saturated,
-                       threshold_rel_error=q.threshold_error, decay_error=q.decay_error,
-                       calibrated_max_membrane=stats.max_membrane.get(n, 0.0))
-        rows.append(row)
-    return rows
+def layer_report(qn: QuantNet, stats) -> List[QuantLayer]:
+    g = qn.plan.graph
+    return [QuantLayer.of(n, type(g.nodes[n]).__name__, int(np.log2(qn.scale[n])) if n in qn.scale else None,
+                          stats.max_abs.get(n, 0.0), qn.syn.get(n), qn.lif.get(n), stats.max_membrane.get(n, 0.0))
+            for n in qn.plan.neuro]

@@ -1,1 +1,91 @@
-"""Flows: the named sequences of passes that prepare a graph for each kind of target."""
+"""Flows: the named sequences of passes that prepare a graph for each kind of target, all here.
+
+A target names its flow in its capabilities (``Capabilities.flow``); every command prepares a
+graph for a target with ``prepare(target, graph, ...)``, which runs that flow through the one
+pass manager (resformer_deploy.passes.manager) and returns the artifacts the target's ``run``
+takes as ``prepared``. Like hls4ml's flows (https://fastmachinelearning.org/hls4ml/api/flows.html),
+a flow is a name for an ordered list of passes; unlike hls4ml, which registers flows per backend,
+they are assembled in this one table so every command sees the same sequences.
+"""
+from dataclasses import replace
+from typing import Dict
+
+from resformer_deploy.errors import DeployError
+from resformer_deploy.passes.graph_passes import BALANCE_DELAYS, CHECK_GRAPH, LOWER_SPIKE_MATMULS, UNROLL_DENSE
+from resformer_deploy.passes.manager import Artifacts, Flow, Pass, PassManager
+
+from targets import capabilities_of
+
+from resformer_deploy.flows.fixed_point import CALIBRATE, CHOOSE_CALIBRATION_DATA, QUANTIZE
+from resformer_deploy.flows.lava_passes import LOWER_DSSA_SYNAPTIC, PLAN_LAVA
+from resformer_deploy.flows.loihi2_mapping import MAP_TO_LOIHI2, RUN_DRC
+
+
+def only_if(p: Pass, option: str) -> Pass:
+    """``p`` made conditional on a true flow option (e.g. quantize before mapping only if asked)."""
+    return replace(p, when=lambda o: bool(o.get(option)), options=p.options + (option,))
+
+
+_PLAN = (CHECK_GRAPH, BALANCE_DELAYS, PLAN_LAVA)
+FLOWS: Dict[str, Flow] = {f.name: f for f in (
+    Flow("reference", (CHECK_GRAPH,), outputs=("graph_shapes",),
+         doc="check the graph: the reference interpreter runs any valid graph as it is"),
+    Flow("dense-form", (CHECK_GRAPH, UNROLL_DENSE), outputs=("dense_form",),
+         doc="every node 1-D, convolutions and pools unrolled (small models)"),
+    Flow("standard-form", (CHECK_GRAPH, UNROLL_DENSE, LOWER_SPIKE_MATMULS), outputs=("standard_form",),
+         doc="standard NIR nodes only (tiny models), which stock nir.read type-checks"),
+    Flow("lava-float", _PLAN + (LOWER_DSSA_SYNAPTIC,), inputs=("nir_graph", "operand_samples"),
+         outputs=("lava_plan", "product_lowerings"),
+         doc="Lava plan, and with dssa=synaptic the verified synaptic lowering of every product"),
+    Flow("loihi2-fixed", (CHECK_GRAPH, CHOOSE_CALIBRATION_DATA, BALANCE_DELAYS, PLAN_LAVA, CALIBRATE, QUANTIZE,
+                          LOWER_DSSA_SYNAPTIC), inputs=("nir_graph", "operand_samples"),
+         outputs=("lava_plan", "quantized_net", "product_lowerings"),
+         doc="Lava plan calibrated and quantized to Loihi 2 fixed point (+ fixed-point synaptic lowering)"),
+    Flow("loihi2-map", _PLAN + tuple(only_if(p, "quantize") for p in (CHOOSE_CALIBRATION_DATA, CALIBRATE, QUANTIZE))
+         + (MAP_TO_LOIHI2, RUN_DRC), outputs=("core_plan", "drc"),
+         doc="Loihi 2 core plan and design-rule check (quantize=True: also the number-format rules)"),
+)}
+
+
+def get_flow(name: str) -> Flow:
+    if name not in FLOWS:
+        raise DeployError(f"unknown flow '{name}' (flows: {', '.join(FLOWS)})")
+    return FLOWS[name]
+
+
+def run_flow(name: str, artifacts=None, **options) -> Artifacts:
+    """Run flow ``name`` over ``artifacts`` (at least its inputs) with flow options."""
+    return PassManager(get_flow(name)).run(artifacts, **options)
+
+
+def flow_of(target) -> Flow:
+    """The flow a target (a name or a Target) names in its capabilities."""
+    caps = capabilities_of(target) if isinstance(target, str) else target.capabilities
+    label = target if isinstance(target, str) else getattr(target, "label", type(target).__name__)
+    if caps.flow not in FLOWS:
+        raise DeployError(f"target '{label}' names flow '{caps.flow}', which does not exist "
+                          f"(flows: {', '.join(FLOWS)})")
+    return FLOWS[caps.flow]
+
+
+def flow_options(target, options: dict) -> dict:
+    """Of a command's target options (which ``run`` checks), the ones the target's flow takes
+    (e.g. ``dssa`` plans the lowering; ``stall_timeout`` is the run's alone)."""
+    takes = flow_of(target).options
+    return {k: v for k, v in options.items() if k in takes}
+
+
+def prepare(target, graph, *, samples=None, T=None, artifacts=None, **options) -> Artifacts:
+    """The artifacts ``target`` (a name or a Target) needs to run ``graph``: its flow, run.
+
+    ``samples``: the inputs the run will see; the synaptic DSSA lowering is verified on operands
+    recorded from their first samples. ``T`` and ``samples`` go to the flows that take them;
+    every other option must be one of the flow's (an unknown one is an error)."""
+    flow = flow_of(target)
+    art = Artifacts(artifacts or {})
+    art["nir_graph"] = graph
+    if samples is not None and "operand_samples" in flow.inputs:
+        art["operand_samples"] = samples
+    if T is not None and "T" in flow.options:
+        options["T"] = T
+    return PassManager(flow).run(art, **{k: v for k, v in options.items() if v is not None})

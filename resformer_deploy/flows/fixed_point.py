@@ -1,18 +1,26 @@
-"""Calibrate and quantize a graph for Loihi 2 fixed point, and choose calibration data.
+"""Choosing calibration data, calibrating and quantizing for Loihi 2 fixed point, as passes.
 
+Three ``Pass`` objects (the flows ``loihi2-fixed`` and ``loihi2-map`` list them):
+``choose-calibration-data`` -> ``calibration_inputs``; ``calibrate`` (a float run of the Lava
+plan's arithmetic, targets.loihi2_emulator.LavaSemantics) -> ``calibration``; ``quantize``
+(resformer_deploy.fixed_point.quantize, unchanged) -> ``quantized_net``.
 Calibration data is never the evaluation data: the digits training split for digits models,
 seeded random inputs (a different seed from verification's) otherwise.
 """
 import json
 import time
+from dataclasses import dataclass, field
 
 import nir
 import torch
 
-from resformer_deploy.lava.plan import plan_lava
-
-from resformer_deploy.data.digits import load_digits_split
+from resformer_deploy.data.digits import is_digits_input, load_digits_split
 from resformer_deploy.fixed_point.quantize import MARGIN, quantize
+from resformer_deploy.passes.manager import Pass
+
+from targets.host_partition import host_inputs
+from targets.loihi2_emulator import LavaSemantics
+from targets.reference import CompiledGraph
 
 CALIB_SEED = 12345
 
@@ -22,7 +30,7 @@ def calibration_inputs(in_shape, samples: int, dvs_steps: int = 0):
     from resformer_deploy.errors import DeployError
     from resformer_deploy.util.memory_budget import check_bytes
     in_shape = tuple(int(v) for v in in_shape)
-    if in_shape == (1, 8, 8):
+    if is_digits_input(in_shape):
         split = load_digits_split()
         if not 1 <= samples <= len(split.y_train):  # a slice would silently give another number
             raise DeployError(f"--calib-samples {samples}: the digits training split has "
@@ -36,32 +44,77 @@ def calibration_inputs(in_shape, samples: int, dvs_steps: int = 0):
     return torch.randn(samples, *in_shape, generator=g), f"random N(0,1) images (seed {CALIB_SEED})"
 
 
-def calibrate_and_quantize(graph, x_calib: torch.Tensor, T: int, dssa: str = "fused", margin: float = MARGIN,
-                           plan=None, source: str = ""):
-    from targets.host_partition import host_inputs
-    from targets.loihi2_emulator import LavaSemantics
-    from targets.reference import CompiledGraph
-
-    t0 = time.time()
-    plan = plan or plan_lava(graph, dssa)
-    host = CompiledGraph(graph, torch.float64)
-    sem = LavaSemantics(plan)
-    stats = sem.run(host_inputs(plan, host, x_calib, T), T, record_spikes=False, stats=True)
-    qn = quantize(plan, stats, margin, matrices={n: m for n, (m, _) in sem.mats.items()})
-    qn.calibration = {"samples": int(x_calib.shape[0]), "source": source, "margin": margin,
-                      "seconds": time.time() - t0}
-    return qn
+@dataclass
+class CalibrationData:
+    """Inputs to calibrate on and where they come from."""
+    x: torch.Tensor
+    source: str
 
 
-def quantize_graph(graph, samples: int = 128, dssa: str = "fused", margin: float = MARGIN, plan=None):
-    """Quantize an exported graph on calibration data chosen from the graph itself: its input shape,
-    T and, for PLIF (DVS) models, event frames instead of images."""
+@dataclass
+class Calibration:
+    """What a float run of the plan's Lava arithmetic recorded, for the quantizer."""
+    stats: object  # targets.loihi2_emulator.EmulatorRun with value ranges
+    matrices: dict  # node -> float synapse matrix (reused by the quantizer)
+    samples: int
+    source: str
+    started: float = field(default_factory=time.time)
+
+
+def graph_time_steps(graph, opts=None) -> int:
+    return int((opts or {}).get("T") or (graph.metadata or {}).get("time_steps", 4))
+
+
+def _choose(art, opts):
+    """Calibration data chosen from the graph itself: its input shape, T and, for PLIF (DVS)
+    models, event frames instead of images."""
+    graph = art["nir_graph"]
     meta = graph.metadata or {}
-    T = int(meta.get("time_steps", 4))
     try:
         neuron = json.loads(meta.get("config", "{}")).get("neuron", "lif")
     except (TypeError, ValueError):
         neuron = "lif"
     in_shape = next(v for v in graph.nodes.values() if isinstance(v, nir.Input)).input_type["input"]
-    x, src = calibration_inputs(in_shape, samples, dvs_steps=T if neuron == "plif" else 0)
-    return calibrate_and_quantize(graph, x.double(), T, dssa=dssa, margin=margin, plan=plan, source=src)
+    T = graph_time_steps(graph, opts)
+    x, src = calibration_inputs(in_shape, int(opts.get("calib_samples", 128)), dvs_steps=T if neuron == "plif" else 0)
+    return {"calibration_inputs": CalibrationData(x.double(), src)}
+
+
+def _calibrate(art, opts):
+    t0 = time.time()
+    plan, data = art["lava_plan"], art["calibration_inputs"]
+    T = graph_time_steps(art["nir_graph"], opts)
+    host = CompiledGraph(art["nir_graph"], torch.float64)
+    sem = LavaSemantics(plan)
+    stats = sem.run(host_inputs(plan, host, data.x, T), T, record_spikes=False, stats=True)
+    return {"calibration": Calibration(stats, {n: m for n, (m, _) in sem.mats.items()}, int(data.x.shape[0]),
+                                       data.source, started=t0)}
+
+
+def _quantize(art, opts):
+    cal, margin = art["calibration"], opts.get("margin", MARGIN)
+    qn = quantize(art["lava_plan"], cal.stats, margin, matrices=cal.matrices)
+    qn.calibration = {"samples": cal.samples, "source": cal.source, "margin": margin,
+                      "seconds": time.time() - cal.started}
+    return {"quantized_net": qn}
+
+
+CHOOSE_CALIBRATION_DATA = Pass(
+    "choose-calibration-data", _choose, requires=("nir_graph",), ensures=("calibration_inputs",),
+    options=("calib_samples", "T"), doc="digits training split or seeded random inputs, never evaluation data")
+CALIBRATE = Pass("calibrate", _calibrate, requires=("nir_graph", "lava_plan", "calibration_inputs"),
+                 ensures=("calibration",), options=("T",),
+                 doc="value ranges of a float run in the Lava representation (bias-free graded values)")
+QUANTIZE = Pass("quantize", _quantize, requires=("lava_plan", "calibration"), ensures=("quantized_net",),
+                options=("margin",), doc="power-of-two scales per group, Loihi 2 mantissas and exponents")
+
+
+def calibrate_and_quantize(graph, x_calib: torch.Tensor, T: int, dssa: str = "fused", margin: float = MARGIN,
+                           plan=None, source: str = ""):
+    """The quantized network of ``graph`` calibrated on ``x_calib`` (flow ``loihi2-fixed``)."""
+    from resformer_deploy.flows import run_flow
+    art = {"nir_graph": graph, "calibration_inputs": CalibrationData(x_calib, source)}
+    if plan is not None:
+        art["lava_plan"] = plan
+    # the quantized network only: a run lowers its products on its own samples (prepare)
+    return run_flow("loihi2-fixed", art, dssa=dssa, margin=margin, T=T, lower_products=False)["quantized_net"]

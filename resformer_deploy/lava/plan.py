@@ -25,11 +25,11 @@ from typing import Dict, List, Tuple
 
 import nir
 import numpy as np
-import scipy.sparse as sp
 
 from exporters.graph_check import check_graph, topological_order
 from exporters.nir_ext import SpikeMatMul
-from resformer_deploy.errors import DeployError, summarize
+from resformer_deploy.errors import summarize
+from resformer_deploy.lava.specs import SYNAPSE_NODES, LavaMappingError, LifParams, SynapseSpec
 from resformer_deploy.passes.delay_balance import balance_delays
 
 LAVA_NEURO = (nir.Conv2d, nir.Affine, nir.Linear, nir.LIF, nir.Scale, SpikeMatMul)
@@ -39,60 +39,9 @@ MSG_BITS = 24  # graded payloads (Loihi 2 graded spikes carry up to 24 bits here
 MAX_SIMULATED_SYNAPSES = 60_000_000
 
 
-class LavaMappingError(DeployError):
-    """The graph holds nodes or shapes the Lava backend cannot place."""
-
-
-def conv_matrix(node: nir.Conv2d, in_shape, out_shape) -> sp.csr_matrix:
-    """Unrolled (out x in) sparse connectivity of a (grouped) convolution, exact weights."""
-    w = np.asarray(node.weight, dtype=np.float64)
-    cout, cin_g, kh, kw = w.shape
-    Cin, H, W = in_shape
-    _, Ho, Wo = out_shape
-    g = int(node.groups)
-    st = np.broadcast_to(np.asarray(node.stride), (2,))
-    pad = np.broadcast_to(np.asarray(node.padding), (2,))
-    dil = np.broadcast_to(np.asarray(node.dilation), (2,))
-    co, oy, ox, ci, ky, kx = np.meshgrid(np.arange(cout), np.arange(Ho), np.arange(Wo), np.arange(cin_g),
-                                         np.arange(kh), np.arange(kw), indexing="ij")
-    iy = oy * st[0] - pad[0] + ky * dil[0]
-    ix = ox * st[1] - pad[1] + kx * dil[1]
-    cabs = (co // (cout // g)) * cin_g + ci
-    ok = (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
-    vals = w[co, ci, ky, kx][ok]
-    rows = ((co * Ho + oy) * Wo + ox)[ok]
-    cols = ((cabs * H + iy) * W + ix)[ok]
-    m = sp.csr_matrix((vals, (rows, cols)), shape=(cout * Ho * Wo, Cin * H * W))
-    m.eliminate_zeros()
-    return m
-
-
-def synapse_matrix(node, in_shape, out_shape):
-    if isinstance(node, nir.Conv2d):
-        m = conv_matrix(node, in_shape, out_shape)
-        bias = np.repeat(np.asarray(node.bias, dtype=np.float64), int(np.prod(out_shape[1:])))
-        return m, bias
-    w = np.asarray(node.weight, dtype=np.float64)
-    bias = np.asarray(node.bias, dtype=np.float64) if isinstance(node, nir.Affine) else np.zeros(w.shape[0])
-    return sp.csr_matrix(w), bias
-
-
-def unrolled_synapses(node, in_shape, out_shape) -> int:
-    """Synapse count of a node's unrolled matrix, computed without building it (padding ignored:
-    an upper bound for padded convolutions)."""
-    if isinstance(node, nir.Conv2d):
-        cout, cin_g, kh, kw = np.asarray(node.weight).shape
-        return int(cout * int(np.prod(out_shape[1:])) * cin_g * kh * kw)
-    if isinstance(node, (nir.Affine, nir.Linear)):
-        return int(np.asarray(node.weight).size)
-    return 0
-
-
 def check_simulable(plan, limit: int = MAX_SIMULATED_SYNAPSES) -> int:
     """Refuse, with the numbers, a plan whose unrolled synapses would not fit the simulators."""
-    g = plan.graph
-    total = sum(unrolled_synapses(g.nodes[n], plan.shapes[a], plan.shapes[n])
-                for n in plan.neuro for a, b in g.edges if b == n and isinstance(g.nodes[n], SYNAPSE_NODES))
+    total = sum(spec.synapse_count() for spec in plan.synapses.values())
     if total > limit:
         raise LavaMappingError(f"simulating this network unrolls {total:,} synapses (> {limit:,}): too large for "
                                f"the CPU simulators (Lava, emulator); use a smaller image size or variant, or "
@@ -100,13 +49,10 @@ def check_simulable(plan, limit: int = MAX_SIMULATED_SYNAPSES) -> int:
     return total
 
 
-SYNAPSE_NODES = (nir.Conv2d, nir.Affine, nir.Linear)
-
-
 @dataclass
 class LavaPlan:
     """Everything decided before any Lava process exists (checked, printable, testable)."""
-    graph: nir.NIRGraph
+    graph: nir.NIRGraph = field(metadata={"json": False})
     shapes: Dict[str, tuple]
     neuro: List[str]
     host_pre: List[str]
@@ -116,7 +62,8 @@ class LavaPlan:
     latency: Dict[str, int]
     edge_delay: Dict[Tuple[str, str], int]
     bias: Dict[str, np.ndarray] = field(default_factory=dict)  # constant offset of each node's Lava output
-    lif: Dict[str, dict] = field(default_factory=dict)
+    lif: Dict[str, LifParams] = field(default_factory=dict)
+    synapses: Dict[str, SynapseSpec] = field(default_factory=dict)  # every neuromorphic synapse node
     ge: bool = True
     dssa: str = "fused"
 
@@ -125,7 +72,8 @@ class LavaPlan:
         return max(self.latency[n] for n in self.neuro) if self.neuro else 0
 
 
-def plan_lava(graph: nir.NIRGraph, dssa: str = "fused") -> LavaPlan:
+def plan_lava(graph: nir.NIRGraph, dssa: str = "fused", timing=None) -> LavaPlan:
+    """``timing``: the balance-delays pass's result (flows pass it in); None computes it here."""
     if dssa not in ("fused", "synaptic"):
         raise LavaMappingError(f"unknown DSSA lowering '{dssa}' (fused or synaptic)")
     shapes, problems = check_graph(graph)
@@ -136,8 +84,14 @@ def plan_lava(graph: nir.NIRGraph, dssa: str = "fused") -> LavaPlan:
     preds = {n: [a for a, b in graph.edges if b == n] for n in graph.nodes}
     neuro = [n for n in order if part[n] == "neuromorphic"]
     bad = []
+    synapses = {}
     for n in neuro:
         node = graph.nodes[n]
+        if isinstance(node, SYNAPSE_NODES):
+            try:
+                synapses[n] = SynapseSpec.from_node(n, node, shapes[preds[n][0]], shapes[n])
+            except LavaMappingError as e:
+                bad.append(str(e))
         if isinstance(node, (nir.Input, nir.Output)):  # the graph's interfaces: where the host feeds/reads
             bad.append(f"{n}: {type(node).__name__} has metadata partition 'neuromorphic' (graph inputs and "
                        f"outputs belong to the host partition)")
@@ -171,36 +125,40 @@ def plan_lava(graph: nir.NIRGraph, dssa: str = "fused") -> LavaPlan:
     inputs = {h: c for h, c in inputs.items() if c}
     outputs = sorted({a for a, b in graph.edges if a in neuro and b in host_post})
     from resformer_deploy.passes.dssa_lowering import PRODUCT_HOPS
-    tm = balance_delays(graph, neuro, product_hops=PRODUCT_HOPS if dssa == "synaptic" else 0)
+    hops = PRODUCT_HOPS if dssa == "synaptic" else 0
+    tm = timing if timing is not None else balance_delays(graph, neuro, product_hops=hops)
+    if tm.product_hops != hops or set(tm.latency) != set(neuro):
+        raise LavaMappingError(f"the timing given was balanced for another DSSA lowering or node set "
+                               f"(product hops {tm.product_hops}, plan needs {hops})")
     plan = LavaPlan(graph, shapes, neuro, host_pre, host_post, inputs, outputs, tm.latency, tm.edge_delay,
-                    ge=str(graph.metadata.get("discretisation", {}).get("threshold_test", ">")) == ">=", dssa=dssa)
+                    synapses=synapses, dssa=dssa,
+                    ge=str(graph.metadata.get("discretisation", {}).get("threshold_test", ">")) == ">=")
     dt = float(graph.metadata.get("discretisation", {}).get("dt", 1e-3))
     for n in neuro:  # constant offsets (synapse biases) carried along the graph
         node = graph.nodes[n]
         size = int(np.prod(shapes[n]))
         # offset of this node's summed input (host inputs already include their biases)
         in_bias = lambda: sum((plan.bias[p] for p in preds[n] if p in neuro), np.zeros(size))  # noqa: E731
-        if isinstance(node, (nir.Conv2d, nir.Affine, nir.Linear)):
-            b_in = plan.bias.get(preds[n][0])
+        if n in plan.synapses:
+            spec, b_in = plan.synapses[n], plan.bias.get(preds[n][0])
+            plan.bias[n] = spec.output_bias()
             if b_in is not None and np.any(b_in):  # a biased real value feeds this synapse
-                m, b = synapse_matrix(node, shapes[preds[n][0]], shapes[n])
-                plan.bias[n] = b + m @ b_in
-            elif isinstance(node, nir.Conv2d):
-                plan.bias[n] = np.repeat(np.asarray(node.bias, dtype=np.float64), int(np.prod(shapes[n][1:])))
-            elif isinstance(node, nir.Affine):
-                plan.bias[n] = np.asarray(node.bias, dtype=np.float64)
-            else:
-                plan.bias[n] = np.zeros(size)
+                plan.bias[n] = plan.bias[n] + spec.matrix() @ b_in
         elif isinstance(node, nir.Scale):
             plan.bias[n] = in_bias()
         elif isinstance(node, nir.LIF):
             k = float(np.float64(dt / np.asarray(node.tau).flat[0]))
             th = float(np.asarray(node.v_threshold).flat[0]) / k
-            plan.lif[n] = {"k": k, "vth": float(np.nextafter(th, -np.inf)) if plan.ge else th,
-                           "bias": in_bias() + float(np.asarray(node.v_leak).flat[0])}
+            try:
+                plan.lif[n] = LifParams(n, size, k, float(np.nextafter(th, -np.inf)) if plan.ge else th,
+                                        in_bias() + float(np.asarray(node.v_leak).flat[0]))
+            except LavaMappingError as e:
+                bad.append(str(e))
             plan.bias[n] = np.zeros(size)
         elif isinstance(node, SpikeMatMul):
             if np.any(plan.bias.get(node.rhs, 0.0)):
                 raise LavaMappingError(f"{n}: spike operand '{node.rhs}' carries a bias (not spikes)")
             plan.bias[n] = np.zeros(size)
+    if bad:
+        raise LavaMappingError(f"{len(bad)} node(s) cannot be mapped to Lava: {summarize(bad, 8)}")
     return plan

@@ -212,11 +212,6 @@ class SpikingResformer(nn.Module):
         x = torch.flatten(x, 2)
         return self.classifier(x)
 
-    def transfer(self, state_dict):
-        """Load everything but the classifier (official fine-tuning entry point)."""
-        return self.load_state_dict({k: v for k, v in state_dict.items() if "classifier" not in k},
-                                    strict=False)
-
     def no_weight_decay(self):
         return {f"{n}.w" for n, m in self.named_modules() if isinstance(m, NEURONS["plif"])}
 

@@ -8,7 +8,8 @@ Ensures:  ``latency[n]`` = step offset at which node n's output for input frame 
           latencies gets per-edge delays ``edge_delay[(src, dst)] = latency[dst] - latency[src]
           - hop(dst)`` so that all its inputs line up. For SpikeMatMul the two operands are
           aligned the same way. A biased neuron must reset at its own latency (first real
-          input), otherwise it integrates its bias while the pipeline fills (lava.md §3a-2).
+          input), otherwise it integrates its bias while the pipeline fills (measured
+          on lava-nc 0.10 Sparse + LIFReset: tests/test_lava_backend.py checks the alignment).
 """
 from dataclasses import dataclass, field
 from typing import Dict, Tuple
@@ -31,13 +32,14 @@ def hop(node, product_hops: int = 0) -> int:
 class Timing:
     latency: Dict[str, int] = field(default_factory=dict)
     edge_delay: Dict[Tuple[str, str], int] = field(default_factory=dict)
+    product_hops: int = 0  # the SpikeMatMul latency these numbers assume (0 fused, 2 synaptic)
 
-    @property
-    def total_latency(self) -> int:
-        return max(self.latency.values()) if self.latency else 0
 
-    def delayed_edges(self):
-        return {e: d for e, d in self.edge_delay.items() if d > 0}
+def neuromorphic_nodes(graph: nir.NIRGraph):
+    """The nodes Lava runs, in topological order: partition metadata 'neuromorphic' (the default
+    for graphs without it), exactly as resformer_deploy.lava.plan.plan_lava selects them."""
+    order, _ = topological_order(graph)
+    return [n for n in order if (graph.nodes[n].metadata or {}).get("partition", "neuromorphic") == "neuromorphic"]
 
 
 def balance_delays(graph: nir.NIRGraph, nodes=None, product_hops: int = 0) -> Timing:
@@ -46,7 +48,7 @@ def balance_delays(graph: nir.NIRGraph, nodes=None, product_hops: int = 0) -> Ti
     order, _ = topological_order(graph)
     keep = set(nodes) if nodes is not None else set(graph.nodes)
     preds = {n: [a for a, b in graph.edges if b == n] for n in graph.nodes}
-    tm = Timing()
+    tm = Timing(product_hops=product_hops)
     for n in order:
         if n not in keep:
             continue

@@ -11,8 +11,7 @@ throughout. It also sidesteps NIR's grouped-convolution typing bug.
 """
 import nir
 import numpy as np
-import torch
-import torch.nn.functional as F
+import scipy.sparse as sp
 
 from exporters.graph_check import check_graph
 from exporters.nir_ext import MaxPool2d, SpikeMatMul
@@ -21,13 +20,49 @@ from resformer_deploy.errors import DeployError
 MAX_MATRIX = 50_000_000  # elements of one unrolled matrix (~200 MB float32)
 
 
-def _unrolled(fn, in_shape, out_numel):
-    n = int(np.prod(in_shape))
-    if n * out_numel > MAX_MATRIX:
-        raise DeployError(f"unrolling a {in_shape} layer needs a {out_numel}x{n} matrix: too large "
-                          f"for the dense standard form (limit {MAX_MATRIX} elements)")
-    eye = torch.eye(n, dtype=torch.float64).reshape(n, *in_shape)
-    return fn(eye).reshape(n, -1).T.numpy()  # [out, in]
+def _pair(v):
+    return tuple(int(x) for x in np.broadcast_to(np.asarray(v).reshape(-1), (2,)))
+
+
+def window_matrix(weight, in_shape, out_shape, stride=1, padding=0, dilation=1, groups=1) -> sp.csr_matrix:
+    """Unrolled (out x in) sparse connectivity of a (grouped) 2-D cross-correlation, exact weights.
+
+    Rows and columns are row-major flat indices of (C, H, W), the layout of every Lava port; taps
+    that land in the zero padding make no synapse. The one convolution unroller: the Lava plan's
+    synapse specs, this pass, the operation counts and the mapping tests all use it (torch-free,
+    so the Lava worker can build its matrices without importing torch)."""
+    w = np.asarray(weight, dtype=np.float64)
+    cout, cin_g, kh, kw = w.shape
+    Cin, H, W = (int(v) for v in in_shape)
+    _, Ho, Wo = (int(v) for v in out_shape)
+    g = int(groups)
+    st, pad, dil = _pair(stride), _pair(padding), _pair(dilation)
+    co, oy, ox, ci, ky, kx = np.meshgrid(np.arange(cout), np.arange(Ho), np.arange(Wo), np.arange(cin_g),
+                                         np.arange(kh), np.arange(kw), indexing="ij")
+    iy = oy * st[0] - pad[0] + ky * dil[0]
+    ix = ox * st[1] - pad[1] + kx * dil[1]
+    cabs = (co // (cout // g)) * cin_g + ci
+    ok = (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
+    vals = w[co, ci, ky, kx][ok]
+    rows = ((co * Ho + oy) * Wo + ox)[ok]
+    cols = ((cabs * H + iy) * W + ix)[ok]
+    m = sp.csr_matrix((vals, (rows, cols)), shape=(cout * Ho * Wo, Cin * H * W))
+    m.eliminate_zeros()
+    return m
+
+
+def conv_matrix(node: nir.Conv2d, in_shape, out_shape) -> sp.csr_matrix:
+    """window_matrix of a nir.Conv2d (its bias is not part of the matrix)."""
+    return window_matrix(node.weight, in_shape, out_shape, node.stride, node.padding, node.dilation, node.groups)
+
+
+def pool_matrix(node, in_shape, out_shape) -> sp.csr_matrix:
+    """nir.AvgPool2d / SumPool2d as a depthwise window of constant weights: 1/(kh kw) (average,
+    padding counted, as torch's avg_pool2d count_include_pad=True) or 1 (sum)."""
+    kh, kw = _pair(node.kernel_size)
+    c = int(in_shape[0])
+    w = np.full((c, 1, kh, kw), 1.0 / (kh * kw) if isinstance(node, nir.AvgPool2d) else 1.0)
+    return window_matrix(w, in_shape, out_shape, node.stride, node.padding, 1, c)
 
 
 def unroll_dense(graph: nir.NIRGraph) -> nir.NIRGraph:
@@ -54,21 +89,12 @@ def unroll_dense(graph: nir.NIRGraph) -> nir.NIRGraph:
         if isinstance(node, nir.Input):
             nodes[name] = node
             continue
-        if isinstance(node, nir.Conv2d):
-            w = torch.as_tensor(np.asarray(node.weight, dtype=np.float64))
-            st, pad, dil = (tuple(np.broadcast_to(np.asarray(v), (2,)).tolist()) for v in
-                            (node.stride, node.padding, node.dilation))
-            mat = _unrolled(lambda e: F.conv2d(e, w, None, st, pad, dil, int(node.groups)), src_shape,
-                            int(np.prod(shapes[name])))
+        if isinstance(node, nir.Conv2d):  # sizes checked above: the dense matrix fits MAX_MATRIX
+            mat = conv_matrix(node, src_shape, shapes[name]).toarray()
             bias = np.repeat(np.asarray(node.bias, dtype=np.float64), int(np.prod(shapes[name][1:])))
             new = nir.Affine(weight=mat.astype(node.weight.dtype), bias=bias.astype(node.weight.dtype))
         elif isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
-            k, st, pad = (tuple(np.broadcast_to(np.asarray(v), (2,)).tolist()) for v in
-                          (node.kernel_size, node.stride, node.padding))
-            div = None if isinstance(node, nir.AvgPool2d) else 1
-            mat = _unrolled(lambda e: F.avg_pool2d(e, k, st, pad, count_include_pad=True, divisor_override=div),
-                            src_shape, int(np.prod(shapes[name])))
-            new = nir.Linear(weight=mat.astype(np.float32))
+            new = nir.Linear(weight=pool_matrix(node, src_shape, shapes[name]).toarray().astype(np.float32))
         elif isinstance(node, nir.Flatten):
             bypass[name] = preds[name][0]  # already 1-D downstream
             continue

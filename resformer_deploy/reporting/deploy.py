@@ -2,54 +2,82 @@
 the drift ladder (accuracy and spike agreement, float and fixed point), operations and energy
 (PyTorch and fixed-point spikes), and the Loihi 2 core plan with its design-rule check."""
 import time
+from dataclasses import dataclass
+from typing import Dict
 
-import numpy as np
+import torch
 
-from resformer_deploy.analysis.drift import drift_ladder
-from resformer_deploy.analysis.operations import count_graph, count_torch, energy_report
+from resformer_deploy.analysis.drift import DriftLadder, drift_ladder
+from resformer_deploy.analysis.operations import EnergyReport, LayerOps, count_graph, count_torch, energy_report
+from resformer_deploy.model.precision import model_in_dtype
+from resformer_deploy.util.records import Record, is_count, require
 from resformer_deploy.reporting.tables import machine_description
 
 
-def quant_for_drc(qn) -> dict:
-    """Per-layer facts the DRC's number-format checks use: weight mantissa bits and exponent,
-    graded payload bits (calibrated maximum at the chosen scale), clipped values."""
-    out = {}
-    for row in qn.layers:
-        d = {"clipped": row["weights_saturated"] + row["bias_saturated"]}
-        if row["node"] in qn.syn:
-            s = qn.syn[row["node"]]
-            top = int(np.abs(s.mant.data).max()) if s.mant.nnz else 0
-            d["weight_exp"] = s.exp
-            d["weight_bits"] = int(top).bit_length()  # magnitude bits; the sign is separate, as in Lava
-        if row["kind"] != "LIF" and row["log2_scale"] is not None and row["calibrated_max_abs"] > 0:
-            d["graded_bits"] = int(round(row["calibrated_max_abs"] * 2.0 ** row["log2_scale"])).bit_length() + 1
-        out[row["node"]] = d
-    return out
+@dataclass
+class Timing(Record):
+    pipeline_latency_steps: int  # from the first input to its first output on the Loihi 2 pipeline
+    steps_per_sample: int
+    note: str = "samples stream back to back: one result every T steps after the pipeline has filled"
+
+    def __post_init__(self):
+        require(is_count(self.pipeline_latency_steps) and is_count(self.steps_per_sample) and self.steps_per_sample,
+                f"latency {self.pipeline_latency_steps}, {self.steps_per_sample} steps per sample")
+
+
+@dataclass
+class EnergySection(Record):
+    """Operations per layer from PyTorch's and from the fixed-point emulator's spikes, and their energy."""
+    samples: int
+    torch_counts: Dict[str, LayerOps]
+    fixed_counts: Dict[str, LayerOps]
+    torch: EnergyReport
+    fixed: EnergyReport
+
+    def __post_init__(self):
+        require(is_count(self.samples) and self.samples > 0, f"{self.samples} samples")
+
+
+@dataclass
+class DeploymentReport(Record):
+    checkpoint: str
+    variant: str
+    T: int
+    machine: str
+    timing: Timing
+    ladder: DriftLadder
+    energy: EnergySection
+    mapping: dict  # the Loihi 2 core plan's JSON form with its design-rule check (hardware.loihi2)
+    seconds: float
+
+    def __post_init__(self):
+        require(self.energy.samples == self.ladder.fixed_point.samples,
+                "operations are counted on the fixed-point rung's samples")
+        require(self.timing.steps_per_sample == self.T, f"T={self.T}, {self.timing.steps_per_sample} steps/sample")
 
 
 def build_report(ck, checkpoint: str, dssa: str = "fused", lava_samples: int = 10, eval_samples: int = 0,
-                 calib_samples: int = 128, say=lambda m: None) -> dict:
-    from resformer_deploy.hardware.loihi2 import map_to_loihi2, run_drc
+                 calib_samples: int = 128, say=lambda m: None) -> DeploymentReport:
+    from resformer_deploy.flows import prepare
     from targets.loihi2_hardware import hardware_runtime
 
     t0 = time.time()
-    keep = {}
     ladder = drift_ladder(ck.model, eval_samples, lava_samples, calib_samples, dssa, progress=say,
-                          lava=lava_samples > 0, keep=keep)
+                          lava=lava_samples > 0, keep_runs=True)
+    runs = ladder.runs
     say("counting operations")
-    x, T, N = keep["x"], ck.config.T, keep["x"].shape[0]
-    ct = count_torch(ck.model.double(), x)
-    ck.model.float()
-    cf = count_graph(keep["graph"], keep["emulator"].spikes, T, N)
-    energy = {"samples": N, "torch_counts": ct, "fixed_counts": cf, "torch": energy_report(ct, N),
-              "fixed": energy_report(cf, N)}
+    x, T, N = runs.x, ck.config.T, runs.x.shape[0]
+    with model_in_dtype(ck.model, torch.float64) as m:
+        ct = count_torch(m, x)
+    cf = count_graph(runs.graph, runs.emulator.spikes, T, N)
+    energy = EnergySection(N, ct, cf, energy_report(ct, N), energy_report(cf, N))
     say("mapping onto Loihi 2 cores")
-    plan = map_to_loihi2(keep["quant"].plan, dssa)
-    violations, skipped = run_drc(plan, quant_for_drc(keep["quant"]))
-    mapping = plan.to_json(violations, skipped, hardware_runtime())
-    qplan = keep["quant"].plan
-    timing = {"pipeline_latency_steps": qplan.total_latency, "steps_per_sample": T,
-              "note": "samples stream back to back: one result every T steps after the pipeline has filled"}
-    return {"checkpoint": str(checkpoint), "variant": ck.variant, "T": T, "machine": machine_description(),
-            "timing": timing,
-            "ladder": ladder, "energy": energy, "mapping": mapping, "seconds": time.time() - t0}
+    # the hardware target's flow (loihi2-map) on the ladder's plan and quantized network: both are
+    # supplied, so only the mapping and the design-rule check (number formats included) run
+    mapped = prepare("loihi2", runs.graph, artifacts={"lava_plan": runs.quant.plan, "quantized_net": runs.quant},
+                     quantize=True)
+    violations, skipped = mapped["drc"]
+    mapping = mapped["core_plan"].to_json(violations, skipped, hardware_runtime())
+    ladder.runs = None  # the report holds numbers only (the runs' spikes can be large)
+    return DeploymentReport(str(checkpoint), ck.variant, T, machine_description(),
+                            Timing(runs.quant.plan.total_latency, T), ladder, energy, mapping, time.time() - t0)

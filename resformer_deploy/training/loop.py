@@ -26,8 +26,19 @@ def predict(model: SpikingResformer, x: torch.Tensor, batch_size: int = 256,
     return torch.cat(out) if out else torch.zeros(0, model.config.num_classes)
 
 
-def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
-    return float((logits.argmax(-1) == y).float().mean()) if len(y) else float("nan")
+def accuracy(scores, labels) -> Optional[float]:
+    """The fraction of samples classified correctly: the one accuracy of the package.
+
+    ``scores``: class scores ``[N, K]`` (floating point; the class is the arg-max) or predicted
+    classes ``[N]`` (integers, a tensor or list); ``labels``: ``[N]``, or None (no labels: None).
+    NaN for no samples."""
+    if labels is None:
+        return None
+    scores, labels = torch.as_tensor(scores), torch.as_tensor(labels)
+    pred = scores.argmax(-1) if scores.is_floating_point() else scores
+    if pred.shape != labels.shape:
+        raise ValueError(f"{tuple(pred.shape)} predictions for {tuple(labels.shape)} labels")
+    return float((pred == labels).float().mean()) if len(labels) else float("nan")
 
 
 def augment_shift(x: torch.Tensor, gen: torch.Generator, max_shift: int = 1) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Design-rule checks of a Loihi 2 CorePlan: plain functions ``check_xxx(plan, quant) -> [str]``.
+"""Design-rule checks of a Loihi 2 CorePlan (core_plan.py): plain functions ``check_xxx(plan, quant) -> [str]``.
 
 Every check runs and every violation is collected (``run_drc``), so one compile reports all
 problems at once. ``quant`` (optional) maps layer or node names to {"weight_bits": int,
@@ -12,15 +12,15 @@ NOT_QUANTIZED = "not checked: network not quantized"
 
 
 def _unmappable(row, metric):
-    return next((u for u in row.get("unmappable", ()) if u["metric"] == metric), None)
+    return next((u for u in row.unmappable if u.metric == metric), None)
 
 
 def check_core_neurons(plan, quant=None) -> List[str]:
     out = []
     for r in plan.layers:
         u = _unmappable(r, "neurons")
-        if r["max_core_neurons"] > L.MAX_NEURONS_PER_CORE:
-            out.append(f"{r['layer']}: a core holds {r['max_core_neurons']} neurons > {L.MAX_NEURONS_PER_CORE}"
+        if r.max_core_neurons > L.MAX_NEURONS_PER_CORE:
+            out.append(f"{r.layer}: a core holds {r.max_core_neurons} neurons > {L.MAX_NEURONS_PER_CORE}"
                        + (" (one neuron cannot be split)" if u else ""))
     return out
 
@@ -28,11 +28,11 @@ def check_core_neurons(plan, quant=None) -> List[str]:
 def _per_core(plan, metric, key, limit, what) -> List[str]:
     out = []
     for r in plan.layers:
-        if r[key] > limit:
+        if getattr(r, key) > limit:
             u = _unmappable(r, metric)
-            out.append(f"{r['layer']}: " + (
-                f"one neuron needs {u['one_neuron_needs']} {what} > {limit}; split the input / use a different "
-                f"lowering" if u else f"a core needs {r[key]} {what} > {limit}"))
+            out.append(f"{r.layer}: " + (
+                f"one neuron needs {u.one_neuron_needs} {what} > {limit}; split the input / use a different "
+                f"lowering" if u else f"a core needs {getattr(r, key)} {what} > {limit}"))
     return out
 
 
@@ -45,15 +45,15 @@ def check_fan_in(plan, quant=None) -> List[str]:
 
 
 def check_fan_out(plan, quant=None) -> List[str]:
-    return [f"{r['layer']}: a core needs {r['max_fan_out_routes']} output axon routes > "
-            f"{L.MAX_FANOUT_ROUTES_PER_CORE} (a neuron projects to up to {r['max_neuron_fan_out_cores']} cores)"
-            for r in plan.layers if r["max_fan_out_routes"] > L.MAX_FANOUT_ROUTES_PER_CORE]
+    return [f"{r.layer}: a core needs {r.max_fan_out_routes} output axon routes > "
+            f"{L.MAX_FANOUT_ROUTES_PER_CORE} (a neuron projects to up to {r.max_neuron_fan_out_cores} cores)"
+            for r in plan.layers if r.max_fan_out_routes > L.MAX_FANOUT_ROUTES_PER_CORE]
 
 
 def check_delays(plan, quant=None) -> List[str]:
-    return [f"{d['layer']}: synaptic delay {d['delay']} steps on the input from {d['from']} > "
+    return [f"{d.layer}: synaptic delay {d.delay} steps on the input from {d.src} > "
             f"{L.MAX_SYNAPTIC_DELAY} (insert relay neurons to chain delays)"
-            for d in plan.delays if d["realised"] == "synaptic delay" and d["delay"] > L.MAX_SYNAPTIC_DELAY]
+            for d in plan.delays if d.realised == "synaptic delay" and d.delay > L.MAX_SYNAPTIC_DELAY]
 
 
 def check_embedded_cores(plan, quant=None) -> List[str]:

@@ -43,7 +43,8 @@ MAX_SYNAPSES_PER_CHIP = 120_000_000
 #         neuron program's state size (memory model above). [estimate from published]
 MAX_NEURONS_PER_CORE = 8192
 # source: the Loihi 2 brief's table is recalled as ~192 KB per core shared by synapses, neuron
-#         state and routing (shared/reference/lava.md section 5, partly from memory); one secondary
+#         state and routing (Intel, "Taking Neuromorphic Computing to the Next Level with
+#         Loihi 2", technology brief, 2021; not verified against the datasheet); one secondary
 #         source says 128 KB and Loihi 1 had 128 KB synaptic memory (Davies et al., IEEE Micro 2018).
 #         We use the conservative 128 KiB for synapses + neuron state. [proxy/conservative]
 CORE_MEMORY_BYTES = 128 * 1024
@@ -59,7 +60,7 @@ MAX_SYNAPTIC_DELAY = 62
 # source: Lava bit-accurate models: 8-bit weight mantissa with a shared weight_exp per
 #         connection (num_weight_bits <= 8). [published]
 WEIGHT_MANTISSA_BITS = 8
-# WEIGHT_EXP_RANGE: imported from the quantizer's formats (resformer_deploy/quant/formats.py, cited there)
+# WEIGHT_EXP_RANGE: imported from the quantizer's formats (resformer_deploy/fixed_point/formats.py, cited there)
 # source: Lava fixed-point graded models use <= 24-bit payloads (precision=24); the brief
 #         advertises up to 32 bits, Abreu et al. 2025 (arXiv:2503.18002) quantise to 24. [published]
 GRADED_PAYLOAD_BITS = 24

@@ -35,10 +35,11 @@ import numpy as np
 from exporters.nir_ext import SpikeMatMul
 from resformer_deploy.lava.plan import LavaPlan, plan_lava
 from resformer_deploy.hardware.loihi2 import limits as L
+from resformer_deploy.hardware.loihi2.core_plan import (METRICS, CoreLayer, CorePlan, DelayLine, EmbeddedProgram,
+                                                        InboundDelay, Unmappable)
 
 SYN_NODES = (nir.Conv2d, nir.Affine, nir.Linear)
 PER_SYNAPSE = ("identity", "dense", "sel_lhs", "sel_rhs", "reduce", "bias")
-METRICS = ("neurons", "memory", "fan_in", "routes")
 LIMIT_OF = {"neurons": L.MAX_NEURONS_PER_CORE, "memory": L.CORE_MEMORY_BYTES,
             "fan_in": L.MAX_FANIN_AXONS_PER_CORE, "routes": L.MAX_FANOUT_ROUTES_PER_CORE}
 
@@ -61,8 +62,8 @@ class Layer:
     conns: List[Conn] = field(default_factory=list)
     chunks: tuple = None
     approx: bool = False  # some fan-in counts are upper bounds
-    unmappable: List[dict] = field(default_factory=list)
-    row: dict = field(default_factory=dict)
+    unmappable: List[Unmappable] = field(default_factory=list)
+    row: Optional[CoreLayer] = None
 
     @property
     def size(self):
@@ -127,7 +128,7 @@ class Mapper:
         self.neuro = set(plan.neuro)
         self.preds = {n: [a for a, b in self.g.edges if b == n] for n in self.g.nodes}
         self.layers: Dict[str, Layer] = {}
-        self.programs: List[dict] = []
+        self.programs: List[EmbeddedProgram] = []
         self.problems: List[str] = []
         self.host_reads: List[str] = []
         self.dest: Dict[str, object] = {}
@@ -196,11 +197,10 @@ class Mapper:
                     self.problems.append(f"{n}: spike operand {node.rhs} is not a LIF layer")
                 if plan.dssa == "fused":
                     lhs = self.src_of(node.lhs)
-                    self.programs.append({
-                        "product": n, "lhs_from": lhs, "rhs_from": self.src_of(node.rhs),
-                        "groups": G, "m": m, "k": k, "n": nn, "macs_per_step": G * m * k * nn,
-                        "buffered_delays": {node.lhs: self.delay(node.lhs, n), node.rhs: self.delay(node.rhs, n)},
-                        "operand_values": int(np.prod(node.lhs_shape) + np.prod(node.rhs_shape))})
+                    self.programs.append(EmbeddedProgram(
+                        n, lhs, self.src_of(node.rhs), G, m, k, nn, G * m * k * nn,
+                        {node.lhs: self.delay(node.lhs, n), node.rhs: self.delay(node.rhs, n)},
+                        int(np.prod(node.lhs_shape) + np.prod(node.rhs_shape))))
                 else:
                     relay = self.add(Layer(f"{n}:relay", "relay", n, _3d(node.lhs_shape),
                                            self.conns_into(node.lhs, n)))
@@ -304,7 +304,7 @@ class Mapper:
             finest = {k: float(np.max(v)) for k, v in self.evaluate(layer, (1, 1, 1), dest).items()}
         for k in lim:
             if finest[k] > lim[k]:
-                layer.unmappable.append({"metric": k, "one_neuron_needs": int(finest[k]), "limit": lim[k]})
+                layer.unmappable.append(Unmappable(k, int(finest[k]), lim[k]))
                 # estimate only: as if the inputs were split over ceil(need/limit) cores' worth of the resource
                 # (relaxing to exactly one neuron's need would force one neuron per core)
                 lim[k] = lim[k] * math.ceil(finest[k] / lim[k])
@@ -399,8 +399,8 @@ class Mapper:
                         np.add.at(v, (mm.rhs_rows[g_, k_] * rcols + n_).ravel(), gch[g_].ravel())
                     acc(conn.src, v)
         for p in self.programs:
-            acc(p["lhs_from"], 1)
-            acc(p["rhs_from"], 1)
+            acc(p.lhs_from, 1)
+            acc(p.rhs_from, 1)
         for s in self.host_reads:
             acc(s, 1)
         return dest
@@ -420,7 +420,7 @@ class Mapper:
             for name, layer in self.layers.items():
                 ev = self.evaluate(layer, layer.chunks, dest[name])
                 if float(ev["routes"].max()) > L.MAX_FANOUT_ROUTES_PER_CORE and not any(
-                        u["metric"] == "routes" for u in layer.unmappable):
+                        u.metric == "routes" for u in layer.unmappable):
                     old = layer.chunks
                     ev = self.tile(layer, dest[name])
                     changed |= layer.chunks != old
@@ -432,52 +432,26 @@ class Mapper:
             layer.ev = self.evaluate(layer, layer.chunks, dest[name])
             layer.row = self.row(layer, dest[name])
 
-    def row(self, layer, dest):
+    def row(self, layer, dest) -> CoreLayer:
         ev = layer.ev
         cores = int(ev["neurons"].size)
         util = {k: float(ev[k].max()) / LIMIT_OF[k] for k in METRICS}
         limiting = max(util, key=util.get) if cores > 1 else "-"
         if layer.unmappable:
-            limiting = "UNMAPPABLE " + ",".join(u["metric"] for u in layer.unmappable)
-        kinds = sorted({c.kind for c in layer.conns})
-        delays = [{"from": c.src, "via": c.via, "delay": c.delay} for c in layer.conns if c.delay]
-        return {"layer": layer.name, "kind": layer.kind, "node": layer.node, "coords": list(layer.shape),
-                "inputs": kinds, "neurons": int(layer.size), "synapses": int(round(ev["synapses"].sum())),
-                "memory_bytes": int(round(ev["memory"].sum())),
-                "synaptic_memory_bytes": int(round(ev["memory"].sum())) - layer.size * L.NEURON_STATE_BYTES[layer.kind],
-                "cores": cores, "split": [
-                    len(range(0, D, s)) for D, s in zip(layer.shape, layer.chunks)],
-                "chunk": list(layer.chunks), "max_core_neurons": int(ev["neurons"].max()),
-                "max_core_memory": int(round(ev["memory"].max())), "max_fan_in": int(round(ev["fan_in"].max())),
-                "max_fan_out_routes": int(round(ev["routes"].max())),
-                "max_neuron_fan_out_cores": int(np.max(dest)) if np.size(dest) else 0,
-                "utilisation": {k: round(v, 4) for k, v in util.items()}, "limiting": limiting,
-                "unmappable": layer.unmappable, "fan_in_upper_bound": layer.approx, "delays": delays}
-
-
-@dataclass
-class CorePlan:
-    dssa: str
-    layers: List[dict]
-    programs: List[dict]
-    totals: Dict[str, int]
-    delays: List[dict]
-    problems: List[str]
-    warnings: List[str]
-    model: dict
-    target: str = "loihi2"
-
-    def to_json(self, violations: Optional[List[str]] = None, skipped: Optional[List[str]] = None,
-                hardware: Optional[dict] = None) -> dict:
-        d = {"target": self.target, "dssa": self.dssa, "model": self.model, "kind": "mapping estimate",
-             "totals": self.totals, "layers": self.layers, "embedded_programs": self.programs,
-             "delays": self.delays, "warnings": self.warnings, "limits": L.limits_json()}
-        if violations is not None:
-            d["violations"] = violations
-            d["drc_skipped"] = skipped or []
-        if hardware is not None:
-            d["hardware_runtime"] = hardware
-        return d
+            limiting = "UNMAPPABLE " + ",".join(u.metric for u in layer.unmappable)
+        memory = int(round(ev["memory"].sum()))
+        return CoreLayer(
+            layer=layer.name, kind=layer.kind, node=layer.node, coords=list(layer.shape),
+            inputs=sorted({c.kind for c in layer.conns}), neurons=int(layer.size),
+            synapses=int(round(ev["synapses"].sum())), memory_bytes=memory,
+            synaptic_memory_bytes=memory - layer.size * L.NEURON_STATE_BYTES[layer.kind], cores=cores,
+            split=[len(range(0, D, s)) for D, s in zip(layer.shape, layer.chunks)], chunk=list(layer.chunks),
+            max_core_neurons=int(ev["neurons"].max()), max_core_memory=int(round(ev["memory"].max())),
+            max_fan_in=int(round(ev["fan_in"].max())), max_fan_out_routes=int(round(ev["routes"].max())),
+            max_neuron_fan_out_cores=int(np.max(dest)) if np.size(dest) else 0,
+            utilisation={k: round(v, 4) for k, v in util.items()}, limiting=limiting, unmappable=layer.unmappable,
+            fan_in_upper_bound=layer.approx,
+            delays=[InboundDelay(c.src, c.via, c.delay) for c in layer.conns if c.delay])
 
 
 def map_to_loihi2(graph_or_plan, dssa: str = "fused") -> CorePlan:
@@ -486,27 +460,27 @@ def map_to_loihi2(graph_or_plan, dssa: str = "fused") -> CorePlan:
     mp = Mapper(plan)
     mp.run()
     rows = [lay.row for lay in mp.layers.values()]
-    cores = sum(r["cores"] for r in rows)
+    cores = sum(r.cores for r in rows)
     progs = len(mp.programs)
     chips_neuro = math.ceil(cores / L.NEURO_CORES_PER_CHIP)
     chips_emb = math.ceil(progs / L.USABLE_EMBEDDED_CORES_PER_CHIP)
     totals = {"neuro_cores": cores, "chips": L.chips_for(cores, progs), "chips_for_neuro_cores": chips_neuro,
               "chips_for_embedded_programs": chips_emb, "embedded_programs": progs,
-              "neurons": sum(r["neurons"] for r in rows), "synapses": sum(r["synapses"] for r in rows),
-              "memory_bytes": sum(r["memory_bytes"] for r in rows),
-              "synaptic_memory_bytes": sum(r["synaptic_memory_bytes"] for r in rows), "layers": len(rows),
-              "embedded_macs_per_step": sum(p["macs_per_step"] for p in mp.programs)}
+              "neurons": sum(r.neurons for r in rows), "synapses": sum(r.synapses for r in rows),
+              "memory_bytes": sum(r.memory_bytes for r in rows),
+              "synaptic_memory_bytes": sum(r.synaptic_memory_bytes for r in rows), "layers": len(rows),
+              "embedded_macs_per_step": sum(p.macs_per_step for p in mp.programs)}
     warnings = []
     if chips_emb > chips_neuro:
         warnings.append(f"fused DSSA lowering: {progs} embedded-core programs need {chips_emb} chip(s) "
                         f"({L.USABLE_EMBEDDED_CORES_PER_CHIP} usable embedded cores per chip, Lava "
                         f"MAX_EMBEDDED_CORES_PER_CHIP) while the neuro cores fit in {chips_neuro}; "
                         f"--dssa synaptic needs no embedded cores")
-    if any(r["fan_in_upper_bound"] for r in rows):
+    if any(r.fan_in_upper_bound for r in rows):
         warnings.append("some DSSA operand rows are shared between groups: their fan-in counts are upper bounds")
-    delays = [{"layer": r["layer"], **d, "realised": "synaptic delay"} for r in rows for d in r["delays"]]
-    delays += [{"layer": p["product"], "from": k, "via": p["product"], "delay": v, "realised": "embedded buffer"}
-               for p in mp.programs for k, v in p["buffered_delays"].items() if v]
+    delays = [DelayLine(r.layer, d.src, d.via, d.delay, "synaptic delay") for r in rows for d in r.delays]
+    delays += [DelayLine(p.product, k, p.product, v, "embedded buffer")
+               for p in mp.programs for k, v in p.buffered_delays.items() if v]
     meta = plan.graph.metadata or {}
     model = {k: meta.get(k) for k in ("model", "variant", "time_steps") if k in meta}
     model["host_pre"], model["host_post"] = plan.host_pre, plan.host_post

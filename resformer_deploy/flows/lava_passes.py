@@ -1,0 +1,31 @@
+"""Lava planning and the synaptic DSSA lowering as ``Pass`` objects (wrapping, not rewriting,
+resformer_deploy.lava.plan.plan_lava and targets.product_lowering.lower_products)."""
+from resformer_deploy.lava.plan import plan_lava
+from resformer_deploy.passes.manager import Pass
+
+from targets.product_lowering import lower_products
+
+
+def time_steps(graph, opts) -> int:
+    """T of a run: the option, else the graph's own ``time_steps`` (4 if it has none)."""
+    return int(opts.get("T") or (graph.metadata or {}).get("time_steps", 4))
+
+
+def _plan(art, opts):
+    return {"lava_plan": plan_lava(art["nir_graph"], opts.get("dssa", "fused"), timing=art["timing"])}
+
+
+def _lower(art, opts):
+    quant = art.get("quantized_net")
+    plan = quant.plan if quant is not None else art["lava_plan"]  # fixed point: the plan it was quantized on
+    g = art["nir_graph"]
+    return {"product_lowerings": lower_products(g, plan, art["operand_samples"], time_steps(g, opts), quant=quant)}
+
+
+PLAN_LAVA = Pass("plan-lava", _plan, requires=("nir_graph", "timing"), ensures=("lava_plan",), options=("dssa",),
+                 doc="partition, Lava process per node, constant offsets (resformer_deploy.lava.plan)")
+LOWER_DSSA_SYNAPTIC = Pass(
+    "lower-dssa-synaptic", _lower, requires=("nir_graph", "lava_plan", "operand_samples"),
+    ensures=("product_lowerings",), uses=("quantized_net",), options=("dssa", "T", "lower_products"),
+    when=lambda o: o.get("dssa") == "synaptic" and o.get("lower_products", True),
+    doc="each SpikeMatMul onto synaptic primitives, verified on recorded operands (fixed point when quantized)")

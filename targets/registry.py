@@ -1,0 +1,123 @@
+"""Targets registered through the ``resformer_deploy.targets`` entry-point group.
+
+Every target, the built-in ones included, is an entry point ``name = module:Class`` declared in
+its distribution's metadata (ours: pyproject.toml, ``[project.entry-points."resformer_deploy.targets"]``)
+and found with ``importlib.metadata.entry_points(group=...)`` (Python docs, importlib.metadata,
+"Entry points": https://docs.python.org/3.10/library/importlib.metadata.html#entry-points), so
+another package adds a target (e.g. a lava-loihi one) by declaring an entry point in its own
+metadata, without editing this project. A plug-in that fails to load or is not a Target is
+reported in one line naming it; the other targets stay usable.
+"""
+import importlib.metadata
+from typing import Dict, List, Optional
+
+from resformer_deploy.errors import DeployError, one_line
+
+from targets.base import Capabilities
+
+GROUP = "resformer_deploy.targets"
+
+_loaded: Optional[Dict[str, type]] = None  # name -> class, loaded once per process
+_sources: Dict[str, str] = {}  # name -> "module:Class (distribution)"
+_broken: Dict[str, str] = {}  # name -> one-line reason
+
+
+def _source(ep) -> str:
+    dist = getattr(ep, "dist", None)
+    return f"{ep.value}" + (f" from {dist.metadata['Name']} {dist.version}" if dist is not None else "")
+
+
+def _check_class(cls) -> Optional[str]:
+    if not isinstance(cls, type):
+        return f"is a {type(cls).__name__}, not a target class"
+    if not isinstance(getattr(cls, "capabilities", None), Capabilities):
+        return "has no `capabilities` (a targets.base.Capabilities)"
+    missing = [m for m in ("run", "steps") if not callable(getattr(cls, m, None))]
+    return f"has no {' or '.join(missing)}() method" if missing else None
+
+
+def _load() -> Dict[str, type]:
+    global _loaded
+    if _loaded is not None:
+        return _loaded
+    _sources.clear()
+    _broken.clear()
+    loaded = {}
+    for ep in importlib.metadata.entry_points(group=GROUP):
+        src = _source(ep)
+        if ep.name in loaded or ep.name in _broken:
+            _broken[ep.name] = f"target '{ep.name}' is registered twice ({_sources.get(ep.name)}; {src})"
+            loaded.pop(ep.name, None)
+            continue
+        _sources[ep.name] = src
+        try:
+            cls = ep.load()
+        except Exception as e:  # any failure of foreign code: one line, never a traceback
+            _broken[ep.name] = (f"target plug-in '{ep.name}' ({src}) cannot be loaded: "
+                                f"{type(e).__name__}: {one_line(e)}")
+            continue
+        why = _check_class(cls)
+        if why:
+            _broken[ep.name] = f"target plug-in '{ep.name}' ({src}) {why}"
+            continue
+        loaded[ep.name] = cls
+    _loaded = loaded
+    return loaded
+
+
+def reload() -> None:
+    """Forget what was loaded (after installing a plug-in in-process; tests)."""
+    global _loaded
+    _loaded = None
+
+
+def target_names() -> List[str]:
+    """Names of the usable registered targets, sorted."""
+    return sorted(_load())
+
+
+def broken_targets() -> Dict[str, str]:
+    """Plug-ins that failed to load: name -> one-line reason."""
+    _load()
+    return dict(_broken)
+
+
+def target_class(name: str) -> type:
+    targets = _load()
+    if name in _broken:
+        raise DeployError(_broken[name])
+    if name not in targets:
+        if not targets:
+            raise DeployError(f"unknown target '{name}': no target is registered (entry-point group {GROUP}); "
+                              f"is resformer-deploy installed? (scripts/bootstrap.sh installs it)")
+        raise DeployError(f"unknown target '{name}'; available: {', '.join(sorted(targets))}")
+    return targets[name]
+
+
+def capabilities_of(name: str) -> Capabilities:
+    """A target's capabilities, read without instantiating it (some targets cannot run here)."""
+    return target_class(name).capabilities
+
+
+def get_target(name: str):
+    """A new instance of the registered target ``name`` (DeployError naming the choices if unknown)."""
+    cls = target_class(name)
+    target = cls()
+    target.name = name
+    return target
+
+
+def listing() -> List[dict]:
+    """Every usable target: name, where it comes from, capabilities and availability (``targets``)."""
+    rows = []
+    for name, cls in sorted(_load().items()):
+        why = cls.unavailable() if callable(getattr(cls, "unavailable", None)) else None
+        rows.append({"name": name, "entry_point": _sources.get(name, ""), "available": why is None,
+                     "unavailable_reason": why, "capabilities": cls.capabilities.to_json()})
+    return rows
+
+
+def names_with(**wanted) -> List[str]:
+    """Registered targets whose capabilities have the given values, e.g. ``supports_mapping=True``."""
+    return [n for n, cls in sorted(_load().items())
+            if all(getattr(cls.capabilities, k) == v for k, v in wanted.items())]

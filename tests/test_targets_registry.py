@@ -1,0 +1,153 @@
+"""Targets come from the ``resformer_deploy.targets`` entry-point group: an outside package plugs
+one in through its own metadata; a broken plug-in is one error line; options are checked."""
+import importlib.metadata
+import inspect
+import json
+import textwrap
+from dataclasses import fields
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import targets
+from resformer_deploy.cli.main import main
+from resformer_deploy.errors import DeployError
+from resformer_deploy.flows import FLOWS
+from targets import registry
+from targets.base import COMMON_RUN_KEYWORDS, Capabilities
+from tests.test_pass_manager import small_graph
+
+BUILT_IN = {"reference", "lava-cpu", "loihi2-sim", "loihi2-emu", "loihi2"}
+PLUGIN = '''
+from targets.base import Capabilities
+from targets.reference import ReferenceTarget
+
+
+class FakeCpuTarget(ReferenceTarget):
+    """A target from another distribution: the reference interpreter under another name."""
+    capabilities = Capabilities(arithmetic="float", flow="reference", engine="pytorch", options=("record_nodes",),
+                                records_membranes=True, summary="fake plug-in")
+
+
+class FakeMapTarget(FakeCpuTarget):
+    capabilities = Capabilities(arithmetic="fixed", flow="loihi2-map", engine="chip", executes="hardware",
+                                options=("dssa",), supports_mapping=True, summary="fake mapping plug-in")
+'''
+
+
+@pytest.fixture
+def fresh_registry():
+    registry.reload()
+    yield
+    registry.reload()  # the next test sees the installed targets only
+
+
+@pytest.fixture
+def plugin(tmp_path, monkeypatch, fresh_registry):
+    """A distribution installed on sys.path: a module and a dist-info declaring three entry points
+    (two good, one pointing at a module that does not exist)."""
+    (tmp_path / "fake_resformer_plugin.py").write_text(PLUGIN)
+    info = tmp_path / "fake_resformer_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-resformer-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(textwrap.dedent("""\
+        [resformer_deploy.targets]
+        fake-cpu = fake_resformer_plugin:FakeCpuTarget
+        fake-map = fake_resformer_plugin:FakeMapTarget
+        broken-one = no_such_module_anywhere:Target
+        """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    return tmp_path
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_built_in_targets_come_from_the_entry_points(fresh_registry):
+    eps = {ep.name: ep.value for ep in importlib.metadata.entry_points(group=registry.GROUP)}
+    assert set(eps) == BUILT_IN == set(targets.target_names())
+    assert targets.broken_targets() == {}
+    for name in BUILT_IN:
+        caps = targets.capabilities_of(name)
+        assert caps.flow in FLOWS, name  # every flow a target names exists
+        cls = targets.target_class(name)
+        assert eps[name] == f"{cls.__module__}:{cls.__name__}"
+
+
+@pytest.mark.parametrize("name", sorted(BUILT_IN))
+def test_run_takes_exactly_the_common_keywords_and_the_declared_options(name):
+    cls = targets.target_class(name)
+    params = inspect.signature(cls.run).parameters
+    named = {p for p, v in params.items() if v.kind not in (v.VAR_KEYWORD, v.VAR_POSITIONAL)} - {"self", "graph",
+                                                                                               "x", "T"}
+    assert named == set(COMMON_RUN_KEYWORDS) | set(cls.capabilities.options), name
+    assert any(v.kind == v.VAR_KEYWORD for v in params.values())  # caught, then refused by name
+
+
+def test_unknown_options_are_refused_naming_the_accepted_ones():
+    g, x = small_graph(), torch.zeros(1, 3)
+    with pytest.raises(DeployError, match=r"target 'reference' has no option 'bogus' \(its options: record_nodes"):
+        targets.get_target("reference").run(g, x, 2, bogus=1)
+    with pytest.raises(DeployError, match=r"target 'reference' has no option 'dssa'"):
+        targets.get_target("reference").steps(g, 1, 2, dssa="fused")
+    # refused before any Lava work starts
+    with pytest.raises(DeployError, match=r"target 'lava-cpu' has no option 'stall' \(its options: dssa, stall_timeout"):
+        targets.get_target("lava-cpu").run(g, x, 2, stall=3)
+    with pytest.raises(DeployError, match="target 'loihi2-emu' has no option 'dssa'"):
+        targets.get_target("loihi2-emu").run(g, x, 2, dssa="synaptic")
+    with pytest.raises(DeployError, match="does not record membranes"):
+        targets.get_target("lava-cpu").run(g, x, 2, record_membranes=True)
+    assert targets.get_target("reference").run(g, x, 2, record_membranes=True).membranes  # it can
+
+
+def test_a_plugin_target_is_listed_and_usable_by_name(plugin, tmp_path):
+    from exporters.nir_io import write_nir
+    assert {"fake-cpu", "fake-map"} <= set(targets.target_names())
+    t = targets.get_target("fake-cpu")
+    assert t.name == "fake-cpu" and t.run(small_graph(), torch.ones(2, 3), 2).output.shape == (2, 2, 2)
+    write_nir(small_graph(), tmp_path / "g.nir")
+    r = run("simulate", tmp_path / "g.nir", "--target", "fake-cpu", "--samples", "2")
+    assert r.exit_code == 0, r.output  # prepared by its flow, options chosen by its capabilities
+    r = run("compile", tmp_path / "g.nir", "--target", "fake-map", "-o", tmp_path / "plan", "--json")
+    assert r.exit_code == 0, r.output  # compile's targets: the registry's, by capability
+    assert json.loads((tmp_path / "plan" / "loihi2_plan.json").read_text())["totals"]["neuro_cores"] >= 1
+    r = run("compile", tmp_path / "g.nir", "--target", "fake-cpu", "-o", tmp_path / "p2")
+    assert r.exit_code == 2 and "targets that support mapping: fake-map, loihi2" in r.stderr
+
+
+def test_targets_json_lists_exactly_the_registered_names_with_their_capabilities(plugin):
+    r = run("targets", "--json")
+    data = json.loads(r.stdout)
+    names = [t["name"] for t in data["targets"]]
+    assert names == targets.target_names() == sorted(BUILT_IN | {"fake-cpu", "fake-map"})
+    keys = {f.name for f in fields(Capabilities)}
+    for t in data["targets"]:
+        assert set(t["capabilities"]) == keys, t["name"]
+        assert t["flow"]["name"] == t["capabilities"]["flow"] and t["flow"]["passes"]
+    assert [b["name"] for b in data["broken"]] == ["broken-one"]
+
+
+def test_a_broken_plugin_is_one_error_line_and_the_rest_still_works(plugin):
+    r = run("targets")
+    assert r.exit_code == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: target plug-in 'broken-one'"), r.stderr
+    assert "no_such_module_anywhere" in lines[0] and "fake-resformer-plugin 0.1" in lines[0]
+    assert "Traceback" not in r.output and "fake-cpu" in r.stdout  # the good ones are listed
+    r = run("simulate", "x.nir", "--target", "broken-one")
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "target plug-in 'broken-one'" in r.stderr
+    assert targets.get_target("reference").name == "reference"
+
+
+def test_an_entry_point_that_is_not_a_target_is_reported(monkeypatch, fresh_registry):
+    real = importlib.metadata.entry_points
+    fake = [importlib.metadata.EntryPoint("not-a-target", "json:dumps", registry.GROUP)]
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **kw: list(real(**kw)) + fake)
+    assert targets.broken_targets() == {"not-a-target": "target plug-in 'not-a-target' (json:dumps) is a "
+                                                        "function, not a target class"}
+    with pytest.raises(DeployError, match="not-a-target"):
+        targets.get_target("not-a-target")
+    assert set(targets.target_names()) == BUILT_IN
