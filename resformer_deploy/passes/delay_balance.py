@@ -9,7 +9,7 @@ Ensures:  ``latency[n]`` = step offset at which node n's output for input frame 
           - hop(dst)`` so that all its inputs line up. For SpikeMatMul the two operands are
           aligned the same way. A biased neuron must reset at its own latency (first real
           input), otherwise it integrates its bias while the pipeline fills (measured
-          on lava-nc 0.10 Sparse + LIFReset: tests/test_lava_backend.py checks the alignment).
+          on lava-nc 0.10 Sparse + LIFReset: tests/targets/test_lava_backend.py checks the alignment).
 """
 from dataclasses import dataclass, field
 from typing import Dict, Tuple

@@ -16,7 +16,7 @@ from exporters.nir_io import write_nir
 from exporters.torch_to_nir import export_model
 from resformer_deploy.model.checkpoint import load_checkpoint
 from tests.conftest import DIGITS_CKPT
-from tests.lava_util import descendants
+from tests.support.lava_util import descendants
 
 CLI = str(Path(sys.executable).parent / "resformer-deploy")
 CLEANUP_WAIT = 20.0

@@ -16,7 +16,7 @@ from resformer_deploy.errors import DeployError
 from resformer_deploy.flows import FLOWS
 from targets import registry
 from targets.base import COMMON_RUN_KEYWORDS, Capabilities
-from tests.test_pass_manager import small_graph
+from tests.passes.test_pass_manager import small_graph
 
 BUILT_IN = {"reference", "lava-cpu", "loihi2-sim", "loihi2-emu", "loihi2"}
 PLUGIN = '''

@@ -17,7 +17,7 @@ from resformer_deploy.analysis.operations import LayerOps, energy_report
 from resformer_deploy.reporting.deploy import DeploymentReport, EnergySection, Timing
 from resformer_deploy.util.serialize import to_jsonable
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EVIL = "<script>alert(1)</script>"
 
 

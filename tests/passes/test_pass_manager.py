@@ -120,7 +120,7 @@ def test_commands_reach_passes_only_through_flows():
     """No command, analysis or report imports a pass function: they prepare graphs with flows."""
     import ast
     from pathlib import Path
-    root = Path(__file__).resolve().parents[1] / "resformer_deploy"
+    root = Path(__file__).resolve().parents[2] / "resformer_deploy"
     pass_functions = {"plan_lava", "balance_delays", "unroll_dense", "lower_spike_matmuls", "quantize",
                       "lower_products", "lower_product", "map_to_loihi2", "run_drc", "calibrate_and_quantize"}
     found = []

@@ -7,7 +7,7 @@ import torch
 from resformer_deploy.model.checkpoint import save_checkpoint
 from resformer_deploy.model.resformer import build_model
 from tests.conftest import randomize_state
-from tests.test_cli import assert_one_line_error, run
+from tests.cli.test_cli import assert_one_line_error, run
 
 
 @pytest.mark.float32_rounding

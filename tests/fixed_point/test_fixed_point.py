@@ -22,7 +22,7 @@ from targets.loihi2_emulator import LavaSemantics
 from targets.host_partition import host_inputs
 from targets.reference import CompiledGraph
 from tests.conftest import DIGITS_CKPT
-from tests.lava_util import descendants
+from tests.support.lava_util import descendants
 
 
 # ---------------------------------------------------------------- number formats
@@ -264,7 +264,7 @@ def test_report_command_writes_json_html_and_figures(tmp_path):
     assert [x["target"] for x in lad["rungs"]] == ["torch", "lava-cpu", "loihi2-sim", "loihi2-emu"]
     fixed = next(x for x in lad["rungs"] if x["role"] == "fixed-point")
     assert lad["emulator_bit_exact_vs_lava"] is True and fixed["samples"] == 40 and fixed["target"] == "loihi2-emu"
-    from tests.test_mapping import recounted_cores
+    from tests.hardware.test_mapping import recounted_cores
     assert m["totals"]["neuro_cores"] == recounted_cores(m["layers"]) == 34 and m["violations"] == []
     assert m["drc_skipped"] == []  # the quantized network feeds the number-format checks
     assert m["hardware_runtime"]["lava_loihi_installed"] is False

@@ -9,7 +9,7 @@ import torch
 from resformer_deploy.model.resformer import DSSA, build_model
 from resformer_deploy.model.neurons import LIF, PLIF
 from tests.conftest import randomize_state
-from tests.reference_impl import Reference, lif
+from tests.support.reference_impl import Reference, lif
 
 
 def test_lif_hand_computed_trace():

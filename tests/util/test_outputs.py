@@ -291,7 +291,7 @@ def test_directory_with_other_files_is_refused_not_deleted(tmp_path):
 
 
 def _fake_report(*a, **k):
-    from tests.test_reports import small_ladder
+    from tests.reporting.test_reports import small_ladder
     return {"ladder": small_ladder(), "mapping": {"totals": {"neuro_cores": 1, "chips": 1}, "violations": []},
             "energy": {"fixed": {"energy_mJ": 1e-3}}, "checkpoint": "x"}
 

@@ -18,7 +18,7 @@ from resformer_deploy.passes.dssa_lowering import exact_product, lower_product, 
 from resformer_deploy.analysis.equivalence import verify_model
 from targets import get_target
 from tests.conftest import DIGITS_CKPT, randomize_state
-from tests.lava_util import descendants
+from tests.support.lava_util import descendants
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from resformer_deploy.hardware.loihi2 import limits as L
 from resformer_deploy.hardware.loihi2.partition import Mapper, _chunks
 from resformer_deploy.model.resformer import build_model
 from tests.conftest import DIGITS_CKPT, randomize_state
-from tests.test_cli import assert_one_line_error
+from tests.cli.test_cli import assert_one_line_error
 
 TOTAL_KEYS = ("neuro_cores", "chips", "neurons", "synapses", "memory_bytes", "embedded_programs")
 

@@ -120,7 +120,7 @@ def test_graph_run_counts_agree_with_pytorch(setup, target):
 
 def test_ops_command(tmp_path):
     import json
-    from tests.test_cli import run
+    from tests.cli.test_cli import run
     r = run("ops", str(DIGITS_CKPT), "--target", "lava-cpu", "--samples", "4", "--include-classifier",
             "--json-out", str(tmp_path / "o.json"))
     assert r.exit_code == 0, r.stderr
