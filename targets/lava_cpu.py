@@ -11,7 +11,6 @@ No Lava process, shared memory segment (targets.lava_cleanup) or work directory 
 however it ends: if this process is killed outright, the worker notices (EOF on its job pipe)
 and cleans up itself. A worker that crashes is reported as a LavaRunError saying how.
 """
-import contextlib
 import json
 import os
 import pickle
@@ -22,7 +21,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Optional
@@ -32,6 +30,7 @@ import numpy as np
 import torch
 
 from resformer_deploy.lava.plan import check_simulable, plan_lava
+from resformer_deploy.util.signals import deferred_signals
 from resformer_deploy.errors import DeployError
 
 from targets.base import Capabilities, Target
@@ -143,23 +142,6 @@ def cleanup_workdir(workdir: str) -> None:
     shutil.rmtree(workdir, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def deferred_signals(signums=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP)):
-    """Hold SIGINT/SIGTERM/SIGHUP back while a few lines that must not be cut short run (starting
-    the worker, killing it and cleaning up); a signal that came meanwhile is re-delivered after.
-    Handlers can only be set from the main thread; elsewhere this does nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    got = []
-    old = {s: signal.signal(s, lambda n, _f: got.append(n)) for s in signums}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-        for n in got:  # now raises what the restored handler raises (KeyboardInterrupt, Terminated)
-            os.kill(os.getpid(), n)
 
 
 def failure_message(workdir: str, code: int, last_printed: str = "") -> str:

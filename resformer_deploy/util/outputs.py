@@ -20,17 +20,15 @@ with :func:`check_outputs` before importing anything heavy.
 import errno
 import os
 import shutil
-import signal
 import stat
 import tempfile
-import threading
 from contextlib import contextmanager
 from pathlib import Path
 
+from resformer_deploy.util.signals import deferred_signals
 from resformer_deploy.errors import DeployError, summarize
 
 CHUNK = 16 << 20  # os.write in pieces: signals are handled between them, partial writes are retried
-_DEFERRED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class OutputError(DeployError):
@@ -52,25 +50,6 @@ def _translated(path):
         yield
     except OSError as e:
         raise _error(path, e) from None
-
-
-@contextmanager
-def _signals_deferred():
-    """Hold SIGINT/SIGTERM/SIGHUP while a temporary name is created or renamed, so the exception a
-    handler raises cannot land between the system call and the bookkeeping that cleans up after it.
-    (Masking with pthread_sigmask would not do: another thread may receive the signal.)"""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending = []
-    old = {s: signal.signal(s, lambda signum, _frame: pending.append(signum)) for s in _DEFERRED}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, signal.SIG_DFL if h is None else h)
-        if pending:
-            signal.raise_signal(pending[0])  # now handled as usual (raises Terminated in the CLI)
 
 
 def _stat(path):
@@ -172,7 +151,7 @@ def _replace_file(path, fill, nbytes=None) -> None:
         _check_space(_existing_ancestor(target.parent), nbytes, path)
     created, tmp = [], None
     try:
-        with _signals_deferred():
+        with deferred_signals():
             created = _make_parents(target.parent)
             fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(target.name), suffix=".tmp", dir=target.parent)
         try:
@@ -181,11 +160,11 @@ def _replace_file(path, fill, nbytes=None) -> None:
             os.fchmod(fd, stat.S_IMODE(st.st_mode) if st else 0o666 & ~_umask())  # mkstemp makes 0600
         finally:
             os.close(fd)
-        with _signals_deferred():
+        with deferred_signals():
             os.replace(tmp, target)
             tmp = None
     except BaseException:
-        with _signals_deferred():
+        with deferred_signals():
             if tmp is not None:
                 try:
                     os.unlink(tmp)
@@ -241,7 +220,7 @@ def write_file_set(out_dir, files: dict, owned=None) -> list:
         _check_space(_existing_ancestor(target.parent), sum(memoryview(d).nbytes for d in files.values()), out)
         created, tmpdir, old = [], None, None
         try:
-            with _signals_deferred():
+            with deferred_signals():
                 created = _make_parents(target.parent)
                 tmpdir = tempfile.mkdtemp(prefix=_temp_prefix(target.name), suffix=".tmp", dir=target.parent)
             for name, data in files.items():
@@ -252,7 +231,7 @@ def write_file_set(out_dir, files: dict, owned=None) -> list:
                 finally:
                     os.close(fd)
             os.chmod(tmpdir, stat.S_IMODE(st.st_mode) if st else 0o777 & ~_umask())  # mkdtemp makes 0700
-            with _signals_deferred():
+            with deferred_signals():
                 if st is not None and os.listdir(target):  # a previous set: swap it out, then delete it
                     _check_owned(out, target, owned)  # again: files may have appeared during the work
                     old = tempfile.mkdtemp(prefix=_temp_prefix(target.name), suffix=".old", dir=target.parent)
@@ -267,7 +246,7 @@ def write_file_set(out_dir, files: dict, owned=None) -> list:
                     os.rename(tmpdir, target)
                 tmpdir = old = None
         except BaseException:
-            with _signals_deferred():
+            with deferred_signals():
                 if tmpdir is not None:
                     shutil.rmtree(tmpdir, ignore_errors=True)
                 if old is not None and os.path.isdir(old) and not os.listdir(old):
@@ -309,7 +288,7 @@ def _check_names(path) -> None:
 def _probe(directory: Path, shown) -> None:
     """Create and remove a file: the only test that sees read-only mounts, ACLs and quotas (as root,
     os.access ignores permission bits)."""
-    with _signals_deferred():
+    with deferred_signals():
         try:
             fd, name = tempfile.mkstemp(prefix=".resformer-deploy-probe-", dir=directory)
             os.close(fd)
