@@ -48,10 +48,10 @@ def main():
             violations, _ = run_drc(plan)
             t = plan.totals
             rows.append({"variant": name, "img_size": cfg.img_size, "T": cfg.T, "dssa": dssa,
-                         "neuro_cores": t["neuro_cores"], "chips": t["chips"],
-                         "chips_for_neuro_cores": t["chips_for_neuro_cores"], "neurons": t["neurons"],
-                         "synapses": t["synapses"], "memory_MiB": round(t["memory_bytes"] / 2 ** 20, 2),
-                         "embedded_programs": t["embedded_programs"], "drc_violations": len(violations),
+                         "neuro_cores": t.neuro_cores, "chips": t.chips,
+                         "chips_for_neuro_cores": t.chips_for_neuro_cores, "neurons": t.neurons,
+                         "synapses": t.synapses, "memory_MiB": round(t.memory_bytes / 2 ** 20, 2),
+                         "embedded_programs": t.embedded_programs, "drc_violations": len(violations),
                          "violations": violations, "warnings": plan.warnings,
                          "map_s": round(time.perf_counter() - t0, 2)})
             print(json.dumps({k: v for k, v in rows[-1].items() if k not in ("violations", "warnings")}),

@@ -47,6 +47,21 @@ class Capabilities:
         return d
 
 
+@dataclass(frozen=True)
+class Estimate:
+    """What a run will cost, stated before it starts (``Target.estimate``): commands print it and
+    refuse, with these figures, a run whose peak does not fit the memory budget."""
+    seconds: float  # wall time of run()
+    # peak memory the run adds to what its caller already holds (graph, inputs, prepared artifacts),
+    # every process it starts included
+    peak_bytes: int
+    basis: str  # how the figures were made, one line (e.g. "2.1 GMAC/step at 4 GMAC/s measured")
+
+    def __post_init__(self):
+        if not (self.seconds >= 0 and self.peak_bytes >= 0 and self.basis):
+            raise ValueError(f"Estimate needs seconds >= 0, peak_bytes >= 0 and a basis: {self}")
+
+
 class Target(abc.ABC):
     """A thing that executes a NIR graph. Subclasses set ``capabilities`` and implement ``steps``
     (simulated steps of a run, for progress bars) and ``run`` (-> targets.reference.RunResult).
@@ -69,6 +84,16 @@ class Target(abc.ABC):
     def run(self, graph, x, T: int, **keywords):
         ...
 
+    def estimate(self, graph, n_samples: int, T: int, *, prepared=None, quant=None, **options) -> Optional[Estimate]:
+        """Time and peak memory of ``run`` on n_samples (None: this target has no cost model).
+
+        ``options``: the keywords ``run`` will get (the target's options, and those of
+        COMMON_RUN_KEYWORDS that change its cost: ``dtype``, ``record_spikes``, ``record_membranes``).
+        Commands call it before any work, with ``prepared=None`` (then estimate from the graph, or
+        return None: they ask again with the flow's artifacts before the run); a target that needs
+        a quantized network is asked only with the flow's artifacts."""
+        return None
+
     # ---------------------------------------------------------------- checks shared by all targets
     @property
     def label(self) -> str:
@@ -77,7 +102,8 @@ class Target(abc.ABC):
     def refuse_unknown(self, unknown: dict, allowed: Tuple[str, ...] = None) -> None:
         """Raise naming every option this target does not take, and the ones it does."""
         allowed = self.capabilities.options if allowed is None else allowed
-        bad = sorted(k for k in unknown if k not in allowed)
+        # the common keywords are every target's (estimate() receives them among its options)
+        bad = sorted(k for k in unknown if k not in allowed and k not in COMMON_RUN_KEYWORDS)
         if bad:
             raise DeployError(f"target '{self.label}' has no option {', '.join(repr(b) for b in bad)} "
                               f"(its options: {', '.join(self.capabilities.options) or 'none'}; every target "

@@ -11,6 +11,7 @@ No Lava process, shared memory segment (targets.lava_cleanup) or work directory 
 however it ends: if this process is killed outright, the worker notices (EOF on its job pipe)
 and cleans up itself. A worker that crashes is reported as a LavaRunError saying how.
 """
+import dataclasses
 import json
 import os
 import pickle
@@ -29,13 +30,14 @@ import nir
 import numpy as np
 import torch
 
-from resformer_deploy.lava.plan import check_simulable, plan_lava
+from resformer_deploy.lava.plan import plan_lava
 from resformer_deploy.util.signals import deferred_signals
 from resformer_deploy.errors import DeployError
 
-from targets.base import Capabilities, Target
+from targets.base import Capabilities, Estimate, Target
 from targets.host_partition import host_inputs, host_readout
 from targets.lava_cleanup import unlink_logged
+from targets.lava_worker import CHANNEL_SLOTS, wiring
 from targets.product_lowering import lower_products
 from targets.reference import CompiledGraph, RunResult
 
@@ -65,10 +67,21 @@ def new_workdir() -> str:
     return os.path.join(tempfile.gettempdir(), f"resformer-lava-{secrets.token_hex(8)}")
 
 
+def worker_env() -> dict:
+    """The worker's environment: one BLAS thread per process. Lava runs every process model in its
+    own OS process, all of them at once, so BLAS threads only oversubscribe the cores (OpenBLAS
+    threads spin while they wait); ti @224, 1 sample: 8.6 s of the Conv processes' 25 s of CPU
+    was outside their own thread with 2 threads on 2 cores."""
+    env = dict(os.environ)
+    env.update({k: "1" for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")})
+    return env
+
+
 def send_job(w: int, job: tuple) -> None:
     data = pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)
     with open(w, "wb", closefd=False) as f:
-        f.write(struct.pack("<Q", len(data)) + data)
+        f.write(struct.pack("<Q", len(data)))
+        f.write(data)  # not concatenated: at full size the job is hundreds of MB
 
 
 def supervise(workdir: str, job: tuple, total_steps: int, progress=None, stall_timeout=STALL_TIMEOUT):
@@ -84,22 +97,25 @@ def supervise(workdir: str, job: tuple, total_steps: int, progress=None, stall_t
         with deferred_signals():  # a signal in between would leave a worker nobody kills
             proc = subprocess.Popen([sys.executable, "-I", "-c", LAUNCH, str(REPO), str(r), workdir],
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    pass_fds=(r,), start_new_session=True)
+                                    pass_fds=(r,), start_new_session=True, env=worker_env())
             os.close(r)  # else a worker dead before reading its job would block send_job, not EPIPE
             r = None
         send_job(w, job)
-        last, t_last = 0, time.time()
+        last, t_last, seen = 0, time.time(), ""
         while True:
             done = exited(proc)
-            try:
+            try:  # "<steps> [phase]" (targets.lava_worker._write_progress): a new phase is progress too
                 with open(os.path.join(workdir, "progress")) as f:
-                    cur = int(f.read() or 0)
-            except (OSError, ValueError):
-                cur = last
+                    text = f.read().strip()
+                cur = int(text.split()[0]) if text else last
+            except (OSError, ValueError, IndexError):
+                text, cur = seen, last
+            if text != seen:
+                seen, t_last = text, time.time()
             if cur != last:
                 if progress:
                     progress(cur - last)
-                last, t_last = cur, time.time()
+                last = cur
             if done:
                 break
             if time.time() - t_last > stall_timeout:
@@ -138,6 +154,15 @@ def kill_group(proc) -> None:
     proc.wait()
 
 
+def read_probe(path: str, shape, spikes: bool) -> np.ndarray:
+    """A Probe's record (targets.lava_processes.probe): [steps, *shape]; a spike tap is stored as
+    np.packbits rows (one bit per neuron) and comes back as bool, a graded one as float64."""
+    rec = np.load(path)
+    if spikes:
+        rec = np.unpackbits(rec, axis=-1, count=int(np.prod(shape))).view(bool)
+    return rec.reshape(rec.shape[0], *shape)
+
+
 def cleanup_workdir(workdir: str) -> None:
     shutil.rmtree(workdir, ignore_errors=True)
 
@@ -162,6 +187,75 @@ def failure_message(workdir: str, code: int, last_printed: str = "") -> str:
     return f"Lava worker exited with code {code}" + (f": {last_printed}" if last_printed else "")
 
 
+def worker_plan(plan):
+    """The plan as the worker needs it: its structure and the synapses' and LIF layers' own
+    parameters, without the NIR graph's per-neuron arrays (at ti @224 five float64 arrays of
+    10.6 M LIF neurons and 26 M bias values: 800 MB to pickle, pipe and hold). Nodes the worker
+    only places by name become 1-value stand-ins of their type; products stay whole."""
+    stub = {nir.LIF: lambda: nir.LIF(tau=np.ones(1), r=np.ones(1), v_leak=np.zeros(1), v_threshold=np.ones(1),
+                                     v_reset=np.zeros(1)),
+            nir.Scale: lambda: nir.Scale(np.ones(1))}
+    nodes = {}
+    for n, node in plan.graph.nodes.items():
+        if type(node).__name__ == "SpikeMatMul":
+            nodes[n] = node
+        else:  # synapses and host nodes: the worker reads plan.synapses / plan.inputs, never the node
+            nodes[n] = stub.get(type(node), lambda: nir.Linear(weight=np.zeros((1, 1))))()
+    graph = nir.NIRGraph(nodes=nodes, edges=list(plan.graph.edges), type_check=False)
+    lhs = {plan.graph.nodes[n].lhs for n in plan.neuro if type(plan.graph.nodes[n]).__name__ == "SpikeMatMul"}
+    return dataclasses.replace(plan, graph=graph, bias={n: plan.bias[n] for n in lhs if n in plan.bias})
+
+
+def product_matrix_bytes(plan) -> int:
+    """Memory of the synaptic DSSA lowering's matrices, all their copies (its own cost model,
+    resformer_deploy.passes.dssa_lowering.product_cost; its channels are counted by wiring())."""
+    if plan.dssa != "synaptic":
+        return 0
+    from resformer_deploy.passes.dssa_lowering import MATRIX_COPIES, product_cost
+    nodes = plan.graph.nodes
+    return sum(MATRIX_COPIES * product_cost(nodes[n], plan.bias[nodes[n].lhs])["synaptic"]["matrix_bytes"]
+               for n in plan.neuro if type(nodes[n]).__name__ == "SpikeMatMul")
+
+
+def plan_macs(plan) -> int:
+    """Multiply-accumulates of one step of one sample as the process models compute them: a
+    Conv's dense im2col matmul (every kernel weight at every output position), a dense synapse's
+    matrix, a fused product's matmul, an unrolled product's selections and reduction."""
+    total = 0
+    for spec in plan.synapses.values():
+        if spec.kind == "conv":
+            total += int(spec.weight.size) * int(np.prod(spec.out_shape[1:]))
+        else:
+            total += int(np.count_nonzero(spec.weight))
+    for n in plan.neuro:
+        node = plan.graph.nodes[n]
+        if type(node).__name__ == "SpikeMatMul":
+            m, k, n_ = node.product_dims()
+            total += node.groups * m * k * n_ * (3 if plan.dssa == "synaptic" else 1)
+    return total
+
+
+# Cost model of a run (estimate()). Measured here (2-core Xeon, lava-nc 0.10) with the worker's
+# info.json timings, psutil PSS of the worker's process tree every 2 s, and per-process CPU from
+# a run with every run_spk timed: ti @224 (164 processes, 3.91 GMAC and 47.6 M channel values per
+# step, 1-4 samples) and tests/support/small_models.py cifar16 (164 processes, ~0 MAC).
+WORKER_START_S = 4.0  # interpreter, Lava import, job read, process graph, compile
+START_S_PER_PROCESS = 0.03  # Runtime start-up: channels, fork, process-model build (4.1-9 s / 164)
+STEP_S_PER_PROCESS = 0.0008  # LoihiProtocol phase hand-shakes per process and step (cifar16)
+MAC_PER_S = 16e9  # float64 conv2d im2col + BLAS, one thread (ti @224 layers, one process)
+STEP_S_PER_VALUE = 15e-9  # send, receive, sum and the neuron update per channel value (ti @224:
+# 1.07 s per step, 4 samples, quiet machine, less the per-process and MAC terms)
+JOB_BYTES_PER_S = 1e9  # pickle the job, pipe it, unpickle it
+WORKER_BYTES = 200 * 2**20  # the worker's interpreter, numpy, Lava, its runtime
+JOB_COPIES = 3  # the plan in the caller's pickle, the worker's buffer, the worker's objects
+PROCESS_BYTES = 8 * 2**20  # PSS per forked Lava process beyond its arrays (cifar16: 1.29 GB / 164)
+BUFFERS_PER_CHANNEL_VALUE = 2  # the sender's buffer and the receiver's copy (its sum is transient)
+LIF_STATE_VALUES = 3  # u, v, bias per LIF neuron
+KERNEL_COPIES = 3  # the plan's kernel, the Conv Var, the model's correlation kernel
+PATCH_COPIES = 2  # im2col patch matrices alive at once (two cores)
+RETURNED_BYTES_PER_SPIKE = 2  # the unpacked record and the torch bool tensor in the caller
+
+
 class LavaCpuTarget(Target):
     """Lava CPU backend, Loihi2SimCfg floating point."""
     capabilities = Capabilities(arithmetic="float", flow="lava-float", engine="lava", options=("dssa", "stall_timeout"),
@@ -184,6 +278,39 @@ class LavaCpuTarget(Target):
             return prepared["lava_plan"]
         return self.plan(graph, dssa)
 
+    def estimate(self, graph, n_samples: int, T: int, *, prepared=None, quant=None, dssa: str = "fused",
+                 record_spikes: bool = True, **options) -> Estimate:
+        """Time and peak memory of run() from the plan: the processes and channels the worker
+        will make (targets.lava_worker.wiring), values per step, kernel weights, MACs per step, and
+        the constants below (measured on this machine)."""
+        self.refuse_unknown(options)
+        quant = self.quantized_net(prepared, quant)
+        plan = self.plan_for(graph, dssa, prepared, quant)
+        w = wiring(plan, n_samples, T, record_spikes)
+        steps = n_samples * T + plan.total_latency
+        value = 4 if quant is not None else 8  # int32 payloads, float64
+        lif = sum(p.size for p in plan.lif.values())
+        host = sum(int(np.prod(plan.shapes[h])) for h in plan.inputs)
+        macs = plan_macs(plan)
+        job = 8 * (plan.kernel_weights + lif) + 8 * host * n_samples * T  # worker_plan + inputs
+        outputs = sum(int(np.prod(plan.shapes[o])) for o in plan.outputs)
+        keep = n_samples * T
+        records = ((lif + 7) // 8 * keep if record_spikes else 0) + 8 * outputs * keep
+        peak = (WORKER_BYTES + JOB_COPIES * job + w["processes"] * PROCESS_BYTES
+                + w["channel_values"] * value * (CHANNEL_SLOTS + BUFFERS_PER_CHANNEL_VALUE)
+                + LIF_STATE_VALUES * value * lif + KERNEL_COPIES * 8 * plan.kernel_weights
+                + PATCH_COPIES * 8 * w["largest_patch_values"] + 2 * 8 * host * steps
+                + 2 * records + (RETURNED_BYTES_PER_SPIKE * lif * keep if record_spikes else 0)
+                + product_matrix_bytes(plan))
+        step_s = (w["processes"] * STEP_S_PER_PROCESS + macs / MAC_PER_S
+                  + w["channel_values"] * STEP_S_PER_VALUE)
+        seconds = WORKER_START_S + w["processes"] * START_S_PER_PROCESS + steps * step_s + job / JOB_BYTES_PER_S
+        shm = w["channel_values"] * value * CHANNEL_SLOTS
+        return Estimate(seconds, int(peak), f"{w['processes']} Lava processes, {steps} steps of {macs / 1e9:.3g} "
+                                            f"GMAC and {w['channel_values'] / 1e6:.3g} M channel values, channels "
+                                            f"{shm / 2**20:.0f} MiB; constants measured on ti @224 and cifar16 "
+                                            f"(targets/lava_cpu.py)")
+
     def steps(self, graph, n_samples: int, T: int, *, prepared=None, quant=None, dssa: str = "fused",
               **options) -> int:
         self.refuse_unknown(options)
@@ -202,7 +329,6 @@ class LavaCpuTarget(Target):
         if plan.dssa != dssa:
             raise DeployError(f"the {'quantized ' if quant is not None else ''}plan was made for dssa={plan.dssa}, "
                               f"run asks for {dssa}")
-        check_simulable(plan)
         host = CompiledGraph(graph, torch.float64)
         lowerings = (prepared or {}).get("product_lowerings")
         if lowerings is None:  # no flow artifacts (direct library call): lower as the flow's pass does
@@ -212,6 +338,9 @@ class LavaCpuTarget(Target):
         if quant is not None:
             host_values = quant.quantize_inputs(host_values)
         total_steps = N * T + plan.total_latency
+        slim = worker_plan(plan)
+        job = (slim, host_values, N, T, lowerings, record_spikes,
+               dataclasses.replace(quant, plan=slim) if quant is not None else None)
         t_build = time.time() - t0
         attempts = []
         for attempt in range(2):
@@ -219,7 +348,7 @@ class LavaCpuTarget(Target):
             try:
                 t1 = time.time()
                 try:
-                    code, printed = supervise(d, (plan, host_values, N, T, lowerings, record_spikes, quant), total_steps,
+                    code, printed = supervise(d, job, total_steps,
                                      progress if attempt == 0 else None, stall_timeout)
                 except _Stall as e:
                     attempts.append(str(e))
@@ -230,8 +359,8 @@ class LavaCpuTarget(Target):
                 with open(os.path.join(d, "info.json")) as f:
                     worker_info = json.load(f)
 
-                def read(n):
-                    rec = np.load(os.path.join(d, f"{n}.npy"))[: N * T]
+                def read(n):  # [T, N, *shape]
+                    rec = read_probe(os.path.join(d, f"{n}.npy"), plan.shapes[n], spikes=n not in plan.outputs)
                     return rec.reshape(N, T, *plan.shapes[n]).swapaxes(0, 1)
                 spikes = {n: torch.from_numpy(read(n) > 0.5) for n in plan.neuro
                           if isinstance(graph.nodes[n], nir.LIF)} if record_spikes else {}
@@ -247,7 +376,13 @@ class LavaCpuTarget(Target):
                                                      for n, l in lowerings.items()},
                          "processes": worker_info["processes"], "process_kinds": worker_info["process_kinds"],
                          "steps": worker_info["steps"], "latency": plan.total_latency,
-                         "build_s": t_build, "run_s": t_run, "stalls_retried": attempts})
+                         # build_s: host side before the worker; run_s: the worker's whole life;
+                         # lava_*: inside it (process graph, Lava compile, process start, stepping)
+                         "build_s": t_build, "run_s": t_run, "stalls_retried": attempts,
+                         "lava_build_s": worker_info["build_s"], "lava_compile_s": worker_info["compile_s"],
+                         "lava_start_s": worker_info["start_s"], "lava_steps_s": worker_info["run_s"],
+                         "channel_slots": worker_info["channel_slots"],
+                         "channel_bytes": worker_info["channel_bytes"], "shm_bytes": worker_info["shm_bytes"]})
         return RunResult(output=out.to(dtype), spikes=spikes, seconds=time.time() - t0)
 
 

@@ -4,23 +4,40 @@ records from the run's first samples (passes.dssa_lowering does the per-product 
 It lives with the targets because recording needs the reference interpreter; the flows run it
 as their ``lower-dssa-synaptic`` pass (resformer_deploy.flows.lava_passes). A Lava target run
 directly, without the flow's artifacts, calls it itself (library use; commands use the flows).
+Before any work (recording, building) ``check_products_fit`` states the lowering's cost from
+shapes and refuses, with the figures, every product that does not fit the memory budget.
 """
 import numpy as np
 import torch
 
 from exporters.nir_ext import SpikeMatMul
-from resformer_deploy.passes.dssa_lowering import lower_product, verify_lowering
+from resformer_deploy.passes.dssa_lowering import check_synaptic_fits, lower_product, verify_lowering
 
 from targets.reference import ReferenceTarget
 
 RECORD_SAMPLES = 4  # samples whose recorded operands verify each lowering
 
 
-def lower_products(graph, plan, x, T, record_samples: int = RECORD_SAMPLES, quant=None):
+def _products(graph, plan, quant=None):
+    """{name: (SpikeMatMul, lhs operand bias)} of the plan, in the units the lowering is built in."""
+    return {n: (graph.nodes[n], plan.bias[graph.nodes[n].lhs] if quant is None else quant.lhs_bias[graph.nodes[n].lhs])
+            for n in plan.neuro if isinstance(graph.nodes[n], SpikeMatMul)}
+
+
+def check_products_fit(graph, plan, quant=None, budget=None):
+    """Cost of the synaptic lowering of every product, from shapes alone (nothing is built);
+    DeployError naming every product that does not fit, with its figures (passes.dssa_lowering
+    check_synaptic_fits). ``budget``: bytes (default util.memory_budget.budget_bytes())."""
+    return check_synaptic_fits(_products(graph, plan, quant), budget)
+
+
+def lower_products(graph, plan, x, T, record_samples: int = RECORD_SAMPLES, quant=None, budget=None):
     """Synaptic lowering of every SpikeMatMul, each verified on random operands and on
     operands recorded by the reference interpreter from the first samples. Fixed point:
-    lowered with the integer operand bias and verified in integer units."""
-    mms = {n: graph.nodes[n] for n in plan.neuro if isinstance(graph.nodes[n], SpikeMatMul)}
+    lowered with the integer operand bias and verified in integer units. Refused up front
+    (check_products_fit) when it does not fit."""
+    check_products_fit(graph, plan, quant, budget)
+    mms = {n: mm for n, (mm, _) in _products(graph, plan).items()}
     watch = sorted({v.lhs for v in mms.values()} | {v.rhs for v in mms.values()})
     rec = ReferenceTarget().run(graph, x[:record_samples], T, record_spikes=False, dtype=torch.float64,
                                 record_nodes=watch).values

@@ -21,7 +21,7 @@ from exporters.graph_check import check_graph, topological_order
 from exporters.nir_ext import MaxPool2d, SpikeMatMul
 from resformer_deploy.errors import DeployError, summarize
 
-from targets.base import Capabilities, Target
+from targets.base import Capabilities, Estimate, Target
 
 
 @dataclass
@@ -31,6 +31,19 @@ class RunResult:
     membranes: Dict[str, torch.Tensor] = field(default_factory=dict)  # pre-reset v [T, B, *shape]
     seconds: float = 0.0
     values: Dict[str, torch.Tensor] = field(default_factory=dict)  # requested node outputs [T, B, *shape]
+
+
+def last_uses(graph, order, preds) -> Dict[str, int]:
+    """Per node, the position in ``order`` of its last consumer within a step (its own position
+    if none): a step's value can be freed once its last consumer has run."""
+    pos = {n: i for i, n in enumerate(order)}
+    last = dict(pos)
+    for name in order:
+        node = graph.nodes[name]
+        uses = list(preds[name]) + ([node.lhs, node.rhs] if isinstance(node, SpikeMatMul) else [])
+        for src in uses:
+            last[src] = max(last[src], pos[name])
+    return last
 
 
 def _pair(v):
@@ -57,6 +70,7 @@ class CompiledGraph:
         self.output = next(n for n, v in graph.nodes.items() if isinstance(v, nir.Output))
         self.neurons = [n for n in self.order if isinstance(graph.nodes[n], (nir.LIF, nir.IF))]
         self.ops = {n: self._compile(n, graph.nodes[n]) for n in self.order}
+        self.last_use = last_uses(graph, self.order, self.preds)
 
     def inbound(self, name, values) -> torch.Tensor:
         """Sum of the node's inbound edges (edge order), as NIR edges are summed."""
@@ -154,21 +168,53 @@ class CompiledGraph:
 
 
 class ReferenceTarget(Target):
-    """Pure PyTorch execution of the graph; the yardstick for every other target."""
-    capabilities = Capabilities(arithmetic="float", flow="reference", engine="pytorch", options=("record_nodes",),
-                                records_membranes=True, summary="NIR interpreter (PyTorch), any valid graph")
+    """Pure PyTorch execution of the graph; the yardstick for every other target.
+
+    ``on_spikes(node, t, spikes [B, ...] bool, membrane [B, ...])`` (an option): called for every
+    LIF node and step as soon as it is computed, so a caller can compare spikes while they are
+    made (analysis/compare.py SpikeComparer) with ``record_spikes=False``: the run then keeps only
+    each step's live values and the neuron states, not a [T, B, ...] record of every layer."""
+    capabilities = Capabilities(arithmetic="float", flow="reference", engine="pytorch",
+                                options=("record_nodes", "on_spikes"), records_membranes=True,
+                                summary="NIR interpreter (PyTorch), any valid graph")
 
     def steps(self, graph, n_samples: int, T: int, *, prepared=None, quant=None, **options) -> int:
         self.refuse_unknown(options)
         self.quantized_net(prepared, quant)
         return T
 
+    def estimate(self, graph, n_samples: int, T: int, *, prepared=None, quant=None, dtype=torch.float32,
+                 record_spikes: bool = True, record_membranes: bool = False, **options) -> Estimate:
+        self.refuse_unknown({k: v for k, v in options.items() if k not in ("progress", "info")})
+        self.quantized_net(prepared, quant)
+        c = graph_costs(graph)
+        e = torch.empty((), dtype=dtype).element_size()
+        B = int(n_samples)
+        np_dtype = torch.empty((), dtype=dtype).numpy().dtype
+        # parameters in another dtype are copied (torch.as_tensor shares arrays of the same dtype)
+        copied = sum(n for dt, n in c.weight_dtypes.items() if np.dtype(dt) != np_dtype)
+        peak = (copied * e + B * c.input_values * e  # parameters and the input in dtype
+                + B * c.neurons * e  # membrane state of every LIF node
+                + B * c.peak_live_values * e * WORKING_SET_FACTOR.get(e, 6.5)  # a step's live values
+                + T * B * c.output_values * e
+                + (T * B * c.neurons if record_spikes else 0)
+                + (T * B * c.neurons * e if record_membranes else 0)
+                + T * B * sum(c.values[n] for n in options.get("record_nodes", ())) * e)
+        rate = MAC_PER_S.get(e, min(MAC_PER_S.values()))
+        seconds = T * B * c.macs / rate + T * len(c.values) * SECONDS_PER_NODE_STEP
+        return Estimate(seconds, int(peak), f"per sample-step {_si(c.macs)}MAC, {_si(c.values_total)} values, "
+                                            f"{_si(c.neurons)} neurons; float{8 * e} at {rate / 1e9:.1f} GMAC/s "
+                                            f"(measured)")
+
     def run(self, graph, x: torch.Tensor, T: int, record_spikes: bool = True, record_membranes: bool = False,
             dtype=torch.float32, progress: Optional[Callable[[int], None]] = None, info: Optional[dict] = None,
-            prepared=None, quant=None, record_nodes=(), **unknown) -> RunResult:
+            prepared=None, quant=None, record_nodes=(), on_spikes=None, **unknown) -> RunResult:
         self.refuse_unknown(unknown)
         self.quantized_net(prepared, quant)  # a float target: refuses a quantized network
         cg = graph if isinstance(graph, CompiledGraph) else CompiledGraph(graph, dtype)
+        for n in record_nodes:
+            if n not in cg.graph.nodes:
+                raise DeployError(f"record_nodes: the graph has no node '{n}'")
         t0 = time.time()
         frames = cg.frames(x.to(cg.dtype), T)
         params = {n: cg.neuron_params(cg.graph.nodes[n]) for n in cg.neurons}
@@ -177,25 +223,29 @@ class ReferenceTarget(Target):
         membranes = {n: [] for n in cg.neurons} if record_membranes else {}
         outputs = []
         values = {n: [] for n in record_nodes}
+        # values freed after their last consumer of the step (the output and recorded nodes stay)
+        free_after: Dict[int, list] = {}
+        for n, i in cg.last_use.items():
+            if n != cg.output and n not in values:
+                free_after.setdefault(i, []).append(n)
         with torch.no_grad():
             for t in range(T):
                 val: Dict[str, torch.Tensor] = {}
-                for name in cg.order:
+                for i, name in enumerate(cg.order):
                     node = cg.graph.nodes[name]
                     if isinstance(node, nir.Input):
                         val[name] = frames(t)
-                        continue
-                    if isinstance(node, SpikeMatMul):
+                    elif isinstance(node, SpikeMatMul):
                         val[name] = cg.ops[name](val[node.lhs], val[node.rhs])
-                        continue
-                    inp = cg.inbound(name, val)
-                    if name in params:
+                    elif name in params:
+                        inp = cg.inbound(name, val)
                         p = params[name]
                         v = state[name] if state[name] is not None else torch.zeros_like(inp)
                         if p["k"] is not None:
                             h = v + p["k"] * ((p["leak"] - v) + p["r"] * inp)
                         else:
                             h = v + p["r"] * inp
+                        del inp, v
                         s_ = (h >= p["th"]) if cg.ge else (h > p["th"])
                         state[name] = torch.where(s_, p["reset"], h)
                         val[name] = s_.to(cg.dtype)
@@ -203,8 +253,13 @@ class ReferenceTarget(Target):
                             spikes[name].append(s_)
                         if record_membranes:
                             membranes[name].append(h)
+                        if on_spikes is not None:
+                            on_spikes(name, t, s_, h)
+                        del h, s_
                     else:
-                        val[name] = cg.ops[name](inp)
+                        val[name] = cg.ops[name](cg.inbound(name, val))
+                    for n in free_after.get(i, ()):
+                        val.pop(n, None)
                 outputs.append(val[cg.output])
                 for n in values:
                     values[n].append(val[n])
@@ -213,3 +268,77 @@ class ReferenceTarget(Target):
         return RunResult(output=torch.stack(outputs), spikes={k: torch.stack(v) for k, v in spikes.items()},
                          membranes={k: torch.stack(v) for k, v in membranes.items()}, seconds=time.time() - t0,
                          values={k: torch.stack(v) for k, v in values.items()})
+
+
+# ------------------------------------------------------------------------------------ cost model
+# Measured on this project's 2-core machine (torch 2.3.1) with the ti variant at 224x224, 8 samples,
+# T = 4 (`resformer-deploy verify --target reference`, its JSON seconds.target; 4.03 GMAC per
+# sample-step): float32 8.3 s, float64 29.5 s for the 32 sample-steps. Elementwise work is folded in.
+MAC_PER_S = {4: 15e9, 8: 4.4e9}  # by element size
+SECONDS_PER_NODE_STEP = 1e-4  # Python dispatch per node and step (dominates tiny graphs)
+# Same model and samples, peak RSS of run() alone above the caller's (/tmp script, resource.ru_maxrss):
+# float64 1.18 GiB for 0.63 GiB of LIF state and 0.16 GiB of a step's live values; float32 0.80 GiB
+# for 0.32 and 0.08 GiB: the ops' temporaries (convolution buffers, the LIF update's h, where and
+# spike tensors) are 3.5x (float64) and 6.2x (float32) a step's live values.
+WORKING_SET_FACTOR = {4: 6.5, 8: 3.5}
+
+
+def _si(n: float) -> str:
+    for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if n >= div:
+            return f"{n / div:.3g} {unit}"
+    return f"{n:.0f} "
+
+
+@dataclass(frozen=True)
+class GraphCosts:
+    """Sizes of one sample and one step of a graph, for cost models (counts, not bytes)."""
+    weights: int  # parameters of every node
+    weight_dtypes: Dict[str, int]  # numpy dtype name -> parameters stored in it
+    input_values: int
+    output_values: int
+    neurons: int  # LIF/IF neurons
+    values: Dict[str, int]  # node -> output values
+    values_total: int
+    peak_live_values: int  # most values alive at once in a step, freeing after the last consumer
+    macs: int  # multiply-accumulates of Conv2d, Linear/Affine and SpikeMatMul
+
+
+def graph_costs(graph) -> GraphCosts:
+    shapes, problems = check_graph(graph)
+    if problems:
+        raise DeployError(f"graph cannot be interpreted: {len(problems)} problem(s): {summarize(problems, 5)}")
+    order, _ = topological_order(graph)
+    preds = {n: [] for n in graph.nodes}
+    for a, b in graph.edges:
+        preds[b].append(a)
+    size = {n: int(np.prod(shapes[n])) for n in order}
+    macs = 0
+    dtypes: Dict[str, int] = {}
+    for name in order:
+        node = graph.nodes[name]
+        for f in ("weight", "bias", "scale", "threshold", "tau", "r", "v_leak", "v_threshold", "v_reset"):
+            a = getattr(node, f, None)
+            if a is not None and not isinstance(a, str):
+                a = np.asarray(a)
+                dtypes[a.dtype.name] = dtypes.get(a.dtype.name, 0) + int(a.size)
+        if isinstance(node, nir.Conv2d):
+            w = np.asarray(node.weight)
+            macs += size[name] * int(np.prod(w.shape[1:]))
+        elif isinstance(node, (nir.Affine, nir.Linear)):
+            macs += size[name] * int(np.asarray(node.weight).shape[-1])
+        elif isinstance(node, SpikeMatMul):
+            macs += size[name] * node.product_dims()[1]
+    last = last_uses(graph, order, preds)
+    live = peak = 0
+    frees: Dict[int, int] = {}
+    for n, i in last.items():
+        frees[i] = frees.get(i, 0) + size[n]
+    for i, name in enumerate(order):
+        live += size[name]
+        peak = max(peak, live)
+        live -= frees.get(i, 0)
+    inp = next(n for n, v in graph.nodes.items() if isinstance(v, nir.Input))
+    out = next(n for n, v in graph.nodes.items() if isinstance(v, nir.Output))
+    neurons = sum(size[n] for n in order if isinstance(graph.nodes[n], (nir.LIF, nir.IF)))
+    return GraphCosts(sum(dtypes.values()), dtypes, size[inp], size[out], neurons, size, sum(size.values()), peak, macs)

@@ -13,9 +13,18 @@ how their arithmetic rounded. Rounding moves a membrane by a few ulps times the 
 of summed terms (float32: ~1e-7 relative per operation), far below ``tie_tol``; a root
 mismatch farther from the threshold is a real difference. Later mismatches of the
 sample are consequences of the root (different spikes propagate) and are not judged.
+
+Memory: every figure above is a sum over (layer, step, sample) of mismatches and of mismatches
+that are ties, so the comparison keeps only those counts (SpikeComparer). Of the PyTorch run it
+keeps, per neuron, step and sample, the spike and whether the membrane lies within ``tie_tol`` of
+the threshold, 1 bit each (TorchRecord); a target that hands over its spikes as it makes them
+(``on_spikes``, targets/reference.py) keeps nothing of its run. ti @224, 8 samples, T = 4: 81 MiB
+instead of the 2.7 GB of float64 membranes per run.
 """
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from math import prod
+from typing import Callable, Dict, List, Optional, Tuple
 
 import nir
 import numpy as np
@@ -119,40 +128,147 @@ class Comparison(Record):
                 "a first divergence exactly when some spike differs")
 
 
+class PackedMasks(Mapping):
+    """Boolean records [T, B, *shape] per layer, stored 8 values per byte (``numpy.packbits`` along
+    each sample's flattened values), so recording every neuron of a run costs 1 bit per value, not
+    a byte (bool) or 8 (a float64 membrane). ``masks[k]`` unpacks a whole record (a bool tensor, as
+    a dict of tensors would give); ``step(k, t)`` unpacks only step t, [B, *shape]."""
+
+    def __init__(self, packed: Optional[Dict[str, Tuple[np.ndarray, tuple]]] = None):
+        self._packed = dict(packed or {})  # key -> (uint8 [T, B, ceil(n / 8)], full shape)
+
+    def put(self, key: str, mask: torch.Tensor) -> None:
+        """Store a bool (or 0/1) tensor [T, B, *shape]."""
+        shape = tuple(mask.shape)
+        a = mask.detach().reshape(shape[0], shape[1], -1).to(torch.bool).numpy()
+        self._packed[key] = (np.packbits(a, axis=-1), shape)
+
+    def put_steps(self, key: str, steps, shape: tuple) -> None:
+        """Store a record given one step at a time (bool [B, *shape[2:]] each): no [T, ...] tensor."""
+        n = prod(shape[2:])
+        packed = np.empty((shape[0], shape[1], (n + 7) // 8), dtype=np.uint8)
+        for t, m in enumerate(steps):
+            packed[t] = np.packbits(m.detach().reshape(shape[1], n).to(torch.bool).numpy(), axis=-1)
+        self._packed[key] = (packed, tuple(shape))
+
+    def shape(self, key: str) -> tuple:
+        return self._packed[key][1]
+
+    def step(self, key: str, t: int) -> torch.Tensor:
+        packed, shape = self._packed[key]
+        bits = np.unpackbits(packed[t], axis=-1, count=prod(shape[2:]))
+        return torch.from_numpy(bits.view(np.bool_)).reshape(shape[1:])
+
+    def count(self, key: str) -> int:
+        """How many values are True (from the packed bytes; the pad bits are zero)."""
+        return int(_POPCOUNT[self._packed[key][0]].sum(dtype=np.int64))
+
+    def head(self, n: int) -> "PackedMasks":
+        return PackedMasks({k: (p[:, :n], (s[0], min(n, s[1])) + s[2:]) for k, (p, s) in self._packed.items()})
+
+    def nbytes(self) -> int:
+        return sum(p.nbytes for p, _ in self._packed.values())
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        packed, shape = self._packed[key]
+        bits = np.unpackbits(packed, axis=-1, count=prod(shape[2:]))
+        return torch.from_numpy(bits.view(np.bool_)).reshape(shape)
+
+    def __contains__(self, key) -> bool:
+        return key in self._packed
+
+    def __iter__(self):
+        return iter(self._packed)
+
+    def __len__(self) -> int:
+        return len(self._packed)
+
+
+_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+
+
 @dataclass
 class TorchRecord:
+    """What verification keeps of the PyTorch run: per LIF module, its spikes and, instead of its
+    membranes, the mask of near-threshold values (|v - v_threshold| <= tie_tol), both packed
+    (1 bit per neuron, step and sample): all that the comparison and the verdict read. Full float
+    membranes only when asked (record_torch(membranes=True))."""
     logits: torch.Tensor  # [T, B, K]
-    spikes: Dict[str, torch.Tensor] = field(default_factory=dict)  # module path -> bool [T, B, ...]
+    spikes: Mapping = field(default_factory=PackedMasks)  # module path -> bool [T, B, ...]
     membranes: Dict[str, torch.Tensor] = field(default_factory=dict)  # module path -> pre-reset v
+    near: Mapping = field(default_factory=PackedMasks)  # module path -> |v - v_threshold| <= tie_tol
+    thresholds: Dict[str, float] = field(default_factory=dict)  # module path -> v_threshold of ``near``
+    tie_tol: float = TIE_TOL
 
     def head(self, n: int) -> "TorchRecord":
-        """The record of the first n samples (every tensor is [T, B, ...])."""
-        return TorchRecord(self.logits[:, :n], {k: v[:, :n] for k, v in self.spikes.items()},
-                           {k: v[:, :n] for k, v in self.membranes.items()})
+        """The record of the first n samples (every record is [T, B, ...])."""
+        return TorchRecord(self.logits[:, :n], _head(self.spikes, n), {k: v[:, :n] for k, v in self.membranes.items()},
+                           _head(self.near, n), dict(self.thresholds), self.tie_tol)
+
+    def spike_step(self, path: str, t: int) -> torch.Tensor:
+        return _step(self.spikes, path, t)
+
+    def nbytes(self) -> int:
+        return sum(_nbytes(m) for m in (self.spikes, self.near)) + sum(v.nbytes for v in self.membranes.values())
 
 
-def _membrane(module, x_seq):
+def _head(masks, n):
+    return masks.head(n) if isinstance(masks, PackedMasks) else {k: v[:, :n] for k, v in masks.items()}
+
+
+def _step(masks, key, t):
+    return masks.step(key, t) if isinstance(masks, PackedMasks) else masks[key][t]
+
+
+def _shape(masks, key):
+    return masks.shape(key) if isinstance(masks, PackedMasks) else tuple(masks[key].shape)
+
+
+def _nbytes(masks):
+    return masks.nbytes() if isinstance(masks, PackedMasks) else sum(v.nbytes for v in masks.values())
+
+
+def _membrane_steps(module, x_seq):
+    """The module's pre-reset membrane h[t], one step at a time (the module's own update,
+    resformer_deploy/model/neurons.py: h = v + (x - v) * k; hard reset to 0 where h >= v_threshold)."""
     k = module.decay()
     v = torch.zeros_like(x_seq[0])
-    hs = []
     for t in range(x_seq.shape[0]):
         h = v + (x_seq[t] - v) * k
         v = torch.where(h >= module.v_threshold, torch.zeros_like(h), h)
-        hs.append(h)
-    return torch.stack(hs)
+        yield h
+
+
+def _membrane(module, x_seq):
+    return torch.stack(list(_membrane_steps(module, x_seq)))
+
+
+def lif_modules(model) -> List[Tuple[str, torch.nn.Module]]:
+    return [(p, m) for p, m in model.named_modules() if isinstance(m, (LIF, PLIF))]
 
 
 @torch.no_grad()
-def record_torch(model, x: torch.Tensor, membranes: bool = True) -> TorchRecord:
-    rec = TorchRecord(logits=None)
+def record_torch(model, x: torch.Tensor, membranes: bool = False, near: bool = True, tie_tol: float = TIE_TOL,
+                 progress: Optional[Callable[[int], None]] = None) -> TorchRecord:
+    """Run the model on x, keeping per LIF module its spikes and near-threshold mask (packed, see
+    TorchRecord), and its float membranes only if ``membranes``. Each module's record is made in its
+    forward hook, a step at a time, so no layer's membrane outlives the hook. ``progress(1)`` per
+    LIF module run."""
+    rec = TorchRecord(logits=None, tie_tol=tie_tol)
     hooks = []
-    for path, mod in model.named_modules():
-        if isinstance(mod, (LIF, PLIF)):
-            def hook(m, inp, out, path=path):
-                rec.spikes[path] = out.bool()
-                if membranes:
-                    rec.membranes[path] = _membrane(m, inp[0])
-            hooks.append(mod.register_forward_hook(hook))
+    for path, mod in lif_modules(model):
+        def hook(m, inp, out, path=path):
+            rec.spikes.put(path, out)
+            if membranes:
+                rec.membranes[path] = _membrane(m, inp[0])
+            if near:
+                th = float(m.v_threshold)
+                rec.thresholds[path] = th
+                rec.near.put_steps(path, ((h - th).abs() <= tie_tol for h in _membrane_steps(m, inp[0])),
+                                   tuple(out.shape))
+            if progress:
+                progress(1)
+        hooks.append(mod.register_forward_hook(hook))
     try:
         model.eval()
         rec.logits = model(x)
@@ -162,84 +278,170 @@ def record_torch(model, x: torch.Tensor, membranes: bool = True) -> TorchRecord:
     return rec
 
 
-def compare_run(graph: nir.NIRGraph, rec: TorchRecord, result, tie_tol: float = TIE_TOL) -> Comparison:
-    layers: List[LayerComparison] = []
-    first = None
-    order, _ = topological_order(graph)
-    compared = []  # (name, diff, near) in topological order, for the per-sample roots
-    for name in [n for n in order if n in result.spikes]:
-        spikes = result.spikes[name]
-        path = graph.nodes[name].metadata.get("torch_module")
-        if path not in rec.spikes:
-            continue
-        a, b = rec.spikes[path], spikes
-        if a.shape != b.shape and a.shape[:2] == b.shape[:2] and a[0, 0].numel() == b[0, 0].numel():
-            a = a.reshape(b.shape)  # dense 1-D form of the same layer (row-major flatten)
-            if path in rec.membranes:
-                rec.membranes[path] = rec.membranes[path].reshape(b.shape)
-        if a.shape != b.shape:
-            raise ValueError(f"{name}: target spikes {tuple(b.shape)} vs PyTorch {tuple(a.shape)}")
+@dataclass
+class _LayerCounts:
+    """One layer's comparison so far: per (step, sample) mismatches and near-threshold ties."""
+    path: str
+    shape: tuple  # [T, B, *shape] as compared (the target's form)
+    mismatches: torch.Tensor  # int64 [T, B]
+    ties: torch.Tensor  # int64 [T, B]
+    seen: torch.Tensor  # bool [T]: steps compared
+    torch_spikes: int = 0
+    target_spikes: int = 0
+
+
+class SpikeComparer:
+    """Compares a target's spikes with a TorchRecord one layer and step at a time, as a target
+    produces them (``add``), keeping only counts per (layer, step, sample); ``finish`` makes the
+    Comparison. A target that streams its spikes (targets/reference.py ``on_spikes``) then needs
+    no whole-run record, and the result is the same as comparing whole records (compare_run)."""
+
+    def __init__(self, graph: nir.NIRGraph, rec: TorchRecord, tie_tol: float = TIE_TOL):
+        if len(rec.near) and tie_tol != rec.tie_tol:
+            raise ValueError(f"the PyTorch record's near-threshold masks are for tie_tol {rec.tie_tol:g}, "
+                             f"not {tie_tol:g}: record with record_torch(..., tie_tol={tie_tol:g})")
+        order, _ = topological_order(graph)
+        self.rank = {n: i for i, n in enumerate(order)}
+        self.graph, self.rec, self.tie_tol = graph, rec, tie_tol
+        self.T, self.B = int(rec.logits.shape[0]), int(rec.logits.shape[1])
+        self.layers: Dict[str, _LayerCounts] = {}
+
+    def path_of(self, name: str) -> Optional[str]:
+        """The PyTorch module recorded for graph node ``name`` (None: not compared)."""
+        node = self.graph.nodes.get(name)
+        path = None if node is None else (node.metadata or {}).get("torch_module")
+        return path if path in self.rec.spikes else None
+
+    def add(self, name: str, t: int, spikes: torch.Tensor, membrane: Optional[torch.Tensor] = None) -> None:
+        """Step t of LIF node ``name``: its spikes [B, *shape] (bool) and, if the target has it, its
+        pre-reset membrane (widens the near-threshold test, as in either run it decides a spike)."""
+        path = self.path_of(name)
+        if path is None:
+            return
+        full_a, b = _shape(self.rec.spikes, path), spikes
+        # the same shape, or the dense 1-D form of the same layer (row-major flatten)
+        if not (0 <= t < self.T and b.dim() >= 1 and b.shape[0] == full_a[1]
+                and b[0].numel() == prod(full_a[2:])):
+            raise ValueError(f"{name}: target spikes {(max(self.T, t + 1),) + tuple(b.shape)} vs PyTorch {full_a}")
+        a = self.rec.spike_step(path, t).reshape(b.shape)
+        b = b if b.dtype == torch.bool else b != 0
+        c = self.layers.get(name)
+        if c is None:
+            zeros = lambda *shape, dtype=torch.int64: torch.zeros(*shape, dtype=dtype)  # noqa: E731
+            c = self.layers[name] = _LayerCounts(path, (self.T,) + tuple(b.shape), zeros(self.T, self.B),
+                                                 zeros(self.T, self.B), zeros(self.T, dtype=torch.bool))
+        if bool(c.seen[t]):
+            raise ValueError(f"{name}: step {t} compared twice")
+        c.seen[t] = True
         diff = a != b
-        n_diff = int(diff.sum())
-        ties = 0
-        th = float(np.asarray(graph.nodes[name].v_threshold).flat[0])
-        near = torch.zeros_like(diff)
-        if n_diff:
-            if name in result.membranes:
-                near |= (result.membranes[name] - th).abs() <= tie_tol
-            if path in rec.membranes:
-                near |= (rec.membranes[path] - th).abs() <= tie_tol
-            ties = int((diff & near).sum())
-        step = int(diff.flatten(1).any(1).nonzero()[0]) if n_diff else None
-        layers.append(LayerComparison(
-            node=name, torch_module=path, shape=list(a.shape[2:]), compared=int(a.numel()),
-            identical_pct=100.0 * (1 - n_diff / a.numel()), mismatches=n_diff, near_threshold_mismatches=ties,
-            first_mismatch_step=step, torch_rate=float(a.float().mean()), target_rate=float(b.float().mean())))
-        compared.append((name, diff, near))
-        if n_diff and first is None:
-            # only the first divergent step: later steps of the same layer also carry the
-            # flipped neurons' different membrane state (propagation, not rounding)
-            at = diff[step]
-            first = FirstDivergence(node=name, torch_module=path, step=step, mismatches=int(at.sum()),
-                                    near_threshold=int((at & near[step]).sum()), layer_mismatches_all_steps=n_diff)
-    ref, out = rec.logits, result.output.to(rec.logits.dtype)
-    scale = float(ref.abs().max()) or 1.0
-    pred_ref, pred_out = ref.mean(0).argmax(-1), out.mean(0).argmax(-1)
-    roots = sample_roots(compared, int(ref.shape[1]))
-    diverged = {r.sample for r in roots}
-    same = torch.tensor([b not in diverged for b in range(ref.shape[1])], dtype=torch.bool)
-    agree = pred_ref == pred_out
-    return Comparison(
-        root_divergences=roots, samples_identical=int(same.sum()), samples_diverged=len(roots),
-        roots_all_ties=all(r.ties == r.mismatches for r in roots),
-        identical_samples_logits_max_rel_diff=float((ref - out)[:, same].abs().max()) / scale
-        if bool(same.any()) else 0.0,
-        identical_samples_prediction_agreement=float(agree[same].float().mean()) if bool(same.any()) else 1.0,
-        samples=int(ref.shape[1]), time_steps=int(ref.shape[0]),
-        logits_max_abs_diff=float((ref - out).abs().max()), logits_max_rel_diff=float((ref - out).abs().max()) / scale,
-        prediction_agreement=float(agree.float().mean()),
-        predictions_torch=pred_ref.tolist(), predictions_target=pred_out.tolist(),
-        min_layer_identical_pct=min((r.identical_pct for r in layers), default=100.0),
-        total_mismatches=sum(r.mismatches for r in layers),
-        total_near_threshold=sum(r.near_threshold_mismatches for r in layers),
-        first_divergence=first, layers=layers)
+        per_sample = diff.reshape(self.B, -1).sum(1)
+        c.mismatches[t] = per_sample
+        c.torch_spikes += int(a.sum())
+        c.target_spikes += int(b.sum())
+        if bool(per_sample.any()):
+            near = torch.zeros_like(diff)
+            th = float(np.asarray(self.graph.nodes[name].v_threshold).flat[0])
+            if membrane is not None:
+                near |= (membrane.reshape(b.shape) - th).abs() <= self.tie_tol
+            if path in self.rec.membranes:
+                near |= (self.rec.membranes[path][t].reshape(b.shape) - th).abs() <= self.tie_tol
+            elif path in self.rec.near:
+                if self.rec.thresholds.get(path, th) != th:
+                    raise ValueError(f"{name}: graph v_threshold {th:g}, PyTorch {path} "
+                                     f"{self.rec.thresholds[path]:g}: the near-threshold masks do not apply")
+                near |= _step(self.rec.near, path, t).reshape(b.shape)
+            c.ties[t] = (diff & near).reshape(self.B, -1).sum(1)
+
+    def finish(self, output: torch.Tensor) -> Comparison:
+        """The Comparison, from the counts and the target's output [T, B, K] (per-step logits)."""
+        layers: List[LayerComparison] = []
+        first = None
+        counts = []  # (name, mismatches [T, B], ties [T, B]) in topological order, for the roots
+        for name in sorted(self.layers, key=self.rank.__getitem__):
+            c = self.layers[name]
+            if not bool(c.seen.all()):
+                missing = (~c.seen).nonzero().flatten().tolist()
+                raise ValueError(f"{name}: the target gave no spikes for step(s) {missing} of {self.T}")
+            numel = prod(c.shape)
+            per_step = c.mismatches.sum(1)
+            n_diff = int(per_step.sum())
+            step = int(per_step.nonzero()[0]) if n_diff else None
+            layers.append(LayerComparison(
+                node=name, torch_module=c.path, shape=list(c.shape[2:]), compared=int(numel),
+                identical_pct=100.0 * (1 - n_diff / numel), mismatches=n_diff,
+                near_threshold_mismatches=int(c.ties.sum()), first_mismatch_step=step,
+                torch_rate=c.torch_spikes / numel, target_rate=c.target_spikes / numel))
+            counts.append((name, c.mismatches, c.ties))
+            if n_diff and first is None:
+                # only the first divergent step: later steps of the same layer also carry the
+                # flipped neurons' different membrane state (propagation, not rounding)
+                first = FirstDivergence(node=name, torch_module=c.path, step=step, mismatches=int(per_step[step]),
+                                        near_threshold=int(c.ties[step].sum()), layer_mismatches_all_steps=n_diff)
+        rec = self.rec
+        ref, out = rec.logits, output.to(rec.logits.dtype)
+        scale = float(ref.abs().max()) or 1.0
+        pred_ref, pred_out = ref.mean(0).argmax(-1), out.mean(0).argmax(-1)
+        roots = _roots(counts, int(ref.shape[1]))
+        diverged = {r.sample for r in roots}
+        same = torch.tensor([b not in diverged for b in range(ref.shape[1])], dtype=torch.bool)
+        agree = pred_ref == pred_out
+        return Comparison(
+            root_divergences=roots, samples_identical=int(same.sum()), samples_diverged=len(roots),
+            roots_all_ties=all(r.ties == r.mismatches for r in roots),
+            identical_samples_logits_max_rel_diff=float((ref - out)[:, same].abs().max()) / scale
+            if bool(same.any()) else 0.0,
+            identical_samples_prediction_agreement=float(agree[same].float().mean()) if bool(same.any()) else 1.0,
+            samples=int(ref.shape[1]), time_steps=int(ref.shape[0]),
+            logits_max_abs_diff=float((ref - out).abs().max()),
+            logits_max_rel_diff=float((ref - out).abs().max()) / scale,
+            prediction_agreement=float(agree.float().mean()),
+            predictions_torch=pred_ref.tolist(), predictions_target=pred_out.tolist(),
+            min_layer_identical_pct=min((r.identical_pct for r in layers), default=100.0),
+            total_mismatches=sum(r.mismatches for r in layers),
+            total_near_threshold=sum(r.near_threshold_mismatches for r in layers),
+            first_divergence=first, layers=layers)
 
 
-def sample_roots(compared, n_samples: int) -> List[RootDivergence]:
-    """Per diverged sample, its root: the first (step, layer) in (step, topological order)
-    with a mismatch, with how many of the mismatches there are near-threshold ties."""
-    if not compared:
+def compare_run(graph: nir.NIRGraph, rec: TorchRecord, result, tie_tol: float = TIE_TOL,
+                progress: Optional[Callable[[int], None]] = None) -> Comparison:
+    """A finished run (RunResult: whole spike records) against the PyTorch record, one layer and
+    step at a time (SpikeComparer); ``progress(1)`` per layer."""
+    comparer = SpikeComparer(graph, rec, tie_tol)
+    order, _ = topological_order(graph)
+    for name in [n for n in order if n in result.spikes]:
+        spikes, mem = result.spikes[name], result.membranes.get(name)
+        path = comparer.path_of(name)
+        if path is not None:
+            a_shape = _shape(rec.spikes, path)
+            if tuple(spikes.shape[:2]) != a_shape[:2]:
+                raise ValueError(f"{name}: target spikes {tuple(spikes.shape)} vs PyTorch {a_shape}")
+            for t in range(spikes.shape[0]):
+                comparer.add(name, t, spikes[t], None if mem is None else mem[t])
+        if progress:
+            progress(1)
+    return comparer.finish(result.output)
+
+
+def _roots(counts, n_samples: int) -> List[RootDivergence]:
+    """Per diverged sample, its root from per-layer counts [(name, mismatches [T, B], ties [T, B])]
+    in topological order: the first (step, layer) in (step, topological order) with a mismatch."""
+    if not counts:
         return []
     # any[l, t, b]: layer l has a mismatch at step t for sample b
-    any_ = torch.stack([d.flatten(2).any(2) for _, d, _ in compared])
+    any_ = torch.stack([m > 0 for _, m, _ in counts])
     L, T, _ = any_.shape
     flat = any_.permute(2, 1, 0).reshape(n_samples, T * L)  # index t*L + l: step-major order
     roots = []
     for b in flat.any(1).nonzero().flatten().tolist():
-        idx = int(flat[b].nonzero()[0])
-        t, li = divmod(idx, L)
-        name, diff, near = compared[li]
-        at = diff[t, b]
-        roots.append(RootDivergence(sample=b, node=name, step=t, mismatches=int(at.sum()),
-                                    ties=int((at & near[t, b]).sum())))
+        t, li = divmod(int(flat[b].nonzero()[0]), L)
+        name, mism, ties = counts[li]
+        roots.append(RootDivergence(sample=b, node=name, step=t, mismatches=int(mism[t, b]), ties=int(ties[t, b])))
     return roots
+
+
+def sample_roots(compared, n_samples: int) -> List[RootDivergence]:
+    """Per diverged sample, its root: the first (step, layer) in (step, topological order)
+    with a mismatch, with how many of the mismatches there are near-threshold ties.
+    ``compared``: [(name, diff, near)], whole masks [T, B, ...] in topological order."""
+    return _roots([(name, diff.flatten(2).sum(2), (diff & near).flatten(2).sum(2)) for name, diff, near in compared],
+                  n_samples)

@@ -1,33 +1,36 @@
-"""The drift ladder: PyTorch float -> float Lava -> fixed-point Lava, measured rung by rung.
+"""The drift ladder: PyTorch float -> float targets -> fixed-point targets, measured rung by rung.
 
-Rungs, in this order (each but the first compared with the PyTorch model, per LIF layer, with
-the first divergence); each says its role, and readers find rungs by role, never by position:
-1. ``reference``: PyTorch float64 on the evaluation set (0: the full held-out digits split):
-   accuracy.
-2. ``float``: float Lava (lava-cpu) on the first ``lava_samples``: must be exact.
-3. ``fixed-point-check``: fixed-point Lava (loihi2-sim, Loihi2SimCfg fixed_pt) on the first
-   ``lava_samples``: the same comparison, plus bit-exactness against the emulator on those
-   samples, which is what lets rung 4 stand for Lava on the whole set.
-4. ``fixed-point``: the bit-accurate emulator (loihi2-emu) on the whole evaluation set:
-   accuracy, prediction agreement, per-layer spike agreement, saturation counts.
-Rungs 2 and 3 are left out without Lava (``lava=False`` or ``lava_samples=0``).
-Calibration (quantization scales) uses the training split, never the evaluation data.
+Every rung but the reference is a registered target (targets.registry), and its role comes from
+its capabilities (targets.base.Capabilities), never from its name, so a plug-in target takes a
+rung like a built-in one. Each rung but the reference is compared with the PyTorch model, per LIF
+layer, with the first divergence; readers find rungs by role, never by position or name:
+* ``reference`` (one): PyTorch float64 on the evaluation set (0: the full held-out digits split).
+* ``float`` (any number): a float-arithmetic target on the first ``lava_samples``: must be exact.
+* ``fixed-point-check`` (any number): a fixed-arithmetic target whose ``bit_exact_twin`` is the
+  fixed-point rung's target, on the first ``lava_samples``: the same comparison, plus
+  bit-exactness against the fixed-point rung on those samples, which is what lets that rung
+  stand for this one on the whole set.
+* ``fixed-point`` (one): a fixed-arithmetic target on the whole evaluation set: accuracy,
+  prediction agreement, per-layer spike agreement, saturation counts.
+The rungs are named (``targets=``) or chosen by capability (``rungs_by_capability``); the subset
+rungs are left out without Lava samples (``lava=False`` or ``lava_samples=0``). All fixed-point
+rungs run the one quantized network, calibrated on the training split, never the evaluation data.
 """
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import torch
 
 from exporters.nir_io import read_nir, write_nir
 from exporters.torch_to_nir import export_model
-from targets import get_target
+from targets import capabilities_of, get_target, target_class, target_names
 
 from resformer_deploy.data.digits import is_digits_input, load_digits_split
 from resformer_deploy.errors import DeployError
-from resformer_deploy.flows import prepare
+from resformer_deploy.flows import flow_of, flow_options, prepare
 from resformer_deploy.fixed_point.quantize import MARGIN
 from resformer_deploy.model.precision import model_in_dtype
 from resformer_deploy.training.loop import accuracy
@@ -38,11 +41,111 @@ from resformer_deploy.analysis.compare import Comparison, FirstDivergence, Layer
 MAX_ACCURACY_DROP_PP = 1.0
 REFERENCE, FLOAT, FIXED_POINT_CHECK, FIXED_POINT = "reference", "float", "fixed-point-check", "fixed-point"
 ROLES = (REFERENCE, FLOAT, FIXED_POINT_CHECK, FIXED_POINT)  # drift_ladder's order; readers go by role
+SUBSET_ROLES = (FLOAT, FIXED_POINT_CHECK)  # run on the first lava_samples only
+# how a rung's shown name says what executes it (targets.base.ENGINES)
+ENGINE_LABEL = {"pytorch": "PyTorch", "lava": "Lava", "numpy": "emulator", "chip": "Loihi 2 chip"}
+
+
+@dataclass(frozen=True)
+class RungChoice:
+    """A registered target chosen as a rung, and the role its capabilities give it."""
+    role: str  # one of ROLES but the reference (PyTorch itself, no registered target)
+    target: str
+    label: str  # the rung's shown name
+
+    def __post_init__(self):
+        require(self.role in ROLES and self.role != REFERENCE, f"{self.target}: rung role '{self.role}'")
+
+
+def _twins_of(name: str, among: Sequence[str]) -> List[str]:
+    """The targets of ``among`` that declare ``name`` their bit-exact twin."""
+    return [t for t in among if t != name and capabilities_of(t).bit_exact_twin == name]
+
+
+def _label(arithmetic: str, engine: str, bit_accurate: bool) -> str:
+    return (f"{'float' if arithmetic == 'float' else 'fixed-point'} {ENGINE_LABEL.get(engine, engine)}"
+            + (" (bit-accurate)" if bit_accurate else ""))
+
+
+def assign_roles(names: Sequence[str]) -> List[RungChoice]:
+    """Roles of the named targets, from their capabilities (order: float, check, fixed point).
+
+    Float targets are ``float`` rungs. Of the fixed-point targets, the one the others declare as
+    their ``bit_exact_twin`` (or the only one) is the ``fixed-point`` rung; every other must be
+    its twin (a ``fixed-point-check`` rung): without that, no rung would stand for it on the
+    whole set."""
+    names = list(names)
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise DeployError(f"drift ladder: target(s) {', '.join(dup)} named twice")
+    caps = {n: capabilities_of(n) for n in names}  # unknown or broken: its one-line DeployError
+    fixed = [n for n in names if caps[n].arithmetic == "fixed"]
+    if not fixed:
+        raise DeployError(f"drift ladder: no fixed-point target among {', '.join(names) or 'the rungs'} (a ladder "
+                          f"ends in fixed point; fixed-point targets: {', '.join(_fixed_targets()) or 'none'})")
+    heads = [n for n in fixed if _twins_of(n, fixed)] if len(fixed) > 1 else fixed
+    if len(heads) != 1:
+        raise DeployError(f"drift ladder: fixed-point targets {', '.join(fixed)}: exactly one must be the "
+                          f"bit-exact twin (Capabilities.bit_exact_twin) of the others, to run the whole "
+                          f"evaluation set for them; found {len(heads)}")
+    (head,) = heads
+    strays = [n for n in fixed if n != head and caps[n].bit_exact_twin != head]
+    if strays:
+        raise DeployError(f"drift ladder: fixed-point target(s) {', '.join(strays)} are not bit-exact twins of "
+                          f"{head} (the fixed-point rung), so no rung stands for them on the whole set")
+    everyone = target_names()
+    choices = [RungChoice(FLOAT, n, _label("float", caps[n].engine, False)) for n in names
+               if caps[n].arithmetic == "float"]
+    choices += [RungChoice(FIXED_POINT_CHECK, n, _label("fixed", caps[n].engine, False)) for n in fixed if n != head]
+    choices.append(RungChoice(FIXED_POINT, head, _label("fixed", caps[head].engine, bool(_twins_of(head, everyone)))))
+    labels = [c.label for c in choices]  # two rungs of one kind and engine: tell them apart by target
+    return [RungChoice(c.role, c.target, f"{c.label} [{c.target}]") if labels.count(c.label) > 1 else c
+            for c in choices]
+
+
+def _available(name: str) -> bool:
+    cls = target_class(name)
+    return not (callable(getattr(cls, "unavailable", None)) and cls.unavailable())
+
+
+def _fixed_targets() -> List[str]:
+    return [n for n in target_names() if capabilities_of(n).arithmetic == "fixed"]
+
+
+def rungs_by_capability(anchor: Optional[str] = None, subset: bool = True) -> List[str]:
+    """The targets of a ladder, chosen by capability among the usable registered targets.
+
+    ``anchor`` (a fixed-point target, e.g. the one ``verify --target`` names): with a bit-exact
+    twin, the twin is the fixed-point rung and the anchor its check; without, the anchor alone.
+    No anchor: the fixed-point rung is the one target other fixed-point targets declare as
+    their twin (or the only fixed-point target), its checks are those targets. Float rungs
+    (``subset`` only, with a check): the float targets on a check rung's engine, which
+    separates the engine's own drift from quantization's. ``subset`` False: no subset rungs."""
+    usable = [n for n in target_names() if _available(n)]
+    if anchor is not None:
+        caps = capabilities_of(anchor)
+        if caps.arithmetic != "fixed":
+            raise DeployError(f"drift ladder: target '{anchor}' is not fixed point (arithmetic {caps.arithmetic})")
+        head, checks = (caps.bit_exact_twin, [anchor]) if caps.bit_exact_twin else (anchor, [])
+    else:
+        fixed = [n for n in usable if capabilities_of(n).arithmetic == "fixed"]
+        heads = sorted({capabilities_of(n).bit_exact_twin for n in fixed} & set(fixed)) or fixed
+        if len(heads) != 1:
+            raise DeployError(f"drift ladder: cannot choose the fixed-point rung among {', '.join(heads) or 'none'} "
+                              f"by capability; name the rungs (--targets)")
+        (head,) = heads
+        checks = _twins_of(head, fixed)
+    if not subset:
+        return [head]
+    engines = {capabilities_of(n).engine for n in checks}
+    floats = [n for n in usable if capabilities_of(n).arithmetic == "float" and capabilities_of(n).engine in engines]
+    return floats + checks + [head]
 
 
 @dataclass
 class EmulatorMatch(Record):
-    """The emulator against fixed-point Lava on the same samples (samples are independent)."""
+    """A fixed-point-check rung against the fixed-point rung's run of the same samples (samples
+    are independent). The name is the JSON's: first made for loihi2-sim against the emulator."""
     spike_mismatches: int
     compared_spikes: int
     logits_max_abs_diff: float
@@ -128,18 +231,22 @@ class DriftLadder(Record):
 
     def __post_init__(self):
         roles = [r.role for r in self.rungs]
-        require(len(set(roles)) == len(roles) and REFERENCE in roles and FIXED_POINT in roles,
-                f"rungs {roles}: want a reference and a fixed-point rung, and each role at most once")
+        require(roles.count(REFERENCE) == 1 and roles.count(FIXED_POINT) == 1,
+                f"rungs {roles}: want one reference and one fixed-point rung")
         acc_t, acc_f = self.reference.accuracy, self.fixed_point.accuracy
         self.accuracy_drop_pp = None if acc_t is None else 100.0 * (acc_t - acc_f)
         self.accuracy_goal_met = None if acc_t is None else self.accuracy_drop_pp <= self.goal_max_drop_pp
-        check = self.find(FIXED_POINT_CHECK)
-        self.emulator_bit_exact_vs_lava = None if check is None else check.emulator_match.bit_exact
+        checks = self.with_role(FIXED_POINT_CHECK)
+        self.emulator_bit_exact_vs_lava = all(r.emulator_match.bit_exact for r in checks) if checks else None
+
+    def with_role(self, role: str) -> List[Rung]:
+        """Every rung playing ``role``, in ladder order (empty: none, e.g. no Lava run)."""
+        require(role in ROLES, f"rung role '{role}' (known: {', '.join(ROLES)})")
+        return [r for r in self.rungs if r.role == role]
 
     def find(self, role: str) -> Optional[Rung]:
-        """The rung playing ``role``, or None when the ladder has none (no Lava run)."""
-        require(role in ROLES, f"rung role '{role}' (known: {', '.join(ROLES)})")
-        return next((r for r in self.rungs if r.role == role), None)
+        """The first rung playing ``role``, or None when the ladder has none."""
+        return next(iter(self.with_role(role)), None)
 
     @property
     def reference(self) -> Rung:
@@ -151,35 +258,70 @@ class DriftLadder(Record):
 
     def failures(self) -> List[str]:
         """What makes the fixed-point verification fail (empty: it passes)."""
-        bad = []
-        flt = self.find(FLOAT)
-        if flt is not None and flt.total_mismatches:
-            bad.append(f"{self.dssa}: float Lava differs from PyTorch")
-        if self.emulator_bit_exact_vs_lava is False:
-            bad.append(f"{self.dssa}: emulator is not bit-exact with fixed-point Lava")
+        bad = [f"{self.dssa}: {r.rung} ({r.target}) differs from PyTorch"
+               for r in self.with_role(FLOAT) if r.total_mismatches]
+        fixed = self.fixed_point
+        bad += [f"{self.dssa}: {fixed.rung} ({fixed.target}) is not bit-exact with {r.rung} ({r.target})"
+                for r in self.with_role(FIXED_POINT_CHECK) if not r.emulator_match.bit_exact]
         if self.accuracy_goal_met is False:
             bad.append(f"{self.dssa}: fixed-point accuracy drop {self.accuracy_drop_pp:.2f} pp > "
                        f"{self.goal_max_drop_pp:g} pp")
         return bad
 
 
+def choose_rungs(targets: Optional[Sequence[str]] = None, subset: bool = True) -> List[RungChoice]:
+    """The ladder's rungs: the named targets, or (None) the ones chosen by capability; ``subset``
+    False: there are no samples for the float and check rungs, so naming one is an error."""
+    choices = assign_roles(rungs_by_capability(subset=subset) if targets is None else targets)
+    named = [c.target for c in choices if c.role in SUBSET_ROLES]
+    if named and not subset:
+        raise DeployError(f"rung(s) {', '.join(named)} run on the first --lava-samples, and there are none "
+                          f"(--lava-samples 0)")
+    return choices
+
+
 def drift_ladder(model, eval_samples: int = 0, lava_samples: int = 10, calib_samples: int = 128,
                  dssa: str = "fused", margin: float = MARGIN, seed: int = 0, progress=None, lava: bool = True,
-                 keep_runs: bool = False) -> DriftLadder:
-    """``eval_samples`` 0: the full held-out digits split (random inputs: 32). ``keep_runs``: keep
-    the objects behind the numbers in ``DriftLadder.runs`` (not written to JSON)."""
+                 keep_runs: bool = False, targets: Optional[Sequence[str]] = None) -> DriftLadder:
+    """``eval_samples`` 0: the full held-out digits split (random inputs: 32). ``targets``: the
+    rungs' targets (roles from ``assign_roles``); None: chosen by capability
+    (``rungs_by_capability``). ``lava`` False (or ``lava_samples`` 0): no subset rungs. ``keep_runs``:
+    keep the objects behind the numbers in ``DriftLadder.runs`` (not written to JSON)."""
+    choices = choose_rungs(targets, subset=bool(lava and lava_samples))
     with model_in_dtype(model, torch.float64) as m:
-        return _ladder(m.eval(), eval_samples, lava_samples, calib_samples, dssa, margin, seed, progress, lava,
+        return _ladder(m.eval(), eval_samples, lava_samples, calib_samples, dssa, margin, seed, progress, choices,
                        keep_runs)
 
 
-def _ladder(m, eval_samples, lava_samples, calib_samples, dssa, margin, seed, progress, lava, keep_runs):
+def _run_options(target: str, dssa: str) -> dict:
+    """The ladder's run options a target takes: the DSSA lowering, if it lowers products."""
+    return {"dssa": dssa} if "dssa" in capabilities_of(target).options else {}
+
+
+def _estimate(say, name, graph, n, T, prepared, options) -> None:
+    """Print a rung's cost estimate and refuse, with the figures, one that does not fit in memory."""
+    from resformer_deploy.analysis.equivalence import check_run_estimate, estimate_run, run_estimate_line
+    tgt = get_target(name)
+    est = estimate_run(tgt, graph, n, T, prepared=prepared, **options)
+    say(run_estimate_line(tgt, est))
+    check_run_estimate(tgt, est, f"drift ladder: {n} samples")
+
+
+def _ladder(m, eval_samples, lava_samples, calib_samples, dssa, margin, seed, progress, choices, keep_runs):
     cfg = m.config
     in_shape = (cfg.in_channels, cfg.img_size, cfg.img_size)
     dvs = cfg.T if cfg.neuron == "plif" else 0
     n_eval = eval_samples or (len(load_digits_split().y_test) if is_digits_input(in_shape) else 32)
+    subset = [c for c in choices if c.role in SUBSET_ROLES]
+    (head,) = [c for c in choices if c.role == FIXED_POINT]
+    checks = [c for c in subset if c.role == FIXED_POINT_CHECK]
+    for c in checks:  # the bit-exact comparison needs one quantized network for both
+        if flow_of(c.target).name != flow_of(head.target).name:
+            raise DeployError(f"drift ladder: {c.target} is prepared by flow '{flow_of(c.target).name}', the "
+                              f"fixed-point rung {head.target} by '{flow_of(head.target).name}': a bit-exact "
+                              f"check needs both to run one quantized network")
     x, y, source = inputs_for(in_shape, n_eval, seed, dvs_steps=dvs)
-    if lava_samples > n_eval:
+    if subset and lava_samples > n_eval:
         raise DeployError(f"--lava-samples {lava_samples} exceeds the {n_eval} evaluation samples")
     x = x.double()
     say = progress or (lambda msg: None)
@@ -191,41 +333,44 @@ def _ladder(m, eval_samples, lava_samples, calib_samples, dssa, margin, seed, pr
         write_nir(export_model(m, "float64"), path)
         graph = read_nir(path)
     say(f"calibrating on {calib_samples} samples")
-    lava_rungs = bool(lava and lava_samples)
-    xs = x[:lava_samples] if lava_rungs else None
-    # one quantization (loihi2-sim's flow) for the emulator and fixed-point Lava; with Lava rungs it
-    # also lowers the products for fixed-point Lava (dssa synaptic), verified on the Lava samples
-    fixed = prepare("loihi2-sim", graph, samples=xs, T=cfg.T, dssa=dssa, margin=margin, calib_samples=calib_samples,
-                    lower_products=lava_rungs)
+    xs = x[:lava_samples] if subset else None
+    # one quantization (the fixed-point rung's flow) for every fixed-point rung; with check rungs it
+    # also lowers the products for them (dssa synaptic), verified on the subset's samples
+    fixed = prepare(head.target, graph, samples=xs, T=cfg.T, dssa=dssa, margin=margin, calib_samples=calib_samples,
+                    lower_products=bool(checks))
     qn = fixed["quantized_net"]
     rungs = [Rung("PyTorch float64", REFERENCE, "torch", n_eval, t_torch, accuracy=accuracy(rec.logits.mean(0), y))]
-    say(f"fixed-point emulator on {n_eval} samples")
+    say(f"{head.target}: {head.label}, {n_eval} samples")
+    _estimate(say, head.target, graph, n_eval, cfg.T, fixed, _run_options(head.target, dssa))
     t0 = time.time()
     info = {}
-    emu = get_target("loihi2-emu").run(graph, x, cfg.T, prepared=fixed, info=info)
+    emu = get_target(head.target).run(graph, x, cfg.T, prepared=fixed, info=info, **_run_options(head.target, dssa))
     t_emu = time.time() - t0
     saturation = info.get("saturation", {})
-    emu_rung = Rung.compared("fixed-point emulator (bit-accurate)", FIXED_POINT, "loihi2-emu",
-                             compare_run(graph, rec, emu), y, t_emu,
+    emu_rung = Rung.compared(head.label, FIXED_POINT, head.target, compare_run(graph, rec, emu), y, t_emu,
                              saturation_events=sum(sum(v.values()) for v in saturation.values()))
-    if lava_rungs:
+    if subset:
         rec_s = rec.head(lava_samples)
-        for name, role, target in (("float Lava", FLOAT, "lava-cpu"), ("fixed-point Lava", FIXED_POINT_CHECK,
-                                                                        "loihi2-sim")):
-            say(f"{name} ({target}, Loihi2SimCfg) on {lava_samples} samples")
+        for c in subset:
+            say(f"{c.target}: {c.label}, {lava_samples} samples")
             t0 = time.time()
             tinfo = {}
-            prepared = fixed if role == FIXED_POINT_CHECK else prepare(target, graph, samples=xs, T=cfg.T, dssa=dssa)
-            res = get_target(target).run(graph, xs, cfg.T, dssa=dssa, prepared=prepared, info=tinfo)
+            opts = _run_options(c.target, dssa)
+            prepared = fixed if c.role == FIXED_POINT_CHECK else prepare(
+                c.target, graph, samples=xs, T=cfg.T, **flow_options(c.target, opts))
+            _estimate(say, c.target, graph, lava_samples, cfg.T, prepared, opts)
+            res = get_target(c.target).run(graph, xs, cfg.T, prepared=prepared, info=tinfo, **opts)
             extra = {"processes": tinfo.get("processes"), "pipeline_latency": tinfo.get("latency")}
-            if role == FIXED_POINT_CHECK:  # the emulator's run of the same samples (samples are independent)
+            if c.role == FIXED_POINT_CHECK:  # the fixed-point rung's run of the same samples (samples are independent)
                 e_out = emu.output[:, :lava_samples]
-                mism = sum(int((emu.spikes[n][:, :lava_samples] != res.spikes[n]).sum()) for n in res.spikes)
+                both = [n for n in res.spikes if n in emu.spikes]  # bit-exact only if both record the same layers
+                mism = sum(int((emu.spikes[n][:, :lava_samples] != res.spikes[n]).sum()) for n in both)
                 extra["emulator_match"] = EmulatorMatch(
-                    spike_mismatches=mism, compared_spikes=sum(int(s.numel()) for s in res.spikes.values()),
+                    spike_mismatches=mism, compared_spikes=sum(int(res.spikes[n].numel()) for n in both),
                     logits_max_abs_diff=float((e_out - res.output).abs().max()),
-                    bit_exact=mism == 0 and bool(torch.equal(e_out, res.output.to(e_out.dtype))))
-            rungs.append(Rung.compared(name, role, target, compare_run(graph, rec_s, res), y, time.time() - t0,
+                    bit_exact=mism == 0 and set(res.spikes) == set(emu.spikes)
+                    and bool(torch.equal(e_out, res.output.to(e_out.dtype))))
+            rungs.append(Rung.compared(c.label, c.role, c.target, compare_run(graph, rec_s, res), y, time.time() - t0,
                                        **extra))
     rungs.append(emu_rung)
     return DriftLadder(

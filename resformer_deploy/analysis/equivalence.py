@@ -5,6 +5,7 @@ import time
 from dataclasses import dataclass, field
 from math import prod
 from pathlib import Path
+from typing import List, Optional
 
 import torch
 
@@ -17,10 +18,11 @@ from resformer_deploy.flows import flow_options, prepare
 from resformer_deploy.data.digits import is_digits_input, load_digits_split
 from resformer_deploy.errors import DeployError
 from resformer_deploy.model.precision import model_in_dtype
-from resformer_deploy.model.summary import check_recording
-from resformer_deploy.util.memory_budget import check_bytes
+from resformer_deploy.model.summary import PACKED_RECORD_BYTES_PER_NEURON_STEP, check_recording
+from resformer_deploy.util.memory_budget import MemoryBudgetError, budget_bytes, check_bytes, duration, size
 from resformer_deploy.util.records import require
-from resformer_deploy.analysis.compare import Comparison, compare_run, record_torch
+from resformer_deploy.analysis.compare import Comparison, SpikeComparer, compare_run, lif_modules, record_torch
+from targets.base import Estimate
 
 LOGIT_REL_TOL = 1e-4
 
@@ -71,10 +73,15 @@ def inputs_for(in_shape, samples: int, seed: int = 0, dvs_steps: int = 0):
     return torch.randn(samples, *in_shape, generator=g), None, f"random N(0,1) images (seed {seed})"
 
 
-def verification_inputs(model, samples: int, seed: int = 0):
-    """Inputs for a model: digits split for digits-shaped models; DVS frames for PLIF (dvsg)."""
+def verification_inputs(model, samples: int, seed: int = 0, packed: bool = False):
+    """Inputs for a model: digits split for digits-shaped models; DVS frames for PLIF (dvsg).
+    ``packed``: the caller keeps only verify's packed PyTorch record (else whole records, as ops)."""
     cfg = model.config
-    check_recording(model, samples)  # verify and ops record every neuron, step and sample
+    if packed:
+        check_recording(model, samples, PACKED_RECORD_BYTES_PER_NEURON_STEP,
+                        "the packed PyTorch record (spikes and near-threshold masks)")
+    else:  # ops records every neuron, step and sample
+        check_recording(model, samples)
     x, _, source = inputs_for((cfg.in_channels, cfg.img_size, cfg.img_size), samples, seed,
                               dvs_steps=cfg.T if cfg.neuron == "plif" else 0)
     return x, source
@@ -94,39 +101,233 @@ def lower(graph, form: str):
     return run_flow(flow, {"nir_graph": graph})[artifact]
 
 
+# ------------------------------------------------------------------------------ cost and budget
+# The PyTorch model runs all T steps of a layer at once ([T, B, ...]); measured with the ti variant
+# at 224x224, 8 samples, float64 (/usr/bin/time -v of record_torch alone): peak RSS rose by 6.9x the
+# largest node's values x T x B x element size (plain forward), 7.4x with the record's hooks.
+TORCH_FORWARD_FACTOR = 7.5
+TORCH_SECONDS_PER_REFERENCE = 0.8  # same machine and run: record_torch took 0.75x the reference's run
+# the comparison of one layer's step: PyTorch spikes and near mask unpacked, the target's, diff,
+# near, |v - threshold| (element size) and per-sample sums: bytes per compared value beyond e
+COMPARE_BYTES_PER_VALUE = 6
+
+
+@dataclass(frozen=True)
+class VerificationEstimate:
+    """What a verification will cost, by phase (bytes it adds to the process; seconds)."""
+    target: str
+    tag: str  # precision (and options) of the run
+    torch_bytes: int  # PyTorch forward with the record's hooks
+    record_bytes: int  # the packed PyTorch record kept for the comparison
+    graph_bytes: int  # the graph read back from the NIR file
+    target_estimate: Optional[Estimate]  # the target's own (None: it has no cost model)
+    compare_bytes: int
+    seconds: float
+    streamed: bool  # spikes compared as the target makes them (no whole-run spike record)
+
+    @property
+    def torch_phase_bytes(self) -> int:
+        return self.torch_bytes + self.record_bytes
+
+    @property
+    def target_phase_bytes(self) -> int:
+        run = self.target_estimate.peak_bytes if self.target_estimate else 0
+        return self.record_bytes + self.graph_bytes + run + self.compare_bytes
+
+    @property
+    def peak_bytes(self) -> int:
+        """Peak added memory: the PyTorch phase (forward + record), or the target phase (record,
+        graph read back, the target's run, the comparison)."""
+        return max(self.torch_phase_bytes, self.target_phase_bytes)
+
+    def _figures(self) -> str:
+        te = self.target_estimate
+        return (f"PyTorch phase {size(self.torch_phase_bytes)}, target phase {size(self.target_phase_bytes)} "
+                f"(record {size(self.record_bytes)}, graph {size(self.graph_bytes)}, "
+                + (f"run {size(te.peak_bytes)}" if te else "run: no cost model, not included")
+                + f", comparison {size(self.compare_bytes)}{', streamed' if self.streamed else ''})")
+
+    def line(self, rss_now: int) -> str:
+        te = self.target_estimate
+        return (f"estimate [{self.tag}]: ~{duration(self.seconds)}, peak ~{size(rss_now + self.peak_bytes)} "
+                f"({size(rss_now)} now + {self._figures()}; "
+                + (f"target '{self.target}': {te.basis})" if te else
+                   f"target '{self.target}' has no cost model: its time and memory are not included)"))
+
+    def check(self) -> None:
+        """Refuse, with the figures, a verification that does not fit the memory budget."""
+        budget = budget_bytes()
+        if self.peak_bytes > budget:
+            raise MemoryBudgetError(
+                f"verify on target '{self.target}' [{self.tag}] needs about {size(self.peak_bytes)} > memory "
+                f"budget {size(budget)}: {self._figures()}; use fewer --samples")
+
+
+def estimate_run(tgt, graph, n: int, T: int, prepared=None, **options) -> Optional[Estimate]:
+    """tgt.estimate with the run's keywords ``options`` it takes (the target's own options always,
+    the common ones, e.g. dtype, where its signature has them). None before the flow
+    (``prepared`` None) for a target that needs the flow's quantized network: ask again after it."""
+    import inspect
+    if prepared is None and tgt.capabilities.needs_quantized_net:
+        return None
+    params = inspect.signature(tgt.estimate).parameters
+    open_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    common = {k: v for k, v in options.items() if k not in tgt.capabilities.options}
+    own = {k: v for k, v in options.items() if k in tgt.capabilities.options}
+    kw = {**own, **{k: v for k, v in common.items() if open_kw or k in params}}
+    return tgt.estimate(graph, n, T, prepared=prepared, **kw)
+
+
+def run_estimate_line(tgt, est: Optional[Estimate]) -> str:
+    """The line a command prints before a target run."""
+    if est is None:
+        return f"estimate: none (target '{tgt.label}' has no cost model)"
+    rss = rss_bytes()
+    return (f"estimate: ~{duration(est.seconds)}, peak ~{size(rss + est.peak_bytes)} ({size(rss)} now + "
+            f"{size(est.peak_bytes)}; {est.basis})")
+
+
+def check_run_estimate(tgt, est: Optional[Estimate], what: str) -> None:
+    """Refuse, with the figures, a run whose estimated peak does not fit the memory budget."""
+    if est is not None and est.peak_bytes > budget_bytes():
+        raise MemoryBudgetError(f"{what} on target '{tgt.label}' needs about {size(est.peak_bytes)} > memory "
+                                f"budget {size(budget_bytes())} ({est.basis})")
+
+
+def streams(tgt) -> bool:
+    """The target hands over each layer's spikes per step (option ``on_spikes``): compare as they come."""
+    return "on_spikes" in tgt.capabilities.options
+
+
+def estimate_verification(model, n_samples: int, graph, tgt, dtype, tag: str = "", prepared=None,
+                          **target_options) -> VerificationEstimate:
+    """The cost of verify_model on n_samples: PyTorch record, the target's run (Target.estimate),
+    the comparison. Sizes from the graph (targets/reference.py graph_costs)."""
+    from targets.reference import MAC_PER_S, graph_costs
+    c = graph_costs(graph)
+    T, B = int(model.config.T), int(n_samples)
+    e = torch.empty((), dtype=dtype).element_size()
+    largest = max(c.values[n] for n in c.values)
+    largest_lif = max((c.values[n] for n in c.values if type(graph.nodes[n]).__name__ in ("LIF", "IF")), default=0)
+    stream = streams(tgt)
+    record = 2 * ((c.neurons * B + 7) // 8) * T + T * B * c.output_values * e  # packed spikes + near, logits
+    graph_bytes = c.weights * e
+    options = dict(target_options, dtype=dtype, record_spikes=not stream,
+                   record_membranes=tgt.capabilities.records_membranes and not stream)
+    if stream:
+        options["on_spikes"] = lambda *a: None
+    te = estimate_run(tgt, graph, B, T, prepared, **options)
+    torch_s = TORCH_SECONDS_PER_REFERENCE * T * B * c.macs / MAC_PER_S.get(e, min(MAC_PER_S.values()))
+    return VerificationEstimate(
+        target=tgt.label, tag=tag or str(dtype).replace("torch.", ""),
+        torch_bytes=int(TORCH_FORWARD_FACTOR * largest * T * B * e), record_bytes=int(record),
+        graph_bytes=int(graph_bytes), target_estimate=te,
+        compare_bytes=int(B * largest_lif * (e + COMPARE_BYTES_PER_VALUE)),
+        seconds=torch_s + (te.seconds if te else 0.0), streamed=stream)
+
+
+def preflight(model, n_samples: int, target: str, runs, say=None) -> List[VerificationEstimate]:
+    """Estimate every run of a verification ([(precision, target options)]) before any of them
+    starts; ``say`` each estimate's line; refuse (MemoryBudgetError) if one does not fit."""
+    tgt = get_target(target)
+    with model_in_dtype(model, torch.float32) as m:  # sizes do not depend on the precision
+        graph = export_model(m.eval(), "float32")
+    out = []
+    for precision, opts in runs:
+        tag = precision + (f", {opts['dssa']} DSSA" if opts.get("dssa") else "")
+        est = estimate_verification(model, n_samples, graph, tgt, DTYPES[precision], tag, **opts)
+        if say:
+            say(est.line(rss_bytes()))
+        out.append(est)
+    for est in out:
+        est.check()
+    return out
+
+
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
 def verify_model(model, x, target: str = "reference", precision: str = "float64", form: str = "extension",
-                 workdir=None, progress=None, **target_options) -> EquivalenceReport:
-    dtype = {"float64": torch.float64, "float32": torch.float32}[precision]
+                 workdir=None, bars=None, say=None, **target_options) -> EquivalenceReport:
+    """Verify ``model`` on ``target`` with inputs x: estimate (refused before any run when it does
+    not fit the memory budget), record PyTorch (packed spikes and near-threshold masks), export and
+    read back, run the target and compare layer by layer. ``bars(total, label, unit)``: a context
+    manager with ``update(n)`` (util/progress.Progress) for each phase; ``say(line)``: the estimate."""
+    dtype = DTYPES[precision]
     with model_in_dtype(model, dtype) as m:  # the caller's model comes back as it was, also on error
-        return _verify(m.eval(), x.to(dtype), target, precision, dtype, form, workdir, progress, target_options)
+        return _verify(m.eval(), x.to(dtype), target, precision, dtype, form, workdir, bars, say, target_options)
 
 
-def _verify(m, xs, target, precision, dtype, form, workdir, progress, target_options) -> EquivalenceReport:
-    t0 = time.time()
-    rec = record_torch(m, xs)
-    t_torch = time.time() - t0
+class _NoBar:
+    def __init__(self, *a, **k):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, n: int = 1):
+        pass
+
+
+def _verify(m, xs, target, precision, dtype, form, workdir, bars, say, target_options) -> EquivalenceReport:
+    bars = bars or _NoBar
+    tgt = get_target(target)
+    T = m.config.T
     t0 = time.time()
     graph = lower(export_model(m, precision), form)
+    t_export = time.time() - t0
+    tag = precision + (f", {target_options['dssa']} DSSA" if target_options.get("dssa") else "")
+    est = estimate_verification(m, xs.shape[0], graph, tgt, dtype, tag, **target_options)
+    if say:
+        say(est.line(rss_bytes()))
+    est.check()
+    t0 = time.time()
+    with bars(len(lif_modules(m)), f"PyTorch record ({tag})", "layers") as bar:
+        rec = record_torch(m, xs, progress=bar.update)
+    t_torch = time.time() - t0
+    t0 = time.time()
     with tempfile.TemporaryDirectory(dir=workdir) as d:
         path = Path(d) / "model.nir"
         write_nir(graph, path)  # verify what a user gets: the file read back from disk
-        size = path.stat().st_size
+        nir_bytes = path.stat().st_size
+        del graph  # the exported graph: only the one read back is run
         graph = read_nir(path)
-    t_export = time.time() - t0
+    t_export += time.time() - t0
     info = {}
-    tgt = get_target(target)
     # the target's flow prepares the graph (its lowering verified on these inputs' operands)
-    prepared = prepare(tgt, graph, samples=xs, T=m.config.T, **flow_options(tgt, target_options))
-    if progress is not None and hasattr(progress, "reset"):  # a Progress bar: total known only now
-        progress.reset(tgt.steps(graph, xs.shape[0], m.config.T, prepared=prepared, **target_options))
-        progress = progress.update
-    # a target's membranes widen the near-threshold test (compare_run); PyTorch's alone suffice
-    result = tgt.run(graph, xs, m.config.T, record_membranes=tgt.capabilities.records_membranes, dtype=dtype,
-                     progress=progress, info=info, prepared=prepared, **target_options)
+    prepared = prepare(tgt, graph, samples=xs, T=T, **flow_options(tgt, target_options))
+    if est.target_estimate is None:  # a cost model that needs the flow's artifacts: check it now
+        est = estimate_verification(m, xs.shape[0], graph, tgt, dtype, tag, prepared=prepared, **target_options)
+        if est.target_estimate is not None:
+            if say:
+                say(est.line(rss_bytes()))
+            est.check()
+    steps = tgt.steps(graph, xs.shape[0], T, prepared=prepared, **target_options)
+    if streams(tgt):  # compared as produced: the run keeps no spike or membrane record
+        comparer = SpikeComparer(graph, rec)
+        with bars(steps, f"{target} run + comparison ({tag})", "steps") as bar:
+            result = tgt.run(graph, xs, T, record_spikes=False, dtype=dtype, progress=bar.update, info=info,
+                             prepared=prepared, on_spikes=comparer.add, **target_options)
+        comparison = comparer.finish(result.output)
+    else:
+        # a target's membranes widen the near-threshold test (compare_run); PyTorch's alone suffice
+        with bars(steps, f"{target} run ({tag})", "steps") as bar:
+            result = tgt.run(graph, xs, T, record_membranes=tgt.capabilities.records_membranes, dtype=dtype,
+                             progress=bar.update, info=info, prepared=prepared, **target_options)
+        with bars(len(result.spikes), f"comparison ({tag})", "layers") as bar:
+            comparison = compare_run(graph, rec, result, progress=bar.update)
     return EquivalenceReport.of(
-        compare_run(graph, rec, result), target=target, precision=precision, form=form, nir_bytes=size,
+        comparison, target=target, precision=precision, form=form, nir_bytes=nir_bytes,
         target_options=target_options, target_info=info,
         seconds={"torch": t_torch, "export_write_read": t_export, "target": result.seconds})
+
+
+def rss_bytes() -> int:
+    import psutil
+    return int(psutil.Process().memory_info().rss)
 
 
 def verdict(report: Comparison, precision: str) -> str:

@@ -12,7 +12,10 @@ the paper; they are counted separately (one real addition per element per step).
 Two independent routes, which must agree:
 * ``count_torch``: forward hooks on the PyTorch model, exactly as the official SOPMonitor;
 * ``count_graph``: from the spike records of a graph run (reference interpreter or Lava),
-  using each synapse node's fan-out and each product's operand shapes.
+  using each synapse node's fan-out and each product's operand shapes. A convolution's fan-out
+  comes from its kernel and geometry (``conv_fan_out``), never from its unrolled synapses; like
+  SOPMonitor it counts every in-bounds kernel tap, an exactly-zero weight too (the unrolled
+  matrix drops those: the ti @224 benchmark model has two, in layers.2.0.conv).
 """
 from collections import defaultdict
 from dataclasses import dataclass
@@ -126,11 +129,36 @@ def count_torch(model, x) -> Dict[str, LayerOps]:
     return {p: LayerOps(_kind_of_path(p), v) for p, v in counts.items()}
 
 
+def _hits(n_in: int, n_out: int, k: int, stride: int, padding: int, dilation: int) -> np.ndarray:
+    """[k, n_in] along one axis: 1 where tap i of some output's window lands on input position p
+    (p = o * stride - padding + i * dilation for an o in 0..n_out-1)."""
+    o = (np.arange(n_in)[None, :] + padding - np.arange(k)[:, None] * dilation)  # o * stride
+    return ((o % stride == 0) & (o >= 0) & (o // stride < n_out)).astype(np.float64)
+
+
+def conv_fan_out(weight, in_shape, stride=1, padding=0, dilation=1, groups: int = 1) -> np.ndarray:
+    """Synapses leaving each input of a convolution, [Cin, H, W] float64: the nonzero weights
+    whose window puts that input under them. The count separates: input channel c of group g
+    feeds, for each tap (i, j), the group's output channels whose weight there is nonzero,
+    at every output position whose tap i (rows) and j (columns) lands on it. Equals the column
+    counts of the unrolled matrix (passes.unroll_dense.window_matrix) without building it;
+    memory is one input image. Exact: integers below Cout * kh * kw summed in float64."""
+    from resformer_deploy.lava.conv import out_hw, pair
+    nz = np.asarray(weight) != 0
+    cout, cin_g, kh, kw = nz.shape
+    g = int(groups)
+    cin, h, w = (int(v) for v in in_shape)
+    per_tap = nz.reshape(g, cout // g, cin_g, kh, kw).sum(axis=1).reshape(cin, kh, kw).astype(np.float64)
+    (sh, sw), (ph, pw), (dh, dw) = pair(stride), pair(padding), pair(dilation)
+    ho, wo = out_hw((h, w), (kh, kw), stride, padding, dilation)
+    hy, hx = _hits(h, ho, kh, sh, ph, dh), _hits(w, wo, kw, sw, pw, dw)
+    return np.einsum("cij,iy,jx->cyx", per_tap, hy, hx, optimize=True)
+
+
 def count_graph(graph: nir.NIRGraph, spikes: Dict[str, torch.Tensor], T: int, n_samples: int) -> Dict[str, LayerOps]:
     """Counts from a graph run's LIF spike records ``[T, B, *shape]`` (all LIF nodes needed).
     Stem and classifier MACs: every input element of those real-valued layers, every step."""
     from exporters.graph_check import check_graph
-    from resformer_deploy.passes.unroll_dense import conv_matrix
     shapes, _ = check_graph(graph)
     preds = defaultdict(list)
     for a, b in graph.edges:
@@ -141,12 +169,15 @@ def count_graph(graph: nir.NIRGraph, spikes: Dict[str, torch.Tensor], T: int, n_
         kind = _kind_of_path(path)
         if isinstance(node, nir.Conv2d):
             src = preds[n][0]
-            fan_out = np.asarray(conv_matrix(node, shapes[src], shapes[n]).getnnz(axis=0), dtype=np.float64)
+            # every kernel tap counts, zero weights too: SOPMonitor convolves with ones_like(weight)
+            taps = np.ones(np.shape(node.weight), dtype=bool)
+            fan_out = torch.from_numpy(conv_fan_out(taps, shapes[src], node.stride, node.padding, node.dilation,
+                                                    node.groups).reshape(-1))
             if kind == "stem_mac":
                 ops = float(fan_out.sum()) * T * n_samples  # real input: every synapse every step
-            else:
-                s = spikes[src].reshape(T, n_samples, -1).double()
-                ops = float((s.sum((0, 1)).numpy() * fan_out).sum())
+            else:  # spike counts per input (<= T * n_samples) times fan-out: exact in float64
+                s = spikes[src].reshape(T, n_samples, -1)
+                ops = float((s.sum((0, 1), dtype=torch.float64) * fan_out).sum())
             out[path] = LayerOps(kind, ops)
         elif isinstance(node, (nir.Linear, nir.Affine)) and kind == "classifier_mac":
             out[path] = LayerOps(kind, float(np.asarray(node.weight).size) * T * n_samples)

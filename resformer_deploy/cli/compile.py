@@ -87,10 +87,10 @@ def compile_cmd(model, target, out_dir, dssa, as_json, quantize, calib_samples, 
         click.echo(table(rows, ["layer", "kind", "neurons", "synapses", "syn. memory B", "memory B", "cores",
                                 "max fan-in", "max routes", "limiting"]))
         t = plan.totals
-        click.echo(f"\ntotal: {t['neuro_cores']:,} neuro cores, {t['chips']} chip(s), {t['neurons']:,} neurons, "
-                   f"{t['synapses']:,} synapses, {t['memory_bytes'] / 2 ** 20:.2f} MiB "
-                   f"({t['synaptic_memory_bytes'] / 2 ** 20:.2f} MiB synaptic); "
-                   f"{t['embedded_programs']} embedded-core program(s) (DSSA {dssa})")
+        click.echo(f"\ntotal: {t.neuro_cores:,} neuro cores, {t.chips} chip(s), {t.neurons:,} neurons, "
+                   f"{t.synapses:,} synapses, {t.memory_bytes / 2 ** 20:.2f} MiB "
+                   f"({t.synaptic_memory_bytes / 2 ** 20:.2f} MiB synaptic); "
+                   f"{t.embedded_programs} embedded-core program(s) (DSSA {dssa})")
         for w in plan.warnings:
             click.echo(f"warning: {w}")
         for s in skipped:

@@ -1,20 +1,28 @@
-"""`resformer-deploy verify --target loihi2-sim|loihi2-emu`: the drift ladder per DSSA lowering,
-printed, optionally written as JSON, and failed (exit 2) when fixed point does not hold up."""
+"""The drift ladder on the command line: `resformer-deploy verify --target <fixed point>` (run_drift)
+and `resformer-deploy drift` (drift_cmd, any registered targets as rungs), printed, optionally
+written as JSON, and failed (exit 2) when fixed point does not hold up."""
 import click
 
+from resformer_deploy.cli.common import COUNT, COUNT0, SEED, checkpoint_options, load_cli_checkpoint
 from resformer_deploy.errors import DeployError
 from resformer_deploy.reporting.drift import ladder_text
 from resformer_deploy.reporting.tables import write_json
 
+# the ladder records every neuron of its evaluation samples; 0 means the held-out digits split
+# (359) or 32 random inputs (analysis/drift.py): 359 bounds both (as cli/main.py DRIFT_DEFAULT_EVAL)
+DEFAULT_EVAL_BOUND = 359
 
-def run_drift(ck, checkpoint, lowerings, lava_samples, eval_samples, calib_samples, seed, json_out, lava=True):
+
+def run_drift(ck, checkpoint, lowerings, lava_samples, eval_samples, calib_samples, seed, json_out, lava=True,
+              targets=None):
+    """``targets``: the rungs' targets (None: chosen by capability, analysis.drift.rungs_by_capability)."""
     from resformer_deploy.analysis.drift import drift_ladder
 
     reports = []
     for low in lowerings:
         click.echo(f"verify {ck.variant} fixed point ({low} DSSA): drift ladder", err=True)
         rep = drift_ladder(ck.model, eval_samples, lava_samples if lava else 0, calib_samples, low, seed=seed,
-                           progress=lambda m: click.echo(f"  {m} ...", err=True), lava=lava)
+                           progress=lambda m: click.echo(f"  {m} ...", err=True), lava=lava, targets=targets)
         click.echo(ladder_text(rep))
         reports.append(rep)
     if json_out:
@@ -23,3 +31,42 @@ def run_drift(ck, checkpoint, lowerings, lava_samples, eval_samples, calib_sampl
     bad = [why for rep in reports for why in rep.failures()]
     if bad:
         raise DeployError("fixed-point verification failed: " + "; ".join(bad))
+
+
+def _target_list(value):
+    return None if value is None else [t.strip() for t in value.split(",") if t.strip()]
+
+
+@click.command("drift")
+@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=str))
+@checkpoint_options
+@click.option("--targets", "targets", metavar="A,B,...",
+              help="Registered targets to run as rungs, roles from their capabilities (float; fixed point; "
+                   "a fixed-point target's bit-exact twin runs the whole set). Default: chosen by capability.")
+@click.option("--dssa", type=click.Choice(["fused", "synaptic", "both"]), default="fused", show_default=True)
+@click.option("--lava-samples", type=COUNT0, default=10, show_default=True,
+              help="Samples the float and fixed-point-check rungs run (0: only the fixed-point rung).")
+@click.option("--eval-samples", type=COUNT0, default=0, show_default=True,
+              help="Samples of the fixed-point rung (0: the full held-out digits split).")
+@click.option("--calib-samples", type=COUNT, default=128, show_default=True,
+              help="Calibration samples (digits training split) for the quantization scales.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of random inputs (non-digits).")
+@click.option("--json-out", type=click.Path(dir_okay=False, path_type=str))
+def drift_cmd(checkpoint, variant, img_size, T, num_classes, unsafe_load, targets, dssa, lava_samples, eval_samples,
+              calib_samples, seed, json_out):
+    """Drift ladder PyTorch float -> float targets -> fixed-point targets, any registered target a rung.
+
+    Every rung but PyTorch's is compared with the PyTorch model per LIF layer; each
+    fixed-point-check rung is also checked bit for bit against the fixed-point rung."""
+    from resformer_deploy.analysis.drift import choose_rungs
+    from resformer_deploy.model.summary import check_recording
+    from resformer_deploy.util.outputs import check_outputs
+
+    check_outputs([checkpoint], files=[json_out])
+    names = _target_list(targets)
+    # roles first: a bad list fails in one line before the checkpoint is read
+    chosen = choose_rungs(names, subset=lava_samples > 0)
+    ck = load_cli_checkpoint(checkpoint, variant, img_size, T, num_classes, unsafe_load)
+    check_recording(ck.model, eval_samples or DEFAULT_EVAL_BOUND)
+    run_drift(ck, checkpoint, ["fused", "synaptic"] if dssa == "both" else [dssa], lava_samples, eval_samples,
+              calib_samples, seed, json_out, lava=lava_samples > 0, targets=[c.target for c in chosen])

@@ -330,52 +330,53 @@ def _run_checks(ck, x, source, target, precisions, form="extension", dssa=None, 
     """Run verify_model for each precision (and lowering), print tables; return the reports."""
     from resformer_deploy.util.progress import Progress
     from resformer_deploy.reporting.tables import table
-    from resformer_deploy.analysis.equivalence import LOGIT_REL_TOL, verify_model
+    from resformer_deploy.analysis.equivalence import LOGIT_REL_TOL, preflight, verify_model
 
+    runs = [(prec, {"dssa": low} if low else {}) for prec in precisions for low in (dssa or [None])]
+    # every run estimated (and refused if one does not fit) before the first starts
+    preflight(ck.model, x.shape[0], target, runs, say=out)
     reports = []
-    for prec in precisions:
-        for low in (dssa or [None]):
-            opts = {"dssa": low} if low else {}
-            tag = prec + (f", {low} DSSA" if low else "")
-            with Progress(0, f"{target} run ({tag})", unit="steps") as bar:
-                rep = verify_model(ck.model, x, target, prec, form, progress=bar, **opts)
-            reports.append(rep)
-            rows = [(r["node"], "x".join(map(str, r["shape"])), f"{r['identical_pct']:.4f}%", r["mismatches"],
-                     r["near_threshold_mismatches"], "" if r["first_mismatch_step"] is None else
-                     r["first_mismatch_step"], f"{r['torch_rate']:.3f}") for r in rep["layers"]]
-            out(f"\n[{tag}] per-layer spike agreement with PyTorch (all steps and samples):")
-            out(table(rows, ["LIF layer", "shape", "identical", "mismatch", "near-thr", "first step", "rate"]))
-            fd = rep["first_divergence"]
-            ti = rep["target_info"]
-            extra = (f"; {ti['processes']} Lava processes, pipeline latency {ti['latency']} steps, "
-                     f"{ti['steps']} steps simulated" if "processes" in ti else "")
-            out(f"[{tag}] predictions identical: {100 * rep['prediction_agreement']:.1f}% of {rep['samples']}; "
-                f"logits max rel. diff {rep['logits_max_rel_diff']:.2e} (tol {LOGIT_REL_TOL:g}); min layer agreement "
-                f"{rep['min_layer_identical_pct']:.4f}%; mismatches {rep['total_mismatches']}"
-                f" ({rep['total_near_threshold']} near-threshold); target time {rep['seconds']['target']:.1f} s{extra}")
-            out(f"[{tag}] first divergence: " + ("none" if fd is None else
-                f"{fd['node']} ({fd['torch_module']}) at step {fd['step']}: {fd['mismatches']} spike(s), "
-                f"{fd['near_threshold']} within 1e-4 of threshold"))
-            roots = rep["root_divergences"]
-            if rep["verdict"] == "exact":
-                status = "PASS (exact: identical spikes in every layer, same classes)"
-            elif rep["verdict"] == "rounding":
-                status = (f"PASS (rounding: {rep['samples_identical']} of {rep['samples']} samples identical; "
-                          f"{len(roots)} diverge, each first at near-threshold ties (float rounding, which "
-                          f"differs between CPUs), then propagate)")
+    for prec, opts in runs:
+        low = opts.get("dssa")
+        tag = prec + (f", {low} DSSA" if low else "")
+        rep = verify_model(ck.model, x, target, prec, form, bars=Progress, **opts)
+        reports.append(rep)
+        rows = [(r["node"], "x".join(map(str, r["shape"])), f"{r['identical_pct']:.4f}%", r["mismatches"],
+                 r["near_threshold_mismatches"], "" if r["first_mismatch_step"] is None else
+                 r["first_mismatch_step"], f"{r['torch_rate']:.3f}") for r in rep["layers"]]
+        out(f"\n[{tag}] per-layer spike agreement with PyTorch (all steps and samples):")
+        out(table(rows, ["LIF layer", "shape", "identical", "mismatch", "near-thr", "first step", "rate"]))
+        fd = rep["first_divergence"]
+        ti = rep["target_info"]
+        extra = (f"; {ti['processes']} Lava processes, pipeline latency {ti['latency']} steps, "
+                 f"{ti['steps']} steps simulated" if "processes" in ti else "")
+        out(f"[{tag}] predictions identical: {100 * rep['prediction_agreement']:.1f}% of {rep['samples']}; "
+            f"logits max rel. diff {rep['logits_max_rel_diff']:.2e} (tol {LOGIT_REL_TOL:g}); min layer agreement "
+            f"{rep['min_layer_identical_pct']:.4f}%; mismatches {rep['total_mismatches']}"
+            f" ({rep['total_near_threshold']} near-threshold); target time {rep['seconds']['target']:.1f} s{extra}")
+        out(f"[{tag}] first divergence: " + ("none" if fd is None else
+            f"{fd['node']} ({fd['torch_module']}) at step {fd['step']}: {fd['mismatches']} spike(s), "
+            f"{fd['near_threshold']} within 1e-4 of threshold"))
+        roots = rep["root_divergences"]
+        if rep["verdict"] == "exact":
+            status = "PASS (exact: identical spikes in every layer, same classes)"
+        elif rep["verdict"] == "rounding":
+            status = (f"PASS (rounding: {rep['samples_identical']} of {rep['samples']} samples identical; "
+                      f"{len(roots)} diverge, each first at near-threshold ties (float rounding, which "
+                      f"differs between CPUs), then propagate)")
+        else:
+            bad = [r for r in roots if r["ties"] < r["mismatches"]]
+            if bad:
+                b = bad[0]
+                why = (f"sample {b['sample']} first diverges at {b['node']} step {b['step']} with "
+                       f"{b['mismatches'] - b['ties']} mismatch(es) farther than 1e-4 from the threshold "
+                       f"(a real difference; {len(bad)} sample(s) like this)")
+            elif roots and prec == "float64":
+                why = f"float64 must be exact, but {len(roots)} sample(s) diverge (first at near-threshold ties)"
             else:
-                bad = [r for r in roots if r["ties"] < r["mismatches"]]
-                if bad:
-                    b = bad[0]
-                    why = (f"sample {b['sample']} first diverges at {b['node']} step {b['step']} with "
-                           f"{b['mismatches'] - b['ties']} mismatch(es) farther than 1e-4 from the threshold "
-                           f"(a real difference; {len(bad)} sample(s) like this)")
-                elif roots and prec == "float64":
-                    why = f"float64 must be exact, but {len(roots)} sample(s) diverge (first at near-threshold ties)"
-                else:
-                    why = "samples with identical spikes differ in class or logits (beyond float rounding)"
-                status = "FAIL: " + why
-            out(f"[{tag}] {status}")
+                why = "samples with identical spikes differ in class or logits (beyond float rounding)"
+            status = "FAIL: " + why
+        out(f"[{tag}] {status}")
     return reports
 
 
@@ -413,12 +414,14 @@ def verify(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, s
     caps = get_target(target).capabilities  # unknown target: fail before any work starts
     ck = load_cli_checkpoint(checkpoint, variant, img_size, T, num_classes, unsafe_load)
     if caps.needs_quantized_net:  # fixed point: the drift ladder, with Lava rungs on a Lava target
+        from resformer_deploy.analysis.drift import rungs_by_capability
         from resformer_deploy.cli.drift import run_drift
         check_recording(ck.model, eval_samples or DRIFT_DEFAULT_EVAL)
         run_drift(ck, checkpoint, ["fused", "synaptic"] if dssa == "both" else [dssa], lava_samples, eval_samples,
-                  calib_samples, seed, json_out, lava=caps.engine == "lava")
+                  calib_samples, seed, json_out, lava=caps.engine == "lava",
+                  targets=rungs_by_capability(target, subset=caps.engine == "lava" and lava_samples > 0))
         return
-    x, source = verification_inputs(ck.model, samples, seed)
+    x, source = verification_inputs(ck.model, samples, seed, packed=True)
     lowerings = None
     if "dssa" in caps.options:  # the target lowers DSSA products one way or another
         lowerings = ["fused", "synaptic"] if dssa == "both" else [dssa]
@@ -455,7 +458,7 @@ def simulate(model, target, samples, dssa, seed, calib_samples, json_out):
     from resformer_deploy.util.memory_budget import check_bytes
     from resformer_deploy.util.progress import Progress
     from resformer_deploy.reporting.tables import table, write_json
-    from resformer_deploy.analysis.equivalence import inputs_for
+    from resformer_deploy.analysis.equivalence import check_run_estimate, estimate_run, inputs_for, run_estimate_line
     from resformer_deploy.training.loop import accuracy
 
     tgt = get_target(target)
@@ -463,21 +466,30 @@ def simulate(model, target, samples, dssa, seed, calib_samples, json_out):
     T = int(graph.metadata.get("time_steps", 4))
     in_shape, out_shape, shapes = interface(graph)
     x, labels, source = inputs_for(in_shape, samples, seed)
-    # a step holds every node's value for the whole batch (reference) plus the per-step outputs (float64)
-    n_values = sum(prod(s) for s in shapes.values())
-    check_bytes(8 * samples * (n_values + T * prod(out_shape)),
-                f"simulate: {samples:,} samples x {n_values:,} values per step of {model}")
+    opts = {"dssa": dssa} if "dssa" in tgt.capabilities.options else {}  # options the target takes
+    run_kw = dict(opts, record_spikes=False)
+    est = estimate_run(tgt, graph, samples, T, **run_kw)
+    if est is not None:
+        click.echo(run_estimate_line(tgt, est))
+        check_run_estimate(tgt, est, f"simulate: {samples:,} samples of {model}")
+    else:  # no cost model before the flow: a step holds every node's value for the batch, float64
+        n_values = sum(prod(s) for s in shapes.values())
+        check_bytes(8 * samples * (n_values + T * prod(out_shape)),
+                    f"simulate: {samples:,} samples x {n_values:,} values per step of {model}")
     # per-class scores give predictions; digits accuracy needs the 10 digit classes
     per_class = len(out_shape) == 1
     if labels is not None and out_shape != (10,):
         labels, source = None, f"{source}; no accuracy: the output is {out_shape}, not 10 class scores"
     info = {}
-    opts = {"dssa": dssa} if "dssa" in tgt.capabilities.options else {}  # options the target takes
     # the target's flow (fixed point: calibrate and quantize first); the options it takes of ours
     prepared = prepare(tgt, graph, samples=x.double(), T=T,
                        **flow_options(tgt, {**opts, "calib_samples": calib_samples}))
     if "quantized_net" in prepared:
         click.echo(f"quantized for Loihi 2 on {prepared['quantized_net'].calibration['source']}", err=True)
+    if est is None:  # a cost model that needs the flow's artifacts
+        est = estimate_run(tgt, graph, samples, T, prepared=prepared, **run_kw)
+        click.echo(run_estimate_line(tgt, est))
+        check_run_estimate(tgt, est, f"simulate: {samples:,} samples of {model}")
     t0 = time.time()
     with Progress(tgt.steps(graph, samples, T, prepared=prepared, **opts), f"{target} simulation",
                   unit="steps") as bar:
@@ -523,28 +535,47 @@ def ops(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, samp
     from resformer_deploy.flows import prepare
     from resformer_deploy.analysis.operations import count_graph, count_torch, energy_report
     from resformer_deploy.reporting.tables import table, write_json
-    from resformer_deploy.analysis.equivalence import verification_inputs
+    from resformer_deploy.analysis.equivalence import (check_run_estimate, estimate_run, run_estimate_line,
+                                                       verification_inputs)
+    from resformer_deploy.util.progress import Progress
+    from resformer_deploy.model.precision import model_in_dtype
+    import torch
 
     tgt = get_target(target)
     ck = load_cli_checkpoint(checkpoint, variant, img_size, T, num_classes, unsafe_load)
     x, source = verification_inputs(ck.model, samples)
-    ct = count_torch(ck.model, x)
-    graph = export_model(ck.model)
+    x = x.double()
+    # counted in float64 on both sides: float32 spikes near threshold flip between two differently
+    # ordered computations (a count difference that is only rounding); float64 is exact here
+    graph = export_model(ck.model, "float64")
+    est = estimate_run(tgt, graph, samples, ck.config.T, dtype=torch.float64)
+    if est is not None:  # before the PyTorch count and the flow: refuse what cannot fit
+        click.echo(run_estimate_line(tgt, est))
+        check_run_estimate(tgt, est, f"ops: {samples:,} samples")
+    with model_in_dtype(ck.model, torch.float64) as m64:
+        ct = count_torch(m64, x)
     caps, ref_name = tgt.capabilities, "PyTorch"
     # the target's flow with its default options (fixed point: quantized on 128 calibration samples)
-    prepared = prepare(tgt, graph, samples=x.double(), T=ck.config.T)
+    prepared = prepare(tgt, graph, samples=x, T=ck.config.T)
+    if est is None:
+        est = estimate_run(tgt, graph, samples, ck.config.T, prepared=prepared, dtype=torch.float64)
+        click.echo(run_estimate_line(tgt, est))
+        check_run_estimate(tgt, est, f"ops: {samples:,} samples")
     # counts must agree exactly with an independent count: PyTorch's for float targets; a fixed-point
     # target's spikes differ from the float model's, so its bit-exact twin's (same prepared network)
     exact_reference = caps.arithmetic == "float" or caps.bit_exact_twin is not None
     if caps.bit_exact_twin:
         twin = caps.bit_exact_twin
-        emu = get_target(twin).run(graph, x.double(), ck.config.T, prepared=prepared)
+        twin_tgt = get_target(twin)
+        with Progress(twin_tgt.steps(graph, samples, ck.config.T, prepared=prepared), f"{twin} run",
+                      unit="steps") as bar:
+            emu = twin_tgt.run(graph, x, ck.config.T, prepared=prepared, progress=bar.update)
         ct_torch, ct = ct, count_graph(graph, emu.spikes, ck.config.T, samples)
         for k in ct:
             ct[k].torch_ops = ct_torch[k].ops if k in ct_torch else None
         ref_name = "emulator" if capabilities_of(twin).engine == "numpy" else twin
-    # float64 inputs for every target: the reference interpreter casts them back to its float32 exactly
-    res = tgt.run(graph, x.double(), ck.config.T, prepared=prepared)
+    with Progress(tgt.steps(graph, samples, ck.config.T, prepared=prepared), f"{target} run", unit="steps") as bar:
+        res = tgt.run(graph, x, ck.config.T, prepared=prepared, progress=bar.update, dtype=torch.float64)
     cg = count_graph(graph, res.spikes, ck.config.T, samples)
     rows, worst = [], 0.0
     for path, v in ct.items():
@@ -614,8 +645,10 @@ def report(checkpoint, variant, img_size, T, num_classes, unsafe_load, out_dir, 
         click.echo(f"wrote {p}")
 
 from resformer_deploy.cli.compile import compile_cmd  # noqa: E402
+from resformer_deploy.cli.drift import drift_cmd  # noqa: E402
 from resformer_deploy.cli.targets import targets_cmd  # noqa: E402
 main.add_command(compile_cmd)
+main.add_command(drift_cmd)
 main.add_command(targets_cmd)
 
 

@@ -29,29 +29,60 @@ def _check_range(node, what, values, lo, hi):
         raise QuantizationError(f"{node}: {what} {got} outside [{lo}, {hi}]")
 
 
+SYNQ_KINDS = ("dense", "conv")
+
+
 @dataclass(eq=False)  # array fields: compared by identity, as NIR's nodes are
 class SynQ:
-    """One synapse process: Lava ``Sparse`` 8-bit weight mantissas and their shared ``weight_exp``
-    (lava/proc/sparse/models.py PySparseModelBitAcc), mant << exp = W S_out / S_in."""
+    """One synapse process: 8-bit weight mantissas and their shared ``weight_exp``,
+    mant << exp = W S_out / S_in. ``dense``: an (out x in) int64 CSR matrix, the float matrix's
+    pattern, as Lava's ``Sparse`` holds it (lava/proc/sparse/models.py PySparseModelBitAcc);
+    ``conv``: the int64 kernel (Cout, Cin/groups, kh, kw) in NIR's layout, held once as Lava's
+    weight-shared ``Conv`` holds it (lava/proc/conv/process.py), never unrolled. ``synapses``: the
+    nonzero synapses of the unrolled connectivity (counted, not built)."""
     node: str
-    mant: sp.csr_matrix = field(metadata={"json": False})  # int64 mantissas, the float matrix's pattern
+    kind: str  # one of SYNQ_KINDS
+    mant: object = field(metadata={"json": False})  # sp.csr_matrix (dense) or np.ndarray (conv), int64
     exp: int
     saturated: int  # weights clipped to the mantissa range
     rel_rms_error: float
     mant_utilization: float  # max |mantissa| / 255
+    synapses: int
 
     def __post_init__(self):
-        _check_range(self.node, "weight exponent", [self.exp], *F.WEIGHT_EXP_RANGE)
-        m = self.mant.data
-        # Lava truncates the LSB of mixed-sign matrices (lava/utils/weightutils.py truncate_weights)
+        n = self.node
+        if self.kind not in SYNQ_KINDS:
+            raise QuantizationError(f"{n}: synapse kind '{self.kind}' is not one of {', '.join(SYNQ_KINDS)}")
+        if self.kind == "dense" and not sp.issparse(self.mant):
+            raise QuantizationError(f"{n}: dense mantissas must be a sparse (out x in) matrix, got "
+                                    f"{type(self.mant).__name__}")
+        if self.kind == "conv":
+            self.mant = np.asarray(self.mant)
+            if self.mant.ndim != 4:
+                raise QuantizationError(f"{n}: convolution mantissas must be a (Cout, Cin/groups, kh, kw) kernel, "
+                                        f"got shape {self.mant.shape}")
+        _check_range(n, "weight exponent", [self.exp], *F.WEIGHT_EXP_RANGE)
+        m = self.values
+        # Lava truncates the LSB of mixed-sign weights (lava/utils/weightutils.py truncate_weights)
         if m.size and m.min() < 0 < m.max():
-            _check_range(self.node, "mixed-sign weight mantissas", m, F.WEIGHT_MIXED_MIN, F.WEIGHT_MIXED_MAX)
+            _check_range(n, "mixed-sign weight mantissas", m, F.WEIGHT_MIXED_MIN, F.WEIGHT_MIXED_MAX)
             if np.any(m % 2):
-                raise QuantizationError(f"{self.node}: mixed-sign weight mantissas must be even (Lava drops the LSB)")
+                raise QuantizationError(f"{n}: mixed-sign weight mantissas must be even (Lava drops the LSB)")
         else:
-            _check_range(self.node, "weight mantissas", m, -F.WEIGHT_SINGLE_MAX, F.WEIGHT_SINGLE_MAX)
-        if self.saturated < 0:
-            raise QuantizationError(f"{self.node}: negative saturation count {self.saturated}")
+            _check_range(n, "weight mantissas", m, -F.WEIGHT_SINGLE_MAX, F.WEIGHT_SINGLE_MAX)
+        if self.saturated < 0 or self.synapses < 0:
+            raise QuantizationError(f"{n}: negative count (saturated {self.saturated}, synapses {self.synapses})")
+
+    @property
+    def values(self) -> np.ndarray:
+        """The stored mantissas, flat (a CSR matrix's entries, a kernel's taps)."""
+        return self.mant.data if self.kind == "dense" else self.mant.reshape(-1)
+
+    @property
+    def max_abs(self) -> int:
+        """Largest |mantissa| (0 for no weights)."""
+        m = self.values
+        return int(np.abs(m).max()) if m.size else 0
 
 
 @dataclass(eq=False)
@@ -138,7 +169,7 @@ class QuantLayer:
         row = cls(node, kind, log2_scale, calibrated_max_abs=max_abs)
         if syn is not None:
             row.weights_saturated, row.weight_exp, row.weight_rel_rms_error = syn.saturated, syn.exp, syn.rel_rms_error
-            row.mantissa_utilization, row.synapses = syn.mant_utilization, int(syn.mant.nnz)
+            row.mantissa_utilization, row.synapses = syn.mant_utilization, int(syn.synapses)
         if lif is not None:
             row.dv, row.vth, row.bias_exp, row.bias_saturated = lif.dv, lif.vth, lif.bias_exp, lif.bias_saturated
             row.threshold_rel_error, row.decay_error = lif.threshold_error, lif.decay_error

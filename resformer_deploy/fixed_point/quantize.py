@@ -73,9 +73,35 @@ def _pow2_floor(x: float) -> float:
     return float(2.0 ** np.floor(np.log2(x)))
 
 
-def quantize(plan: LavaPlan, stats, margin: float = MARGIN, matrices=None) -> QuantNet:
-    """stats: an EmulatorRun recorded with stats=True in float mode on calibration data;
-    matrices: the unrolled float synapse matrices that run used (built here when not given)."""
+def quantize_synapse(spec, gain: float) -> SynQ:
+    """One synapse's mantissas and exponent for the target weights W * gain (gain = S_out / S_in).
+
+    A convolution is quantized on its kernel (each weight once: it is shared by every output
+    position), a dense node on its matrix's nonzeros; neither is unrolled. The exponent and the
+    error are those of the distinct weights: a kernel tap that never meets the input (padding
+    only) still takes part, as it does in the weight-shared Conv process that stores it."""
+    if spec.kind == "conv":
+        target = np.asarray(spec.weight, dtype=np.float64) * gain
+        mant, exp, sat = F.quantize_weights(target)
+        nz = target != 0
+        err_of, stored = target[nz], mant
+    else:
+        m = sp.csr_matrix(np.asarray(spec.weight, dtype=np.float64))
+        m.eliminate_zeros()
+        err_of = m.data * gain
+        mant, exp, sat = F.quantize_weights(err_of)
+        stored = sp.csr_matrix((mant, m.indices.copy(), m.indptr.copy()), shape=m.shape)
+        nz = slice(None)
+    got = (F.shift(mant, exp) if exp >= 0 else mant * 2.0 ** exp)[nz]
+    err = float(np.sqrt(np.mean((got - err_of) ** 2)) / max(np.sqrt(np.mean(err_of ** 2)), 1e-300)) \
+        if err_of.size else 0.0
+    util = float(np.abs(mant).max() / F.WEIGHT_SINGLE_MAX) if mant.size else 0.0
+    # synapses: the float connectivity's (a mantissa rounded to 0 is still a stored weight)
+    return SynQ(spec.node, spec.kind, stored, exp, sat, err, util, spec.synapse_count())
+
+
+def quantize(plan: LavaPlan, stats, margin: float = MARGIN) -> QuantNet:
+    """stats: an EmulatorRun recorded with stats=True in float mode on calibration data."""
     g = plan.graph
     preds = {n: [a for a, b in g.edges if b == n] for n in plan.neuro}
     lifs = [n for n in plan.neuro if isinstance(g.nodes[n], nir.LIF)]
@@ -124,14 +150,7 @@ def quantize(plan: LavaPlan, stats, margin: float = MARGIN, matrices=None) -> Qu
         if n in plan.synapses:
             src = preds[n][0]
             s_in = 1.0 if isinstance(g.nodes.get(src), nir.LIF) else qn.scale[src]
-            m = matrices[n] if matrices else plan.synapses[n].matrix()
-            target = m.data * (qn.scale[n] / s_in)
-            mant, exp, sat = F.quantize_weights(target)
-            got = F.shift(mant, exp) if exp >= 0 else mant * 2.0 ** exp
-            err = float(np.sqrt(np.mean((got - target) ** 2)) / max(np.sqrt(np.mean(target ** 2)), 1e-300))
-            qm = sp.csr_matrix((mant, m.indices.copy(), m.indptr.copy()), shape=m.shape)
-            util = float(np.abs(mant).max() / F.WEIGHT_SINGLE_MAX) if mant.size else 0.0
-            qn.syn[n] = SynQ(n, qm, exp, sat, err, util)
+            qn.syn[n] = quantize_synapse(plan.synapses[n], qn.scale[n] / s_in)
         elif isinstance(node, SpikeMatMul) and node.lhs not in qn.lhs_bias:
             # the operand's bias: one 8-bit mantissa grid, so the synaptic lowering (bias as
             # synapse weights) and the fused product use the identical integer

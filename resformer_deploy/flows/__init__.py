@@ -17,7 +17,7 @@ from resformer_deploy.passes.manager import Artifacts, Flow, Pass, PassManager
 from targets import capabilities_of
 
 from resformer_deploy.flows.fixed_point import CALIBRATE, CHOOSE_CALIBRATION_DATA, QUANTIZE
-from resformer_deploy.flows.lava_passes import LOWER_DSSA_SYNAPTIC, PLAN_LAVA
+from resformer_deploy.flows.lava_passes import LOWER_DSSA_SYNAPTIC, PLAN_LAVA, PLAN_LAVA_TO_SIMULATE
 from resformer_deploy.flows.loihi2_mapping import MAP_TO_LOIHI2, RUN_DRC
 
 
@@ -27,6 +27,7 @@ def only_if(p: Pass, option: str) -> Pass:
 
 
 _PLAN = (CHECK_GRAPH, BALANCE_DELAYS, PLAN_LAVA)
+_SIM_PLAN = (CHECK_GRAPH, BALANCE_DELAYS, PLAN_LAVA_TO_SIMULATE)  # + the synaptic lowering's cost check
 FLOWS: Dict[str, Flow] = {f.name: f for f in (
     Flow("reference", (CHECK_GRAPH,), outputs=("graph_shapes",),
          doc="check the graph: the reference interpreter runs any valid graph as it is"),
@@ -34,11 +35,11 @@ FLOWS: Dict[str, Flow] = {f.name: f for f in (
          doc="every node 1-D, convolutions and pools unrolled (small models)"),
     Flow("standard-form", (CHECK_GRAPH, UNROLL_DENSE, LOWER_SPIKE_MATMULS), outputs=("standard_form",),
          doc="standard NIR nodes only (tiny models), which stock nir.read type-checks"),
-    Flow("lava-float", _PLAN + (LOWER_DSSA_SYNAPTIC,), inputs=("nir_graph", "operand_samples"),
+    Flow("lava-float", _SIM_PLAN + (LOWER_DSSA_SYNAPTIC,), inputs=("nir_graph", "operand_samples"),
          outputs=("lava_plan", "product_lowerings"),
          doc="Lava plan, and with dssa=synaptic the verified synaptic lowering of every product"),
-    Flow("loihi2-fixed", (CHECK_GRAPH, CHOOSE_CALIBRATION_DATA, BALANCE_DELAYS, PLAN_LAVA, CALIBRATE, QUANTIZE,
-                          LOWER_DSSA_SYNAPTIC), inputs=("nir_graph", "operand_samples"),
+    Flow("loihi2-fixed", (CHECK_GRAPH, CHOOSE_CALIBRATION_DATA, BALANCE_DELAYS, PLAN_LAVA_TO_SIMULATE, CALIBRATE,
+                          QUANTIZE, LOWER_DSSA_SYNAPTIC), inputs=("nir_graph", "operand_samples"),
          outputs=("lava_plan", "quantized_net", "product_lowerings"),
          doc="Lava plan calibrated and quantized to Loihi 2 fixed point (+ fixed-point synaptic lowering)"),
     Flow("loihi2-map", _PLAN + tuple(only_if(p, "quantize") for p in (CHOOSE_CALIBRATION_DATA, CALIBRATE, QUANTIZE))

@@ -2,8 +2,9 @@
 
 Three ``Pass`` objects (the flows ``loihi2-fixed`` and ``loihi2-map`` list them):
 ``choose-calibration-data`` -> ``calibration_inputs``; ``calibrate`` (a float run of the Lava
-plan's arithmetic, targets.loihi2_emulator.LavaSemantics) -> ``calibration``; ``quantize``
-(resformer_deploy.fixed_point.quantize, unchanged) -> ``quantized_net``.
+plan's arithmetic, targets.loihi2_emulator.LavaSemantics: weight-shared convolutions, never
+unrolled, batched) -> ``calibration``; ``quantize`` (resformer_deploy.fixed_point.quantize, on
+the convolution kernels themselves) -> ``quantized_net``.
 Calibration data is never the evaluation data: the digits training split for digits models,
 seeded random inputs (a different seed from verification's) otherwise.
 """
@@ -17,9 +18,10 @@ import torch
 from resformer_deploy.data.digits import is_digits_input, load_digits_split
 from resformer_deploy.fixed_point.quantize import MARGIN, quantize
 from resformer_deploy.passes.manager import Pass
+from resformer_deploy.util.progress import Progress
 
 from targets.host_partition import host_inputs
-from targets.loihi2_emulator import LavaSemantics
+from targets.loihi2_emulator import LavaSemantics, chunk_samples
 from targets.reference import CompiledGraph
 
 CALIB_SEED = 12345
@@ -55,7 +57,6 @@ class CalibrationData:
 class Calibration:
     """What a float run of the plan's Lava arithmetic recorded, for the quantizer."""
     stats: object  # targets.loihi2_emulator.EmulatorRun with value ranges
-    matrices: dict  # node -> float synapse matrix (reused by the quantizer)
     samples: int
     source: str
     started: float = field(default_factory=time.time)
@@ -86,14 +87,34 @@ def _calibrate(art, opts):
     T = graph_time_steps(art["nir_graph"], opts)
     host = CompiledGraph(art["nir_graph"], torch.float64)
     sem = LavaSemantics(plan)
-    stats = sem.run(host_inputs(plan, host, data.x, T), T, record_spikes=False, stats=True)
-    return {"calibration": Calibration(stats, {n: m for n, (m, _) in sem.mats.items()}, int(data.x.shape[0]),
-                                       data.source, started=t0)}
+    n = int(data.x.shape[0])
+    stats = None
+    # batches as large as the emulator's working-memory chunk: each batch's stem, then its steps
+    size = chunk_samples(plan, n, fixed=False)
+    batches = range(0, n, size)
+    with Progress(len(batches) * T, "calibrate (float emulator)", unit="batch-steps",
+                  enabled=n * plan.values_per_step * T > PROGRESS_VALUES) as bar:
+        for lo in batches:
+            run = sem.run(host_inputs(plan, host, data.x[lo:lo + size], T), T, record_spikes=False,
+                          stats=True, progress=bar.update, batch=size)
+            stats = run if stats is None else _merge_stats(stats, run)
+    return {"calibration": Calibration(stats, n, data.source, started=t0)}
+
+
+PROGRESS_VALUES = 5e8  # a calibration computing more values than this (~5 s here) shows a progress bar
+
+
+def _merge_stats(a, b):
+    """Value ranges of two calibration batches: the larger of each maximum."""
+    for d, e in ((a.max_abs, b.max_abs), (a.max_membrane, b.max_membrane)):
+        for k, v in e.items():
+            d[k] = max(d.get(k, 0.0), v)
+    return a
 
 
 def _quantize(art, opts):
     cal, margin = art["calibration"], opts.get("margin", MARGIN)
-    qn = quantize(art["lava_plan"], cal.stats, margin, matrices=cal.matrices)
+    qn = quantize(art["lava_plan"], cal.stats, margin)
     qn.calibration = {"samples": cal.samples, "source": cal.source, "margin": margin,
                       "seconds": time.time() - cal.started}
     return {"quantized_net": qn}

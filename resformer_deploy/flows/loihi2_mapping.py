@@ -1,6 +1,7 @@
 """The Loihi 2 core mapping and its design-rule check as ``Pass`` objects (wrapping, not
 rewriting, resformer_deploy.hardware.loihi2.map_to_loihi2 and run_drc)."""
 import numpy as np
+import scipy.sparse as sp
 
 from resformer_deploy.hardware.loihi2 import map_to_loihi2, run_drc
 from resformer_deploy.passes.manager import Pass
@@ -14,7 +15,9 @@ def quant_for_drc(qn) -> dict:
         d = {"clipped": row.clipped}
         if row.node in qn.syn:
             s = qn.syn[row.node]
-            top = int(np.abs(s.mant.data).max()) if s.mant.nnz else 0
+            # dense: a scipy CSR of mantissas; conv: the int64 kernel (fixed_point/network.py SynQ)
+            m = s.mant.data if sp.issparse(s.mant) else np.asarray(s.mant)
+            top = int(np.abs(m).max()) if m.size else 0
             d["weight_exp"] = s.exp
             d["weight_bits"] = int(top).bit_length()  # magnitude bits; the sign is separate, as in Lava
         if row.kind != "LIF" and row.log2_scale is not None and row.calibrated_max_abs > 0:

@@ -1,10 +1,11 @@
 """NIR graph (our deployment-normal form) -> Lava process graph for Loihi2SimCfg.
 
 Mapping (neuromorphic partition; every Lava port is 1-D, row-major flatten of (C,H,W)):
-* Conv2d / Affine / Linear -> stock ``Sparse`` (unrolled connectivity, graded input). Lava
-  synapses hold no bias: each synapse's bias travels as a constant offset of its output and
-  is added where the value is consumed (neuron ``bias_mant``, the fused product's operand,
-  or the host readout).
+* Conv2d -> stock weight-shared ``Conv`` (lava/proc/conv/process.py: the kernel once, ports in
+  Lava's XYC layout, graded input), never unrolled; Affine / Linear -> stock ``Sparse``
+  (lava/proc/sparse/process.py). Lava synapses hold no bias: each synapse's bias travels as a
+  constant offset of its output and is added where the value is consumed (neuron
+  ``bias_mant``, the fused product's operand, or the host readout).
 * LIF (v' = v + k((v_leak - v) + I), threshold th, reset 0) -> stock ``LIFReset`` in the
   equivalent non-decay-input form  u = a_in,  w' = (1-k) w + u + bias  with w = v/k and
   threshold th/k (``>=`` realised as ``>`` the next float below). ``reset_interval = T`` and
@@ -13,7 +14,8 @@ Mapping (neuromorphic partition; every Lava port is 1-D, row-major flatten of (C
 * Scale(1) residual junction -> stock ``GradedVec`` (vth 0: exact graded relay; float model
   in targets.lava_processes.graded_float).
 * SpikeMatMul -> ``FusedSpikeMatMul`` (custom; fast simulation) or the synaptic-primitive
-  lowering (resformer_deploy.passes.dssa_lowering).
+  lowering (resformer_deploy.passes.dssa_lowering: sized from shapes, refused up front where it
+  does not fit the memory budget).
 * Path delays from resformer_deploy.passes.delay_balance: stock identity ``Sparse`` (1 step)
   or ``DelaySparse`` (d steps).
 * Host partition (stem, max-pool, head) runs in numpy/torch around the Lava run: its output
@@ -34,19 +36,6 @@ from resformer_deploy.passes.delay_balance import balance_delays
 
 LAVA_NEURO = (nir.Conv2d, nir.Affine, nir.Linear, nir.LIF, nir.Scale, SpikeMatMul)
 MSG_BITS = 24  # graded payloads (Loihi 2 graded spikes carry up to 24 bits here)
-# Simulating unrolls every synapse (scipy CSR, ~12 B each, several copies while building):
-# beyond this the CPU simulator and the emulator would exhaust memory instead of running.
-MAX_SIMULATED_SYNAPSES = 60_000_000
-
-
-def check_simulable(plan, limit: int = MAX_SIMULATED_SYNAPSES) -> int:
-    """Refuse, with the numbers, a plan whose unrolled synapses would not fit the simulators."""
-    total = sum(spec.synapse_count() for spec in plan.synapses.values())
-    if total > limit:
-        raise LavaMappingError(f"simulating this network unrolls {total:,} synapses (> {limit:,}): too large for "
-                               f"the CPU simulators (Lava, emulator); use a smaller image size or variant, or "
-                               f"`compile --target loihi2` for the core plan")
-    return total
 
 
 @dataclass
@@ -66,6 +55,16 @@ class LavaPlan:
     synapses: Dict[str, SynapseSpec] = field(default_factory=dict)  # every neuromorphic synapse node
     ge: bool = True
     dssa: str = "fused"
+
+    @property
+    def values_per_step(self) -> int:
+        """Values every neuromorphic node produces in one step of one sample (activation memory)."""
+        return sum(int(np.prod(self.shapes[n])) for n in self.neuro)
+
+    @property
+    def kernel_weights(self) -> int:
+        """Stored synapse weights (a convolution's kernel once, not its unrolled synapses)."""
+        return sum(int(spec.weight.size) for spec in self.synapses.values())
 
     @property
     def total_latency(self) -> int:
@@ -142,8 +141,9 @@ def plan_lava(graph: nir.NIRGraph, dssa: str = "fused", timing=None) -> LavaPlan
         if n in plan.synapses:
             spec, b_in = plan.synapses[n], plan.bias.get(preds[n][0])
             plan.bias[n] = spec.output_bias()
-            if b_in is not None and np.any(b_in):  # a biased real value feeds this synapse
-                plan.bias[n] = plan.bias[n] + spec.matrix() @ b_in
+            if b_in is not None and np.any(b_in):  # a biased real value feeds this synapse: its offset,
+                # passed through the synapse (a convolution of the offset image, never unrolled)
+                plan.bias[n] = plan.bias[n] + spec.apply(b_in[None])[0]
         elif isinstance(node, nir.Scale):
             plan.bias[n] = in_bias()
         elif isinstance(node, nir.LIF):

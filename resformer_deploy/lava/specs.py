@@ -13,7 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from resformer_deploy.errors import DeployError
-from resformer_deploy.passes.unroll_dense import window_matrix
+from resformer_deploy.lava.conv import conv2d
 
 SYNAPSE_NODES = (nir.Conv2d, nir.Affine, nir.Linear)
 SYNAPSE_KINDS = ("dense", "conv")
@@ -69,13 +69,16 @@ class LifParams:
 
 @dataclass(eq=False)
 class SynapseSpec:
-    """One synapse node's connectivity in its own form, the unrolled matrix made only on request.
+    """One synapse node's connectivity in its own form: a convolution is never unrolled.
 
     ``dense`` (nir.Affine / nir.Linear): ``weight`` is the (out x in) matrix, ``bias`` one value per
     output (zeros for Linear). ``conv`` (nir.Conv2d): ``weight`` the (Cout, Cin/groups, kh, kw)
     kernel with NIR's stride / padding / dilation / groups, ``bias`` one value per output channel.
     Shapes are the node's input and output (C, H, W) or (n,); Lava ports are their row-major
-    flattening. ``matrix()`` is the connectivity Lava's ``Sparse`` holds (lava/proc/sparse/process.py).
+    flattening. ``apply`` computes the synapse (convolution or matrix product); ``matrix()`` is a
+    dense node's connectivity as Lava's ``Sparse`` holds it (lava/proc/sparse/process.py). A
+    convolution runs as Lava's weight-shared ``Conv`` and has no matrix here (its unrolled form,
+    passes.unroll_dense.window_matrix, is the dense-form flow's and the tests' alone).
     """
     node: str
     kind: str  # one of SYNAPSE_KINDS
@@ -143,11 +146,24 @@ class SynapseSpec:
         return int(np.prod(self.out_shape))
 
     def matrix(self) -> sp.csr_matrix:
-        """Unrolled (n_out x n_in) float64 connectivity, exact weights, bias excluded."""
-        if self.kind == "conv":
-            return window_matrix(self.weight, self.in_shape, self.out_shape, self.stride, self.padding,
-                                 self.dilation, self.groups)
+        """A dense node's (n_out x n_in) float64 connectivity, exact weights, bias excluded."""
+        if self.kind == "conv":  # unrolling costs out x kernel synapses (3.6 G at ti @224): refused
+            raise LavaMappingError(f"{self.node}: a convolution's synapse has no matrix here (it runs weight-"
+                                   f"shared: SynapseSpec.apply, Lava Conv); {self.synapse_count():,} synapses "
+                                   f"unrolled")
         return sp.csr_matrix(np.asarray(self.weight, dtype=np.float64))
+
+    def apply(self, x: np.ndarray, dtype=np.float64) -> np.ndarray:
+        """The synapse's output (bias excluded) for flat inputs x [N, n_in] -> [N, n_out], in ``dtype``:
+        a convolution as one (resformer_deploy.lava.conv.conv2d), a dense node as a matrix product."""
+        x = np.asarray(x)
+        if x.ndim != 2 or x.shape[1] != self.n_in:
+            raise LavaMappingError(f"{self.node}: synapse input of shape {x.shape}, needs (N, {self.n_in})")
+        if self.kind == "conv":
+            y = conv2d(x.reshape(x.shape[0], *self.in_shape), self.weight, self.stride, self.padding,
+                       self.dilation, self.groups, dtype=dtype)
+            return y.reshape(x.shape[0], self.n_out)
+        return x.astype(dtype, copy=False) @ np.asarray(self.weight, dtype=dtype).T
 
     def output_bias(self) -> np.ndarray:
         """The bias of every output (flat, float64): a convolution's repeats per channel."""
@@ -156,9 +172,21 @@ class SynapseSpec:
         return np.asarray(self.bias, dtype=np.float64)
 
     def synapse_count(self) -> int:
-        """Synapses of the unrolled matrix, counted without building it (a convolution's padding
-        is ignored: an upper bound)."""
+        """Synapses: the nonzeros of the unrolled connectivity, counted without building it. A
+        kernel tap (ky, kx) of nonzero weight connects once per output position whose window puts
+        it inside the input (taps on the zero padding connect nothing)."""
         if self.kind == "conv":
-            cout, cin_g, kh, kw = self.weight.shape
-            return int(cout * int(np.prod(self.out_shape[1:])) * cin_g * kh * kw)
-        return int(self.weight.size)
+            taps = [window_hits(n_in, n_out, k, s, p, d) for n_in, n_out, k, s, p, d in zip(
+                self.in_shape[1:], self.out_shape[1:], self.weight.shape[2:], self.stride, self.padding,
+                self.dilation)]
+            per_tap = np.outer(taps[0], taps[1])  # (kh, kw): output positions each tap connects
+            return int(((self.weight != 0) * per_tap).sum())
+        return int(np.count_nonzero(self.weight))
+
+
+def window_hits(n_in: int, n_out: int, k: int, stride: int, padding: int, dilation: int) -> np.ndarray:
+    """Along one axis, per kernel tap i: the outputs o whose tap lands inside the input,
+    0 <= o * stride - padding + i * dilation < n_in."""
+    o = np.arange(n_out)[None, :]
+    pos = o * stride - padding + np.arange(k)[:, None] * dilation
+    return ((pos >= 0) & (pos < n_in)).sum(axis=1)

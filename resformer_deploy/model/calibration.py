@@ -48,3 +48,32 @@ def random_buffers(model, seed: int = 0):
             elif k.endswith("running_var"):
                 v.copy_(torch.rand(v.shape, generator=g) + 0.5)
     return model.eval()
+
+
+def randomize_state(model, seed: int = 0, rate_range=(0.05, 0.35), bias_mean: float = 0.0):
+    """An untrained model whose every path is exercised (benchmarks and tests at any size): random
+    BN statistics and affine parameters, weights N(0, 3/fan_in) (a BN'd pre-activation then spreads
+    around the LIF threshold and neurons fire), PLIF decay parameters N(0, 0.5) and placeholder
+    firing rates in ``rate_range`` (calibrate_firing_rates overwrites them with measured ones)."""
+    g = torch.Generator().manual_seed(seed)
+    sd = {}
+    for k, v in model.state_dict().items():
+        if k.endswith("running_var"):
+            sd[k] = torch.rand(v.shape, generator=g) + 0.5
+        elif k.endswith("running_mean"):
+            sd[k] = torch.randn(v.shape, generator=g) * 0.3
+        elif k.endswith("bn.weight"):
+            sd[k] = torch.rand(v.shape, generator=g) + 0.5
+        elif k.endswith("bn.bias"):
+            sd[k] = torch.randn(v.shape, generator=g) * 0.3 + bias_mean
+        elif "firing_rate" in k:
+            lo, hi = rate_range
+            sd[k] = torch.rand(v.shape, generator=g) * (hi - lo) + lo
+        elif k.endswith(".w"):  # PLIF: decay = sigmoid(w)
+            sd[k] = torch.randn(v.shape, generator=g) * 0.5
+        elif v.is_floating_point() and v.dim() > 1:
+            sd[k] = torch.randn(v.shape, generator=g) * (3.0 / v[0].numel()) ** 0.5
+        else:
+            sd[k] = v
+    model.load_state_dict(sd)
+    return model

@@ -48,9 +48,12 @@ def checkpoint_summary(ck: LoadedCheckpoint) -> dict:
     }
 
 
-# verify/ops keep, per neuron, step and sample: PyTorch spikes (1 B) and membranes (8 B in float64),
-# the target's spikes and membranes (9 B), the comparison's masks and |v - threshold| (~10 B).
+# ops, the drift ladder and the report keep, per neuron, step and sample, a target's whole spike record
+# (1 B) and possibly its membranes (8 B in float64), the PyTorch record (spikes and near-threshold
+# masks, 2 bits: analysis/compare.py TorchRecord) and per-layer temporaries: 32 B bounds them all.
 RECORD_BYTES_PER_NEURON_STEP = 32
+# verify keeps only the packed PyTorch record (its target's run is estimated and checked separately)
+PACKED_RECORD_BYTES_PER_NEURON_STEP = 0.25
 
 
 def neurons_per_step(model) -> int:
@@ -74,9 +77,10 @@ def neurons_per_step(model) -> int:
     return sum(count)
 
 
-def check_recording(model, samples: int) -> None:
+def check_recording(model, samples: int, bytes_per_value: float = RECORD_BYTES_PER_NEURON_STEP,
+                    what: str = "recording spikes and membranes") -> None:
     """verify / ops record every neuron of every step and sample: refuse what cannot be held."""
     n = neurons_per_step(model)
-    need = n * model.config.T * samples * RECORD_BYTES_PER_NEURON_STEP
-    check_bytes(need, f"{samples:,} samples x T={model.config.T} x {n:,} neurons per step: recording spikes "
-                      f"and membranes needs about {need:,} bytes")
+    need = int(n * model.config.T * samples * bytes_per_value)
+    check_bytes(need, f"{samples:,} samples x T={model.config.T} x {n:,} neurons per step: {what} needs about "
+                      f"{need:,} bytes")

@@ -8,6 +8,10 @@ Lowering ("synaptic"): one product neuron per term (o, k) of  out[o] = sum_k y[l
     ProdNeuron       --Sparse 1 (sum over k)--> consumer
     spikes r         --Sparse b[l] (the bias part b*r, exact since r is 0/1), delayed to match
   Latency: 2 synaptic hops. Stock processes only (Sparse, DelaySparse, GradedVec, ProdNeuron).
+  Size: one product neuron per term, groups x m x k x n of them (a full attention map times
+  its contraction): it runs where it fits. ``product_cost`` states neurons, synapses, Lava
+  processes and the memory of its matrices from the node's shapes alone, and
+  ``check_synaptic_fits`` refuses, before any work, every product that does not fit.
 Alternative ("fused"): one process computes the product (targets/lava_processes/spike_matmul.py).
 Ensures:  per product node, a cost report for both lowerings and a verification record: the
           lowered arithmetic is evaluated on random binary spike operands and on activations
@@ -24,9 +28,101 @@ import scipy.sparse as sp
 
 from exporters.nir_ext import SpikeMatMul
 from resformer_deploy.errors import DeployError
+from resformer_deploy.util.memory_budget import ENV as BUDGET_ENV, budget_bytes, size
 
 PRODUCT_HOPS = 2
 REL_TOL = 1e-9
+# Lava processes of one synaptic product: relay GradedVec, Sparse select-lhs, Sparse select-rhs,
+# ProdNeuron, Sparse reduce, DelaySparse bias (targets/lava_worker.py LavaBuild.process).
+SYNAPTIC_PROCESSES = 6
+# Copies of the lowering's matrices alive at once in a Lava run: the parent's artifact, its pickle
+# to the worker, the worker's process Vars, each process model's own in its Lava actor process.
+MATRIX_COPIES = 4
+# Peak bytes per product term while lowering, result included: term_indices' four int64 meshgrids and three
+# index arrays, then COO -> CSR conversions of the U-entry matrices (tracemalloc peak of lower_product:
+# 105 B/term on the cifar16 products; tests/passes/test_dssa_cost.py checks the bound).
+BUILD_BYTES_PER_TERM = 112
+LAVA_CHANNEL_SLOTS = 1  # targets/lava_worker.py CHANNEL_SLOTS: the worker compiles with pypy_channel_size 1
+U_CHANNELS = 3  # channels carrying one value per term: sel_l -> prod, sel_r -> prod, prod -> reduce
+VERIFY_ROWS = 2  # operand rows verify_lowering evaluates at once
+
+
+def csr_bytes(rows: int, cols: int, nnz: int, value_bytes: int = 8) -> int:
+    """Bytes of a scipy CSR matrix: values, column indices, row pointers (int32 while the
+    indices fit, int64 beyond: scipy.sparse._sputils.get_index_dtype)."""
+    idx = 4 if max(rows, cols, nnz) < 2 ** 31 else 8
+    return int(nnz * (value_bytes + idx) + (rows + 1) * idx)
+
+
+def _operand_grid(mm: SpikeMatMul):
+    """Per (group, m, k) -- every term with the n axis left out -- the flat lhs index l and the
+    rhs row r of its term: l does not depend on n, and q = r * rcols + n (term_indices)."""
+    m, k, _ = mm.product_dims()
+    lcols = int(mm.lhs_view[1])
+    g_, m_, k_ = np.meshgrid(np.arange(mm.groups), np.arange(m), np.arange(k), indexing="ij")
+    l = mm.lhs_rows[g_, k_] * lcols + m_ if mm.transpose_lhs else mm.lhs_rows[g_, m_] * lcols + k_
+    return g_, m_, l, mm.rhs_rows[g_, k_]
+
+
+def product_cost(mm: SpikeMatMul, lhs_bias: np.ndarray, channel_slots: int = LAVA_CHANNEL_SLOTS) -> Dict[str, dict]:
+    """Cost of both lowerings of one product, from its shapes, without building either: memory
+    is the (group, m, k) grid, n times smaller than the terms. Equal to the sizes of the matrices
+    lower_product builds. ``channel_slots``: Lava's buffered messages per channel."""
+    m, k, n = mm.product_dims()
+    G = mm.groups
+    U = G * m * k * n
+    L_size, R_size, O = int(np.prod(mm.lhs_shape)), int(np.prod(mm.rhs_shape)), int(np.prod(mm.output_shape))
+    g_, m_, l, r = (a.reshape(-1) for a in _operand_grid(mm))
+    # bias_term[(g, m, n), (r, n)] = sum over k with rhs row r of lhs_bias[l]: the same for every n
+    key = (g_ * m + m_) * int(mm.rhs_view[0]) + r
+    keys, inv = np.unique(key, return_inverse=True)
+    b = np.bincount(inv, weights=np.asarray(lhs_bias, dtype=np.float64)[l], minlength=len(keys))
+    nz = b != 0
+    bias_nnz = int(nz.sum()) * n
+    bias_per_row = np.bincount((keys % int(mm.rhs_view[0]))[nz], minlength=int(mm.rhs_view[0]))
+    per_rhs_row = np.bincount(r, minlength=int(mm.rhs_view[0]))  # terms fed by each rhs element (any n)
+    per_lhs = np.bincount(l, minlength=L_size) * n  # terms fed by each lhs element
+    matrices = (csr_bytes(U, L_size, U) + csr_bytes(U, R_size, U) + csr_bytes(O, U, U)
+                + 2 * csr_bytes(O, R_size, bias_nnz))  # + DelaySparse's delays, same pattern
+    # building, and verifying (three float64 per term and row evaluated: 48 B/term), never at once
+    transient = max(BUILD_BYTES_PER_TERM, 3 * 8 * VERIFY_ROWS) * U
+    channels = U_CHANNELS * 8 * U * int(channel_slots)
+    return {
+        "synaptic": {"neurons": U + L_size, "product_neurons": U, "relay_neurons": L_size,
+                     "synapses": 3 * U + bias_nnz, "processes": SYNAPTIC_PROCESSES,
+                     "fan_in_max": int(max(2, k * 2)),
+                     "fan_out_max": int(max(per_rhs_row.max() + bias_per_row.max(), per_lhs.max())),
+                     "latency_steps": PRODUCT_HOPS, "matrix_bytes": matrices, "channel_bytes": channels,
+                     "peak_bytes": MATRIX_COPIES * matrices + transient + channels},
+        "fused": {"neurons": 0, "synapses": 0, "processes": 1, "fan_in_max": L_size + R_size,
+                  "fan_out_max": O, "latency_steps": 0, "macs_per_step": int(G * m * k * n)},
+    }
+
+
+def check_synaptic_fits(products: Dict[str, Tuple[SpikeMatMul, np.ndarray]], budget: int = None,
+                        **cost_options) -> Dict[str, Dict[str, dict]]:
+    """Costs of the synaptic lowering of every product {name: (node, lhs bias)}; raise, before any
+    lowering is built, if together they exceed the memory budget (util.memory_budget), naming
+    every product that does not fit in what the others leave, with its figures."""
+    costs = {n: product_cost(mm, b, **cost_options) for n, (mm, b) in products.items()}
+    budget = budget_bytes() if budget is None else int(budget)
+    total = sum(c["synaptic"]["peak_bytes"] for c in costs.values())
+    if total <= budget:
+        return costs
+    # the products in order of size: those past the point where the running sum exceeds the budget
+    order = sorted(costs, key=lambda n: costs[n]["synaptic"]["peak_bytes"])
+    running, unfit = 0, []
+    for n in order:
+        running += costs[n]["synaptic"]["peak_bytes"]
+        if running > budget:
+            unfit.append(n)
+    lines = [f"{n}: {c['neurons']:,} neurons, {c['synapses']:,} synapses, {c['processes']} processes, "
+             f"{size(c['peak_bytes'])} (matrices {size(c['matrix_bytes'])} x {MATRIX_COPIES} copies, "
+             f"channels {size(c['channel_bytes'])})" for n in sorted(unfit) for c in [costs[n]["synaptic"]]]
+    raise DeployError(f"the synaptic DSSA lowering needs {size(total)} for {len(costs)} product(s), memory "
+                      f"budget {size(budget)} ({BUDGET_ENV} or the available memory): placed smallest first, "
+                      f"{len(unfit)} product(s) do not fit: {'; '.join(lines)}; use dssa=fused (one process "
+                      f"per product)")
 
 
 def exact_product(mm: SpikeMatMul, lhs: np.ndarray, rhs: np.ndarray) -> np.ndarray:
@@ -67,7 +163,8 @@ class ProductLowering:
         return (self.reduce @ prod + self.bias_term @ rhs.T).T
 
 
-def lower_product(name: str, mm: SpikeMatMul, lhs_bias: np.ndarray, lhs_bound: np.ndarray = None) -> ProductLowering:
+def lower_product(name: str, mm: SpikeMatMul, lhs_bias: np.ndarray, lhs_bound: np.ndarray = None,
+                  **cost_options) -> ProductLowering:
     l, q, o = mm.term_indices()
     U = len(l)
     L_size, R_size, O = int(np.prod(mm.lhs_shape)), int(np.prod(mm.rhs_shape)), int(np.prod(mm.output_shape))
@@ -78,19 +175,7 @@ def lower_product(name: str, mm: SpikeMatMul, lhs_bias: np.ndarray, lhs_bound: n
     bias = sp.csr_matrix((np.asarray(lhs_bias, dtype=np.float64)[l], (o, q)), shape=(O, R_size))  # sums dups
     bias.eliminate_zeros()
     low = ProductLowering(name, sel_l, sel_r, red, bias, np.asarray(lhs_bias, dtype=np.float64))
-    m, k, n = mm.product_dims()
-    per_rhs = np.bincount(q, minlength=R_size)
-    per_lhs = np.bincount(l, minlength=L_size)
-    low.cost = {
-        "synaptic": {"neurons": U + L_size, "product_neurons": U, "relay_neurons": L_size,
-                     "synapses": int(sel_l.nnz + sel_r.nnz + red.nnz + bias.nnz), "processes": 5,
-                     "fan_in_max": int(max(2, k * 2)), "fan_out_max": int(max(per_rhs.max() + (bias.getnnz(0).max()
-                                                                                                 if bias.nnz else 0),
-                                                                                per_lhs.max())),
-                     "latency_steps": PRODUCT_HOPS},
-        "fused": {"neurons": 0, "synapses": 0, "processes": 1, "fan_in_max": L_size + R_size,
-                  "fan_out_max": O, "latency_steps": 0, "macs_per_step": int(mm.groups * m * k * n)},
-    }
+    low.cost = product_cost(mm, lhs_bias, **cost_options)  # the figures the up-front check refused on
     if lhs_bound is not None:
         low.cost["synaptic"]["operand_bound"] = float(np.max(np.abs(lhs_bound)))
     return low
@@ -113,7 +198,9 @@ def verify_lowering(low: ProductLowering, mm: SpikeMatMul, recorded: List[Tuple[
     worst = {"random": 0.0, "recorded": 0.0}
     for kind, lhs0, rhs in cases:
         want = exact_product(mm, lhs0 + low.lhs_bias, rhs)
-        got = low.evaluate(lhs0, rhs)
+        # a few rows at a time: each evaluated row holds three values per term (U x rows float64)
+        got = np.concatenate([low.evaluate(lhs0[i:i + VERIFY_ROWS], rhs[i:i + VERIFY_ROWS])
+                              for i in range(0, len(lhs0), VERIFY_ROWS)])
         scale = max(1.0, float(np.abs(lhs0 + low.lhs_bias).max()) * mm.product_dims()[1])
         err = float(np.abs(got - want).max()) / scale
         worst[kind] = max(worst[kind], err)

@@ -28,9 +28,10 @@ def window_matrix(weight, in_shape, out_shape, stride=1, padding=0, dilation=1, 
     """Unrolled (out x in) sparse connectivity of a (grouped) 2-D cross-correlation, exact weights.
 
     Rows and columns are row-major flat indices of (C, H, W), the layout of every Lava port; taps
-    that land in the zero padding make no synapse. The one convolution unroller: the Lava plan's
-    synapse specs, this pass, the operation counts and the mapping tests all use it (torch-free,
-    so the Lava worker can build its matrices without importing torch)."""
+    that land in the zero padding make no synapse. The one convolution unroller, for this pass
+    (the dense-form flow, small models) and as the tests' independent oracle: the simulators,
+    the quantizer, the plan and the operation counts never unroll (out x kernel synapses: 3.5 G
+    at ti @224, against 10.7 M kernel weights)."""
     w = np.asarray(weight, dtype=np.float64)
     cout, cin_g, kh, kw = w.shape
     Cin, H, W = (int(v) for v in in_shape)

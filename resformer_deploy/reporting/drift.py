@@ -1,5 +1,5 @@
-"""The drift ladder (verify --target loihi2-sim, demo, report) as text tables."""
-from resformer_deploy.analysis.drift import FIXED_POINT, DriftLadder
+"""The drift ladder (verify with a fixed-point target, drift, demo, report) as text tables."""
+from resformer_deploy.analysis.drift import FIXED_POINT_CHECK, DriftLadder
 from resformer_deploy.reporting.tables import table
 
 
@@ -41,7 +41,7 @@ def ladder_table(rep: DriftLadder) -> str:
 
 
 def ladder_text(rep: DriftLadder) -> str:
-    """Everything ``verify --target loihi2-sim`` prints about one ladder."""
+    """Everything ``verify`` (fixed point) and ``drift`` print about one ladder; rungs found by role."""
     d, out = rep.dssa, []
     out.append(f"\n[{d} DSSA] quantization (calibration: {rep.calibration['source']}, margin "
                f"{rep.calibration['margin']}x):")
@@ -50,16 +50,15 @@ def ladder_text(rep: DriftLadder) -> str:
                                                         for g in rep.quantization["groups"]))
     out.append(f"\n[{d} DSSA] drift ladder (vs PyTorch float64; spikes compared per LIF layer, all steps):")
     out.append(ladder_table(rep))
-    fixed = rep.find(FIXED_POINT)
-    out.append(f"[{d} DSSA] fixed-point emulator, per LIF layer spike agreement with PyTorch:")
+    fixed = rep.fixed_point
+    out.append(f"[{d} DSSA] {fixed.rung} ({fixed.target}), per LIF layer spike agreement with PyTorch:")
     out.append(table([(l.node, f"{l.identical_pct:.3f}%", l.mismatches, f"{l.torch_rate:.3f}", f"{l.target_rate:.3f}")
                       for l in fixed.layers], ["LIF layer", "identical", "mismatch", "torch rate", "fixed rate"]))
-    for r in rep.rungs:
+    for r in rep.with_role(FIXED_POINT_CHECK):
         e = r.emulator_match
-        if e is not None:
-            out.append(f"[{d} DSSA] emulator vs fixed-point Lava on {r.samples} samples: {e.spike_mismatches} of "
-                       f"{e.compared_spikes} spikes differ, logits max |diff| {e.logits_max_abs_diff:.3g} -> "
-                       + ("BIT-EXACT" if e.bit_exact else "NOT bit-exact"))
+        out.append(f"[{d} DSSA] {fixed.target} vs {r.target} ({r.rung}) on {r.samples} samples: "
+                   f"{e.spike_mismatches} of {e.compared_spikes} spikes differ, logits max |diff| "
+                   f"{e.logits_max_abs_diff:.3g} -> " + ("BIT-EXACT" if e.bit_exact else "NOT bit-exact"))
     sat = rep.saturation
     out.append(f"[{d} DSSA] run-time saturation (24-bit wraps/clips/overflows) on the evaluation set: "
                + ("none" if not sat else "; ".join(f"{n}: {v}" for n, v in sat.items())))

@@ -8,7 +8,7 @@ import base64
 import io
 from pathlib import Path
 
-from resformer_deploy.analysis.drift import FIXED_POINT
+from resformer_deploy.analysis.drift import FIXED_POINT, FIXED_POINT_CHECK
 from resformer_deploy.reporting.drift import first_divergence_text, pct
 from resformer_deploy.util.outputs import write_file_set
 
@@ -147,7 +147,8 @@ def render_html(rep, pngs: dict) -> str:
     figs = [{"name": name, "title": title, "base64": base64.b64encode(pngs[name]).decode()}
             for name, title in FIGURES if name in pngs]
     return _environment().get_template("report.html.j2").render(
-        rep=rep, lad=rep.ladder, mapping=m, tables=_tables(rep), figures=figs, style=STYLE,
+        rep=rep, lad=rep.ladder, checks=rep.ladder.with_role(FIXED_POINT_CHECK), mapping=m, tables=_tables(rep),
+        figures=figs, style=STYLE,
         hardware_message=None if hw is None else hw.get("message", ""))
 
 

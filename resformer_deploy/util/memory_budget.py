@@ -21,6 +21,17 @@ def gib(nbytes: float) -> str:
     return f"{nbytes / 2 ** 30:,.1f} GiB"
 
 
+def size(nbytes: float) -> str:
+    """A byte count for people: KiB below 1 MiB, MiB below 1 GiB, GiB above."""
+    if nbytes >= 2 ** 30:
+        return gib(nbytes)
+    return f"{nbytes / 2 ** 20:,.1f} MiB" if nbytes >= 2 ** 20 else f"{nbytes / 2 ** 10:,.1f} KiB"
+
+
+def duration(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:,.0f} s"
+
+
 def budget_bytes() -> int:
     env = os.environ.get(ENV)
     if env:

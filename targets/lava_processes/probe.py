@@ -1,8 +1,14 @@
-"""Probe: records its input at every step and writes the record to a .npy file on the last step.
+"""Probe: records its input for ``keep`` steps from ``first_step`` on and writes the record to a
+.npy file once the last of them is in.
 
 Not part of a deployed network (a host-side tap, like Loihi's probes). Lava's Var.get()
 moves one value per message (~20 us each); a file keeps per-layer comparisons fast.
+``spikes=True`` records a spike tap as bits (np.packbits per step, one bit per neuron): at
+ti @224 a float64 record of every LIF neuron (10.6 M per step) over 48 steps would be 4 GB,
+its bits are 64 MB. targets.lava_cpu.read_probe reads a record back.
 """
+from typing import Optional
+
 import numpy as np
 from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.model import PyLoihiProcessModel
@@ -15,25 +21,34 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 
 class Probe(AbstractProcess):
-    def __init__(self, *, shape, num_steps: int, path: str, first_step: int = 1, **kw):
-        super().__init__(shape=shape, num_steps=num_steps, path=path, first_step=first_step, **kw)
+    def __init__(self, *, shape, num_steps: int, path: str, first_step: int = 1, keep: Optional[int] = None,
+                 spikes: bool = False, **kw):
+        keep = num_steps - first_step + 1 if keep is None else keep
+        if not (first_step >= 1 and keep >= 1 and first_step + keep - 1 <= num_steps):
+            raise ValueError(f"Probe: steps {first_step}..{first_step + keep - 1} are not within the run's "
+                             f"1..{num_steps}")
+        super().__init__(shape=tuple(shape), num_steps=num_steps, path=path, first_step=first_step, keep=keep,
+                         spikes=bool(spikes), **kw)
         self.a_in = InPort(shape=shape)
 
 
 class _ProbeBase(PyLoihiProcessModel):
     def __init__(self, proc_params):
         super().__init__(proc_params)
-        self.num_steps = proc_params["num_steps"]
-        self.first = proc_params["first_step"]
-        self.path = proc_params["path"]
-        self.record = np.zeros((self.num_steps - self.first + 1, *proc_params["shape"]), dtype=np.float64)
+        p = proc_params
+        self.first, self.keep, self.path, self.spikes = p["first_step"], p["keep"], p["path"], p["spikes"]
+        size = int(np.prod(p["shape"]))
+        self.record = (np.zeros((self.keep, (size + 7) // 8), dtype=np.uint8) if self.spikes else
+                       np.zeros((self.keep, size), dtype=np.float64))
 
     def run_spk(self) -> None:
         data = self.a_in.recv()
-        if self.time_step >= self.first:
-            self.record[self.time_step - self.first] = data
-        if self.time_step == self.num_steps:
-            np.save(self.path, self.record)
+        i = self.time_step - self.first
+        if 0 <= i < self.keep:
+            self.record[i] = np.packbits(data.reshape(-1) != 0) if self.spikes else data.reshape(-1)
+            if i == self.keep - 1:
+                np.save(self.path, self.record)
+                self.record = None  # written: free it for the rest of the run
 
 
 @implements(proc=Probe, protocol=LoihiProtocol)

@@ -146,3 +146,71 @@ def test_ops_on_fixed_point_lava_agree_with_the_bit_accurate_emulator(tmp_path):
     tot_fixed = sum(v["ops"] for v in d["target_counts"].values() if v["kind"] in ("conv", "dssa_product"))
     tot_torch = sum(v["torch_ops"] for v in d["reference_counts"].values() if v["kind"] in ("conv", "dssa_product"))
     assert abs(tot_fixed - tot_torch) / tot_torch < 0.05
+
+
+CONV_GEOMETRIES = [  # (cin, cout, groups, k, stride, padding, dilation, H, W)
+    (4, 6, 1, 3, 1, 1, 1, 7, 7), (4, 6, 2, 3, 2, 1, 1, 8, 7), (6, 6, 6, 3, 1, 2, 2, 9, 9),
+    (4, 8, 4, (3, 1), (2, 1), (1, 0), 1, 6, 5), (2, 3, 1, 5, 3, 2, (1, 2), 11, 10), (4, 4, 1, 1, 2, 0, 1, 7, 7)]
+
+
+@pytest.mark.parametrize("geo", CONV_GEOMETRIES)
+def test_conv_fan_out_equals_the_unrolled_matrix_column_counts(geo):
+    """Oracle: the unrolled connectivity (passes.unroll_dense.window_matrix), nonzeros per input."""
+    import numpy as np
+    from resformer_deploy.analysis.operations import conv_fan_out
+    from resformer_deploy.lava.conv import out_hw
+    from resformer_deploy.passes.unroll_dense import window_matrix
+    cin, cout, groups, k, stride, pad, dil, H, W = geo
+    kh, kw = np.broadcast_to(np.asarray(k), (2,))
+    rng = np.random.RandomState(0)
+    w = rng.randn(cout, cin // groups, kh, kw) * (rng.rand(cout, cin // groups, kh, kw) < 0.7)  # zero weights
+    ho, wo = out_hw((H, W), (kh, kw), stride, pad, dil)
+    m = window_matrix(w, (cin, H, W), (cout, ho, wo), stride, pad, dil, groups)
+    fan = conv_fan_out(w, (cin, H, W), stride, pad, dil, groups)
+    assert fan.shape == (cin, H, W) and fan.dtype == np.float64
+    np.testing.assert_array_equal(fan.reshape(-1), m.getnnz(axis=0))
+
+
+def test_graph_counts_of_a_small_official_topology_equal_the_unrolled_count_and_pytorch():
+    """cifar topology at 16x16, with exactly-zero weights in every convolution: each layer's count
+    from a reference run equals the count from the unrolled matrices of the full kernel windows (the
+    oracle) and PyTorch's hooks (SOPMonitor counts zero weights too), where the unrolled matrices of
+    the weights themselves, which drop the zeros, count fewer."""
+    import numpy as np
+    from exporters.graph_check import check_graph
+    import nir
+    from resformer_deploy.passes.unroll_dense import window_matrix
+    from tests.support.small_models import small_inputs, small_model
+    m = small_model("cifar16")
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, torch.nn.Conv2d):  # a tenth of the weights zero (BN folding keeps them zero)
+                mod.weight[torch.rand(mod.weight.shape, generator=gen) < 0.1] = 0.0
+    x = small_inputs(m, 2)
+    g = export_model(m)
+    T = m.config.T
+    r = get_target("reference").run(g, x, T)
+    cg = count_graph(g, r.spikes, T, len(x))
+    shapes, _ = check_graph(g)
+    checked = fewer_count = 0
+    for n, node in g.nodes.items():
+        if not isinstance(node, nir.Conv2d):
+            continue
+        src = next(a for a, b in g.edges if b == n)
+        path = node.metadata["torch_module"]
+        geo = (shapes[src], shapes[n], node.stride, node.padding, node.dilation, node.groups)
+        fan = window_matrix(np.ones_like(node.weight), *geo).getnnz(axis=0).astype(np.float64)
+        fan_nz = window_matrix(node.weight, *geo).getnnz(axis=0).astype(np.float64)
+        if cg[path]["kind"] == "stem_mac":
+            want, fewer = fan.sum() * T * len(x), fan_nz.sum() * T * len(x)
+        else:
+            counts = r.spikes[src].reshape(T * len(x), -1).double().sum(0).numpy()
+            want, fewer = float((counts * fan).sum()), float((counts * fan_nz).sum())
+        assert cg[path]["ops"] == want >= fewer, path
+        checked += 1
+        fewer_count += want > fewer  # equal only where no zeroed weight's input spiked
+    assert checked == 33  # the stem (host) and the 32 neuromorphic convolutions
+    assert fewer_count == 33
+    for path, v in count_torch(m, x).items():
+        assert cg[path]["ops"] == pytest.approx(v["ops"], rel=1e-12), path

@@ -3,11 +3,12 @@
 
 Each case module holds a list ``CASES`` of :class:`Case`; ``tests/test_bad_input_catalogue.py``
 runs them all. ``setup(tmp)`` makes whatever bad input the case needs inside ``tmp`` and returns
-the CLI arguments; ``expect`` are fragments the error line must contain.
+the CLI arguments; ``expect`` are fragments the error line must contain; ``env`` is set while
+the command runs.
 """
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, List, Sequence
+from typing import Callable, Dict, List, Sequence
 
 
 @dataclass(frozen=True)
@@ -15,6 +16,7 @@ class Case:
     name: str
     setup: Callable[[Path], Sequence[str]]
     expect: Sequence[str] = field(default_factory=tuple)
+    env: Dict[str, str] = field(default_factory=dict)  # environment of the command (e.g. a memory budget)
 
 
 def args(*argv: str) -> Callable[[Path], List[str]]:

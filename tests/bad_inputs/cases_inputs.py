@@ -18,6 +18,7 @@ D = str(DIGITS_CKPT)
 RANGE1 = "is not in the range x>=1"
 RANGE0 = "is not in the range x>=0"
 HUGE = str(10 ** 12)
+BUDGET_ENV = "RESFORMER_DEPLOY_MEMORY_BUDGET"
 
 
 # -- files the cases need ------------------------------------------------------------------------
@@ -89,7 +90,7 @@ def _nan_first(t):
 
 def _tiny_checkpoint(tmp, name="tiny.pt"):
     from resformer_deploy.model.resformer import build_model
-    from tests.conftest import randomize_state
+    from resformer_deploy.model.calibration import randomize_state
     path = tmp / name
     torch.save({"model": randomize_state(build_model("tiny")).state_dict()}, path)
     return str(path)
@@ -211,6 +212,14 @@ CASES = [
          ["calibration inputs: 1,000,000,000,000 samples", "> memory budget"]),
     Case("report_T_beyond_budget", lambda tmp: ["report", _tiny_checkpoint(tmp), "-o", tmp / "r", "--T", HUGE],
          ["359 samples x T=1000000000000", "> memory budget"]),
+    # a run whose estimate exceeds the budget is refused before any work, with the figures
+    Case("verify_estimate_beyond_budget", lambda tmp: ["verify", _tiny_checkpoint(tmp), "--samples", "2"],
+         ["verify on target 'reference' [float64] needs about", "KiB > memory budget 97.7 KiB: PyTorch phase",
+          "target phase", "run "], env={BUDGET_ENV: "100000"}),
+    Case("simulate_estimate_beyond_budget", _fg("simulate", "--target", "reference", "--samples", "1000"),
+         ["simulate: 1,000 samples of", "on target 'reference' needs about", "> memory budget 976.6 KiB (",
+          "GMAC/s"],
+         env={BUDGET_ENV: "1000000"}),
     Case("verify_emu_eval_samples_beyond_budget",
          lambda tmp: ["verify", _tiny_checkpoint(tmp), "--target", "loihi2-emu", "--eval-samples", HUGE],
          ["1,000,000,000,000 samples x T=4", "> memory budget"]),

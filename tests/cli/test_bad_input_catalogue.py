@@ -23,7 +23,7 @@ def test_catalogue_is_large_and_names_are_unique():
 def test_bad_input(case, tmp_path):
     argv = [str(a) for a in case.setup(tmp_path)]
     before = _tree(tmp_path)
-    r = CliRunner().invoke(main, argv)
+    r = CliRunner().invoke(main, argv, env=case.env or None)
     assert r.exit_code == 2, (r.exit_code, r.output, r.stderr, r.exception)
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr

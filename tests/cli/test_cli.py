@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from resformer_deploy.cli.main import main
 from resformer_deploy.model.resformer import build_model
-from tests.conftest import randomize_state
+from resformer_deploy.model.calibration import randomize_state
 
 
 def run(*args):

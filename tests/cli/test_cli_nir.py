@@ -6,7 +6,7 @@ import torch
 
 from resformer_deploy.model.checkpoint import save_checkpoint
 from resformer_deploy.model.resformer import build_model
-from tests.conftest import randomize_state
+from resformer_deploy.model.calibration import randomize_state
 from tests.cli.test_cli import assert_one_line_error, run
 
 
@@ -26,6 +26,10 @@ def test_export_inspect_verify_digits(digits_ckpt, tmp_path):
     r = run("verify", str(digits_ckpt), "--samples", "30", "--json-out", str(tmp_path / "v.json"))
     assert r.exit_code == 0, r.stderr
     assert "[float64] PASS" in r.output and "[float32] PASS" in r.output
+    # both runs estimated before the first starts; a progress bar per phase (stderr, not a TTY: lines)
+    assert r.output.index("estimate [float32]: ~") < r.output.index("[float64] per-layer")
+    for bar in ("PyTorch record (float64): done, 20/20 layers", "reference run + comparison (float32): done, 4/4"):
+        assert bar in r.stderr
     rep = json.loads((tmp_path / "v.json").read_text())
     assert [x["precision"] for x in rep["reports"]] == ["float64", "float32"]
     assert all(x["samples"] == 30 for x in rep["reports"])

@@ -51,6 +51,8 @@ def test_foreign_graph_runs_on_reference_as_numpy_computes_it(tmp_path):
     r = CliRunner().invoke(main, ["simulate", path, "--target", "reference", "--samples", "6",
                                   "--json-out", str(tmp_path / "r.json")])
     assert r.exit_code == 0, r.output + r.stderr
+    assert "estimate: ~" in r.output and "GMAC/s" in r.output  # said before the run
+    assert "reference simulation: done, 4/4 steps" in r.stderr
     rep = json.loads((tmp_path / "r.json").read_text())
     graph = read_nir(path)
     x, _, _ = inputs_for((64,), 6, seed=0)  # what simulate feeds: random N(0,1), seed 0

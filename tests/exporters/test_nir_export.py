@@ -13,7 +13,7 @@ from exporters.torch_to_nir import export_model
 from resformer_deploy.model.checkpoint import load_checkpoint
 from resformer_deploy.errors import CalibrationError
 from resformer_deploy.model.resformer import build_model
-from tests.conftest import randomize_state
+from resformer_deploy.model.calibration import randomize_state
 
 
 @pytest.fixture(scope="module")

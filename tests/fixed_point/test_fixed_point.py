@@ -108,7 +108,7 @@ def test_calibration_uses_the_training_split_only():
 def test_quantized_parameters_fit_loihi2_formats(quant):
     plan = quant.plan
     for n, s in quant.syn.items():
-        m = s.mant.data
+        m = s.values
         assert F.WEIGHT_EXP_RANGE[0] <= s.exp <= F.WEIGHT_EXP_RANGE[1], n
         mixed = m.min() < 0 < m.max()
         assert (np.all(m % 2 == 0) and m.min() >= -256 and m.max() <= 254) if mixed else np.abs(m).max() <= 255, n
@@ -286,15 +286,26 @@ def test_compile_with_quantization_runs_the_number_format_checks(tmp_path):
     assert plan["drc_skipped"] == [] and plan["violations"] == []
 
 
-def test_networks_too_large_to_simulate_are_refused_before_any_work():
-    from resformer_deploy.lava.plan import LavaMappingError
-    from resformer_deploy.model.calibration import random_buffers
-    from resformer_deploy.model.resformer import build_model
-    g = export_model(random_buffers(build_model("cifar")))
-    with pytest.raises(LavaMappingError, match=r"unrolls [0-9,]+ synapses \(> 60,000,000\)"):
-        calibrate_and_quantize(g, torch.randn(2, 3, 32, 32), 4)
-    with pytest.raises(LavaMappingError, match="too large for the CPU simulators"):
-        get_target("lava-cpu").run(g, torch.randn(1, 3, 32, 32), 4)
+def test_convolutions_are_quantized_on_their_kernels(quant):
+    """Each kernel weight once: mantissa = round(W S_out / S_in / 2^exp) (to even values for mixed
+    signs), exponent the smallest that fits, recomputed here from the plan's float kernel."""
+    plan, g = quant.plan, quant.plan.graph
+    convs = [n for n in quant.syn if plan.synapses[n].kind == "conv"]
+    assert len(convs) == 17
+    for n in convs:
+        s, spec = quant.syn[n], plan.synapses[n]
+        src = next(a for a, b in g.edges if b == n)
+        s_in = 1.0 if isinstance(g.nodes[src], nir.LIF) else quant.scale[src]
+        target = np.asarray(spec.weight, dtype=np.float64) * quant.scale[n] / s_in
+        mixed = target.min() < 0 < target.max()
+        step = 2 if mixed else 1
+        assert s.kind == "conv" and s.mant.shape == spec.weight.shape and s.mant.dtype == np.int64, n
+        np.testing.assert_array_equal(s.mant, np.round(target / 2.0 ** s.exp / step) * step, err_msg=n)
+        top = 254 if mixed else 255
+        assert np.abs(target).max() / 2.0 ** (s.exp - 1) > top, n  # one exponent less would not fit
+        assert s.synapses == spec.synapse_count() and s.saturated == 0, n
+        row = next(r for r in quant.layers if r.node == n)
+        assert row.synapses == s.synapses and row.weight_exp == s.exp, n
 
 
 def test_plif_dvs_model_quantizes_without_clipping_and_reports_decay_error():
@@ -302,7 +313,7 @@ def test_plif_dvs_model_quantizes_without_clipping_and_reports_decay_error():
     also respects its weights (mantissa x 2^7), so nothing is clipped; decays that 12 bits cannot hold
     exactly are reported."""
     from resformer_deploy.model.resformer import build_model
-    from tests.conftest import randomize_state
+    from resformer_deploy.model.calibration import randomize_state
     m = randomize_state(build_model("dvsg", planes=(8, 16, 32), num_heads=(1, 1, 2), img_size=16, T=4), seed=2)
     m = m.double().eval()
     g = export_model(m, "float64")

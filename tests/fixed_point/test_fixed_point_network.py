@@ -11,7 +11,11 @@ from resformer_deploy.util.serialize import to_jsonable
 
 
 def _syn(mant, exp=0):
-    return SynQ("fc", sp.csr_matrix(np.array([mant], dtype=np.int64)), exp, 0, 0.0, 0.0)
+    return SynQ("fc", "dense", sp.csr_matrix(np.array([mant], dtype=np.int64)), exp, 0, 0.0, 0.0, len(mant))
+
+
+def _conv(kernel, exp=0):
+    return SynQ("conv1", "conv", np.asarray(kernel, dtype=np.int64).reshape(1, 1, 1, -1), exp, 0, 0.0, 0.0, 9)
 
 
 def test_weight_mantissas_and_exponent_must_fit_lavas_sparse():
@@ -27,7 +31,26 @@ def test_weight_mantissas_and_exponent_must_fit_lavas_sparse():
     with pytest.raises(QuantizationError, match=r"^fc: weight exponent 8 outside \[-8, 7\]"):
         _syn([1], exp=8)
     with pytest.raises(QuantizationError, match="^fc: weight mantissas must be integers"):
-        SynQ("fc", sp.csr_matrix(np.array([[0.5]])), 0, 0, 0.0, 0.0)
+        SynQ("fc", "dense", sp.csr_matrix(np.array([[0.5]])), 0, 0, 0.0, 0.0, 1)
+
+
+def test_convolution_kernels_of_mantissas_obey_the_same_formats():
+    k = _conv([-256, 0, 254])
+    assert k.values.tolist() == [-256, 0, 254] and k.max_abs == 256 and k.mant.shape == (1, 1, 1, 3)
+    _conv([255, 0, 3])
+    with pytest.raises(QuantizationError, match="^conv1: mixed-sign weight mantissas must be even"):
+        _conv([-4, 0, 3])
+    with pytest.raises(QuantizationError, match=r"^conv1: weight mantissas 0..300 outside \[-255, 255\]"):
+        _conv([300, 0, 3])
+    with pytest.raises(QuantizationError, match=r"^conv1: convolution mantissas must be a \(Cout, Cin/groups, kh, "
+                                                r"kw\) kernel, got shape \(3,\)"):
+        SynQ("conv1", "conv", np.zeros(3, np.int64), 0, 0, 0.0, 0.0, 3)
+    with pytest.raises(QuantizationError, match="^conv1: weight mantissas must be integers"):
+        SynQ("conv1", "conv", np.full((1, 1, 3, 3), 0.5), 0, 0, 0.0, 0.0, 9)
+    with pytest.raises(QuantizationError, match="^fc: dense mantissas must be a sparse"):
+        SynQ("fc", "dense", np.zeros((2, 2), np.int64), 0, 0, 0.0, 0.0, 4)
+    with pytest.raises(QuantizationError, match="^fc: synapse kind 'pool' is not one of dense, conv"):
+        SynQ("fc", "pool", np.zeros((1, 1, 1, 1), np.int64), 0, 0, 0.0, 0.0, 1)
 
 
 def _lif(**kw):
@@ -61,7 +84,7 @@ def test_scale_groups_are_powers_of_two_that_say_what_bound_them():
 
 def test_report_rows_list_only_the_figures_a_node_has():
     mant = sp.csr_matrix(np.array([[4, 0, -2]], dtype=np.int64))
-    syn = QuantLayer.of("fc", "Affine", 3, 1.5, syn=SynQ("fc", mant, -1, 2, 0.01, 0.5))
+    syn = QuantLayer.of("fc", "Affine", 3, 1.5, syn=SynQ("fc", "dense", mant, -1, 2, 0.01, 0.5, 2))
     lif = QuantLayer.of("lif3", "LIF", 3, 0.7, lif=_lif(bias_saturated=1), max_membrane=9.0)
     assert list(to_jsonable(syn)) == ["node", "kind", "log2_scale", "weights_saturated", "bias_saturated",
                                       "calibrated_max_abs", "weight_exp", "weight_rel_rms_error",

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from resformer_deploy.hardware.loihi2 import map_to_loihi2
-from resformer_deploy.hardware.loihi2.core_plan import (CoreLayer, CorePlanError, DelayLine, EmbeddedProgram,
-                                                        InboundDelay, Unmappable)
+from resformer_deploy.hardware.loihi2.core_plan import (CoreLayer, CorePlan, CorePlanError, DelayLine,
+                                                        EmbeddedProgram, InboundDelay, PlanTotals, Unmappable)
 
 UTIL = {"neurons": 0.5, "memory": 0.1, "fan_in": 0.2, "routes": 0.0}
 
@@ -53,6 +53,40 @@ def test_programs_delays_and_unmappable_records_check_themselves():
         "layer": "l1", "from": "x", "via": "v", "delay": 3, "realised": "synaptic delay"}
 
 
+TOTALS = dict(neuro_cores=130, chips=2, chips_for_neuro_cores=2, chips_for_embedded_programs=1, embedded_programs=3,
+              neurons=1000, synapses=5000, memory_bytes=9000, synaptic_memory_bytes=4000, layers=7,
+              embedded_macs_per_step=64)
+
+
+def test_plan_totals_check_their_chip_arithmetic():
+    t = PlanTotals(**TOTALS)  # 130 cores need 2 chips of 128; 3 programs fit the 3 usable embedded cores of one
+    assert t.chips == t["chips"] == 2  # read by attribute or by its JSON key
+    for bad, match in (({"chips_for_neuro_cores": 1}, "1 chip\\(s\\) for 130 neuro cores"),
+                       ({"embedded_programs": 4}, "1 chip\\(s\\) for 4 embedded programs"),
+                       ({"chips": 3}, "3 chip\\(s\\) for 130 neuro cores and 3 programs"),
+                       ({"synaptic_memory_bytes": 9001}, "synaptic memory 9001 B exceeds"),
+                       ({"neurons": -1}, "neurons = -1"), ({"synapses": 2.5}, "synapses = 2.5"),
+                       ({"layers": 131}, "130 neuro cores for 131 layers")):
+        with pytest.raises(CorePlanError, match="^plan totals: .*" + match):
+            PlanTotals(**{**TOTALS, **bad})
+
+
+def test_a_core_plan_derives_its_totals_from_its_layers_and_programs():
+    rows = [_layer(), _layer(layer="l2", node="l2")]
+    prog = EmbeddedProgram("mm", "l1", "l2", 2, 3, 4, 5, 120, {}, 50)
+    plan = CorePlan("fused", rows, [prog], [], [], [], {})
+    t = plan.totals  # recounted here from the records' own figures
+    assert (t.neuro_cores, t.neurons, t.synapses, t.layers) == (4, 48, 48, 2)
+    assert (t.memory_bytes, t.synaptic_memory_bytes) == (2 * (24 * 8 + 100), 200)
+    assert (t.embedded_programs, t.embedded_macs_per_step, t.chips) == (1, 120, 1)
+    with pytest.raises(CorePlanError, match="^core plan: 1 embedded programs in a synaptic-DSSA plan"):
+        CorePlan("synaptic", rows, [prog], [], [], [], {})
+    with pytest.raises(CorePlanError, match="^core plan: layer names repeat"):
+        CorePlan("fused", [_layer(), _layer()], [], [], [], [], {})
+    with pytest.raises(CorePlanError, match="^core plan: DSSA lowering 'dense'"):
+        CorePlan("dense", rows, [], [], [], [], {})
+
+
 def test_core_plan_json_keeps_its_keys():
     rng = np.random.RandomState(0)
     nodes = {"input": nir.Input({"input": np.array([5000])}, metadata={"partition": "host"}),
@@ -70,3 +104,8 @@ def test_core_plan_json_keeps_its_keys():
     assert row["unmappable"] == [{"metric": "fan_in", "one_neuron_needs": 5000, "limit": 4096}]
     assert list(j) == ["target", "dssa", "model", "kind", "totals", "layers", "embedded_programs", "delays",
                        "warnings", "limits", "violations", "drc_skipped", "hardware_runtime"]
+    # the keys (and their order) reports and benchmarks/map_variants.json were written with
+    assert list(j["totals"]) == ["neuro_cores", "chips", "chips_for_neuro_cores", "chips_for_embedded_programs",
+                                 "embedded_programs", "neurons", "synapses", "memory_bytes", "synaptic_memory_bytes",
+                                 "layers", "embedded_macs_per_step"]
+    assert j["totals"]["neurons"] == 10 and j["totals"]["synapses"] == 50000 and j["totals"]["layers"] == 1

@@ -15,7 +15,8 @@ from resformer_deploy.hardware.loihi2 import DRC_CHECKS, map_to_loihi2, run_drc
 from resformer_deploy.hardware.loihi2 import limits as L
 from resformer_deploy.hardware.loihi2.partition import Mapper, _chunks
 from resformer_deploy.model.resformer import build_model
-from tests.conftest import DIGITS_CKPT, randomize_state
+from resformer_deploy.model.calibration import randomize_state
+from tests.conftest import DIGITS_CKPT
 from tests.cli.test_cli import assert_one_line_error
 
 TOTAL_KEYS = ("neuro_cores", "chips", "neurons", "synapses", "memory_bytes", "embedded_programs")
@@ -103,21 +104,25 @@ def test_every_core_of_the_digits_plan_respects_the_limits(digits_graph):
         assert violations == []
         assert any("not quantized" in s for s in skipped)
         t = plan.totals
-        assert t["neuro_cores"] == recounted_cores([{"coords": r.coords, "chunk": r.chunk} for r in plan.layers])
-        assert t["chips"] >= -(-t["neuro_cores"] // L.NEURO_CORES_PER_CHIP)
+        assert t.neuro_cores == recounted_cores([{"coords": r.coords, "chunk": r.chunk} for r in plan.layers])
+        assert t.chips >= -(-t.neuro_cores // L.NEURO_CORES_PER_CHIP)
     fused = map_to_loihi2(digits_graph, "fused").totals
-    assert (fused["neurons"], fused["synapses"]) == graph_counts(digits_graph) == (33312, 1746080)
+    assert (fused.neurons, fused.synapses) == graph_counts(digits_graph) == (33312, 1746080)
+    assert fused.neuro_cores == 34  # the figure the README and the reports quote
     tiny = export_model(randomize_state(build_model("tiny")).eval())
-    assert tuple(map_to_loihi2(tiny, "fused").totals[k] for k in ("neurons", "synapses")) == graph_counts(tiny)
-    assert map_to_loihi2(digits_graph, "fused").totals["embedded_programs"] == 6
-    assert map_to_loihi2(digits_graph, "synaptic").totals["embedded_programs"] == 0
+    t = map_to_loihi2(tiny, "fused").totals
+    assert (t.neurons, t.synapses) == graph_counts(tiny)
+    assert map_to_loihi2(digits_graph, "fused").totals.embedded_programs == 6
+    assert map_to_loihi2(digits_graph, "synaptic").totals.embedded_programs == 0
 
 
 @pytest.mark.parametrize("model", ["tiny", "digits"])
 def test_analytic_conv_fan_in_synapses_and_fan_out_match_brute_force(model, digits_graph):
     """Every conv connection, several tilings: analytic per-core fan-in axons and synapse counts
-    equal those of the unrolled connectivity matrix (the plan's SynapseSpec.matrix()); so do the per-source-neuron
-    destination-core counts (fan-out)."""
+    equal those of the unrolled connectivity matrix (passes.unroll_dense.conv_matrix of the NIR node: the
+    mapper reads the plan's SynapseSpec, the oracle the graph); so do the per-source-neuron destination-core
+    counts (fan-out)."""
+    from resformer_deploy.passes.unroll_dense import conv_matrix
     g = digits_graph if model == "digits" else export_model(randomize_state(build_model("tiny")).eval())
     mp = Mapper(plan_lava(g, "fused"))
     mp.group()
@@ -127,8 +132,9 @@ def test_analytic_conv_fan_in_synapses_and_fan_out_match_brute_force(model, digi
             if conn.kind != "conv":
                 continue
             spec = mp.plan.synapses[conn.via]
-            assert spec.kind == "conv" and spec.in_shape == tuple(mp.src_shape(conn))
-            m = spec.matrix()
+            (pred,) = mp.preds[conn.via]
+            assert conn.node is spec and spec.kind == "conv"
+            m = conv_matrix(g.nodes[conn.via], mp.plan.shapes[pred], mp.plan.shapes[conn.via])
             C, H, W = layer.shape
             for sizes in [(C, H, W), (max(1, C // 2), max(1, H // 2), W), (max(1, C // 4), 1, max(1, W // 3)),
                           (1, 1, 1)]:
@@ -164,6 +170,47 @@ def test_analytic_conv_fan_in_synapses_and_fan_out_match_brute_force(model, digi
                     np.testing.assert_array_equal(np.broadcast_to(got, dest.shape), dest)
                 checked += 1
     assert checked >= (8 if model == "tiny" else 40)
+
+
+def test_synapse_geometry_comes_from_the_lava_plan_not_the_nir_nodes(digits_graph):
+    """The plan's SynapseSpecs are the one description: scrambling the graph's synapse nodes after
+    planning changes nothing; a plan whose spec says stride 2 maps the strided convolution."""
+    import copy
+    from resformer_deploy.lava.specs import SynapseSpec
+    reference = map_to_loihi2(plan_lava(digits_graph, "fused")).to_json()
+    lp = plan_lava(copy.deepcopy(digits_graph), "fused")
+    assert sum(s.kind == "conv" for s in lp.synapses.values()) == 17
+    for n in lp.synapses:  # what the mapper must not read
+        node = lp.graph.nodes[n]
+        node.weight = np.full((1, 1, 1, 1), np.nan)
+        if isinstance(node, nir.Conv2d):
+            node.stride, node.padding, node.dilation, node.groups = 7, 5, 3, 11
+    assert map_to_loihi2(lp).to_json() == reference
+    # a one-conv network: the same kernel at stride 1 and 2, as the spec says
+    w = np.ones((4, 2, 3, 3))
+    nodes = {"input": nir.Input({"input": np.array([2, 8, 8])}, metadata={"partition": "host"}),
+             "conv": nir.Conv2d((8, 8), w, stride=1, padding=1, dilation=1, groups=1, bias=np.zeros(4)),
+             "lif": nir.LIF(*(np.full((4, 8, 8), v) for v in (0.01, 1.0, 0.0, 1.0, 0.0))),
+             "output": nir.Output({"output": np.array([4, 8, 8])}, metadata={"partition": "host"})}
+    g = nir.NIRGraph(nodes, [("input", "conv"), ("conv", "lif"), ("lif", "output")], metadata={})
+    lp = plan_lava(g)
+    (row,) = map_to_loihi2(lp).layers
+    assert row.synapses == conv_nnz(w, (2, 8, 8), (4, 8, 8), 1, 1)
+    lp.synapses["conv"] = SynapseSpec("conv", "conv", (2, 16, 16), (4, 8, 8), w, np.zeros(4), 2, 1)
+    lp.shapes["input"] = (2, 16, 16)
+    (row2,) = map_to_loihi2(lp).layers
+    assert row2.synapses == conv_nnz(w, (2, 16, 16), (4, 8, 8), 2, 1) != row.synapses
+
+
+def conv_nnz(w, in_shape, out_shape, stride, padding):
+    """Synapses of a convolution, counted from torch's conv2d of ones (an independent oracle):
+    each output's count is the number of kernel taps inside the input, times the input channels."""
+    import torch
+    ones = torch.ones(1, *in_shape, dtype=torch.float64)
+    k = torch.tensor(w != 0, dtype=torch.float64)
+    out = torch.nn.functional.conv2d(ones, k, stride=stride, padding=padding)
+    assert tuple(out.shape[1:]) == out_shape
+    return int(out.sum())
 
 
 def test_a_layer_above_8192_neurons_is_split():
@@ -261,3 +308,20 @@ def test_compile_cli_violations_exit_2_and_still_write_the_plan(tmp_path):
     assert_one_line_error(r, "1 design-rule violation(s)", "l1: one neuron needs 6000 fan-in axons")
     j = json.loads((tmp_path / "out" / "loihi2_plan.json").read_text())
     assert len(j["violations"]) == 1
+
+
+def test_drc_number_facts_read_dense_and_conv_mantissas():
+    """A dense synapse's mantissas are a CSR matrix, a convolution's its int64 kernel
+    (fixed_point/network.py SynQ): both give the magnitude bits of their largest mantissa."""
+    from types import SimpleNamespace as NS
+    import scipy.sparse as sp
+    from resformer_deploy.flows.loihi2_mapping import quant_for_drc
+    row = lambda n: NS(node=n, kind="Conv2d", clipped=0, log2_scale=None, calibrated_max_abs=0.0)  # noqa: E731
+    kernel = np.zeros((2, 1, 3, 3), np.int64)
+    kernel[1, 0, 2, 1] = -200  # 8 magnitude bits
+    qn = NS(layers=[row("conv"), row("fc"), row("empty")],
+            syn={"conv": NS(mant=kernel, exp=-3), "fc": NS(mant=sp.csr_matrix(np.array([[0, 5], [-3, 0]])), exp=1),
+                 "empty": NS(mant=sp.csr_matrix((2, 2), dtype=np.int64), exp=0)})
+    facts = quant_for_drc(qn)
+    assert facts["conv"] == {"clipped": 0, "weight_exp": -3, "weight_bits": 8}
+    assert facts["fc"]["weight_bits"] == 3 and facts["empty"]["weight_bits"] == 0

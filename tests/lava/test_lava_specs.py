@@ -1,5 +1,6 @@
 """The Lava plan's typed parts (resformer_deploy.lava.specs): LifParams and SynapseSpec check
-themselves and name their node; a convolution's spec unrolls to exactly what torch computes."""
+themselves and name their node; a convolution's spec computes what torch computes, never unrolled,
+and the plan's constant offsets pass through it as through the unrolled matrix (the oracle)."""
 import pickle
 
 import nir
@@ -10,6 +11,7 @@ import torch.nn.functional as F
 
 from resformer_deploy.lava.plan import plan_lava
 from resformer_deploy.lava.specs import LavaMappingError, LifParams, SynapseSpec
+from resformer_deploy.passes.unroll_dense import window_matrix
 
 
 @pytest.mark.parametrize("k", [0.0, -0.5, 1.5, float("nan"), "0.5"])
@@ -34,27 +36,76 @@ def _conv(rng, cin=4, cout=6, k=3, groups=2, **geo):
                       dilation=geo.get("dilation", 1))
 
 
-@pytest.mark.parametrize("geo,out_hw", [({}, (5, 5)), ({"stride": 2, "padding": 2, "dilation": 2}, (4, 4)),
-                                        ({"padding": 1}, (7, 7)), ({"stride": (2, 1), "padding": (1, 0)}, (4, 5))])
-def test_conv_spec_unrolls_to_what_torch_computes(geo, out_hw):
+GEOMETRIES = [({}, (5, 5)), ({"stride": 2, "padding": 2, "dilation": 2}, (4, 4)), ({"padding": 1}, (7, 7)),
+              ({"stride": (2, 1), "padding": (1, 0)}, (4, 5))]
+
+
+def _oracle(spec):
+    """The unrolled connectivity (passes.unroll_dense.window_matrix): test oracle only."""
+    return window_matrix(spec.weight, spec.in_shape, spec.out_shape, spec.stride, spec.padding, spec.dilation,
+                         spec.groups)
+
+
+@pytest.mark.parametrize("geo,out_hw", GEOMETRIES)
+def test_conv_spec_computes_what_torch_computes_and_counts_the_unrolled_synapses(geo, out_hw):
     rng = np.random.RandomState(1)
     node = _conv(rng, **geo)
+    node.weight[0, 1, 2, 0] = node.weight[3, 0, 1, 1] = 0.0  # zero weights make no synapse
     spec = SynapseSpec.from_node("conv", node, (4, 7, 7), (6, *out_hw))
     x = rng.randn(3, 4, 7, 7)
     st, pad = (tuple(np.broadcast_to(np.asarray(geo.get(f, d)), (2,))) for f, d in (("stride", 1), ("padding", 0)))
     want = F.conv2d(torch.from_numpy(x), torch.from_numpy(node.weight), torch.from_numpy(node.bias), st, pad,
                     geo.get("dilation", 1), 2).reshape(3, -1).numpy()
-    m = spec.matrix()
-    assert m.shape == (spec.n_out, spec.n_in) and spec.kind == "conv"
-    np.testing.assert_allclose((m @ x.reshape(3, -1).T).T + spec.output_bias(), want, rtol=1e-12, atol=1e-12)
-    assert spec.synapse_count() >= m.nnz and (m.nnz == spec.synapse_count()) == (not np.any(pad))
+    y = spec.apply(x.reshape(3, -1))
+    assert y.shape == (3, spec.n_out) and spec.kind == "conv"
+    np.testing.assert_allclose(y + spec.output_bias(), want, rtol=1e-12, atol=1e-12)
+    assert spec.synapse_count() == _oracle(spec).nnz  # exact, padding and zero weights included
+
+
+def test_a_convolution_is_never_unrolled_by_its_spec():
+    spec = SynapseSpec.from_node("cv", _conv(np.random.RandomState(0)), (4, 7, 7), (6, 5, 5))
+    with pytest.raises(LavaMappingError, match=r"^cv: a convolution's synapse has no matrix here .* 2,700 synapses"):
+        spec.matrix()
+    with pytest.raises(LavaMappingError, match=r"^cv: synapse input of shape \(2, 195\), needs \(N, 196\)"):
+        spec.apply(np.zeros((2, 195)))
+
+
+def _biased_convs(geo, out_hw):
+    """host input -> conv a (biased) -> conv b (biased, grouped) -> LIF: a's bias image reaches b's
+    output through b's kernel, borders (padding) included."""
+    rng = np.random.RandomState(3)
+    a = nir.Conv2d(input_shape=(7, 7), weight=rng.randn(4, 2, 3, 3), bias=rng.randn(4), stride=1, padding=1,
+                   dilation=1, groups=1)
+    b = _conv(rng, **geo)
+    shape_b = (6, *out_hw)
+    n = int(np.prod(shape_b))
+    nodes = {"input": nir.Input({"input": np.array([2, 7, 7])}, metadata={"partition": "host"}), "a": a, "b": b,
+             "lif": nir.LIF(np.full(shape_b, 0.01), np.ones(shape_b), np.zeros(shape_b), np.ones(shape_b),
+                            np.zeros(shape_b)),
+             "output": nir.Output({"output": np.array(shape_b)}, metadata={"partition": "host"})}
+    for k in ("a", "b", "lif"):
+        nodes[k].metadata = {"partition": "neuromorphic"}
+    g = nir.NIRGraph(nodes, [("input", "a"), ("a", "b"), ("b", "lif"), ("lif", "output")], metadata={},
+                     type_check=False)
+    return g, n
+
+
+@pytest.mark.parametrize("geo,out_hw", GEOMETRIES)
+def test_plan_carries_a_bias_through_a_convolution_as_the_unrolled_matrix_would(geo, out_hw):
+    g, n = _biased_convs(geo, out_hw)
+    plan = plan_lava(g)
+    a, b = plan.synapses["a"], plan.synapses["b"]
+    want = b.output_bias() + _oracle(b) @ a.output_bias()
+    assert plan.bias["b"].shape == (n,) and np.any(_oracle(b) @ a.output_bias())
+    np.testing.assert_allclose(plan.bias["b"], want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(plan.lif["lif"].bias, plan.bias["b"])  # and the neuron integrates it
 
 
 def test_dense_spec_and_its_bias():
     w = np.arange(6.0).reshape(2, 3)
     lin = SynapseSpec.from_node("lin", nir.Linear(weight=w), (3,), (2,))
     aff = SynapseSpec.from_node("aff", nir.Affine(weight=w, bias=np.array([1.0, -1.0])), (3,), (2,))
-    assert lin.kind == aff.kind == "dense" and lin.synapse_count() == 6
+    assert lin.kind == aff.kind == "dense" and lin.synapse_count() == 5  # the zero weight is no synapse
     np.testing.assert_array_equal(lin.matrix().toarray(), w)
     np.testing.assert_array_equal(lin.output_bias(), [0.0, 0.0])
     np.testing.assert_array_equal(aff.output_bias(), [1.0, -1.0])

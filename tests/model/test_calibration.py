@@ -5,7 +5,7 @@ import torch
 from resformer_deploy.model.calibration import calibrate_firing_rates
 from resformer_deploy.errors import CalibrationError
 from resformer_deploy.model.resformer import build_model
-from tests.conftest import randomize_state
+from resformer_deploy.model.calibration import randomize_state
 
 
 def test_fresh_model_in_eval_refuses_to_run():

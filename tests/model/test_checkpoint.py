@@ -9,7 +9,7 @@ import torch
 from resformer_deploy.model.checkpoint import (infer_config, load_checkpoint, save_checkpoint)
 from resformer_deploy.errors import CheckpointError
 from resformer_deploy.model.resformer import build_model
-from tests.conftest import randomize_state
+from resformer_deploy.model.calibration import randomize_state
 
 
 def official_style(tmp_path, model, name="ckpt.pth", half_buffers=False):

@@ -8,7 +8,7 @@ import torch
 
 from resformer_deploy.model.resformer import DSSA, build_model
 from resformer_deploy.model.neurons import LIF, PLIF
-from tests.conftest import randomize_state
+from resformer_deploy.model.calibration import randomize_state
 from tests.support.reference_impl import Reference, lif
 
 

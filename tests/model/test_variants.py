@@ -104,7 +104,7 @@ def test_invalid_configs_list_every_problem():
 
 def test_input_shape_errors():
     m = build_model("digits").eval()
-    from tests.conftest import randomize_state
+    from resformer_deploy.model.calibration import randomize_state
     randomize_state(m)
     with pytest.raises(ValueError, match="built for 1 channels of 8x8"):
         m(torch.zeros(2, 1, 16, 16))

@@ -107,7 +107,7 @@ def test_standard_form_flow_is_the_two_passes():
     from resformer_deploy.passes.unroll_dense import unroll_dense
     from exporters.torch_to_nir import export_model
     from resformer_deploy.model.resformer import build_model
-    from tests.conftest import randomize_state
+    from resformer_deploy.model.calibration import randomize_state
     g = export_model(randomize_state(build_model("tiny"), seed=2).eval())
     via_flow, direct = lower(g, "standard"), lower_spike_matmuls(unroll_dense(g))
     assert list(via_flow.nodes) == list(direct.nodes) and via_flow.edges == direct.edges

@@ -14,7 +14,7 @@ from resformer_deploy.passes.spike_matmul_to_standard import lower_spike_matmuls
 from resformer_deploy.passes.unroll_dense import unroll_dense
 from resformer_deploy.analysis.compare import compare_run, record_torch
 from targets import get_target
-from tests.conftest import randomize_state
+from resformer_deploy.model.calibration import randomize_state
 
 
 @pytest.fixture(scope="module")

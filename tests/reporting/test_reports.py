@@ -80,13 +80,48 @@ def test_rungs_say_their_role_and_readers_find_them_by_it():
     assert lad["rungs"][0]["layers"][0]["node"] == "l0"  # reports read by field name, like their JSON
 
 
+def test_several_float_and_check_rungs_are_each_judged_and_reported_by_role():
+    """Rungs of plug-in targets: two float and two check rungs, none where the built-ins stand."""
+    from resformer_deploy.reporting.drift import ladder_text
+    from resformer_deploy.reporting.html import render_html
+    lad = small_ladder()
+    lad.rungs = [compared_rung("float PyTorch", FLOAT, "fake-float", mismatches=2),
+                 lad.fixed_point,
+                 compared_rung("fixed-point emulator", FIXED_POINT_CHECK, "fake-twin", mismatches=1,
+                               emulator_match=EmulatorMatch(3, 400, 0.5, False)),
+                 lad.reference, lad.find(FLOAT), lad.find(FIXED_POINT_CHECK)]
+    lad.__post_init__()  # the derived figures, from the new rungs
+    assert [r.target for r in lad.with_role(FLOAT)] == ["fake-float", "lava-cpu"]
+    assert [r.target for r in lad.with_role(FIXED_POINT_CHECK)] == ["fake-twin", "loihi2-sim"]
+    assert lad.emulator_bit_exact_vs_lava is False  # one check rung is not
+    assert lad.failures() == [
+        "fused: float PyTorch (fake-float) differs from PyTorch",
+        "fused: emulator (loihi2-emu) is not bit-exact with fixed-point emulator (fake-twin)"]
+    text = ladder_text(lad)
+    assert ("loihi2-emu vs fake-twin (fixed-point emulator) on 2 samples: 3 of 400 spikes differ, logits max |diff| "
+            "0.5 -> NOT bit-exact") in text
+    assert "loihi2-emu vs loihi2-sim (fixed-point Lava) on 2 samples: 0 of 400 spikes differ" in text
+    assert "emulator (loihi2-emu), per LIF layer spike agreement with PyTorch" in text
+    page = render_html(small_report("l0"), {})
+    assert page.count("fixed-point rung (loihi2-emu) bit-exact with") == 1
+    rep = small_report("l0")
+    rep.ladder.rungs, rep.ladder.quantization = lad.rungs, lad.quantization
+    page = render_html(rep, {})
+    assert "bit-exact with fixed-point emulator (fake-twin) on 2\nsamples: <b>NO</b>" in page
+    assert "bit-exact with fixed-point Lava (loihi2-sim) on 2\nsamples: yes" in page
+    assert page.count("<td>fake-float</td>") == 1  # its row in the ladder table
+
+
 def test_inconsistent_reports_are_refused():
     with pytest.raises(ValueError, match="rung role 'emulator'"):
         Rung("x", "emulator", "loihi2-emu", 2, 0.0)
     with pytest.raises(ValueError, match="comparison with PyTorch"):
         Rung("x", FIXED_POINT, "loihi2-emu", 2, 0.0)  # a fixed-point rung without its comparison
-    with pytest.raises(ValueError, match="a reference and a fixed-point rung"):
+    with pytest.raises(ValueError, match="one reference and one fixed-point rung"):
         DriftLadder(Evaluation("x", 2), "fused", {}, [Rung("t", REFERENCE, "torch", 2, 0.0)], {}, {})
+    two = small_ladder()
+    with pytest.raises(ValueError, match="one reference and one fixed-point rung"):
+        DriftLadder(two.evaluation, "fused", {}, two.rungs + [two.fixed_point], {}, {})
     with pytest.raises(ValueError, match="mismatches of 10"):
         layer(mismatches=11, compared=10)
     with pytest.raises(ValueError, match="operation kind"):
@@ -125,7 +160,7 @@ def test_equivalence_report_earns_its_verdict_and_keeps_the_keys_readers_use():
 def test_verify_model_restores_the_models_dtype_when_the_target_fails(monkeypatch):
     from resformer_deploy.analysis import equivalence
     from resformer_deploy.model.resformer import build_model
-    from tests.conftest import randomize_state
+    from resformer_deploy.model.calibration import randomize_state
     m = randomize_state(build_model("tiny"), seed=0).eval()
 
     broken = equivalence.get_target("reference")  # the real target, whose run fails half-way
@@ -175,8 +210,8 @@ def test_report_page_escapes_every_value_and_has_every_section():
         assert s in page, s
     assert page.count("src='data:image/png;base64,") == 4
     # markup the template itself writes is kept
-    assert "<b>NOT met</b>" in page and "goal &le; 1 pp" in page and "emulator bit-exact with fixed-point Lava: yes" \
-        in page
+    assert "<b>NOT met</b>" in page and "goal &le; 1 pp" in page
+    assert "fixed-point rung (loihi2-emu) bit-exact with fixed-point Lava (loihi2-sim) on 2\nsamples: yes" in page
     assert page.startswith("<!doctype html>") and page.endswith("</html>\n")
 
 

@@ -17,7 +17,8 @@ from resformer_deploy.model.resformer import build_model
 from resformer_deploy.passes.dssa_lowering import exact_product, lower_product, verify_lowering
 from resformer_deploy.analysis.equivalence import verify_model
 from targets import get_target
-from tests.conftest import DIGITS_CKPT, randomize_state
+from resformer_deploy.model.calibration import randomize_state
+from tests.conftest import DIGITS_CKPT
 from tests.support.lava_util import descendants
 
 
@@ -109,6 +110,10 @@ def test_lava_reproduces_pytorch_on_digits(digits, dssa):
     assert rep["total_mismatches"] == 0 and rep["prediction_agreement"] == 1.0
     assert rep["logits_max_rel_diff"] < 1e-12 and len(rep["layers"]) == 20
     assert rep["target_info"]["processes"] == (86 if dssa == "fused" else 119)
+    from targets.lava_worker import wiring  # the cost model's counts, from the plan alone
+    w = wiring(plan_lava(export_model(digits), dssa), 5, digits.config.T)
+    assert (w["processes"], w["process_kinds"]) == (86 if dssa == "fused" else 119, rep["target_info"]["process_kinds"])
+    assert rep["target_info"]["channel_bytes"] == 8 * w["channel_values"]
     if dssa == "synaptic":
         products = rep["target_info"]["products"]
         assert len(products) == 6 and all(p["verification"]["recorded_cases"] == 1 for p in products.values())

@@ -77,7 +77,7 @@ class Run:
         deadline = time.time() + timeout
         while time.time() < deadline and self.proc.poll() is None:
             self.poll()
-            if self.workdir and os.path.exists(os.path.join(self.workdir, "progress")):
+            if self.workdir and steps_done(self.workdir) > 0:
                 self.poll()
                 return
             time.sleep(0.1)
@@ -110,6 +110,15 @@ class Run:
         assert not procs, f"{len(procs)} of {len(self.procs)} processes still alive"
         assert not shm, f"{len(shm)} of {len(self.shm)} /dev/shm segments left"
         assert not dirs, f"work directory left: {dirs}"
+
+
+def steps_done(workdir) -> int:
+    """Steps the worker has simulated: the first number of its progress file (0 before any)."""
+    try:
+        with open(os.path.join(workdir, "progress")) as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def simulate(nir_path, samples):

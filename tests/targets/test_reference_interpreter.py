@@ -5,8 +5,11 @@ import torch
 from resformer_deploy.model.checkpoint import load_checkpoint
 from resformer_deploy.data.digits import load_digits_split
 from resformer_deploy.model.resformer import build_model
+from resformer_deploy.errors import DeployError
+from targets import get_target
 from resformer_deploy.analysis.equivalence import verify_model
-from tests.conftest import DIGITS_CKPT, randomize_state
+from resformer_deploy.model.calibration import randomize_state
+from tests.conftest import DIGITS_CKPT
 
 
 @pytest.mark.float32_rounding
@@ -99,3 +102,65 @@ def test_interpreter_input_errors():
         get_target("reference").run(g, torch.zeros(2, 3, 8, 8), T=4)
     with pytest.raises(DeployError, match="unknown target 'loihi9'"):
         get_target("loihi9")
+
+
+def _hand_graph():
+    """Input 1x8x8 -> Conv2d 4x1x3x3 (pad 1) -> LIF 4x8x8 -> Flatten -> Affine 10x256 -> Output."""
+    import nir
+    import numpy as np
+    rng = np.random.default_rng(0)
+    one = np.ones((4, 8, 8), np.float32)
+    nodes = {"x": nir.Input(input_type={"input": np.array([1, 8, 8])}),
+             "conv": nir.Conv2d(input_shape=(8, 8), weight=rng.normal(size=(4, 1, 3, 3)).astype(np.float32),
+                                stride=1, padding=1, dilation=1, groups=1, bias=np.zeros(4, np.float32)),
+             "lif": nir.LIF(tau=2e-3 * one, r=one, v_leak=0 * one, v_threshold=one, v_reset=0 * one),
+             "flat": nir.Flatten(input_type={"input": np.array([4, 8, 8])}, start_dim=0, end_dim=-1),
+             "fc": nir.Affine(weight=rng.normal(size=(10, 256)).astype(np.float32), bias=np.zeros(10, np.float32)),
+             "y": nir.Output(output_type={"output": np.array([10])})}
+    edges = [("x", "conv"), ("conv", "lif"), ("lif", "flat"), ("flat", "fc"), ("fc", "y")]
+    return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+
+
+def test_graph_costs_of_a_hand_built_graph():
+    from targets.reference import graph_costs
+    c = graph_costs(_hand_graph())
+    assert c.macs == 4 * 8 * 8 * 9 + 10 * 256  # conv outputs x (Cin x kh x kw), affine out x in
+    assert c.neurons == 256 and c.input_values == 64 and c.output_values == 10
+    # live values, each freed after its last consumer: conv (256) + lif (256) is the most at once
+    assert c.peak_live_values == 512 and c.values_total == 64 + 256 * 3 + 10 + 10
+    assert c.weights == 36 + 4 + 5 * 256 + 2560 + 10 and c.weight_dtypes == {"float32": c.weights}
+
+
+def test_reference_estimate_counts_what_the_run_keeps():
+    """Recording spikes adds one byte per neuron, step and sample; membranes one value (8 B in
+    float64); neurons counted here from a run's own spike record."""
+    g = _hand_graph()
+    ref = get_target("reference")
+    x = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    neurons = sum(s[0, 0].numel() for s in ref.run(g, x, 3).spikes.values())
+    est = {(s, mem): ref.estimate(g, 5, 3, dtype=torch.float64, record_spikes=s, record_membranes=mem)
+           for s in (False, True) for mem in (False, True)}
+    assert est[True, False].peak_bytes - est[False, False].peak_bytes == 3 * 5 * neurons
+    assert est[False, True].peak_bytes - est[False, False].peak_bytes == 3 * 5 * neurons * 8
+    assert est[False, False].seconds > 0 and "MAC" in est[False, False].basis
+    with pytest.raises(DeployError, match="has no option 'batch'"):
+        ref.estimate(g, 5, 3, batch=2)
+
+
+def test_streamed_run_hands_over_every_layer_and_step_once_and_keeps_nothing():
+    from exporters.torch_to_nir import export_model
+    m = randomize_state(build_model("digits"), seed=0).eval()
+    g = export_model(m)
+    x = load_digits_split().x_test[:3]
+    ref = get_target("reference")
+    full = ref.run(g, x, 4, record_membranes=True)
+    seen = {}
+
+    def on_spikes(name, t, s, h):
+        assert (name, t) not in seen
+        seen[name, t] = (s.clone(), h.clone())
+    streamed = ref.run(g, x, 4, record_spikes=False, on_spikes=on_spikes)
+    assert set(seen) == {(n, t) for n in full.spikes for t in range(4)}
+    for (n, t), (s, h) in seen.items():
+        assert torch.equal(s, full.spikes[n][t]) and torch.equal(h, full.membranes[n][t])
+    assert streamed.spikes == {} and streamed.membranes == {} and torch.equal(streamed.output, full.output)

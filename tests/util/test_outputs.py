@@ -210,7 +210,7 @@ def ti_checkpoint(tmp_path_factory):
     """A randomly initialised `ti` at 224 (45 MB of weights): a large model's export."""
     from resformer_deploy.model.checkpoint import save_checkpoint
     from resformer_deploy.model.resformer import build_model
-    from tests.conftest import randomize_state
+    from resformer_deploy.model.calibration import randomize_state
     p = tmp_path_factory.mktemp("ti") / "ti.pt"
     save_checkpoint(p, randomize_state(build_model("ti")))
     return p

@@ -1,19 +1,21 @@
 """The Loihi 2 core plan (hardware.loihi2.partition's result) as typed, self-checking records.
 
 One ``CoreLayer`` per neuron layer, one ``EmbeddedProgram`` per fused DSSA product, one
-``DelayLine`` per path-balancing delay. Like NIR's nodes (nir/ir/*.py) each checks its own
+``DelayLine`` per path-balancing delay, and the plan's ``PlanTotals``, which the plan derives from
+its layers and programs (so they cannot disagree). Like NIR's nodes (nir/ir/*.py) each checks its own
 invariants when made and names its layer; the design-rule check (drc.py) then judges the figures
 against the chip's limits. The JSON form (``CorePlan.to_json``; the ``report`` and
 ``compile --json`` read it) goes through resformer_deploy.util.serialize.
 """
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 import numpy as np
 
 from resformer_deploy.errors import DeployError
 from resformer_deploy.hardware.loihi2 import limits as L
+from resformer_deploy.util.records import Record, is_count
 from resformer_deploy.util.serialize import to_jsonable
 
 METRICS = ("neurons", "memory", "fan_in", "routes")  # per-core resources a tiling must respect
@@ -139,16 +141,69 @@ class CoreLayer:
 
 
 @dataclass
+class PlanTotals(Record):
+    """The whole plan's resources (field order: the JSON's key order). ``Record``: read by
+    attribute, or by the JSON key (``totals["neuro_cores"]``) as reports are."""
+    neuro_cores: int
+    chips: int  # enough for both the neuro cores and the embedded programs
+    chips_for_neuro_cores: int
+    chips_for_embedded_programs: int
+    embedded_programs: int
+    neurons: int
+    synapses: int
+    memory_bytes: int
+    synaptic_memory_bytes: int
+    layers: int
+    embedded_macs_per_step: int
+
+    def __post_init__(self):
+        bad = [f"{k} = {v!r}" for k, v in vars(self).items() if not is_count(v)]
+        _require(not bad, "plan totals", f"counts must be integers >= 0: {', '.join(bad)}")
+        _require(self.chips_for_neuro_cores == math.ceil(self.neuro_cores / L.NEURO_CORES_PER_CHIP), "plan totals",
+                 f"{self.chips_for_neuro_cores} chip(s) for {self.neuro_cores} neuro cores "
+                 f"({L.NEURO_CORES_PER_CHIP} per chip)")
+        _require(self.chips_for_embedded_programs
+                 == math.ceil(self.embedded_programs / L.USABLE_EMBEDDED_CORES_PER_CHIP), "plan totals",
+                 f"{self.chips_for_embedded_programs} chip(s) for {self.embedded_programs} embedded programs "
+                 f"({L.USABLE_EMBEDDED_CORES_PER_CHIP} usable per chip)")
+        _require(self.chips == L.chips_for(self.neuro_cores, self.embedded_programs), "plan totals",
+                 f"{self.chips} chip(s) for {self.neuro_cores} neuro cores and {self.embedded_programs} programs")
+        _require(self.synaptic_memory_bytes <= self.memory_bytes, "plan totals",
+                 f"synaptic memory {self.synaptic_memory_bytes} B exceeds the memory {self.memory_bytes} B")
+        _require(self.neuro_cores >= self.layers, "plan totals",
+                 f"{self.neuro_cores} neuro cores for {self.layers} layers (each needs one at least)")
+
+    @classmethod
+    def of(cls, layers: List[CoreLayer], programs: List[EmbeddedProgram]) -> "PlanTotals":
+        cores, progs = sum(r.cores for r in layers), len(programs)
+        return cls(neuro_cores=cores, chips=L.chips_for(cores, progs),
+                   chips_for_neuro_cores=math.ceil(cores / L.NEURO_CORES_PER_CHIP),
+                   chips_for_embedded_programs=math.ceil(progs / L.USABLE_EMBEDDED_CORES_PER_CHIP),
+                   embedded_programs=progs, neurons=sum(r.neurons for r in layers),
+                   synapses=sum(r.synapses for r in layers), memory_bytes=sum(r.memory_bytes for r in layers),
+                   synaptic_memory_bytes=sum(r.synaptic_memory_bytes for r in layers), layers=len(layers),
+                   embedded_macs_per_step=sum(p.macs_per_step for p in programs))
+
+
+@dataclass
 class CorePlan:
-    dssa: str
+    dssa: str  # the DSSA lowering mapped: fused (embedded programs) or synaptic
     layers: List[CoreLayer]
     programs: List[EmbeddedProgram]
-    totals: Dict[str, int]
     delays: List[DelayLine]
     problems: List[str]
     warnings: List[str]
     model: dict
     target: str = "loihi2"
+    totals: PlanTotals = field(init=False)  # derived from the layers and programs
+
+    def __post_init__(self):
+        _require(self.dssa in ("fused", "synaptic"), "core plan", f"DSSA lowering '{self.dssa}'")
+        _require(self.dssa == "fused" or not self.programs, "core plan",
+                 f"{len(self.programs)} embedded programs in a synaptic-DSSA plan")
+        names = [r.layer for r in self.layers]
+        _require(len(set(names)) == len(names), "core plan", "layer names repeat")
+        self.totals = PlanTotals.of(self.layers, self.programs)
 
     def to_json(self, violations: Optional[List[str]] = None, skipped: Optional[List[str]] = None,
                 hardware: Optional[dict] = None) -> dict:

@@ -58,10 +58,10 @@ def check_delays(plan, quant=None) -> List[str]:
 
 def check_embedded_cores(plan, quant=None) -> List[str]:
     t = plan.totals
-    cap = t["chips"] * L.USABLE_EMBEDDED_CORES_PER_CHIP
-    if t["embedded_programs"] > cap:
-        return [f"fused DSSA: {t['embedded_programs']} embedded-core programs > {cap} usable embedded cores on "
-                f"{t['chips']} chip(s); use --dssa synaptic"]
+    cap = t.chips * L.USABLE_EMBEDDED_CORES_PER_CHIP
+    if t.embedded_programs > cap:
+        return [f"fused DSSA: {t.embedded_programs} embedded-core programs > {cap} usable embedded cores on "
+                f"{t.chips} chip(s); use --dssa synaptic"]
     return []
 
 

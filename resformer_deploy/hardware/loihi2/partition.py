@@ -3,8 +3,8 @@
 Layer grouping: synapses live on the cores of the neurons they feed, so the unit of mapping is
 a *neuron layer*:
 * every ``nir.LIF`` (kind ``lif``) and every ``nir.Scale`` residual junction (``junction``),
-  with the connections realising its inbound edges: a Conv2d / Affine / Linear in front of it
-  becomes ``conv`` / ``dense`` synapses from the convolution's own source; a direct edge from a
+  with the connections realising its inbound edges: a synapse node in front of it becomes
+  ``conv`` / ``dense`` synapses from the synapse node's own source; a direct edge from a
   neuron layer or from the host becomes ``identity`` synapses (one per element);
 * ``--dssa synaptic``: per SpikeMatMul a graded ``relay`` layer (lhs operand, holding the
   lhs convolution's synapses) and a ``product`` layer (one neuron per term, coordinates
@@ -16,6 +16,10 @@ a *neuron layer*:
 Path-balancing delays (``LavaPlan.edge_delay``) are per-synapse delays of the consumer's inbound
 synapses (identity synapses for residual paths); delays into a fused program are buffered by
 the program.
+
+Synapse geometry (kind, kernel, stride, padding, dilation, groups, input and output shapes)
+is read from the Lava plan's typed ``SynapseSpec`` (``plan.synapses``, lava/specs.py), the one
+description every simulator uses too; the NIR node is not consulted for it.
 
 Tiling: a layer's neurons are a 3-D row-major box (channels, rows, cols) cut into equal chunks
 per axis; the coarsest tiling (fewest cores; ties: fewest spatial splits) whose every core
@@ -34,11 +38,11 @@ import numpy as np
 
 from exporters.nir_ext import SpikeMatMul
 from resformer_deploy.lava.plan import LavaPlan, plan_lava
+from resformer_deploy.lava.specs import SynapseSpec
 from resformer_deploy.hardware.loihi2 import limits as L
 from resformer_deploy.hardware.loihi2.core_plan import (METRICS, CoreLayer, CorePlan, DelayLine, EmbeddedProgram,
                                                         InboundDelay, Unmappable)
 
-SYN_NODES = (nir.Conv2d, nir.Affine, nir.Linear)
 PER_SYNAPSE = ("identity", "dense", "sel_lhs", "sel_rhs", "reduce", "bias")
 LIMIT_OF = {"neurons": L.MAX_NEURONS_PER_CORE, "memory": L.CORE_MEMORY_BYTES,
             "fan_in": L.MAX_FANIN_AXONS_PER_CORE, "routes": L.MAX_FANOUT_ROUTES_PER_CORE}
@@ -48,7 +52,7 @@ LIMIT_OF = {"neurons": L.MAX_NEURONS_PER_CORE, "memory": L.CORE_MEMORY_BYTES,
 class Conn:
     kind: str  # conv | dense | identity | sel_lhs | sel_rhs | reduce | bias
     src: str  # source layer, or "host:<node>" / "embedded:<node>"
-    node: object = None  # nir.Conv2d / Affine / Linear, or the SpikeMatMul
+    node: object = None  # the SynapseSpec (conv / dense), or the SpikeMatMul
     via: str = ""  # graph node realised by these synapses
     delay: int = 0
 
@@ -111,10 +115,9 @@ def _conv_axis_uncached(starts, n_out, stride, pad, dil, k, n_in):
     return cover.sum(1).astype(np.float64), taps, cover
 
 
-def _conv_geom(node):
-    cout, cin_g, kh, kw = np.shape(node.weight)
-    two = lambda v: np.broadcast_to(np.asarray(v).reshape(-1), (2,)).astype(int)  # noqa: E731
-    return cout, cin_g, kh, kw, int(node.groups), two(node.stride), two(node.padding), two(node.dilation)
+def _conv_geom(spec: SynapseSpec):
+    cout, cin_g, kh, kw = spec.weight.shape
+    return cout, cin_g, kh, kw, spec.groups, spec.stride, spec.padding, spec.dilation
 
 
 def _group_span(starts, sizes, per):
@@ -161,12 +164,12 @@ class Mapper:
     def conns_into(self, p, d):
         """Connections realising the edge p -> d (d None: p's own synapses into its relay)."""
         node = self.g.nodes[p]
-        if p in self.neuro and isinstance(node, SYN_NODES):
+        spec = self.plan.synapses.get(p)
+        if spec is not None:
             (q,) = self.preds[p]
-            if q in self.neuro and isinstance(self.g.nodes[q], SYN_NODES):
+            if q in self.plan.synapses:
                 self.problems.append(f"{p}: synapses fed directly by synapses ({q}) are not supported")
-            kind = "conv" if isinstance(node, nir.Conv2d) else "dense"
-            return [Conn(kind, self.src_of(q), node, p, self.delay(q, p) + (self.delay(p, d) if d else 0))]
+            return [Conn(spec.kind, self.src_of(q), spec, p, self.delay(q, p) + (self.delay(p, d) if d else 0))]
         if p in self.neuro and isinstance(node, SpikeMatMul) and self.plan.dssa == "synaptic":
             from resformer_deploy.passes.dssa_lowering import PRODUCT_HOPS
             conns = [Conn("reduce", f"{p}:prod", node, p, self.delay(p, d))]
@@ -188,7 +191,7 @@ class Mapper:
                     G, (m, k, nn) = prod[0].node.groups, prod[0].node.product_dims()
                     shape = (G * m, nn, 1)
                 for c in conns:
-                    if c.kind == "conv" and _3d(plan.shapes[c.via]) != shape:
+                    if c.kind == "conv" and _3d(c.node.out_shape) != shape:
                         self.problems.append(f"{n}: convolution {c.via} and other inputs use different layouts")
                 self.add(Layer(n, "lif" if isinstance(node, nir.LIF) else "junction", n, shape, conns))
             elif isinstance(node, SpikeMatMul):
@@ -207,7 +210,7 @@ class Mapper:
                     self.add(Layer(f"{n}:prod", "product", n, (G * m, nn, k), [
                         Conn("sel_lhs", relay.name, node, n, 0),
                         Conn("sel_rhs", self.src_of(node.rhs), node, n, self.delay(node.rhs, n))]))
-            elif n in plan.outputs and isinstance(node, SYN_NODES):
+            elif n in plan.outputs and n in plan.synapses:
                 self.relay_for(n)
         for n in plan.outputs:
             self.host_reads.append(self.src_of(n))
@@ -222,14 +225,14 @@ class Mapper:
             return t, t, []
         if conn.kind == "conv":
             cout, cin_g, kh, kw, groups, st, pad, dil = _conv_geom(conn.node)
-            (_, H, W), (_, Hi, Wi) = layer.shape, _3d(self.src_shape(conn))
+            (_, H, W), (_, Hi, Wi) = layer.shape, _3d(conn.node.in_shape)
             cin_t = _group_span(s0, a, cout // groups) * cin_g
             rows, taps_r, _ = _conv_axis(s1, b, H, st[0], pad[0], dil[0], kh, Hi)
             cols, taps_c, _ = _conv_axis(s2, c, W, st[1], pad[1], dil[1], kw, Wi)
             return ([(cin_t, rows, cols)], [(a * cin_g, taps_r, taps_c)],
                     [(a * cin_g * kh * kw * L.CONV_WEIGHT_BYTES, one[1], one[2])])
         if conn.kind == "dense":
-            w = np.asarray(conn.node.weight) != 0
+            w = conn.node.weight != 0
             nnz = np.add.reduceat(w.sum(1), s0).astype(np.float64)
             fan = np.array([w[s:s + n].any(0).sum() for s, n in zip(s0, a)], dtype=np.float64)
             return [(fan, one[1], one[2])], [(nnz, one[1], one[2])], []
@@ -245,10 +248,6 @@ class Mapper:
         if conn.kind == "bias":
             return [(gs, b, c * k)], [(a, b, c * k)], []
         raise ValueError(conn.kind)
-
-    def src_shape(self, conn):
-        (q,) = self.preds[conn.via]
-        return self.plan.shapes[q]
 
     def all_terms(self, layer, sizes):
         ch = [_chunks(D, s) for D, s in zip(layer.shape, sizes)]
@@ -368,7 +367,7 @@ class Mapper:
                     acc(conn.src, 1)
                 elif conn.kind == "conv":
                     cout, cin_g, kh, kw, groups, st, pad, dil = _conv_geom(conn.node)
-                    Ci, Hi, Wi = _3d(self.src_shape(conn))
+                    Ci, Hi, Wi = _3d(conn.node.in_shape)
                     C, H, W = layer.shape
                     per = cout // groups
                     g0, g1 = ch[0][0] // per, (ch[0][0] + ch[0][1] - 1) // per
@@ -380,7 +379,7 @@ class Mapper:
                     cnt_x = _conv_axis(ch[2][0], ch[2][1], W, st[1], pad[1], dil[1], kw, Wi)[2].sum(0)
                     acc(conn.src, (cnt_c[:, None, None] * cnt_r[None, :, None] * cnt_x[None, None, :]).ravel())
                 elif conn.kind == "dense":
-                    w = np.asarray(conn.node.weight) != 0
+                    w = conn.node.weight != 0
                     acc(conn.src, np.sum([w[s:s + n].any(0) for s, n in zip(*ch[0])], axis=0).astype(float))
                 else:
                     mm = conn.node
@@ -460,24 +459,6 @@ def map_to_loihi2(graph_or_plan, dssa: str = "fused") -> CorePlan:
     mp = Mapper(plan)
     mp.run()
     rows = [lay.row for lay in mp.layers.values()]
-    cores = sum(r.cores for r in rows)
-    progs = len(mp.programs)
-    chips_neuro = math.ceil(cores / L.NEURO_CORES_PER_CHIP)
-    chips_emb = math.ceil(progs / L.USABLE_EMBEDDED_CORES_PER_CHIP)
-    totals = {"neuro_cores": cores, "chips": L.chips_for(cores, progs), "chips_for_neuro_cores": chips_neuro,
-              "chips_for_embedded_programs": chips_emb, "embedded_programs": progs,
-              "neurons": sum(r.neurons for r in rows), "synapses": sum(r.synapses for r in rows),
-              "memory_bytes": sum(r.memory_bytes for r in rows),
-              "synaptic_memory_bytes": sum(r.synaptic_memory_bytes for r in rows), "layers": len(rows),
-              "embedded_macs_per_step": sum(p.macs_per_step for p in mp.programs)}
-    warnings = []
-    if chips_emb > chips_neuro:
-        warnings.append(f"fused DSSA lowering: {progs} embedded-core programs need {chips_emb} chip(s) "
-                        f"({L.USABLE_EMBEDDED_CORES_PER_CHIP} usable embedded cores per chip, Lava "
-                        f"MAX_EMBEDDED_CORES_PER_CHIP) while the neuro cores fit in {chips_neuro}; "
-                        f"--dssa synaptic needs no embedded cores")
-    if any(r.fan_in_upper_bound for r in rows):
-        warnings.append("some DSSA operand rows are shared between groups: their fan-in counts are upper bounds")
     delays = [DelayLine(r.layer, d.src, d.via, d.delay, "synaptic delay") for r in rows for d in r.delays]
     delays += [DelayLine(p.product, k, p.product, v, "embedded buffer")
                for p in mp.programs for k, v in p.buffered_delays.items() if v]
@@ -485,4 +466,15 @@ def map_to_loihi2(graph_or_plan, dssa: str = "fused") -> CorePlan:
     model = {k: meta.get(k) for k in ("model", "variant", "time_steps") if k in meta}
     model["host_pre"], model["host_post"] = plan.host_pre, plan.host_post
     model["pipeline_latency_steps"] = plan.total_latency
-    return CorePlan(plan.dssa, rows, mp.programs, totals, delays, mp.problems, warnings, model)
+    core_plan = CorePlan(plan.dssa, rows, mp.programs, delays, mp.problems, [], model)
+    t = core_plan.totals
+    if t.chips_for_embedded_programs > t.chips_for_neuro_cores:
+        core_plan.warnings.append(
+            f"fused DSSA lowering: {t.embedded_programs} embedded-core programs need {t.chips_for_embedded_programs} "
+            f"chip(s) ({L.USABLE_EMBEDDED_CORES_PER_CHIP} usable embedded cores per chip, Lava "
+            f"MAX_EMBEDDED_CORES_PER_CHIP) while the neuro cores fit in {t.chips_for_neuro_cores}; "
+            f"--dssa synaptic needs no embedded cores")
+    if any(r.fan_in_upper_bound for r in rows):
+        core_plan.warnings.append("some DSSA operand rows are shared between groups: their fan-in counts are upper "
+                                  "bounds")
+    return core_plan
