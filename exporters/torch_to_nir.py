@@ -63,10 +63,12 @@ class GraphBuilder:
         return name
 
 
-def lif_node(module, shape) -> nir.LIF:
+def lif_node(module, shape, dtype=np.float32) -> nir.LIF:
     if isinstance(module, TorchPLIF):
-        # float32 sigmoid as the model computes it, so float32(dt/tau) reproduces it exactly
-        k = float(torch.sigmoid(module.w.detach().float()))
+        # the sigmoid in the export's precision, as the model computes it in that precision: a
+        # float32 decay in a float64 graph is off by ~1e-8, enough to flip near-threshold spikes
+        w = module.w.detach().to(torch.float64 if np.dtype(dtype) == np.float64 else torch.float32)
+        k = float(torch.sigmoid(w))
         tau_val = DT / k
     elif isinstance(module, TorchLIF):
         tau_val = DT * module.tau
@@ -97,7 +99,7 @@ class Exporter:
 
     def lif(self, path, module, src):
         shape = self.g.shapes[src]
-        return self.g.add(node_name(path), lif_node(module, shape), shape, [src], torch_module=path,
+        return self.g.add(node_name(path), lif_node(module, shape, self.dtype), shape, [src], torch_module=path,
                           role="neuron")
 
     def conv(self, path, conv, bn_path, bn, src, partition="neuromorphic", extra_scale=None, role="synapse"):

@@ -14,7 +14,8 @@ layer, with the first divergence; readers find rungs by role, never by position 
   prediction agreement, per-layer spike agreement, saturation counts.
 The rungs are named (``targets=``) or chosen by capability (``rungs_by_capability``); the subset
 rungs are left out without Lava samples (``lava=False`` or ``lava_samples=0``). All fixed-point
-rungs run the one quantized network, calibrated on the training split, never the evaluation data.
+rungs run the one quantized network, calibrated on the training split (or the caller's
+calibration data, ``--calib-data``), never the evaluation data.
 """
 import tempfile
 import time
@@ -282,15 +283,19 @@ def choose_rungs(targets: Optional[Sequence[str]] = None, subset: bool = True) -
 
 def drift_ladder(model, eval_samples: int = 0, lava_samples: int = 10, calib_samples: int = 128,
                  dssa: str = "fused", margin: float = MARGIN, seed: int = 0, progress=None, lava: bool = True,
-                 keep_runs: bool = False, targets: Optional[Sequence[str]] = None) -> DriftLadder:
+                 keep_runs: bool = False, targets: Optional[Sequence[str]] = None, inputs=None,
+                 calibration=None) -> DriftLadder:
     """``eval_samples`` 0: the full held-out digits split (random inputs: 32). ``targets``: the
     rungs' targets (roles from ``assign_roles``); None: chosen by capability
     (``rungs_by_capability``). ``lava`` False (or ``lava_samples`` 0): no subset rungs. ``keep_runs``:
-    keep the objects behind the numbers in ``DriftLadder.runs`` (not written to JSON)."""
+    keep the objects behind the numbers in ``DriftLadder.runs`` (not written to JSON).
+    ``inputs``: the evaluation set (x, labels or None, description) instead of the built-in one
+    (``eval_samples`` is then ignored); ``calibration``: flows.fixed_point.CalibrationData to
+    quantize on (never the evaluation samples) instead of the flow's choice."""
     choices = choose_rungs(targets, subset=bool(lava and lava_samples))
     with model_in_dtype(model, torch.float64) as m:
         return _ladder(m.eval(), eval_samples, lava_samples, calib_samples, dssa, margin, seed, progress, choices,
-                       keep_runs)
+                       keep_runs, inputs, calibration)
 
 
 def _run_options(target: str, dssa: str) -> dict:
@@ -307,10 +312,13 @@ def _estimate(say, name, graph, n, T, prepared, options) -> None:
     check_run_estimate(tgt, est, f"drift ladder: {n} samples")
 
 
-def _ladder(m, eval_samples, lava_samples, calib_samples, dssa, margin, seed, progress, choices, keep_runs):
+def _ladder(m, eval_samples, lava_samples, calib_samples, dssa, margin, seed, progress, choices, keep_runs,
+            inputs=None, calibration=None):
     cfg = m.config
     in_shape = (cfg.in_channels, cfg.img_size, cfg.img_size)
     dvs = cfg.T if cfg.neuron == "plif" else 0
+    if inputs is not None:
+        eval_samples = len(inputs[0])
     n_eval = eval_samples or (len(load_digits_split().y_test) if is_digits_input(in_shape) else 32)
     subset = [c for c in choices if c.role in SUBSET_ROLES]
     (head,) = [c for c in choices if c.role == FIXED_POINT]
@@ -320,7 +328,7 @@ def _ladder(m, eval_samples, lava_samples, calib_samples, dssa, margin, seed, pr
             raise DeployError(f"drift ladder: {c.target} is prepared by flow '{flow_of(c.target).name}', the "
                               f"fixed-point rung {head.target} by '{flow_of(head.target).name}': a bit-exact "
                               f"check needs both to run one quantized network")
-    x, y, source = inputs_for(in_shape, n_eval, seed, dvs_steps=dvs)
+    x, y, source = inputs if inputs is not None else inputs_for(in_shape, n_eval, seed, dvs_steps=dvs)
     if subset and lava_samples > n_eval:
         raise DeployError(f"--lava-samples {lava_samples} exceeds the {n_eval} evaluation samples")
     x = x.double()
@@ -332,12 +340,12 @@ def _ladder(m, eval_samples, lava_samples, calib_samples, dssa, margin, seed, pr
         path = Path(d) / "model.nir"
         write_nir(export_model(m, "float64"), path)
         graph = read_nir(path)
-    say(f"calibrating on {calib_samples} samples")
+    say(f"calibrating on {calibration.source if calibration is not None else f'{calib_samples} samples'}")
     xs = x[:lava_samples] if subset else None
     # one quantization (the fixed-point rung's flow) for every fixed-point rung; with check rungs it
     # also lowers the products for them (dssa synaptic), verified on the subset's samples
     fixed = prepare(head.target, graph, samples=xs, T=cfg.T, dssa=dssa, margin=margin, calib_samples=calib_samples,
-                    lower_products=bool(checks))
+                    lower_products=bool(checks), calibration=calibration)
     qn = fixed["quantized_net"]
     rungs = [Rung("PyTorch float64", REFERENCE, "torch", n_eval, t_torch, accuracy=accuracy(rec.logits.mean(0), y))]
     say(f"{head.target}: {head.label}, {n_eval} samples")

@@ -73,15 +73,19 @@ def inputs_for(in_shape, samples: int, seed: int = 0, dvs_steps: int = 0):
     return torch.randn(samples, *in_shape, generator=g), None, f"random N(0,1) images (seed {seed})"
 
 
-def verification_inputs(model, samples: int, seed: int = 0, packed: bool = False):
-    """Inputs for a model: digits split for digits-shaped models; DVS frames for PLIF (dvsg).
-    ``packed``: the caller keeps only verify's packed PyTorch record (else whole records, as ops)."""
+def verification_inputs(model, samples: int, seed: int = 0, packed: bool = False, data=None):
+    """Inputs for a model: the first ``samples`` of ``data`` (analysis.data_inputs.ModelData, the
+    user's --data) if given, else the digits split for digits-shaped models, DVS frames for PLIF
+    (dvsg), random images otherwise. ``packed``: the caller keeps only verify's packed PyTorch
+    record (else whole records, as ops)."""
     cfg = model.config
     if packed:
         check_recording(model, samples, PACKED_RECORD_BYTES_PER_NEURON_STEP,
                         "the packed PyTorch record (spikes and near-threshold masks)")
     else:  # ops records every neuron, step and sample
         check_recording(model, samples)
+    if data is not None:
+        return data.take(samples, "--samples")[0], data.describe()
     x, _, source = inputs_for((cfg.in_channels, cfg.img_size, cfg.img_size), samples, seed,
                               dvs_steps=cfg.T if cfg.neuron == "plif" else 0)
     return x, source

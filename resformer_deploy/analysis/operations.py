@@ -85,10 +85,20 @@ def _kind_of_path(path: str) -> str:
 
 
 @torch.no_grad()
-def count_torch(model, x) -> Dict[str, LayerOps]:
-    """Per layer (module path) totals over the batch; divide by the batch size for per image."""
+def count_torch(model, x, replay: Optional[Dict[str, torch.Tensor]] = None) -> Dict[str, LayerOps]:
+    """Per layer (module path) totals over the batch; divide by the batch size for per image.
+
+    ``replay``: spike records ``[T, B, *shape]`` by neuron module path (another engine's run, e.g.
+    the fixed-point emulator's); every neuron's output is replaced by them, so the official
+    counting convention is applied to exactly those spikes (an independent count of that run)."""
     from resformer_deploy.model.layers import SpikingMatmul
+    from resformer_deploy.model.neurons import LIF, PLIF
     counts, hooks = {}, []
+
+    def replay_hook(path):
+        def h(mod, inp, out):
+            return replay[path].reshape(out.shape).to(out.dtype)
+        return h
 
     def conv_hook(path):
         def h(mod, inp, out):
@@ -120,6 +130,10 @@ def count_torch(model, x) -> Dict[str, LayerOps]:
             hooks.append(mod.register_forward_hook(conv_hook(path)))
         elif isinstance(mod, SpikingMatmul):
             hooks.append(mod.register_forward_hook(mm_hook(path)))
+        elif replay is not None and isinstance(mod, (LIF, PLIF)):
+            if path not in replay:  # a neuron left running would mix two runs' spikes
+                raise ValueError(f"replay has no spikes of neuron {path} ({len(replay)} given)")
+            hooks.append(mod.register_forward_hook(replay_hook(path)))
     try:
         model.eval()
         model(x)
@@ -127,6 +141,27 @@ def count_torch(model, x) -> Dict[str, LayerOps]:
         for h in hooks:
             h.remove()
     return {p: LayerOps(_kind_of_path(p), v) for p, v in counts.items()}
+
+
+def replay_counts(model, graph: nir.NIRGraph, x, spikes: Dict[str, torch.Tensor],
+                  float_counts: Dict[str, LayerOps]) -> Dict[str, LayerOps]:
+    """``count_torch`` (in float64) replaying a graph run's spike records (keyed by LIF node) at
+    the neuron modules the nodes were exported from; each layer's ``torch_ops`` is the float
+    model's own count from ``float_counts``."""
+    from resformer_deploy.model.precision import model_in_dtype
+    replay = {(node.metadata or {})["torch_module"]: spikes[n] for n, node in graph.nodes.items()
+              if (node.metadata or {}).get("role") == "neuron"}
+    with model_in_dtype(model, torch.float64) as m64:
+        counts = count_torch(m64, x.double(), replay=replay)
+    for k, v in counts.items():
+        v.torch_ops = float_counts[k].ops if k in float_counts else None
+    return counts
+
+
+def max_rel_diff(reference: Dict[str, Optional[float]], counts: Dict[str, LayerOps]) -> float:
+    """Largest |count - reference| / max(1, |reference|) over the layers of ``reference``."""
+    return max((abs(counts[k].ops - r) / max(1.0, abs(r)) if k in counts else float("inf")
+                for k, r in reference.items() if r is not None), default=0.0)
 
 
 def _hits(n_in: int, n_out: int, k: int, stride: int, padding: int, dilation: int) -> np.ndarray:

@@ -25,3 +25,56 @@ def load_cli_checkpoint(checkpoint, variant, img_size, T, num_classes, unsafe_lo
     from resformer_deploy.model.checkpoint import load_checkpoint
     return load_checkpoint(checkpoint, variant=variant, img_size=img_size, T=T, num_classes=num_classes,
                            weights_only=not unsafe_load, unsafe_option=UNSAFE_OPTION)
+
+
+# --data / --calib-data: the readers and presets of resformer_deploy.data (sources.KINDS and
+# preprocess.PRESETS, kept equal by tests/cli/test_data_options.py; named here so that parsing the
+# command line imports neither numpy nor torch)
+DATA_FORMATS = ("auto", "imagefolder", "cifar10", "cifar100", "frames", "npz", "digits")
+PRESET_NAMES = ("auto", "imagenet", "cifar10", "cifar100", "dvs", "digits", "none")
+SPLITS = ("test", "train")
+
+
+def data_options(evaluation: bool = True, calibration: bool = True, required: bool = False):
+    """The data options of a command, handed to it as one ``data_args``
+    (resformer_deploy.analysis.data_inputs.DataArgs): ``evaluation``: --data SOURCE (``required``:
+    the command has no inputs of its own) and --split; ``calibration`` (commands that quantize):
+    --calib-data SOURCE and --calib-split; both: the reader (--data-format), the preprocessing
+    (--preset) and --skip-bad, which apply to either."""
+    import functools
+
+    names = (("data", "split") if evaluation else ()) + ("data_format", "preset", "skip_bad") + \
+        (("calib_data", "calib_split") if calibration else ())
+
+    def decorate(f):
+        @functools.wraps(f)
+        def command(*args, **kwargs):
+            from resformer_deploy.analysis.data_inputs import DataArgs
+            return f(*args, data_args=DataArgs(**{n: kwargs.pop(n) for n in names}), **kwargs)
+
+        opts = []
+        if evaluation:
+            opts += [click.option("--data", "data", metavar="SOURCE", required=required,
+                                  help="Data set to run on: an ImageFolder directory, CIFAR-10/100 python "
+                                       "directory, spikingjelly frames directory, .npz file (x, y) or 'digits'"
+                                       + ("." if required else
+                                          " (without it: the digits held-out split or random inputs).")),
+                     click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True,
+                                  help="Split of --data (CIFAR, digits, frames, train/val folders).")]
+        opts += [click.option("--data-format", type=click.Choice(DATA_FORMATS), default="auto", show_default=True,
+                              help="Reader of --data/--calib-data (auto: detected from the layout)."),
+                 click.option("--preset", type=click.Choice(PRESET_NAMES), default="auto", show_default=True,
+                              help="Preprocessing (auto: the official evaluation transform of the variant / data "
+                                   "set)."),
+                 click.option("--skip-bad", is_flag=True,
+                              help="Skip samples that cannot be decoded (listed) instead of stopping.")]
+        if calibration:
+            opts += [click.option("--calib-data", metavar="SOURCE",
+                                  help="Quantization calibration data (never the evaluation samples; default: "
+                                       "digits training split or random inputs)."),
+                     click.option("--calib-split", type=click.Choice(SPLITS), default="train", show_default=True,
+                                  help="Split of --calib-data.")]
+        for opt in reversed(opts):  # listed in --help in this order
+            command = opt(command)
+        return command
+    return decorate

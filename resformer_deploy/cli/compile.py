@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from resformer_deploy.cli.common import COUNT, checkpoint_options, load_cli_checkpoint
+from resformer_deploy.cli.common import COUNT, checkpoint_options, data_options, load_cli_checkpoint
 from resformer_deploy.errors import DeployError, summarize
 from resformer_deploy.util.outputs import check_outputs
 
@@ -34,8 +34,9 @@ def _is_nir(path: str) -> bool:
                    "payload widths (simulates the network: small models only).")
 @click.option("--calib-samples", type=COUNT, default=128, show_default=True)
 @checkpoint_options
+@data_options(evaluation=False)
 def compile_cmd(model, target, out_dir, dssa, as_json, quantize, calib_samples, variant, img_size, T, num_classes,
-                unsafe_load):
+                unsafe_load, data_args):
     """Map a checkpoint or NIR file onto Loihi 2 neuro cores and check the design rules.
 
     Partitions every neuron layer of the neuromorphic part into cores under the per-core limits
@@ -45,7 +46,7 @@ def compile_cmd(model, target, out_dir, dssa, as_json, quantize, calib_samples, 
     written and the command exits with code 2. The plan is an estimate: executing it on a chip
     needs Intel's non-public lava-loihi.
     """
-    check_outputs([model], files=[Path(out_dir) / "loihi2_plan.json"], dirs=[out_dir])
+    check_outputs([model, *data_args.paths()], files=[Path(out_dir) / "loihi2_plan.json"], dirs=[out_dir])
     from targets import broken_targets, names_with
     from targets.loihi2_hardware import hardware_runtime
     from resformer_deploy.flows import prepare
@@ -59,16 +60,28 @@ def compile_cmd(model, target, out_dir, dssa, as_json, quantize, calib_samples, 
                           f"{', '.join(mappable) or 'none'})")
     if not Path(model).exists():
         raise DeployError(f"{model}: no such file")
+    if data_args.calib_data is not None and not quantize:
+        raise DeployError(f"--calib-data {data_args.calib_data}: compile quantizes only with --quantize; nothing is "
+                          f"calibrated")
     if _is_nir(model):
         from exporters.nir_io import read_nir
+        from resformer_deploy.analysis.data_inputs import graph_model
         graph = read_nir(model)
+        model_of = lambda: graph_model(graph, model)  # noqa: E731  (read only for --calib-data)
     else:
         from exporters.torch_to_nir import export_model
         ck = load_cli_checkpoint(model, variant, img_size, T, num_classes, unsafe_load)
         graph = export_model(ck.model)
+        model_of = lambda: (ck.config, ck.variant)  # noqa: E731
+    cal = None
+    if data_args.calib_data is not None:
+        from resformer_deploy.cli.data import open_data_args
+        _, cal = open_data_args(data_args, *model_of(), calib_samples, True, out=lambda m: click.echo(m, err=True))
     # the target's flow: plan, [calibrate and quantize: the number-format rules need the quantized
-    # network, calibrated on non-evaluation data,] map onto cores, design-rule check
-    prepared = prepare(target, graph, dssa=dssa, quantize=quantize, calib_samples=calib_samples if quantize else None)
+    # network, calibrated on non-evaluation data (--calib-data or the flow's choice),] map onto
+    # cores, design-rule check
+    prepared = prepare(target, graph, dssa=dssa, quantize=quantize, calib_samples=calib_samples if quantize else None,
+                       calibration=cal)
     if quantize:
         click.echo(f"quantized on {prepared['quantized_net'].calibration['source']}", err=True)
     plan = prepared["core_plan"]
@@ -76,6 +89,8 @@ def compile_cmd(model, target, out_dir, dssa, as_json, quantize, calib_samples, 
     hw = hardware_runtime()
     data = plan.to_json(violations, skipped, hw)
     data["input"] = model
+    if quantize:
+        data["calibration"] = prepared["quantized_net"].calibration
     out = Path(out_dir) / "loihi2_plan.json"
     write_json(out, data)  # creates OUT_DIR (and parents) if needed
     if as_json:

@@ -14,15 +14,17 @@ DEFAULT_EVAL_BOUND = 359
 
 
 def run_drift(ck, checkpoint, lowerings, lava_samples, eval_samples, calib_samples, seed, json_out, lava=True,
-              targets=None):
-    """``targets``: the rungs' targets (None: chosen by capability, analysis.drift.rungs_by_capability)."""
+              targets=None, inputs=None, calibration=None):
+    """``targets``: the rungs' targets (None: chosen by capability, analysis.drift.rungs_by_capability);
+    ``inputs`` / ``calibration``: --data and --calib-data (analysis.drift.drift_ladder)."""
     from resformer_deploy.analysis.drift import drift_ladder
 
     reports = []
     for low in lowerings:
         click.echo(f"verify {ck.variant} fixed point ({low} DSSA): drift ladder", err=True)
         rep = drift_ladder(ck.model, eval_samples, lava_samples if lava else 0, calib_samples, low, seed=seed,
-                           progress=lambda m: click.echo(f"  {m} ...", err=True), lava=lava, targets=targets)
+                           progress=lambda m: click.echo(f"  {m} ...", err=True), lava=lava, targets=targets,
+                           inputs=inputs, calibration=calibration)
         click.echo(ladder_text(rep))
         reports.append(rep)
     if json_out:
@@ -59,7 +61,7 @@ def drift_cmd(checkpoint, variant, img_size, T, num_classes, unsafe_load, target
     Every rung but PyTorch's is compared with the PyTorch model per LIF layer; each
     fixed-point-check rung is also checked bit for bit against the fixed-point rung."""
     from resformer_deploy.analysis.drift import choose_rungs
-    from resformer_deploy.model.summary import check_recording
+    from resformer_deploy.model.summary import LADDER_RECORD, LADDER_RECORD_BYTES_PER_NEURON_STEP, check_recording
     from resformer_deploy.util.outputs import check_outputs
 
     check_outputs([checkpoint], files=[json_out])
@@ -67,6 +69,6 @@ def drift_cmd(checkpoint, variant, img_size, T, num_classes, unsafe_load, target
     # roles first: a bad list fails in one line before the checkpoint is read
     chosen = choose_rungs(names, subset=lava_samples > 0)
     ck = load_cli_checkpoint(checkpoint, variant, img_size, T, num_classes, unsafe_load)
-    check_recording(ck.model, eval_samples or DEFAULT_EVAL_BOUND)
+    check_recording(ck.model, eval_samples or DEFAULT_EVAL_BOUND, LADDER_RECORD_BYTES_PER_NEURON_STEP, LADDER_RECORD)
     run_drift(ck, checkpoint, ["fused", "synaptic"] if dssa == "both" else [dssa], lava_samples, eval_samples,
               calib_samples, seed, json_out, lava=lava_samples > 0, targets=[c.target for c in chosen])

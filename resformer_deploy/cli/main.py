@@ -11,9 +11,9 @@ from pathlib import Path
 import click
 
 from resformer_deploy import __version__
-from resformer_deploy.cli.common import COUNT, COUNT0, SEED, checkpoint_options, load_cli_checkpoint
+from resformer_deploy.cli.common import COUNT, COUNT0, SEED, checkpoint_options, data_options, load_cli_checkpoint
 from resformer_deploy.errors import DeployError, one_line
-from resformer_deploy.model.summary import check_recording
+from resformer_deploy.model.summary import LADDER_RECORD, LADDER_RECORD_BYTES_PER_NEURON_STEP, check_recording
 from resformer_deploy.util.outputs import check_outputs
 from resformer_deploy.reporting.html import REPORT_FILES
 
@@ -394,34 +394,42 @@ def _run_checks(ck, x, source, target, precisions, form="extension", dssa=None, 
 @click.option("--lava-samples", type=COUNT0, default=10, show_default=True,
               help="loihi2-sim: samples run on float and fixed-point Lava.")
 @click.option("--eval-samples", type=COUNT0, default=0, show_default=True,
-              help="loihi2-sim: samples for the fixed-point accuracy (0: the full held-out digits split).")
+              help="loihi2-sim: samples for the fixed-point accuracy (0: all of --data, or the full held-out "
+                   "digits split).")
 @click.option("--calib-samples", type=COUNT, default=128, show_default=True,
-              help="loihi2-sim: calibration samples (digits training split) for the quantization scales.")
+              help="loihi2-sim: calibration samples (--calib-data, or the digits training split) for the "
+                   "quantization scales.")
 @click.option("--json-out", type=click.Path(dir_okay=False, path_type=str))
+@data_options()
 def verify(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, samples, precision, form, dssa, seed,
-           lava_samples, eval_samples, calib_samples, json_out):
+           lava_samples, eval_samples, calib_samples, json_out, data_args):
     """Export, run on a target and compare every LIF layer with the PyTorch model.
 
     With --target loihi2-sim: the drift ladder PyTorch float -> float Lava -> fixed-point Lava
     (quantized for Loihi 2), with the fixed-point accuracy on the full held-out split from the
     bit-accurate emulator, which is checked against the fixed-point Lava run spike for spike.
     """
-    check_outputs([checkpoint], files=[json_out])
+    check_outputs([checkpoint, *data_args.paths()], files=[json_out])
     from targets import get_target
     from resformer_deploy.reporting.tables import write_json
     from resformer_deploy.analysis.equivalence import verification_inputs
+    from resformer_deploy.cli.data import ladder_inputs, open_data_args
 
     caps = get_target(target).capabilities  # unknown target: fail before any work starts
     ck = load_cli_checkpoint(checkpoint, variant, img_size, T, num_classes, unsafe_load)
+    md, cal = open_data_args(data_args, ck.config, ck.variant, calib_samples, caps.needs_quantized_net,
+                             f"target '{target}' runs floating point")
     if caps.needs_quantized_net:  # fixed point: the drift ladder, with Lava rungs on a Lava target
         from resformer_deploy.analysis.drift import rungs_by_capability
         from resformer_deploy.cli.drift import run_drift
-        check_recording(ck.model, eval_samples or DRIFT_DEFAULT_EVAL)
+        n_eval = eval_samples or (len(md.source) if md else DRIFT_DEFAULT_EVAL)
+        check_recording(ck.model, n_eval, LADDER_RECORD_BYTES_PER_NEURON_STEP, LADDER_RECORD)
         run_drift(ck, checkpoint, ["fused", "synaptic"] if dssa == "both" else [dssa], lava_samples, eval_samples,
                   calib_samples, seed, json_out, lava=caps.engine == "lava",
-                  targets=rungs_by_capability(target, subset=caps.engine == "lava" and lava_samples > 0))
+                  targets=rungs_by_capability(target, subset=caps.engine == "lava" and lava_samples > 0),
+                  inputs=ladder_inputs(md, eval_samples), calibration=cal)
         return
-    x, source = verification_inputs(ck.model, samples, seed, packed=True)
+    x, source = verification_inputs(ck.model, samples, seed, packed=True, data=md)
     lowerings = None
     if "dssa" in caps.options:  # the target lowers DSSA products one way or another
         lowerings = ["fused", "synaptic"] if dssa == "both" else [dssa]
@@ -447,9 +455,10 @@ def verify(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, s
 @click.option("--calib-samples", type=COUNT, default=128, show_default=True,
               help="Fixed-point targets (loihi2-sim, loihi2-emu): calibration samples for the quantization scales.")
 @click.option("--json-out", type=click.Path(dir_okay=False, path_type=str))
-def simulate(model, target, samples, dssa, seed, calib_samples, json_out):
-    """Run a NIR file on a target: predictions, accuracy (digits), time, process count."""
-    check_outputs([model], files=[json_out])
+@data_options()
+def simulate(model, target, samples, dssa, seed, calib_samples, json_out, data_args):
+    """Run a NIR file on a target: predictions, accuracy (digits or --data), time, process count."""
+    check_outputs([model, *data_args.paths()], files=[json_out])
     import time
     from math import prod
     from exporters.nir_io import interface, read_nir
@@ -460,12 +469,23 @@ def simulate(model, target, samples, dssa, seed, calib_samples, json_out):
     from resformer_deploy.reporting.tables import table, write_json
     from resformer_deploy.analysis.equivalence import check_run_estimate, estimate_run, inputs_for, run_estimate_line
     from resformer_deploy.training.loop import accuracy
+    from resformer_deploy.cli.data import calibration_json
 
     tgt = get_target(target)
     graph = read_nir(model)
     T = int(graph.metadata.get("time_steps", 4))
     in_shape, out_shape, shapes = interface(graph)
-    x, labels, source = inputs_for(in_shape, samples, seed)
+    md = cal = None
+    if data_args.data or data_args.calib_data:
+        from resformer_deploy.analysis.data_inputs import graph_model
+        from resformer_deploy.cli.data import open_data_args
+        md, cal = open_data_args(data_args, *graph_model(graph, model), calib_samples,
+                                 tgt.capabilities.needs_quantized_net, f"target '{target}' runs floating point")
+    if md is not None:
+        x, labels, _ = md.take(samples, "--samples")
+        samples, source = len(labels), md.describe()
+    else:
+        x, labels, source = inputs_for(in_shape, samples, seed)
     opts = {"dssa": dssa} if "dssa" in tgt.capabilities.options else {}  # options the target takes
     run_kw = dict(opts, record_spikes=False)
     est = estimate_run(tgt, graph, samples, T, **run_kw)
@@ -478,11 +498,11 @@ def simulate(model, target, samples, dssa, seed, calib_samples, json_out):
                     f"simulate: {samples:,} samples x {n_values:,} values per step of {model}")
     # per-class scores give predictions; digits accuracy needs the 10 digit classes
     per_class = len(out_shape) == 1
-    if labels is not None and out_shape != (10,):
+    if labels is not None and md is None and out_shape != (10,):
         labels, source = None, f"{source}; no accuracy: the output is {out_shape}, not 10 class scores"
     info = {}
     # the target's flow (fixed point: calibrate and quantize first); the options it takes of ours
-    prepared = prepare(tgt, graph, samples=x.double(), T=T,
+    prepared = prepare(tgt, graph, samples=x.double(), T=T, calibration=cal,
                        **flow_options(tgt, {**opts, "calib_samples": calib_samples}))
     if "quantized_net" in prepared:
         click.echo(f"quantized for Loihi 2 on {prepared['quantized_net'].calibration['source']}", err=True)
@@ -512,7 +532,8 @@ def simulate(model, target, samples, dssa, seed, calib_samples, json_out):
         write_json(json_out, {"model": model, "target": target, "dssa": dssa, "samples": samples, "inputs": source,
                               "predictions": None if pred is None else pred.tolist(), "accuracy": acc,
                               "output_shape": [int(v) for v in out_shape], "seconds": wall,
-                              "info": {k: v for k, v in info.items() if k != "products"}})
+                              "info": {k: v for k, v in info.items() if k != "products"},
+                              "data": md.to_json() if md else None, "calibration": calibration_json(prepared)})
         click.echo(f"wrote {json_out}")
 
 
@@ -524,16 +545,19 @@ def simulate(model, target, samples, dssa, seed, calib_samples, json_out):
 @click.option("--include-stem", is_flag=True, help="Add the stem convolution's MACs (4.6 pJ each).")
 @click.option("--include-classifier", is_flag=True, help="Add the classifier's MACs (4.6 pJ each).")
 @click.option("--json-out", type=click.Path(dir_okay=False, path_type=str))
+@data_options()
 def ops(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, samples, include_stem,
-        include_classifier, json_out):
+        include_classifier, json_out, data_args):
     """Synaptic operations per layer and kind, and energy in the paper's convention
     (0.9 pJ per AC; stem and classifier MACs excluded unless asked), counted from PyTorch and
     from a target run, which must agree."""
-    check_outputs([checkpoint], files=[json_out])
+    check_outputs([checkpoint, *data_args.paths()], files=[json_out])
     from exporters.torch_to_nir import export_model
     from targets import capabilities_of, get_target
+    from resformer_deploy.cli.data import calibration_json, open_data_args
     from resformer_deploy.flows import prepare
-    from resformer_deploy.analysis.operations import count_graph, count_torch, energy_report
+    from resformer_deploy.analysis.operations import (count_graph, count_torch, energy_report, max_rel_diff,
+                                                      replay_counts)
     from resformer_deploy.reporting.tables import table, write_json
     from resformer_deploy.analysis.equivalence import (check_run_estimate, estimate_run, run_estimate_line,
                                                        verification_inputs)
@@ -543,7 +567,9 @@ def ops(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, samp
 
     tgt = get_target(target)
     ck = load_cli_checkpoint(checkpoint, variant, img_size, T, num_classes, unsafe_load)
-    x, source = verification_inputs(ck.model, samples)
+    md, cal = open_data_args(data_args, ck.config, ck.variant, 128, tgt.capabilities.needs_quantized_net,
+                             f"target '{target}' runs floating point")
+    x, source = verification_inputs(ck.model, samples, data=md)
     x = x.double()
     # counted in float64 on both sides: float32 spikes near threshold flip between two differently
     # ordered computations (a count difference that is only rounding); float64 is exact here
@@ -556,14 +582,15 @@ def ops(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, samp
         ct = count_torch(m64, x)
     caps, ref_name = tgt.capabilities, "PyTorch"
     # the target's flow with its default options (fixed point: quantized on 128 calibration samples)
-    prepared = prepare(tgt, graph, samples=x, T=ck.config.T)
+    prepared = prepare(tgt, graph, samples=x, T=ck.config.T, calibration=cal)
     if est is None:
         est = estimate_run(tgt, graph, samples, ck.config.T, prepared=prepared, dtype=torch.float64)
         click.echo(run_estimate_line(tgt, est))
         check_run_estimate(tgt, est, f"ops: {samples:,} samples")
     # counts must agree exactly with an independent count: PyTorch's for float targets; a fixed-point
     # target's spikes differ from the float model's, so its bit-exact twin's (same prepared network)
-    exact_reference = caps.arithmetic == "float" or caps.bit_exact_twin is not None
+    # or, without a twin, PyTorch's counter replaying the target's own spikes
+    replayed = caps.arithmetic == "fixed" and caps.bit_exact_twin is None
     if caps.bit_exact_twin:
         twin = caps.bit_exact_twin
         twin_tgt = get_target(twin)
@@ -577,6 +604,9 @@ def ops(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, samp
     with Progress(tgt.steps(graph, samples, ck.config.T, prepared=prepared), f"{target} run", unit="steps") as bar:
         res = tgt.run(graph, x, ck.config.T, prepared=prepared, progress=bar.update, dtype=torch.float64)
     cg = count_graph(graph, res.spikes, ck.config.T, samples)
+    if replayed:
+        ct = replay_counts(ck.model, graph, x, res.spikes, ct)
+        ref_name = "PyTorch (replayed)"
     rows, worst = [], 0.0
     for path, v in ct.items():
         g = cg.get(path, {}).get("ops", float("nan"))
@@ -593,15 +623,16 @@ def ops(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, samp
                f"({'included' if include_stem or include_classifier else 'excluded'} as in the paper)")
     click.echo(f"energy per image: {rep['energy_mJ'] * 1e3:.4f} uJ (0.9 pJ/AC, 4.6 pJ/MAC); "
                f"{ref_name} vs {target} counts: max rel. diff {worst:.1e}")
-    if not exact_reference:
-        click.echo("(fixed point: the counts come from fixed-point spikes, which differ slightly from the float "
-                   "model's; --target loihi2-sim checks them against the bit-accurate emulator)")
+    if replayed:
+        float_rel = max_rel_diff({k: v.torch_ops for k, v in ct.items()}, cg)
+        click.echo(f"(fixed point: PyTorch's counter replayed {target}'s own spikes; the float model's own spikes "
+                   f"give counts that differ by up to {float_rel:.1e}, the effect of quantization)")
     if json_out:
         write_json(json_out, {"checkpoint": checkpoint, "target": target, "samples": samples, "inputs": source,
                               "reference": ref_name, "reference_counts": ct, "target_counts": cg, "report": rep,
-                              "max_rel_diff": worst})
+                              "max_rel_diff": worst, "calibration": calibration_json(prepared)})
         click.echo(f"wrote {json_out}")
-    if worst > 1e-9 and exact_reference:
+    if worst > 1e-9:
         raise DeployError(f"operation counts from {ref_name} and {target} disagree (max rel. diff {worst:.1e})")
 
 
@@ -615,22 +646,27 @@ def ops(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, samp
 @click.option("--lava-samples", type=COUNT0, default=10, show_default=True,
               help="Samples run on float and fixed-point Lava (0: emulator only).")
 @click.option("--eval-samples", type=COUNT0, default=0, show_default=True,
-              help="Evaluation samples (0: the full held-out digits split).")
+              help="Evaluation samples (0: all of --data, or the full held-out digits split).")
 @click.option("--calib-samples", type=COUNT, default=128, show_default=True)
+@data_options()
 def report(checkpoint, variant, img_size, T, num_classes, unsafe_load, out_dir, dssa, lava_samples, eval_samples,
-           calib_samples):
+           calib_samples, data_args):
     """Deployment report for Loihi 2: drift ladder, firing rates, energy, core plan (JSON + HTML + PNG).
 
     OUT_DIR appears whole or not at all: it is built next to itself and renamed into place; an
     existing OUT_DIR is replaced only if it is empty or holds a previous report (else refused)."""
-    check_outputs([checkpoint], file_sets={out_dir: REPORT_FILES})
+    check_outputs([checkpoint, *data_args.paths()], file_sets={out_dir: REPORT_FILES})
     from resformer_deploy.reporting.deploy import build_report
     from resformer_deploy.reporting.html import write_report_files
+    from resformer_deploy.cli.data import ladder_inputs, open_data_args
 
     ck = load_cli_checkpoint(checkpoint, variant, img_size, T, num_classes, unsafe_load)
-    check_recording(ck.model, eval_samples or DRIFT_DEFAULT_EVAL)
+    md, cal = open_data_args(data_args, ck.config, ck.variant, calib_samples, True)
+    n_eval = eval_samples or (len(md.source) if md else DRIFT_DEFAULT_EVAL)
+    check_recording(ck.model, n_eval, LADDER_RECORD_BYTES_PER_NEURON_STEP, LADDER_RECORD)
     rep = build_report(ck, checkpoint, dssa, lava_samples, eval_samples, calib_samples,
-                       say=lambda m: click.echo(f"  {m} ...", err=True))
+                       say=lambda m: click.echo(f"  {m} ...", err=True), inputs=ladder_inputs(md, eval_samples),
+                       calibration=cal)
     paths = write_report_files(Path(out_dir), rep)
     lad = rep["ladder"]
     emu = lad.fixed_point  # the rung of that role, wherever it stands
@@ -646,9 +682,11 @@ def report(checkpoint, variant, img_size, T, num_classes, unsafe_load, out_dir, 
 
 from resformer_deploy.cli.compile import compile_cmd  # noqa: E402
 from resformer_deploy.cli.drift import drift_cmd  # noqa: E402
+from resformer_deploy.cli.evaluate import evaluate_cmd  # noqa: E402
 from resformer_deploy.cli.targets import targets_cmd  # noqa: E402
 main.add_command(compile_cmd)
 main.add_command(drift_cmd)
+main.add_command(evaluate_cmd)
 main.add_command(targets_cmd)
 
 

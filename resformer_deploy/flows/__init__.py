@@ -76,15 +76,24 @@ def flow_options(target, options: dict) -> dict:
     return {k: v for k, v in options.items() if k in takes}
 
 
-def prepare(target, graph, *, samples=None, T=None, artifacts=None, **options) -> Artifacts:
+def prepare(target, graph, *, samples=None, T=None, artifacts=None, calibration=None, **options) -> Artifacts:
     """The artifacts ``target`` (a name or a Target) needs to run ``graph``: its flow, run.
 
     ``samples``: the inputs the run will see; the synaptic DSSA lowering is verified on operands
-    recorded from their first samples. ``T`` and ``samples`` go to the flows that take them;
-    every other option must be one of the flow's (an unknown one is an error)."""
+    recorded from their first samples. ``calibration``: the data to calibrate a quantization on
+    (flows.fixed_point.CalibrationData, never the evaluation samples); without it the flow chooses
+    (digits training split or seeded random inputs); a flow that calibrates nothing refuses it.
+    ``T`` and ``samples`` go to the flows that take them; every other option must be one of the
+    flow's (an unknown one is an error)."""
     flow = flow_of(target)
     art = Artifacts(artifacts or {})
     art["nir_graph"] = graph
+    if calibration is not None:
+        if not any("calibration_inputs" in p.requires for p in flow.passes):
+            label = target if isinstance(target, str) else getattr(target, "label", type(target).__name__)
+            raise DeployError(f"target '{label}' is not quantized (flow '{flow.name}' calibrates nothing): "
+                              f"calibration data ({calibration.source}) has no use; drop --calib-data")
+        art["calibration_inputs"] = calibration
     if samples is not None and "operand_samples" in flow.inputs:
         art["operand_samples"] = samples
     if T is not None and "T" in flow.options:

@@ -5,12 +5,15 @@ Three ``Pass`` objects (the flows ``loihi2-fixed`` and ``loihi2-map`` list them)
 plan's arithmetic, targets.loihi2_emulator.LavaSemantics: weight-shared convolutions, never
 unrolled, batched) -> ``calibration``; ``quantize`` (resformer_deploy.fixed_point.quantize, on
 the convolution kernels themselves) -> ``quantized_net``.
-Calibration data is never the evaluation data: the digits training split for digits models,
-seeded random inputs (a different seed from verification's) otherwise.
+Calibration data is never the evaluation data: the caller's (``prepare(..., calibration=
+CalibrationData)``, e.g. ``--calib-data``, which the command line refuses when it is the
+evaluation source and split) or, when none is given, the digits training split for digits models
+and seeded random inputs (a different seed from verification's) otherwise.
 """
 import json
 import time
 from dataclasses import dataclass, field
+from typing import Optional
 
 import nir
 import torch
@@ -48,9 +51,11 @@ def calibration_inputs(in_shape, samples: int, dvs_steps: int = 0):
 
 @dataclass
 class CalibrationData:
-    """Inputs to calibrate on and where they come from."""
+    """Inputs to calibrate on and where they come from (``record``: the data set, split and
+    preprocessing as JSON, for given data; None for the inputs chosen here)."""
     x: torch.Tensor
     source: str
+    record: Optional[dict] = None
 
 
 @dataclass
@@ -60,6 +65,7 @@ class Calibration:
     samples: int
     source: str
     started: float = field(default_factory=time.time)
+    record: Optional[dict] = None
 
 
 def graph_time_steps(graph, opts=None) -> int:
@@ -98,7 +104,7 @@ def _calibrate(art, opts):
             run = sem.run(host_inputs(plan, host, data.x[lo:lo + size], T), T, record_spikes=False,
                           stats=True, progress=bar.update, batch=size)
             stats = run if stats is None else _merge_stats(stats, run)
-    return {"calibration": Calibration(stats, n, data.source, started=t0)}
+    return {"calibration": Calibration(stats, n, data.source, started=t0, record=data.record)}
 
 
 PROGRESS_VALUES = 5e8  # a calibration computing more values than this (~5 s here) shows a progress bar
@@ -116,13 +122,15 @@ def _quantize(art, opts):
     cal, margin = art["calibration"], opts.get("margin", MARGIN)
     qn = quantize(art["lava_plan"], cal.stats, margin)
     qn.calibration = {"samples": cal.samples, "source": cal.source, "margin": margin,
-                      "seconds": time.time() - cal.started}
+                      "seconds": time.time() - cal.started, "data": cal.record}
     return {"quantized_net": qn}
 
 
 CHOOSE_CALIBRATION_DATA = Pass(
     "choose-calibration-data", _choose, requires=("nir_graph",), ensures=("calibration_inputs",),
-    options=("calib_samples", "T"), doc="digits training split or seeded random inputs, never evaluation data")
+    options=("calib_samples", "T"),
+    doc="digits training split or seeded random inputs (skipped when the caller gives calibration data), "
+        "never evaluation data")
 CALIBRATE = Pass("calibrate", _calibrate, requires=("nir_graph", "lava_plan", "calibration_inputs"),
                  ensures=("calibration",), options=("T",),
                  doc="value ranges of a float run in the Lava representation (bias-free graded values)")

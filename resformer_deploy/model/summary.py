@@ -54,6 +54,10 @@ def checkpoint_summary(ck: LoadedCheckpoint) -> dict:
 RECORD_BYTES_PER_NEURON_STEP = 32
 # verify keeps only the packed PyTorch record (its target's run is estimated and checked separately)
 PACKED_RECORD_BYTES_PER_NEURON_STEP = 0.25
+# the drift ladder (verify / report / drift on a fixed-point target) keeps the packed PyTorch record and
+# the fixed-point rung's bool spikes (1 B); its other rungs' runs are estimated and checked separately
+LADDER_RECORD_BYTES_PER_NEURON_STEP = PACKED_RECORD_BYTES_PER_NEURON_STEP + 1
+LADDER_RECORD = "the drift ladder's records (packed PyTorch spikes, fixed-point spikes)"
 
 
 def neurons_per_step(model) -> int:

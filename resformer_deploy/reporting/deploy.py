@@ -57,13 +57,15 @@ class DeploymentReport(Record):
 
 
 def build_report(ck, checkpoint: str, dssa: str = "fused", lava_samples: int = 10, eval_samples: int = 0,
-                 calib_samples: int = 128, say=lambda m: None) -> DeploymentReport:
+                 calib_samples: int = 128, say=lambda m: None, inputs=None, calibration=None) -> DeploymentReport:
+    """``inputs`` / ``calibration``: the evaluation set and the calibration data (``--data``,
+    ``--calib-data``; analysis.drift.drift_ladder), else the built-in ones; the report says which."""
     from resformer_deploy.flows import prepare
     from targets.loihi2_hardware import hardware_runtime
 
     t0 = time.time()
     ladder = drift_ladder(ck.model, eval_samples, lava_samples, calib_samples, dssa, progress=say,
-                          lava=lava_samples > 0, keep_runs=True)
+                          lava=lava_samples > 0, keep_runs=True, inputs=inputs, calibration=calibration)
     runs = ladder.runs
     say("counting operations")
     x, T, N = runs.x, ck.config.T, runs.x.shape[0]

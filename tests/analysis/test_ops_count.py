@@ -214,3 +214,41 @@ def test_graph_counts_of_a_small_official_topology_equal_the_unrolled_count_and_
     assert fewer_count == 33
     for path, v in count_torch(m, x).items():
         assert cg[path]["ops"] == pytest.approx(v["ops"], rel=1e-12), path
+
+
+def test_replayed_counts_of_a_fixed_point_run_equal_its_graph_count():
+    """ops --target loihi2-emu: PyTorch's counter (hooks as SOPMonitor) replaying the emulator's
+    own spikes equals the graph count of that run; replaying the float run's spikes gives back the
+    plain PyTorch count (so the replay changes nothing but the spikes)."""
+    from resformer_deploy.analysis.operations import max_rel_diff, replay_counts
+    from resformer_deploy.flows import prepare
+    from resformer_deploy.model.precision import model_in_dtype
+    from tests.support.small_models import small_inputs, small_model
+    m = small_model("cifar16")
+    x = small_inputs(m, 3).double()
+    g, T = export_model(m, "float64"), m.config.T
+    with model_in_dtype(m, torch.float64) as m64:
+        ct = count_torch(m64, x)
+    ref = get_target("reference").run(g, x, T)
+    assert max_rel_diff({k: v.ops for k, v in ct.items()}, replay_counts(m, g, x, ref.spikes, ct)) == 0.0
+    emu = get_target("loihi2-emu")
+    res = emu.run(g, x, T, prepared=prepare(emu, g, samples=x, T=T))
+    cg = count_graph(g, res.spikes, T, 3)
+    rc = replay_counts(m, g, x, res.spikes, ct)
+    assert set(rc) == set(ct)
+    assert max_rel_diff({k: v.ops for k, v in rc.items()}, cg) == 0.0
+    assert max_rel_diff({k: v.ops for k, v in ct.items()}, cg) > 0  # the fixed-point spikes are not the float ones
+    with pytest.raises(ValueError, match="replay has no spikes of neuron"):
+        count_torch(m, x.float(), replay={})
+
+
+def test_ops_command_on_the_emulator_checks_the_replayed_count(tmp_path):
+    import json
+    from tests.cli.test_cli import run
+    r = run("ops", str(DIGITS_CKPT), "--target", "loihi2-emu", "--samples", "4", "--json-out", str(tmp_path / "o.json"))
+    assert r.exit_code == 0, r.stderr
+    j = json.loads((tmp_path / "o.json").read_text())
+    assert j["reference"] == "PyTorch (replayed)" and j["max_rel_diff"] == 0.0
+    assert set(j["reference_counts"]) == set(j["target_counts"]) - {k for k, v in j["target_counts"].items()
+                                                                    if v["kind"] == "residual_add"}
+    assert all("torch_ops" in v for v in j["reference_counts"].values())

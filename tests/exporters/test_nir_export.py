@@ -194,3 +194,27 @@ def test_write_is_atomic(tmp_path, digits_graph):
         write_nir(bad, target)
     assert target.read_bytes() == before  # old file untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.nir"]  # no temp file left
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_plif_decay_is_exported_in_the_graph_precision(dtype):
+    """dt/tau of each PLIF node is the model's sigmoid(w) computed in the export's precision (a float32
+    decay in a float64 graph is ~1e-8 off and flips near-threshold spikes over T=16 steps)."""
+    import math
+    from exporters.torch_to_nir import DT, export_model
+    from resformer_deploy.model.neurons import PLIF
+    from tests.support.small_models import small_model
+    m = small_model("dvsg16")
+    g = export_model(m, dtype)
+    mods = dict(m.named_modules())
+    plif = [(n, node) for n, node in g.nodes.items() if isinstance(mods.get((node.metadata or {}).get("torch_module")), PLIF)]
+    assert len(plif) == sum(isinstance(v, PLIF) for v in mods.values()) > 0
+    for n, node in plif:
+        w = float(mods[node.metadata["torch_module"]].w)
+        k64 = 1.0 / (1.0 + math.exp(-w))
+        k = DT / float(np.unique(node.tau)[0])
+        if dtype == "float64":
+            assert abs(k - k64) <= 4e-16, n
+        else:  # float32 sigmoid of the float32 parameter, as the float32 model computes it
+            k32 = float(torch.sigmoid(torch.tensor(w, dtype=torch.float32)))
+            assert abs(k - k32) <= 4e-16 and abs(k32 - k64) > 1e-12, n

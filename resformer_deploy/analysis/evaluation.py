@@ -1,0 +1,265 @@
+"""Accuracy of a checkpoint on a data set, in PyTorch or on any registered target (``evaluate``).
+
+The data set is streamed in batches in index order (resformer_deploy.data.loader.DataLoader), so
+memory is bounded by the batch size, never by the data set: per sample only its prediction
+record is kept. The graph is exported and the target's flow prepared once (a fixed-point target:
+calibrated and quantized once, on calibration data that is never the evaluation data), then every
+batch runs through the target. Scores are the output averaged over the T steps, as the official
+evaluation does (SpikingResformer main.py: ``output.mean(0)``); top-k is the first k classes of a
+stable descending sort (ties: the lower class index first, as ``argmax``), k = min(5, classes).
+For a target other than PyTorch the PyTorch model runs every batch too and each prediction is
+compared with PyTorch's (agreement): by default in float64 beside a float target (the precision in
+which the two are equal, so agreement is exact), in float32 beside a fixed-point target (PyTorch as
+deployed; fixed point differs from either anyway, and float64 would double the work).
+"""
+import math
+import time
+from dataclasses import dataclass
+from itertools import chain
+from typing import Callable, Optional
+
+import torch
+
+from resformer_deploy.errors import DeployError
+from resformer_deploy.util.memory_budget import MemoryBudgetError, budget_bytes, duration, size
+
+TOP_K = 5
+TORCH = "torch"  # the PyTorch model itself, as a target name
+RESULT_KEYS = ("checkpoint", "variant", "target", "target_options", "data", "preset", "calibration", "samples",
+               "limit", "batch_size", "skipped", "top1", "top5", "top5_k", "per_class", "torch_top1",
+               "torch_precision", "agreement_with_torch", "throughput", "seconds", "estimate", "target_info",
+               "predictions")
+PREDICTION_KEYS = ("index", "name", "label", "prediction", "top5", "torch_prediction")
+
+
+def top_classes(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """[B, k] class indices by descending score; equal scores keep class order (stable sort)."""
+    return torch.sort(scores, dim=-1, descending=True, stable=True).indices[:, :k]
+
+
+class Tally:
+    """Running counts of an evaluation: per-class counters and one small record per sample."""
+
+    def __init__(self, classes, k: int):
+        self.classes, self.k = list(classes), int(k)
+        K = len(self.classes)
+        self.n = self.top1 = self.topk = self.agree = self.torch_top1 = 0
+        self.per_class_n, self.per_class_correct = [0] * K, [0] * K
+        self.predictions = []
+
+    def add(self, refs, y: torch.Tensor, scores: torch.Tensor, torch_scores: Optional[torch.Tensor] = None) -> None:
+        top = top_classes(scores, self.k)
+        pred = top[:, 0]
+        torch_pred = top_classes(torch_scores, 1)[:, 0] if torch_scores is not None else None
+        for i, ref in enumerate(refs):
+            label, p = int(y[i]), int(pred[i])
+            self.n += 1
+            self.top1 += p == label
+            self.topk += label in top[i].tolist()
+            self.per_class_n[label] += 1
+            self.per_class_correct[label] += p == label
+            tp = None if torch_pred is None else int(torch_pred[i])
+            if tp is not None:
+                self.agree += tp == p
+                self.torch_top1 += tp == label
+            self.predictions.append({"index": int(ref.index), "name": ref.name, "label": label, "prediction": p,
+                                     "top5": [int(c) for c in top[i]], "torch_prediction": tp})
+
+    def per_class(self) -> list:
+        return [{"class": c, "name": name, "samples": n, "correct": k, "accuracy": k / n if n else None}
+                for c, (name, n, k) in enumerate(zip(self.classes, self.per_class_n, self.per_class_correct))]
+
+    def fraction(self, count: int) -> float:
+        return count / self.n if self.n else float("nan")
+
+
+@dataclass(frozen=True)
+class EvaluationEstimate:
+    """Cost of an evaluation before it runs: per batch (what memory holds at once) and in total."""
+    target: str
+    samples: int
+    batch_size: int
+    graph_bytes: int  # the exported graph's weights
+    data_bytes: int  # one batch plus the loader's prefetched samples
+    torch_bytes: int  # PyTorch forward of one batch
+    torch_seconds: float  # per batch
+    target_estimate: object  # targets.base.Estimate of one batch, or None (torch; no cost model)
+
+    @property
+    def batches(self) -> int:
+        return math.ceil(self.samples / self.batch_size)
+
+    @property
+    def peak_bytes(self) -> int:
+        run = self.target_estimate.peak_bytes if self.target_estimate else 0
+        return self.graph_bytes + self.data_bytes + max(self.torch_bytes, run)
+
+    @property
+    def seconds(self) -> float:
+        run = self.target_estimate.seconds if self.target_estimate else 0.0
+        return self.batches * (self.torch_seconds + run)
+
+    def _figures(self) -> str:
+        te = self.target_estimate
+        return (f"graph {size(self.graph_bytes)}, data {size(self.data_bytes)}, PyTorch batch {size(self.torch_bytes)}"
+                + (f", {self.target} batch {size(te.peak_bytes)}: {te.basis}" if te else
+                   "" if self.target == TORCH else f"; target '{self.target}' has no cost model: not included"))
+
+    def line(self, rss_now: int) -> str:
+        return (f"estimate: ~{duration(self.seconds)} for {self.samples:,} samples in {self.batches:,} batch(es) of "
+                f"<= {self.batch_size}, peak ~{size(rss_now + self.peak_bytes)} ({size(rss_now)} now + "
+                f"{self._figures()})")
+
+    def check(self) -> None:
+        if self.peak_bytes > budget_bytes():
+            raise MemoryBudgetError(f"evaluate on target '{self.target}': batches of {self.batch_size} samples need "
+                                    f"about {size(self.peak_bytes)} > memory budget {size(budget_bytes())} "
+                                    f"({self._figures()}); use a smaller --batch-size")
+
+    def to_json(self) -> dict:
+        return {"seconds": self.seconds, "peak_bytes": self.peak_bytes, "batches": self.batches,
+                "basis": self._figures()}
+
+
+def torch_dtype(tgt, precision: str = "auto") -> torch.dtype:
+    """The PyTorch model's precision in an evaluation on ``tgt`` (None: PyTorch alone, float32)."""
+    if precision == "auto":
+        precision = "float32" if tgt is None or tgt.capabilities.arithmetic == "fixed" else "float64"
+    return {"float32": torch.float32, "float64": torch.float64}[precision]
+
+
+def estimate_evaluation(graph, tgt, n: int, batch_size: int, T: int, sample_bytes: int, prefetch: int,
+                        prepared=None, **options) -> Optional[EvaluationEstimate]:
+    """The evaluation's cost from the graph (targets/reference.py graph_costs, PyTorch's forward
+    factor of analysis/equivalence.py) and the target's own estimate of one batch; None before the
+    flow for a target whose cost model needs its quantized network (ask again after it)."""
+    from targets.reference import MAC_PER_S, SECONDS_PER_NODE_STEP, graph_costs
+    from resformer_deploy.analysis.equivalence import TORCH_FORWARD_FACTOR, TORCH_SECONDS_PER_REFERENCE, estimate_run
+
+    te, B = None, min(batch_size, n)
+    if tgt is not None:
+        if prepared is None and tgt.capabilities.needs_quantized_net:
+            return None
+        te = estimate_run(tgt, graph, B, T, prepared=prepared, **options)
+    c = graph_costs(graph)
+    e = 4 if tgt is None else 8  # PyTorch float32 alone; float64 beside a target
+    largest = max(c.values.values())
+    return EvaluationEstimate(
+        target=TORCH if tgt is None else tgt.label, samples=n, batch_size=B, graph_bytes=int(c.weights * e),
+        data_bytes=int((B + prefetch) * sample_bytes), torch_bytes=int(TORCH_FORWARD_FACTOR * largest * T * B * e),
+        torch_seconds=TORCH_SECONDS_PER_REFERENCE * T * (B * c.macs / MAC_PER_S[e] + len(c.values) * SECONDS_PER_NODE_STEP),
+        target_estimate=te)
+
+
+def _merge_info(total: dict, info: dict) -> None:
+    """A batch's run info into the evaluation's: saturation events and steps summed, the rest as run."""
+    for k, v in info.items():
+        if k == "products":
+            continue
+        if k == "saturation":
+            for node, kinds in v.items():
+                d = total.setdefault("saturation", {}).setdefault(node, {})
+                for kind, count in kinds.items():
+                    d[kind] = d.get(kind, 0) + int(count)
+        elif k == "steps":
+            total[k] = total.get(k, 0) + v
+        else:
+            total[k] = v
+
+
+def evaluate(ck, data, target: str = TORCH, *, checkpoint: str = "", limit: Optional[int] = None,
+             batch_size: int = 32, dssa: str = "fused", calibration=None, calib_samples: int = 128,
+             workers: int = 2, torch_precision: str = "auto", say: Callable[[str], None] = lambda m: None,
+             bar=None) -> dict:
+    """Evaluate ``ck`` (a loaded checkpoint) on ``data`` (analysis.data_inputs.ModelData) on
+    ``target`` ("torch" or a registered target); returns the JSON record (keys RESULT_KEYS).
+    ``calibration``: flows.fixed_point.CalibrationData for a fixed-point target (None: the flow's
+    choice). ``say``: lines for the user (estimate, calibration); ``bar(total, label, unit)``: a
+    progress context manager (util/progress.Progress). ``torch_precision``: of the PyTorch model
+    (``torch_dtype``)."""
+    from exporters.torch_to_nir import export_model
+    from targets import get_target
+    from resformer_deploy.analysis.equivalence import _NoBar, rss_bytes
+    from resformer_deploy.flows import flow_options, prepare
+    from resformer_deploy.model.precision import model_in_dtype
+
+    bar = bar or _NoBar
+    cfg, T = ck.config, int(ck.config.T)
+    tgt = None if target == TORCH else get_target(target)
+    if calibration is not None and (tgt is None or not tgt.capabilities.needs_quantized_net):
+        raise DeployError(f"--calib-data: target '{target}' runs floating point; nothing is calibrated")
+    opts = {"dssa": dssa} if tgt is not None and "dssa" in tgt.capabilities.options else {}
+    run_kw = dict(opts, record_spikes=False, dtype=torch.float64)
+    loader = data.loader(batch_size, limit, workers)
+    n = len(loader)
+    t0 = time.perf_counter()
+    # float64 beside a target (the equivalence proof's precision); PyTorch alone runs as deployed
+    graph = export_model(ck.model, "float32" if tgt is None else "float64")
+    t_export = time.perf_counter() - t0
+    est_args = (tgt, n, batch_size, T, data.sample_bytes, loader.prefetch)
+    est = estimate_evaluation(graph, *est_args, **run_kw)
+    if est is not None:
+        say(est.line(rss_bytes()))
+        est.check()
+    if tgt is None:
+        del graph  # exported for the estimate only
+    t_start = time.perf_counter()
+    batches = iter(loader)
+    first = next(batches, None)
+    if first is None:
+        raise DeployError(f"--data {data.source.describe()}: none of the {n} samples could be read "
+                          f"({len(loader.bad)} skipped, e.g. {loader.bad[0][0] if loader.bad else '?'})")
+    prepared, t_prepare = None, 0.0
+    if tgt is not None:
+        tp = time.perf_counter()
+        # once for the whole evaluation; a synaptic DSSA lowering is verified on the first batch
+        prepared = prepare(tgt, graph, samples=first.x.double(), T=T, calibration=calibration,
+                           **flow_options(tgt, {**opts, "calib_samples": calib_samples}))
+        t_prepare = time.perf_counter() - tp
+        qn = prepared.get("quantized_net")
+        if qn is not None:
+            say(f"quantized for Loihi 2 on {qn.calibration['source']}")
+        if est is None:
+            est = estimate_evaluation(graph, *est_args, prepared=prepared, **run_kw)
+            say(est.line(rss_bytes()))
+            est.check()
+    k = min(TOP_K, cfg.num_classes)
+    tally = Tally(data.source.classes if len(data.source.classes) == cfg.num_classes else
+                  [str(c) for c in range(cfg.num_classes)], k)
+    info = {}
+    dtype = torch_dtype(tgt, torch_precision)
+    label = f"evaluate ({target})"
+    with model_in_dtype(ck.model, dtype) as m, torch.no_grad(), bar(n, label, "samples") as b:
+        m.eval()
+        seen_bad = 0
+        for batch in chain([first], batches):
+            torch_scores = m(batch.x.to(dtype)).mean(0)
+            if tgt is None:
+                tally.add(batch.refs, batch.y, torch_scores)
+            else:
+                run_info = {}
+                res = tgt.run(graph, batch.x.double(), T, prepared=prepared, info=run_info, **run_kw)
+                _merge_info(info, run_info)
+                tally.add(batch.refs, batch.y, res.output.mean(0), torch_scores)
+            b.update(len(batch.y) + len(loader.bad) - seen_bad)
+            seen_bad = len(loader.bad)
+    wall = time.perf_counter() - t_start - t_prepare
+    qn = (prepared or {}).get("quantized_net")
+    compared = tgt is not None
+    return {
+        "checkpoint": str(checkpoint), "variant": ck.variant, "target": target, "target_options": opts,
+        "data": {k_: v for k_, v in data.to_json().items() if k_ != "preprocessing"},
+        "preset": data.preprocessor.to_json(), "calibration": None if qn is None else qn.calibration,
+        "samples": tally.n, "limit": limit, "batch_size": batch_size,
+        "skipped": [{"name": name, "reason": why} for name, why in loader.bad],
+        "top1": tally.fraction(tally.top1), "top5": tally.fraction(tally.topk), "top5_k": k,
+        "per_class": tally.per_class(),
+        "torch_top1": tally.fraction(tally.torch_top1) if compared else None,
+        "torch_precision": str(dtype).replace("torch.", ""),
+        "agreement_with_torch": tally.fraction(tally.agree) if compared else None,
+        "throughput": {"samples_per_second": tally.n / wall if wall > 0 else None, "wall_seconds": wall,
+                       "data_wait_seconds": loader.load_seconds,
+                       "loading_share": loader.load_seconds / wall if wall > 0 else None},
+        "seconds": {"export": t_export, "prepare": t_prepare, "evaluate": wall},
+        "estimate": est.to_json(), "target_info": info, "predictions": tally.predictions,
+    }
