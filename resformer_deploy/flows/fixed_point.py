@@ -24,7 +24,7 @@ from resformer_deploy.passes.manager import Pass
 from resformer_deploy.util.progress import Progress
 
 from targets.host_partition import host_inputs
-from targets.loihi2_emulator import LavaSemantics, chunk_samples
+from targets.loihi2_emulator import LavaSemantics, chunk_samples, work_bytes_per_sample
 from targets.reference import CompiledGraph
 
 CALIB_SEED = 12345
@@ -95,8 +95,10 @@ def _calibrate(art, opts):
     sem = LavaSemantics(plan)
     n = int(data.x.shape[0])
     stats = None
-    # batches as large as the emulator's working-memory chunk: each batch's stem, then its steps
-    size = chunk_samples(plan, n, fixed=False)
+    # batches of at most CALIBRATION_CHUNK_BYTES of float working memory (each batch's stem, then its
+    # steps): calibration runs beside what the command already holds; the maxima merge exactly
+    per_sample = max(work_bytes_per_sample(plan, fixed=False), 1)
+    size = chunk_samples(plan, n, batch=max(1, CALIBRATION_CHUNK_BYTES // per_sample))
     batches = range(0, n, size)
     with Progress(len(batches) * T, "calibrate (float emulator)", unit="batch-steps",
                   enabled=n * plan.values_per_step * T > PROGRESS_VALUES) as bar:
@@ -107,6 +109,7 @@ def _calibrate(art, opts):
     return {"calibration": Calibration(stats, n, data.source, started=t0, record=data.record)}
 
 
+CALIBRATION_CHUNK_BYTES = 2 ** 30
 PROGRESS_VALUES = 5e8  # a calibration computing more values than this (~5 s here) shows a progress bar
 
 
