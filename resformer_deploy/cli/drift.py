@@ -61,7 +61,7 @@ def drift_cmd(checkpoint, variant, img_size, T, num_classes, unsafe_load, target
     Every rung but PyTorch's is compared with the PyTorch model per LIF layer; each
     fixed-point-check rung is also checked bit for bit against the fixed-point rung."""
     from resformer_deploy.analysis.drift import choose_rungs
-    from resformer_deploy.model.summary import LADDER_RECORD, LADDER_RECORD_BYTES_PER_NEURON_STEP, check_recording
+    from resformer_deploy.model.summary import check_ladder_recording
     from resformer_deploy.util.outputs import check_outputs
 
     check_outputs([checkpoint], files=[json_out])
@@ -69,6 +69,6 @@ def drift_cmd(checkpoint, variant, img_size, T, num_classes, unsafe_load, target
     # roles first: a bad list fails in one line before the checkpoint is read
     chosen = choose_rungs(names, subset=lava_samples > 0)
     ck = load_cli_checkpoint(checkpoint, variant, img_size, T, num_classes, unsafe_load)
-    check_recording(ck.model, eval_samples or DEFAULT_EVAL_BOUND, LADDER_RECORD_BYTES_PER_NEURON_STEP, LADDER_RECORD)
+    check_ladder_recording(ck.model, eval_samples or DEFAULT_EVAL_BOUND)
     run_drift(ck, checkpoint, ["fused", "synaptic"] if dssa == "both" else [dssa], lava_samples, eval_samples,
               calib_samples, seed, json_out, lava=lava_samples > 0, targets=[c.target for c in chosen])

@@ -13,7 +13,7 @@ import click
 from resformer_deploy import __version__
 from resformer_deploy.cli.common import COUNT, COUNT0, SEED, checkpoint_options, data_options, load_cli_checkpoint
 from resformer_deploy.errors import DeployError, one_line
-from resformer_deploy.model.summary import LADDER_RECORD, LADDER_RECORD_BYTES_PER_NEURON_STEP, check_recording
+from resformer_deploy.model.summary import check_ladder_recording
 from resformer_deploy.util.outputs import check_outputs
 from resformer_deploy.reporting.html import REPORT_FILES
 
@@ -423,7 +423,7 @@ def verify(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, s
         from resformer_deploy.analysis.drift import rungs_by_capability
         from resformer_deploy.cli.drift import run_drift
         n_eval = eval_samples or (len(md.source) if md else DRIFT_DEFAULT_EVAL)
-        check_recording(ck.model, n_eval, LADDER_RECORD_BYTES_PER_NEURON_STEP, LADDER_RECORD)
+        check_ladder_recording(ck.model, n_eval)
         run_drift(ck, checkpoint, ["fused", "synaptic"] if dssa == "both" else [dssa], lava_samples, eval_samples,
                   calib_samples, seed, json_out, lava=caps.engine == "lava",
                   targets=rungs_by_capability(target, subset=caps.engine == "lava" and lava_samples > 0),
@@ -663,7 +663,7 @@ def report(checkpoint, variant, img_size, T, num_classes, unsafe_load, out_dir, 
     ck = load_cli_checkpoint(checkpoint, variant, img_size, T, num_classes, unsafe_load)
     md, cal = open_data_args(data_args, ck.config, ck.variant, calib_samples, True)
     n_eval = eval_samples or (len(md.source) if md else DRIFT_DEFAULT_EVAL)
-    check_recording(ck.model, n_eval, LADDER_RECORD_BYTES_PER_NEURON_STEP, LADDER_RECORD)
+    check_ladder_recording(ck.model, n_eval)
     rep = build_report(ck, checkpoint, dssa, lava_samples, eval_samples, calib_samples,
                        say=lambda m: click.echo(f"  {m} ...", err=True), inputs=ladder_inputs(md, eval_samples),
                        calibration=cal)

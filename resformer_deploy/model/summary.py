@@ -57,7 +57,6 @@ PACKED_RECORD_BYTES_PER_NEURON_STEP = 0.25
 # the drift ladder (verify / report / drift on a fixed-point target) keeps the packed PyTorch record and
 # the fixed-point rung's bool spikes (1 B); its other rungs' runs are estimated and checked separately
 LADDER_RECORD_BYTES_PER_NEURON_STEP = PACKED_RECORD_BYTES_PER_NEURON_STEP + 1
-LADDER_RECORD = "the drift ladder's records (packed PyTorch spikes, fixed-point spikes)"
 
 
 def neurons_per_step(model) -> int:
@@ -88,3 +87,9 @@ def check_recording(model, samples: int, bytes_per_value: float = RECORD_BYTES_P
     need = int(n * model.config.T * samples * bytes_per_value)
     check_bytes(need, f"{samples:,} samples x T={model.config.T} x {n:,} neurons per step: {what} needs about "
                       f"{need:,} bytes")
+
+
+def check_ladder_recording(model, samples: int) -> None:
+    """The drift ladder's records of ``samples`` evaluation samples fit (checked before any work)."""
+    check_recording(model, samples, LADDER_RECORD_BYTES_PER_NEURON_STEP,
+                    "the drift ladder's records (packed PyTorch spikes, fixed-point spikes)")
