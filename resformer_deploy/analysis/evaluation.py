@@ -12,6 +12,7 @@ compared with PyTorch's (agreement): by default in float64 beside a float target
 which the two are equal, so agreement is exact), in float32 beside a fixed-point target (PyTorch as
 deployed; fixed point differs from either anyway, and float64 would double the work).
 """
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -52,18 +53,23 @@ class Tally:
         pred = top[:, 0]
         torch_pred = top_classes(torch_scores, 1)[:, 0] if torch_scores is not None else None
         for i, ref in enumerate(refs):
-            label, p = int(y[i]), int(pred[i])
-            self.n += 1
-            self.top1 += p == label
-            self.topk += label in top[i].tolist()
-            self.per_class_n[label] += 1
-            self.per_class_correct[label] += p == label
-            tp = None if torch_pred is None else int(torch_pred[i])
-            if tp is not None:
-                self.agree += tp == p
-                self.torch_top1 += tp == label
-            self.predictions.append({"index": int(ref.index), "name": ref.name, "label": label, "prediction": p,
-                                     "top5": [int(c) for c in top[i]], "torch_prediction": tp})
+            self.add_record({"index": int(ref.index), "name": ref.name, "label": int(y[i]),
+                             "prediction": int(pred[i]), "top5": [int(c) for c in top[i]],
+                             "torch_prediction": None if torch_pred is None else int(torch_pred[i])})
+
+    def add_record(self, rec: dict) -> None:
+        """One sample's record (PREDICTION_KEYS) into the counts: the counts are a function of the
+        records alone, so a tally rebuilt from stored records equals the one that made them."""
+        label, p, tp = rec["label"], rec["prediction"], rec["torch_prediction"]
+        self.n += 1
+        self.top1 += p == label
+        self.topk += label in rec["top5"]
+        self.per_class_n[label] += 1
+        self.per_class_correct[label] += p == label
+        if tp is not None:
+            self.agree += tp == p
+            self.torch_top1 += tp == label
+        self.predictions.append(rec)
 
     def per_class(self) -> list:
         return [{"class": c, "name": name, "samples": n, "correct": k, "accuracy": k / n if n else None}
@@ -167,23 +173,74 @@ def _merge_info(total: dict, info: dict) -> None:
             total[k] = v
 
 
-def evaluate(ck, data, target: str = TORCH, *, checkpoint: str = "", limit: Optional[int] = None,
-             batch_size: int = 32, dssa: str = "fused", calibration=None, calib_samples: int = 128,
-             workers: int = 2, torch_precision: str = "auto", say: Callable[[str], None] = lambda m: None,
-             bar=None) -> dict:
-    """Evaluate ``ck`` (a loaded checkpoint) on ``data`` (analysis.data_inputs.ModelData) on
-    ``target`` ("torch" or a registered target); returns the JSON record (keys RESULT_KEYS).
-    ``calibration``: flows.fixed_point.CalibrationData for a fixed-point target (None: the flow's
-    choice). ``say``: lines for the user (estimate, calibration); ``bar(total, label, unit)``: a
-    progress context manager (util/progress.Progress). ``torch_precision``: of the PyTorch model
-    (``torch_dtype``)."""
+@dataclass
+class EvaluationSetup:
+    """What every batch of an evaluation runs with, built once (export, the target's flow, a
+    fixed-point target's quantization): the in-process run uses it as it is, a shard engine
+    (resformer_deploy/engines) builds it on the driver and ships it once to each worker."""
+    target: str  # "torch" or a registered target's name
+    graph: object  # the exported NIR graph (None for torch)
+    prepared: object  # the flow's artifacts (None for torch)
+    opts: dict  # the target's options (dssa)
+    classes: list
+    k: int
+    batch_size: int
+    T: int
+    estimate: object  # EvaluationEstimate
+    torch_precision: str = "float32"  # of the PyTorch model (torch_dtype)
+    t_export: float = 0.0
+    t_prepare: float = 0.0
+
+    @property
+    def compared(self) -> bool:
+        """Whether each prediction is compared with PyTorch's (every target but torch itself)."""
+        return self.target != TORCH
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return getattr(torch, self.torch_precision)
+
+    @property
+    def quantized_net(self):
+        return (self.prepared or {}).get("quantized_net")
+
+    def shippable(self) -> "EvaluationSetup":
+        """This setup without the flow's inputs that running needs no more (calibration inputs, the
+        operand samples of the synaptic lowering's verification): what is sent to workers."""
+        if self.prepared is None:
+            return self
+        from resformer_deploy.passes.manager import Artifacts
+        art = Artifacts({k: v for k, v in self.prepared.items() if k not in FLOW_INPUTS_ONLY})
+        art.log = list(getattr(self.prepared, "log", []))
+        return dataclasses.replace(self, prepared=art)
+
+
+FLOW_INPUTS_ONLY = ("calibration_inputs", "operand_samples")
+
+
+@dataclass
+class RangeResult:
+    """What running some batches gave: per-sample records (index order), skipped samples, the
+    target's run info merged over the batches, and time (wall, of which waiting for data)."""
+    predictions: list
+    skipped: list  # [name, reason]
+    info: dict
+    seconds: float
+    load_seconds: float
+
+
+def prepare_evaluation(ck, data, target: str = TORCH, *, limit: Optional[int] = None, batch_size: int = 32,
+                       dssa: str = "fused", calibration=None, calib_samples: int = 128, workers: int = 2,
+                       torch_precision: str = "auto", say: Callable[[str], None] = lambda m: None):
+    """Export, estimate and prepare the target once: (setup, loader, first batch, iterator over the
+    remaining batches, perf_counter when reading started). The flow is prepared with the first
+    batch (a synaptic DSSA lowering is verified on it), so every engine prepares from the same
+    samples. ``torch_precision``: of the PyTorch model (``torch_dtype``)."""
     from exporters.torch_to_nir import export_model
     from targets import get_target
-    from resformer_deploy.analysis.equivalence import _NoBar, rss_bytes
+    from resformer_deploy.analysis.equivalence import rss_bytes
     from resformer_deploy.flows import flow_options, prepare
-    from resformer_deploy.model.precision import model_in_dtype
 
-    bar = bar or _NoBar
     cfg, T = ck.config, int(ck.config.T)
     tgt = None if target == TORCH else get_target(target)
     if calibration is not None and (tgt is None or not tgt.capabilities.needs_quantized_net):
@@ -202,7 +259,7 @@ def evaluate(ck, data, target: str = TORCH, *, checkpoint: str = "", limit: Opti
         say(est.line(rss_bytes()))
         est.check()
     if tgt is None:
-        del graph  # exported for the estimate only
+        graph = None  # exported for the estimate only
     t_start = time.perf_counter()
     batches = iter(loader)
     first = next(batches, None)
@@ -223,43 +280,114 @@ def evaluate(ck, data, target: str = TORCH, *, checkpoint: str = "", limit: Opti
             est = estimate_evaluation(graph, *est_args, prepared=prepared, **run_kw)
             say(est.line(rss_bytes()))
             est.check()
-    k = min(TOP_K, cfg.num_classes)
-    tally = Tally(data.source.classes if len(data.source.classes) == cfg.num_classes else
-                  [str(c) for c in range(cfg.num_classes)], k)
-    info = {}
-    dtype = torch_dtype(tgt, torch_precision)
-    label = f"evaluate ({target})"
-    with model_in_dtype(ck.model, dtype) as m, torch.no_grad(), bar(n, label, "samples") as b:
+    classes = (data.source.classes if len(data.source.classes) == cfg.num_classes else
+               [str(c) for c in range(cfg.num_classes)])
+    setup = EvaluationSetup(target=target, graph=graph, prepared=prepared, opts=opts, classes=list(classes),
+                            k=min(TOP_K, cfg.num_classes), batch_size=batch_size, T=T, estimate=est,
+                            torch_precision=str(torch_dtype(tgt, torch_precision)).replace("torch.", ""),
+                            t_export=t_export, t_prepare=t_prepare)
+    return setup, loader, first, batches, t_start
+
+
+def run_batches(setup: EvaluationSetup, model, loader, batches, update: Callable[[int], None] = lambda n: None,
+                t_start: Optional[float] = None) -> RangeResult:
+    """Every batch of ``batches`` (from ``loader``) through the PyTorch model and the target;
+    ``update(samples)`` after each batch (skipped ones included). Wall time from ``t_start``."""
+    from targets import get_target
+    from resformer_deploy.model.precision import model_in_dtype
+
+    t_start = time.perf_counter() if t_start is None else t_start
+    tgt = get_target(setup.target) if setup.compared else None
+    run_kw = dict(setup.opts, record_spikes=False, dtype=torch.float64)
+    tally, info = Tally(setup.classes, setup.k), {}
+    with model_in_dtype(model, setup.dtype) as m, torch.no_grad():
         m.eval()
         seen_bad = 0
-        for batch in chain([first], batches):
-            torch_scores = m(batch.x.to(dtype)).mean(0)
+        for batch in batches:
+            torch_scores = m(batch.x.to(setup.dtype)).mean(0)
             if tgt is None:
                 tally.add(batch.refs, batch.y, torch_scores)
             else:
                 run_info = {}
-                res = tgt.run(graph, batch.x.double(), T, prepared=prepared, info=run_info, **run_kw)
+                res = tgt.run(setup.graph, batch.x.double(), setup.T, prepared=setup.prepared, info=run_info,
+                              **run_kw)
                 _merge_info(info, run_info)
                 tally.add(batch.refs, batch.y, res.output.mean(0), torch_scores)
-            b.update(len(batch.y) + len(loader.bad) - seen_bad)
+            update(len(batch.y) + len(loader.bad) - seen_bad)
             seen_bad = len(loader.bad)
-    wall = time.perf_counter() - t_start - t_prepare
-    qn = (prepared or {}).get("quantized_net")
-    compared = tgt is not None
+    return RangeResult(tally.predictions, [[name, why] for name, why in loader.bad], info,
+                       time.perf_counter() - t_start, loader.load_seconds)
+
+
+def evaluate_range(setup: EvaluationSetup, model, data, start: int, stop: int, workers: int = 1,
+                   update: Callable[[int], None] = lambda n: None) -> RangeResult:
+    """Samples ``start`` .. ``stop - 1`` of ``data`` with a prepared setup (one shard): batches of
+    ``setup.batch_size`` from ``start``, so a shard that starts at a multiple of the batch size
+    runs exactly the batches the in-process evaluation runs there."""
+    from resformer_deploy.data.loader import DataLoader
+
+    loader = DataLoader(data.source, data.preprocessor, batch_size=setup.batch_size, limit=stop - start,
+                        start=start, skip_bad=data.skip_bad, workers=workers)
+    return run_batches(setup, model, loader, iter(loader), update)
+
+
+def merge_ranges(setup: EvaluationSetup, parts) -> tuple:
+    """(tally, skipped, info) of results in index order, rebuilt from their per-sample records
+    alone: equal to one run over the whole range, however it was split."""
+    tally, skipped, info = Tally(setup.classes, setup.k), [], {}
+    for part in parts:
+        for rec in part.predictions:
+            tally.add_record(rec)
+        skipped += part.skipped
+        _merge_info(info, part.info)
+    return tally, skipped, info
+
+
+def evaluation_record(setup: EvaluationSetup, ck, data, tally: Tally, skipped: list, info: dict, *,
+                      checkpoint: str, limit: Optional[int], wall: float, load_seconds: float,
+                      busy_seconds: Optional[float] = None) -> dict:
+    """The JSON record (keys RESULT_KEYS). ``busy_seconds``: the time the data waits are a share of
+    (default ``wall``; a sharded run: the workers' summed shard time)."""
+    qn, compared = setup.quantized_net, setup.compared
+    busy = wall if busy_seconds is None else busy_seconds
     return {
-        "checkpoint": str(checkpoint), "variant": ck.variant, "target": target, "target_options": opts,
+        "checkpoint": str(checkpoint), "variant": ck.variant, "target": setup.target, "target_options": setup.opts,
         "data": {k_: v for k_, v in data.to_json().items() if k_ != "preprocessing"},
         "preset": data.preprocessor.to_json(), "calibration": None if qn is None else qn.calibration,
-        "samples": tally.n, "limit": limit, "batch_size": batch_size,
-        "skipped": [{"name": name, "reason": why} for name, why in loader.bad],
-        "top1": tally.fraction(tally.top1), "top5": tally.fraction(tally.topk), "top5_k": k,
+        "samples": tally.n, "limit": limit, "batch_size": setup.batch_size,
+        "skipped": [{"name": name, "reason": why} for name, why in skipped],
+        "top1": tally.fraction(tally.top1), "top5": tally.fraction(tally.topk), "top5_k": setup.k,
         "per_class": tally.per_class(),
         "torch_top1": tally.fraction(tally.torch_top1) if compared else None,
-        "torch_precision": str(dtype).replace("torch.", ""),
+        "torch_precision": setup.torch_precision,
         "agreement_with_torch": tally.fraction(tally.agree) if compared else None,
         "throughput": {"samples_per_second": tally.n / wall if wall > 0 else None, "wall_seconds": wall,
-                       "data_wait_seconds": loader.load_seconds,
-                       "loading_share": loader.load_seconds / wall if wall > 0 else None},
-        "seconds": {"export": t_export, "prepare": t_prepare, "evaluate": wall},
-        "estimate": est.to_json(), "target_info": info, "predictions": tally.predictions,
+                       "data_wait_seconds": load_seconds,
+                       "loading_share": load_seconds / busy if busy > 0 else None},
+        "seconds": {"export": setup.t_export, "prepare": setup.t_prepare, "evaluate": wall},
+        "estimate": setup.estimate.to_json(), "target_info": info, "predictions": tally.predictions,
     }
+
+
+def evaluate(ck, data, target: str = TORCH, *, checkpoint: str = "", limit: Optional[int] = None,
+             batch_size: int = 32, dssa: str = "fused", calibration=None, calib_samples: int = 128,
+             workers: int = 2, torch_precision: str = "auto", say: Callable[[str], None] = lambda m: None,
+             bar=None) -> dict:
+    """Evaluate ``ck`` (a loaded checkpoint) on ``data`` (analysis.data_inputs.ModelData) on
+    ``target`` ("torch" or a registered target), in this process; returns the JSON record (keys
+    RESULT_KEYS). ``calibration``: flows.fixed_point.CalibrationData for a fixed-point target (None:
+    the flow's choice). ``say``: lines for the user (estimate, calibration); ``bar(total, label,
+    unit)``: a progress context manager (util/progress.Progress). ``torch_precision``: of the
+    PyTorch model (``torch_dtype``)."""
+    from resformer_deploy.analysis.equivalence import _NoBar
+
+    bar = bar or _NoBar
+    setup, loader, first, rest, t_start = prepare_evaluation(
+        ck, data, target, limit=limit, batch_size=batch_size, dssa=dssa, calibration=calibration,
+        calib_samples=calib_samples, workers=workers, torch_precision=torch_precision, say=say)
+    with bar(len(loader), f"evaluate ({target})", "samples") as b:
+        part = run_batches(setup, ck.model, loader, chain([first], rest), b.update, t_start)
+    wall = part.seconds - setup.t_prepare
+    tally, skipped, info = merge_ranges(setup, [part])
+    return evaluation_record(setup, ck, data, tally, skipped, info, checkpoint=checkpoint, limit=limit, wall=wall,
+                             load_seconds=part.load_seconds)

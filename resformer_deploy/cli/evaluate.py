@@ -1,12 +1,17 @@
 """`resformer-deploy evaluate`: accuracy of a checkpoint on a data set, in PyTorch or on a target
-(resformer_deploy/analysis/evaluation.py)."""
+(resformer_deploy/analysis/evaluation.py), in this process or shard by shard on a Ray cluster
+(--engine ray: resformer_deploy/engines/ray_engine.py, imported only then)."""
 import click
 
-from resformer_deploy.cli.common import COUNT, checkpoint_options, data_options, load_cli_checkpoint
+from resformer_deploy.cli.common import COUNT, COUNT0, checkpoint_options, data_options, load_cli_checkpoint
+from resformer_deploy.engines import ENGINES
+from resformer_deploy.engines.shards import SHARD_BATCHES
 from resformer_deploy.util.outputs import check_outputs
 
 PER_CLASS_ROWS = 20  # more classes than this: per-class accuracy in the JSON only
 SKIPPED_SHOWN = 10
+MAX_DECODE_THREADS = 64
+RETRIES = 2
 
 
 @click.command("evaluate")
@@ -23,23 +28,43 @@ SKIPPED_SHOWN = 10
               help="DSSA lowering on Lava targets.")
 @click.option("--calib-samples", type=COUNT, default=128, show_default=True,
               help="Fixed-point targets: calibration samples (of --calib-data, else the flow's choice).")
-@click.option("--workers", type=click.IntRange(0, 64), default=2, show_default=True,
-              help="Decoding threads (0: decode in the main thread).")
+@click.option("--workers", type=click.IntRange(0, 4096),
+              help="In process: decoding threads (default 2; 0: decode in the main thread; at most "
+                   f"{MAX_DECODE_THREADS}). --engine ray: Ray workers (default: one per CPU of the cluster; a Lava "
+                   "target: one per node).")
+@click.option("--engine", type=click.Choice(ENGINES), default=ENGINES[0], show_default=True,
+              help="Where the samples run: in this process, or in shards on a Ray cluster.")
+@click.option("--address", metavar="ADDR",
+              help="--engine ray: join this Ray cluster (e.g. HEAD_IP:6379, or 'auto'); default: start a local "
+                   "Ray instance for the command and stop it at the end.")
+@click.option("--shard-size", type=COUNT,
+              help="--engine ray: samples per shard, a multiple of --batch-size (default: 8 batches).")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=str),
+              help="--engine ray: keep each finished shard here (written atomically), for --resume.")
+@click.option("--resume", is_flag=True,
+              help="--engine ray: skip the shards of the same run already in --out-dir.")
+@click.option("--retries", type=COUNT0,
+              help=f"--engine ray: times a worker that dies is restarted and its shard retried (default {RETRIES}).")
 @click.option("--torch-precision", type=click.Choice(["auto", "float32", "float64"]), default="auto",
               show_default=True, help="PyTorch model beside a target (agreement): auto = float64 beside a float "
                                       "target (exact agreement), float32 beside a fixed-point one.")
 @click.option("--json-out", type=click.Path(dir_okay=False, path_type=str),
               help="Write the results, per-sample predictions included, as JSON.")
 def evaluate_cmd(checkpoint, variant, img_size, T, num_classes, unsafe_load, data_args, target, limit, batch_size,
-                 dssa, calib_samples, workers, torch_precision, json_out):
+                 dssa, calib_samples, workers, engine, address, shard_size, out_dir, resume, retries,
+                 torch_precision, json_out):
     """Top-1/top-5 and per-class accuracy of CHECKPOINT on --data, on a target.
 
     Streams the data set in batches in index order (memory does not grow with it), with the
     official evaluation preprocessing (--preset auto). On a target other than 'torch' the graph
     is exported and prepared once (fixed point: quantized on --calib-data, never the evaluation
-    samples), every batch runs on it, and each prediction is compared with PyTorch's.
+    samples), every batch runs on it, and each prediction is compared with PyTorch's. With
+    --engine ray the data set is cut into shards run by Ray workers, the setup prepared once here
+    and shipped once per worker; the merged result is the in-process one.
     """
-    check_outputs([checkpoint, *data_args.paths()], files=[json_out])
+    on_ray = engine == "ray"
+    check_engine_options(on_ray, workers, address, shard_size, out_dir, resume, retries, batch_size)
+    check_outputs([checkpoint, *data_args.paths()], files=[json_out], dirs=[out_dir])
     from targets import get_target
     from resformer_deploy.analysis.evaluation import TORCH, evaluate
     from resformer_deploy.cli.data import open_data_args
@@ -54,10 +79,21 @@ def evaluate_cmd(checkpoint, variant, img_size, T, num_classes, unsafe_load, dat
     n = len(md.source) if limit is None else min(limit, len(md.source))
     click.echo(f"evaluate {ck.variant} on target '{target}': {n:,} of {len(md.source):,} samples, batches of "
                f"{batch_size}, T={ck.config.T}")
-    rep = evaluate(ck, md, target, checkpoint=checkpoint, limit=limit, batch_size=batch_size, dssa=dssa,
-                   calibration=cal, calib_samples=calib_samples, workers=workers, torch_precision=torch_precision,
-                   say=click.echo, bar=Progress)
+    if on_ray:
+        from resformer_deploy.engines.ray_engine import evaluate_on_ray
+        rep = evaluate_on_ray(ck, md, target, checkpoint=checkpoint, limit=limit, batch_size=batch_size,
+                              shard_size=shard_size or SHARD_BATCHES * batch_size, dssa=dssa, calibration=cal,
+                              calib_samples=calib_samples, torch_precision=torch_precision, workers=workers,
+                              address=address, out_dir=out_dir, resume=resume,
+                              retries=RETRIES if retries is None else retries, say=click.echo,
+                              warn=lambda m: click.echo(m, err=True), bar=Progress)
+    else:
+        rep = evaluate(ck, md, target, checkpoint=checkpoint, limit=limit, batch_size=batch_size, dssa=dssa,
+                       calibration=cal, calib_samples=calib_samples, workers=2 if workers is None else workers,
+                       torch_precision=torch_precision, say=click.echo, bar=Progress)
     click.echo(summary_text(rep))
+    if "engine" in rep:
+        click.echo(engine_text(rep["engine"]))
     for s in rep["skipped"][:SKIPPED_SHOWN]:
         click.echo(f"warning: skipped {s['reason']}", err=True)
     if len(rep["skipped"]) > SKIPPED_SHOWN:
@@ -65,6 +101,48 @@ def evaluate_cmd(checkpoint, variant, img_size, T, num_classes, unsafe_load, dat
     if json_out:
         write_json(json_out, rep)
         click.echo(f"wrote {json_out}")
+
+
+def check_engine_options(on_ray, workers, address, shard_size, out_dir, resume, retries, batch_size) -> None:
+    """Options that belong to the other engine, or that do not fit together: one error, before any work."""
+    from resformer_deploy.engines.shards import check_shard_size
+    from resformer_deploy.errors import DeployError
+
+    if not on_ray:
+        given = [name for name, v in (("--address", address), ("--shard-size", shard_size), ("--out-dir", out_dir),
+                                      ("--resume", resume), ("--retries", retries is not None)) if v]
+        if given:
+            raise DeployError(f"{', '.join(given)}: only with --engine ray")
+        if workers is not None and workers > MAX_DECODE_THREADS:
+            raise DeployError(f"--workers {workers}: at most {MAX_DECODE_THREADS} decoding threads in process "
+                              f"(more workers: --engine ray)")
+        return
+    if workers == 0:
+        raise DeployError("--workers 0: --engine ray needs at least one worker")
+    if resume and not out_dir:
+        raise DeployError("--resume: needs --out-dir (where the finished shards are)")
+    if shard_size is not None:
+        check_shard_size(shard_size, batch_size)
+
+
+def engine_text(engine: dict) -> str:
+    """Shards, Ray's own times and the throughput per worker and per node of a sharded run."""
+    from resformer_deploy.reporting.tables import table
+    sec = engine["seconds"]
+    rate = lambda v: "" if v is None else f"{v:.2f}"  # noqa: E731
+    head = (f"shards: {engine['shards_run']} run, {engine['shards_resumed']} resumed, of {engine['shards']} "
+            f"(<= {engine['shard_size']} samples)")
+    if not engine["shards_run"]:
+        return head
+    head += (f"; Ray {engine['address']}: start {sec['ray_start']:.1f} s, workers ready {sec['workers_ready']:.1f} s, "
+             f"shards {sec['shards']:.1f} s, stop {sec['ray_stop']:.1f} s")
+    workers = table([(w["worker"], w["host"], w["pid"], w["shards"], w["samples"], f"{w['seconds']:.1f}",
+                      rate(w["samples_per_second"]), "yes" if w["restarted"] else "")
+                     for w in engine["per_worker"]],
+                    ["worker", "host", "pid", "shards", "samples", "busy s", "samples/s", "restarted"])
+    nodes = table([(nd["node"], nd["host"], nd["ip"], nd["workers"], nd["samples"], rate(nd["samples_per_second"]))
+                   for nd in engine["per_node"]], ["node", "host", "ip", "workers", "samples", "samples/s"])
+    return "\n".join([head, workers, nodes])
 
 
 def summary_text(rep: dict) -> str:

@@ -6,26 +6,19 @@ import torch
 
 import resformer_deploy.flows as flows
 from exporters.torch_to_nir import export_model
-from resformer_deploy.analysis.data_inputs import DataArgs, calibration_data, open_data
+from resformer_deploy.analysis.data_inputs import DataArgs, calibration_data
 from resformer_deploy.analysis.evaluation import PREDICTION_KEYS, RESULT_KEYS, Tally, evaluate, top_classes
 from resformer_deploy.data.digits import load_digits_split
 from resformer_deploy.errors import DeployError
-from resformer_deploy.model.checkpoint import load_checkpoint
 from resformer_deploy.model.precision import model_in_dtype
 from resformer_deploy.util.memory_budget import ENV, MemoryBudgetError
 from targets import get_target
 from targets.reference import ReferenceTarget
-from tests.conftest import DIGITS_CKPT
 
 
 @pytest.fixture(scope="module")
-def ck():
-    return load_checkpoint(DIGITS_CKPT)
-
-
-@pytest.fixture(scope="module")
-def digits(ck):
-    return open_data("digits", ck.config, ck.variant)
+def digits(digits_heldout):
+    return digits_heldout
 
 
 def expected_metrics(scores: np.ndarray, labels: np.ndarray, k: int, K: int):

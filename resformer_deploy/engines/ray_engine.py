@@ -1,0 +1,453 @@
+"""``evaluate --engine ray``: the shards of an evaluation (engines/shards.py) on a Ray cluster.
+
+Without ``--address`` a local Ray instance is started for the command and stopped at its end,
+Ctrl-C and errors included (``ray.shutdown``, then any of its processes still alive are killed);
+its temporary directory is a short /tmp/rd-XXXXXXXX (Ray keeps Unix sockets there, and socket
+paths are limited to 107 bytes), removed afterwards, and its dashboard is off. With ``--address``
+the command joins that cluster (``ray.init(address=...)``) and leaves it running; the data set's
+path must then name the same files on every node.
+
+The driver prepares once (export, the target's flow, calibration and quantization) and puts the
+prepared setup into the object store once (``ray.put``); every worker is an actor that takes it
+in its constructor, so the model and the quantized network travel once per worker, never per
+shard (https://docs.ray.io/en/latest/ray-core/actors.html). An actor runs one shard at a time: on
+a Lava target one Lava runtime per worker, and one worker per node (it asks for a node's CPUs),
+since a Lava runtime runs every process of the graph at once. A worker that dies is restarted
+and its shard retried, ``--retries`` times (``max_restarts`` / ``max_task_retries``,
+https://docs.ray.io/en/latest/ray-core/fault_tolerance/actors.html); a shard whose run raises
+(its error is deterministic) or whose worker keeps dying fails, is reported by name with its
+error, and the other shards complete (a worker Ray gave up on is replaced).
+
+Fault injection for tests: ``RESFORMER_DEPLOY_RAY_FAULT=shard-00002[:always|:hang],...`` makes
+the worker running that shard exit at once (``os._exit``) on its first attempt only, or always,
+or hang (to interrupt a run that is surely still running).
+"""
+import logging
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+import time
+import warnings
+from collections import deque
+from contextlib import contextmanager
+from typing import Callable, Dict, Optional
+
+import psutil
+import ray
+import ray.cloudpickle as cloudpickle
+import torch
+
+from resformer_deploy.engines.shards import ShardStore, merge_shards, plan_shards, remove_temporaries, \
+    run_identity, shard_record
+from resformer_deploy.errors import DeployError, one_line
+from resformer_deploy.util.memory_budget import MemoryBudgetError, budget_bytes, size
+
+FAULT_ENV = "RESFORMER_DEPLOY_RAY_FAULT"
+FAULT_EXIT = 17
+WAIT_S = 0.5  # ray.wait timeout: signals (Ctrl-C) are handled between waits
+READY_TIMEOUT_S = 600.0  # workers not set up by then (no resources, a hung node): refused
+STOP_TIMEOUT_S = 10.0
+OBJECT_STORE_MIN = 256 << 20
+ERROR_CHARS = 400
+DECODE_THREADS = 1  # per worker: decoding overlaps the run, the cores go to the workers
+
+
+class ShardsFailed(DeployError):
+    """Some shards failed; the others are done (and on disk with --out-dir)."""
+    exit_code = 1
+
+
+def _faults(spec: str) -> Dict[str, str]:
+    out = {}
+    for item in filter(None, (s.strip() for s in (spec or "").split(","))):
+        name, _, mode = item.partition(":")
+        out[name] = mode or "once"
+    return out
+
+
+def _reconstructed() -> bool:
+    with warnings.catch_warnings():  # deprecated in favour of nothing equivalent yet (Ray 2.60)
+        warnings.simplefilter("ignore")
+        return bool(ray.get_runtime_context().was_current_actor_reconstructed)
+
+
+def data_recipe(md) -> dict:
+    """How a worker reopens the data set (sources hold locks and memory maps: never pickled)."""
+    s = md.source
+    return {"path": str(s.root), "data_format": s.kind, "split": s.split or "test",
+            "preset": md.preprocessor.preset.name, "skip_bad": md.skip_bad, "option": md.option,
+            "expect": md.to_json()}
+
+
+def reopen_data(recipe: dict, ck):
+    from resformer_deploy.analysis.data_inputs import open_data
+    md = open_data(recipe["path"], ck.config, ck.variant, recipe["data_format"], recipe["split"], recipe["preset"],
+                   recipe["skip_bad"], recipe["option"])
+    if md.to_json() != recipe["expect"]:
+        raise DeployError(f"{recipe['option']} {recipe['path']} on {socket.gethostname()} is not the driver's: "
+                          f"{md.describe()}")
+    return md
+
+
+class ShardWorker:
+    """One worker (a Ray actor): the prepared setup, shipped once, and the data set reopened.
+
+    The setup comes as ``[ref]`` (a reference Ray does not resolve) and is fetched by the first
+    call (and again by the first after a restart), not passed to the constructor: Ray warns that
+    a restartable actor's object-store constructor arguments may be lost (ray#53727)."""
+
+    def __init__(self, faults: str, threads: int):
+        torch.set_num_threads(max(1, threads))
+        self.faults = _faults(faults)
+        self.ck = self.setup = self.data = None
+        self.loads = 0  # times this process fetched the setup: 1
+
+    def load(self, shipped: list) -> dict:
+        if self.setup is None:
+            self.ck, self.setup, recipe = cloudpickle.loads(ray.get(shipped[0]))
+            self.data = reopen_data(recipe, self.ck)
+            self.loads += 1
+            self._warm_up()
+        return self.where()
+
+    def _warm_up(self) -> None:
+        """One zero input through the PyTorch model and the target, the result dropped: the lazy
+        first-call costs (imports, allocations; ~0.2 s on digits) go to the set-up, not to a shard.
+        Not on Lava targets, whose every run starts a Lava runtime anew."""
+        from targets import get_target
+        from resformer_deploy.model.precision import model_in_dtype
+
+        p, setup = self.data.preprocessor, self.setup
+        x = torch.zeros((1,) + ((p.T,) if p.T else ()) + (p.in_channels, p.img_size, p.img_size))
+        with model_in_dtype(self.ck.model, setup.dtype) as m, torch.no_grad():
+            m.eval()
+            m(x.to(setup.dtype))
+        if setup.compared and get_target(setup.target).capabilities.engine != "lava":
+            get_target(setup.target).run(setup.graph, x.double(), setup.T, prepared=setup.prepared,
+                                         record_spikes=False, dtype=torch.float64, **setup.opts)
+
+    def where(self) -> dict:
+        ctx = ray.get_runtime_context()
+        return {"worker": ctx.get_actor_id()[:8], "node": ctx.get_node_id()[:8], "host": socket.gethostname(),
+                "ip": ray.util.get_node_ip_address(), "pid": os.getpid(), "setup_loads": self.loads}
+
+    def run(self, shipped: list, key: str, index: int, start: int, stop: int) -> dict:
+        from resformer_deploy.analysis.evaluation import evaluate_range
+        from resformer_deploy.engines.shards import Shard
+
+        self.load(shipped)
+        shard, restarted = Shard(index, start, stop), _reconstructed()
+        mode = self.faults.get(shard.name)
+        if mode == "always" or (mode == "once" and not restarted):
+            os._exit(FAULT_EXIT)
+        if mode == "hang":
+            time.sleep(3600)
+        part = evaluate_range(self.setup, self.ck.model, self.data, start, stop, workers=DECODE_THREADS)
+        return shard_record(key, shard, part, dict(self.where(), restarted=restarted))
+
+
+# usage statistics off unless the user set them (https://docs.ray.io/en/latest/cluster/usage-stats.html)
+RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
+
+
+@contextmanager
+def _environ(**values):
+    """os.environ with ``values`` while the block runs (those the user set are kept), then as before."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update({k: v for k, v in values.items() if k == "PYTHONPATH" or k not in os.environ})
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+class RayCluster:
+    """A local Ray instance started (and stopped) here, or an existing cluster joined."""
+
+    def __init__(self, address: Optional[str], num_cpus: int, object_store_bytes: int):
+        self.address, self.num_cpus, self.object_store_bytes = address, num_cpus, object_store_bytes
+        self.tmp, self.daemons, self.actors, self.owned = None, [], [], False
+        self.start_seconds = self.stop_seconds = 0.0
+
+    def __enter__(self):
+        t0 = time.perf_counter()
+        main = threading.current_thread() is threading.main_thread()
+        term = signal.getsignal(signal.SIGTERM) if main else None
+        try:
+            if ray.is_initialized():  # a library caller connected already: use it, leave it
+                pass
+            elif self.address is None:
+                self.owned = True
+                self.tmp = tempfile.mkdtemp(prefix="rd-", dir="/tmp")
+                before = {p.pid for p in psutil.Process().children()}
+                # the workers import this checkout (the environment of Ray's processes is this one's at
+                # ray.init; a runtime_env would start workers anew, ~1.5 s)
+                root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+                path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+                try:
+                    with _environ(PYTHONPATH=path, **RAY_ENV):
+                        ray.init(num_cpus=self.num_cpus, object_store_memory=self.object_store_bytes,
+                                 _temp_dir=self.tmp, include_dashboard=False, log_to_driver=False,
+                                 logging_level=logging.ERROR)
+                finally:
+                    self.daemons = [p for p in psutil.Process().children() if p.pid not in before]
+            else:
+                try:
+                    with _environ(**RAY_ENV):
+                        ray.init(address=self.address, log_to_driver=False, logging_level=logging.ERROR)
+                except (ConnectionError, RuntimeError, ValueError) as e:
+                    raise DeployError(f"--address {self.address}: cannot join the Ray cluster: "
+                                      f"{one_line(e)[:ERROR_CHARS]}") from None
+                self.owned = None  # joined: disconnect at the end, leave the cluster running
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            if main and term is not None:
+                signal.signal(signal.SIGTERM, term)  # ray.init replaces it (sys.exit): the CLI's handler back
+        self.start_seconds = time.perf_counter() - t0
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def resources(self) -> dict:
+        """CPUs of the cluster in total and of its smallest node."""
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        cpus = [int(n.get("Resources", {}).get("CPU", 0)) for n in nodes]
+        return {"nodes": len(nodes), "cpus": sum(cpus), "node_cpus_min": min(cpus) if cpus else 0}
+
+    def close(self) -> None:
+        t0 = time.perf_counter()
+        for a in self.actors:
+            try:
+                ray.kill(a, no_restart=True)
+            except Exception:  # noqa: BLE001 -- already dead or the cluster gone: nothing to stop
+                pass
+        self.actors = []
+        procs = []
+        for d in self.daemons:  # Ray's processes with their workers (and a worker's Lava processes)
+            try:
+                procs += [d, *d.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                pass
+        if self.owned is not False and ray.is_initialized():
+            ray.shutdown()
+        _, alive = psutil.wait_procs(procs, timeout=STOP_TIMEOUT_S)
+        for p in alive:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(alive, timeout=STOP_TIMEOUT_S)
+        self.daemons = []
+        if self.tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.tmp = None
+        self.stop_seconds += time.perf_counter() - t0
+
+
+def _error_text(e: BaseException) -> str:
+    cause = getattr(e, "cause", None)
+    text = one_line(cause if cause is not None else e)
+    return text if len(text) <= ERROR_CHARS else text[:ERROR_CHARS] + " ..."
+
+
+def _run_shards(cluster: RayCluster, make_worker: Callable, shipped: list, todo: list, store: ShardStore,
+                workers: int, update: Callable[[int], None]):
+    """Every shard of ``todo`` on ``workers`` actors, one shard at a time each; returns (records of
+    finished shards, failures {shard: (error, user_error)}, seconds from the first dispatch)."""
+    slots = [make_worker() for _ in range(workers)]
+    cluster.actors = list(slots)
+    t_ready = time.perf_counter()
+    pending = [a.load.remote(shipped) for a in slots]
+    ready, _ = ray.wait(pending, num_returns=len(pending), timeout=READY_TIMEOUT_S)
+    if len(ready) < len(pending):
+        raise DeployError(f"{len(pending) - len(ready)} of {workers} Ray workers not set up after "
+                          f"{READY_TIMEOUT_S:.0f} s (resources of the cluster: {cluster.resources()})")
+    try:
+        ray.get(pending)
+    except ray.exceptions.RayError as e:  # the set-up raised (data set missing on a node, ...)
+        raise DeployError(f"a Ray worker could not be set up: {_error_text(e)}") from None
+    ready_seconds = time.perf_counter() - t_ready
+    queue, inflight, idle = deque(todo), {}, deque(range(workers))
+    records, failures, replaced = [], {}, 0
+    t0 = time.perf_counter()
+    while queue or inflight:
+        while idle and queue:
+            slot, s = idle.popleft(), queue.popleft()
+            inflight[slots[slot].run.remote(shipped, store.key, s.index, s.start, s.stop)] = (s, slot)
+        done, _ = ray.wait(list(inflight), num_returns=1, timeout=WAIT_S)
+        for ref in done:
+            s, slot = inflight.pop(ref)
+            try:
+                rec = ray.get(ref)
+            except ray.exceptions.RayActorError as e:  # the worker died more often than --retries
+                failures[s] = (f"worker died: {_error_text(e)}", False)
+                if replaced < len(todo):  # a new worker for the remaining shards
+                    replaced += 1
+                    slots[slot] = make_worker()
+                    cluster.actors.append(slots[slot])
+            except ray.exceptions.RayTaskError as e:  # the shard's run raised: it would again
+                failures[s] = (_error_text(e), isinstance(e.cause, DeployError))
+            except ray.exceptions.RayError as e:
+                failures[s] = (_error_text(e), False)
+            else:
+                records.append(store.write(s, rec))
+                update(s.size)
+            idle.append(slot)
+    return records, failures, ready_seconds, time.perf_counter() - t0
+
+
+def worker_summary(records: list, wall: float) -> dict:
+    """Per worker and per node: shards, samples, busy seconds, samples/s (a worker: per busy
+    second; a node: per second of the shard phase's wall time)."""
+    per_worker, per_node = {}, {}
+    for r in records:
+        w = r["worker"]
+        n = len(r["predictions"])
+        pw = per_worker.setdefault(w["worker"], {"worker": w["worker"], "host": w["host"], "ip": w["ip"],
+                                                 "pid": w["pid"], "shards": 0, "samples": 0, "seconds": 0.0,
+                                                 "restarted": False, "setup_loads": 0})
+        pw["shards"] += 1
+        pw["samples"] += n
+        pw["seconds"] += r["seconds"]
+        pw["restarted"] = pw["restarted"] or bool(w.get("restarted"))
+        pw["setup_loads"] = max(pw["setup_loads"], w.get("setup_loads", 0))
+        pn = per_node.setdefault(w["node"], {"node": w["node"], "host": w["host"], "ip": w["ip"], "workers": set(),
+                                             "samples": 0})
+        pn["workers"].add(w["worker"])
+        pn["samples"] += n
+    for pw in per_worker.values():
+        pw["samples_per_second"] = pw["samples"] / pw["seconds"] if pw["seconds"] > 0 else None
+    for pn in per_node.values():
+        pn["workers"] = len(pn["workers"])
+        pn["samples_per_second"] = pn["samples"] / wall if wall > 0 else None
+    return {"per_worker": list(per_worker.values()), "per_node": list(per_node.values())}
+
+
+def evaluate_on_ray(ck, data, target: str, *, checkpoint: str, limit: Optional[int] = None, batch_size: int = 32,
+                    shard_size: int = 256, dssa: str = "fused", calibration=None, calib_samples: int = 128,
+                    torch_precision: str = "auto", workers: Optional[int] = None, address: Optional[str] = None,
+                    out_dir: Optional[str] = None, resume: bool = False, retries: int = 2,
+                    say: Callable[[str], None] = lambda m: None, warn: Callable[[str], None] = None,
+                    bar=None) -> dict:
+    """evaluation.evaluate's record (plus ``engine``), the shards run on Ray. ``out_dir``: where
+    finished shards are kept (None: a temporary directory, removed); ``resume``: take the shards
+    of the same run found there. Raises ShardsFailed naming the shards that failed."""
+    from resformer_deploy.analysis.equivalence import _NoBar
+    from resformer_deploy.analysis.evaluation import evaluation_record, prepare_evaluation, torch_dtype
+    from targets import get_target
+
+    warn = warn or say
+    bar = bar or _NoBar
+    n = len(data.source) if limit is None else min(limit, len(data.source))
+    shards = plan_shards(n, shard_size, batch_size)
+    tgt = None if target == "torch" else get_target(target)
+    opts = {"dssa": dssa} if tgt is not None and "dssa" in tgt.capabilities.options else {}
+    quantizes = tgt is not None and tgt.capabilities.needs_quantized_net
+    identity = run_identity(checkpoint=checkpoint, ck=ck, target=target, target_options=opts,
+                            torch_precision=str(torch_dtype(tgt, torch_precision)).replace("torch.", ""), data=data,
+                            samples=n, limit=limit, batch_size=batch_size, shard_size=shard_size,
+                            calibration=calibration, calib_samples=calib_samples if quantizes else None)
+    temp_out = None if out_dir else tempfile.mkdtemp(prefix="rd-out-")
+    try:
+        store = ShardStore(out_dir or temp_out, identity, shards)
+        remove_temporaries(store.shard_dir)
+        done = store.open(resume)
+        for line in store.ignored:
+            warn(f"warning: --resume: not taken: {line} (run again)")
+        todo = [s for s in shards if s.index not in done]
+        say(f"shards: {len(shards)} of <= {shard_size} samples" + (f", {len(done)} done already in {out_dir}"
+                                                                  if resume else ""))
+        # once, on the driver: export, the target's flow, calibration and quantization
+        setup, _, _, rest, _ = prepare_evaluation(ck, data, target, limit=limit, batch_size=batch_size, dssa=dssa,
+                                                  calibration=calibration, calib_samples=calib_samples,
+                                                  torch_precision=torch_precision, say=say)
+        rest.close()
+        records, failures, engine = list(done.values()), {}, {}
+        if todo:
+            try:
+                records_new, failures, engine = _run_on_ray(ck, setup, data, todo, store, tgt, workers, address,
+                                                            retries, say, bar, label=f"evaluate ({target}) on Ray")
+            except BaseException as e:
+                if not isinstance(e, Exception):  # Ctrl-C, SIGTERM: the cluster's work is stopped by now
+                    warn(f"interrupted: {store.finished()} of {len(shards)} shard(s) finished"
+                         + (f", kept in {out_dir} (--resume continues)" if out_dir else ""))
+                raise
+            records += records_new
+        else:
+            engine = {"address": address or "local", "workers": 0, "seconds": {"shards": 0.0}}
+        if failures:
+            for s, (err, _) in sorted(failures.items(), key=lambda kv: kv[0].index):
+                warn(f"failed: {s.describe()}: {err}")
+            kept = (f"the other {len(shards) - len(failures)} are in {out_dir} (--resume runs the rest)" if out_dir
+                    else "rerun with --out-dir DIR to keep finished shards for --resume")
+            e = ShardsFailed(f"{len(failures)} of {len(shards)} shard(s) failed: "
+                             f"{', '.join(s.name for s in sorted(failures, key=lambda s: s.index))}; {kept}")
+            if all(user for _, user in failures.values()):
+                e.exit_code = 2
+            raise e
+        tally, skipped, info = merge_shards(setup, records)
+        new = [r for r in records if r["shard"]["index"] not in done]
+        wall = engine["seconds"]["shards"]
+        rep = evaluation_record(setup, ck, data, tally, skipped, info, checkpoint=checkpoint, limit=limit, wall=wall,
+                                load_seconds=sum(r["load_seconds"] for r in new),
+                                busy_seconds=sum(r["seconds"] for r in new))
+        # this run's samples over this run's wall time (resumed shards were evaluated before)
+        rep["throughput"]["samples_per_second"] = (sum(len(r["predictions"]) for r in new) / wall if wall > 0
+                                                   else None)
+        rep["engine"] = dict(engine, engine="ray", out_dir=out_dir, run_key=store.key, shard_size=shard_size,
+                             shards=len(shards), shards_resumed=len(done), shards_run=len(new),
+                             **worker_summary(new, wall))
+        return rep
+    finally:
+        if temp_out:
+            shutil.rmtree(temp_out, ignore_errors=True)
+
+
+def _run_on_ray(ck, setup, data, todo, store, tgt, workers, address, retries, say, bar, label):
+    payload = cloudpickle.dumps((ck, setup.shippable(), data_recipe(data)))
+    lava = tgt is not None and tgt.capabilities.engine == "lava"
+    local_cpus = psutil.cpu_count() or 1
+    if address is None:
+        cpw = local_cpus if lava else 1
+        workers = min(workers or max(1, local_cpus // cpw), len(todo))
+        need = workers * (setup.estimate.peak_bytes + len(payload))
+        if need > budget_bytes():
+            raise MemoryBudgetError(f"evaluate --engine ray: {workers} workers on this machine need about "
+                                    f"{size(need)} > memory budget {size(budget_bytes())}; use fewer --workers "
+                                    f"or a smaller --batch-size")
+        num_cpus = max(local_cpus, workers * cpw)
+    else:
+        cpw, num_cpus = None, None
+    store_bytes = max(OBJECT_STORE_MIN, 2 * len(payload) + (64 << 20))
+    with RayCluster(address, num_cpus, store_bytes) as cluster, bar(sum(s.size for s in todo), label, "samples") as b:
+        res = cluster.resources()
+        if cpw is None:
+            cpw = max(1, res["node_cpus_min"]) if lava else 1
+            workers = min(workers or max(1, res["cpus"] // cpw), len(todo))
+        if workers * cpw > res["cpus"]:
+            raise DeployError(f"--workers {workers}: the Ray cluster has {res['cpus']} CPUs, {workers} workers of "
+                              f"{cpw} CPU(s) need {workers * cpw}")
+        say(f"ray: {'local instance' if address is None else address}, {res['nodes']} node(s), {res['cpus']} CPUs; "
+            f"{workers} worker(s) of {cpw} CPU(s), setup {size(len(payload))} shipped once per worker; "
+            f"started in {cluster.start_seconds:.1f} s")
+        shipped = [ray.put(payload)]  # once; each worker fetches it once
+        options = dict(num_cpus=cpw, max_restarts=retries, max_task_retries=retries)
+        remote = ray.remote(ShardWorker)
+        records, failures, ready_s, wall = _run_shards(
+            cluster, lambda: remote.options(**options).remote(os.environ.get(FAULT_ENV, ""), cpw), shipped,
+            todo, store, workers, b.update)
+    return records, failures, {"address": address or "local", "cluster": res, "workers": workers,
+                               "cpus_per_worker": cpw, "retries": retries, "shipped_bytes": len(payload),
+                               "seconds": {"ray_start": cluster.start_seconds, "workers_ready": ready_s,
+                                           "shards": wall, "ray_stop": cluster.stop_seconds}}
