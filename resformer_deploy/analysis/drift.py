@@ -333,6 +333,7 @@ def _ladder(m, eval_samples, lava_samples, calib_samples, dssa, margin, seed, pr
         raise DeployError(f"--lava-samples {lava_samples} exceeds the {n_eval} evaluation samples")
     x = x.double()
     say = progress or (lambda msg: None)
+    say(f"PyTorch float64: {len(x)} samples, recording every LIF layer")
     t0 = time.time()
     rec = record_torch(m, x)
     t_torch = time.time() - t0

@@ -11,14 +11,13 @@ from pathlib import Path
 import click
 
 from resformer_deploy import __version__
+from resformer_deploy.cli.checks import run_checks
 from resformer_deploy.cli.common import COUNT, COUNT0, SEED, checkpoint_options, data_options, load_cli_checkpoint
 from resformer_deploy.errors import DeployError, one_line
 from resformer_deploy.model.summary import check_ladder_recording
 from resformer_deploy.util.outputs import check_outputs
 from resformer_deploy.reporting.html import REPORT_FILES
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_DIGITS_CHECKPOINT = REPO_ROOT / "examples" / "digits" / "digits_resformer.pt"
 # the drift ladder records every neuron of its evaluation samples; 0 means the held-out digits
 # split (359) or 32 random inputs (resformer_deploy/analysis/drift.py): 359 bounds both
 DRIFT_DEFAULT_EVAL = 359
@@ -158,116 +157,6 @@ def info(checkpoint, variant, img_size, T, num_classes, unsafe_load, as_json):
 
 
 @main.command()
-@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=str),
-              default=str(DEFAULT_DIGITS_CHECKPOINT), show_default=True,
-              help="Trained digits checkpoint.")
-@click.option("--batch-size", type=COUNT, default=64, show_default=True)
-@click.option("--json-out", type=click.Path(dir_okay=False, path_type=str),
-              help="Also write the results as JSON to this file.")
-@click.option("--lava-samples", type=COUNT0, default=20, show_default=True,
-              help="Held-out samples run through NIR and Lava (0: PyTorch only).")
-@click.option("--out-dir", type=click.Path(file_okay=False, path_type=str), default="build/demo",
-              show_default=True, help="Where the exported NIR file is written.")
-@click.option("--fixed-point/--no-fixed-point", default=True, show_default=True,
-              help="Also quantize for Loihi 2, run fixed point (Lava + emulator) and write the report.")
-def demo(checkpoint, batch_size, json_out, lava_samples, out_dir, fixed_point):
-    """The whole pipeline on the shipped digits model: PyTorch accuracy on the held-out split,
-    export to NIR, run on Lava (both DSSA lowerings), accuracy and equivalence tables."""
-    check_outputs([checkpoint], files=[json_out, f"{out_dir}/digits_resformer.nir" if lava_samples > 0 else None],
-                  dirs=[out_dir], file_sets={f"{out_dir}/report": REPORT_FILES} if fixed_point else None)
-    import torch
-    from resformer_deploy.model.checkpoint import load_checkpoint
-    from resformer_deploy.data.digits import load_digits_split
-    from resformer_deploy.util.progress import Progress
-    from resformer_deploy.reporting.tables import table, write_json
-    from resformer_deploy.training.loop import accuracy, predict
-
-    ck = load_checkpoint(checkpoint, unsafe_option=None)  # demo has no --unsafe-load: weights only
-    c = ck.config
-    if (c.in_channels, c.img_size, c.num_classes) != (1, 8, 10):
-        raise DeployError(f"{checkpoint}: variant '{ck.variant}' ({c.in_channels}x{c.img_size}x{c.img_size} input, "
-                          f"{c.num_classes} classes); demo needs a model of the digits split (1x8x8 input, 10 "
-                          f"classes), e.g. the shipped {DEFAULT_DIGITS_CHECKPOINT.name}")
-    split = load_digits_split()
-    if lava_samples > len(split.y_test):
-        raise DeployError(f"--lava-samples {lava_samples} exceeds the {len(split.y_test)} held-out digits samples")
-    rec = ck.meta.get("resformer_deploy", {}).get("evaluation") or {}
-    fp = rec.get("split", {}).get("test_index_sha256")
-    if fp and fp != split.fingerprint():
-        raise DeployError(f"{checkpoint}: held-out split differs from the one recorded at training "
-                          f"(index hash {fp[:12]} vs {split.fingerprint()[:12]})")
-    click.echo(f"model: {ck.variant} from {checkpoint} (T={ck.config.T}, {ck.config.img_size}x"
-               f"{ck.config.img_size} input)")
-    with Progress(len(split.y_test), "PyTorch evaluation") as bar:
-        logits = predict(ck.model, split.x_test, batch_size=batch_size, progress=bar.update)
-    pred = logits.argmax(-1)
-    acc = accuracy(pred, split.y_test)
-    per_class = []
-    for c in range(ck.config.num_classes):
-        mask = split.y_test == c
-        per_class.append((c, int(mask.sum()), f"{100 * accuracy(pred[mask], split.y_test[mask]):.1f}%"))
-    click.echo(table(per_class, ["class", "samples", "accuracy"]))
-    recorded = rec.get("test_accuracy")
-    click.echo(f"\nheld-out accuracy (PyTorch): {100 * acc:.2f}% on {len(pred)} samples"
-               + (f"; recorded at training: {100 * recorded:.2f}%" if recorded is not None else ""))
-    result = {"checkpoint": checkpoint, "variant": ck.variant, "samples": len(pred), "accuracy": acc,
-              "recorded_accuracy": recorded, "per_class": [
-                  {"class": c, "samples": n, "accuracy": float(a.rstrip("%")) / 100} for c, n, a in per_class],
-              "predictions": pred.tolist(), "torch_version": torch.__version__}
-    if lava_samples > 0:
-        from pathlib import Path
-        from exporters.nir_io import write_nir
-        from exporters.torch_to_nir import export_model
-        n = min(lava_samples, len(split.y_test))
-        nir_path = Path(out_dir) / "digits_resformer.nir"
-        write_nir(export_model(ck.model), nir_path)
-        click.echo(f"\nexported {nir_path} ({nir_path.stat().st_size / 1e6:.1f} MB); running {n} held-out samples "
-                   f"on lava-cpu (Loihi2SimCfg floating point), both DSSA lowerings")
-        reports = _run_checks(ck, split.x_test[:n], "digits held-out split", "lava-cpu", ["float32"],
-                              dssa=["fused", "synaptic"])
-        summary = []
-        for rep in reports:
-            lava_pred = torch.tensor(rep["predictions_target"])
-            lava_acc = accuracy(lava_pred, split.y_test[:n])
-            ti = rep["target_info"]
-            summary.append((rep["target_options"]["dssa"], n, f"{100 * lava_acc:.2f}%",
-                            f"{100 * accuracy(pred[:n], split.y_test[:n]):.2f}%",
-                            f"{100 * rep['prediction_agreement']:.1f}%", f"{rep['min_layer_identical_pct']:.3f}%",
-                            ti["processes"], ti["latency"], f"{rep['seconds']['target'] / n:.3f}"))
-        click.echo("\nLava vs PyTorch on the same samples:")
-        click.echo(table(summary, ["DSSA", "samples", "Lava acc", "PyTorch acc", "same class", "min layer spikes",
-                                   "processes", "latency", "s/sample"]))
-        result["lava"] = reports
-    if fixed_point:
-        from pathlib import Path
-        from resformer_deploy.reporting.deploy import build_report
-        from resformer_deploy.reporting.drift import ladder_table
-        from resformer_deploy.reporting.html import write_report_files
-        n = min(lava_samples, len(split.y_test))
-        click.echo(f"\nLoihi 2 fixed point: quantize (calibration: digits training split), run {n} samples on "
-                   f"loihi2-sim (Loihi2SimCfg fixed_pt) and the full split on the bit-accurate emulator")
-        rep = build_report(ck, checkpoint, "fused", n, 0, 128, say=lambda m: click.echo(f"  {m} ...", err=True))
-        lad, mp = rep["ladder"], rep["mapping"]
-        click.echo(ladder_table(lad))
-        exact = lad["emulator_bit_exact_vs_lava"]
-        click.echo(f"emulator bit-exact with fixed-point Lava: {exact}; accuracy drop "
-                   f"{lad['accuracy_drop_pp']:+.2f} pp (goal <= {lad['goal_max_drop_pp']:g} pp); run-time "
-                   f"saturations: {sum(sum(v.values()) for v in lad['saturation'].values())}")
-        t = mp["totals"]
-        click.echo(f"Loihi 2 plan: {t['neuro_cores']} neuro cores + {t['embedded_programs']} embedded-core programs "
-                   f"on {t['chips']} chip(s), {len(mp['violations'])} design-rule violation(s); "
-                   f"{rep['energy']['fixed']['sops']:,.0f} SOPs = {rep['energy']['fixed']['energy_mJ'] * 1e3:.4f} uJ "
-                   f"per image")
-        paths = write_report_files(Path(out_dir) / "report", rep)
-        click.echo(f"report: {paths[-2]} (+ JSON and PNG figures)")
-        result["fixed_point"] = {k: rep[k] for k in ("ladder", "mapping")}
-        result["fixed_point"]["energy"] = {k: rep["energy"][k] for k in ("torch", "fixed")}
-    if json_out:
-        write_json(json_out, result)
-        click.echo(f"wrote {json_out}")
-
-
-@main.command()
 @click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=str))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=str),
               help="NIR file to write (atomically).")
@@ -326,60 +215,6 @@ def inspect(model, as_json):
                    f"dt={d.get('dt')}, threshold test '{d.get('threshold_test')}', {d.get('reset')}")
 
 
-def _run_checks(ck, x, source, target, precisions, form="extension", dssa=None, out=click.echo):
-    """Run verify_model for each precision (and lowering), print tables; return the reports."""
-    from resformer_deploy.util.progress import Progress
-    from resformer_deploy.reporting.tables import table
-    from resformer_deploy.analysis.equivalence import LOGIT_REL_TOL, preflight, verify_model
-
-    runs = [(prec, {"dssa": low} if low else {}) for prec in precisions for low in (dssa or [None])]
-    # every run estimated (and refused if one does not fit) before the first starts
-    preflight(ck.model, x.shape[0], target, runs, say=out)
-    reports = []
-    for prec, opts in runs:
-        low = opts.get("dssa")
-        tag = prec + (f", {low} DSSA" if low else "")
-        rep = verify_model(ck.model, x, target, prec, form, bars=Progress, **opts)
-        reports.append(rep)
-        rows = [(r["node"], "x".join(map(str, r["shape"])), f"{r['identical_pct']:.4f}%", r["mismatches"],
-                 r["near_threshold_mismatches"], "" if r["first_mismatch_step"] is None else
-                 r["first_mismatch_step"], f"{r['torch_rate']:.3f}") for r in rep["layers"]]
-        out(f"\n[{tag}] per-layer spike agreement with PyTorch (all steps and samples):")
-        out(table(rows, ["LIF layer", "shape", "identical", "mismatch", "near-thr", "first step", "rate"]))
-        fd = rep["first_divergence"]
-        ti = rep["target_info"]
-        extra = (f"; {ti['processes']} Lava processes, pipeline latency {ti['latency']} steps, "
-                 f"{ti['steps']} steps simulated" if "processes" in ti else "")
-        out(f"[{tag}] predictions identical: {100 * rep['prediction_agreement']:.1f}% of {rep['samples']}; "
-            f"logits max rel. diff {rep['logits_max_rel_diff']:.2e} (tol {LOGIT_REL_TOL:g}); min layer agreement "
-            f"{rep['min_layer_identical_pct']:.4f}%; mismatches {rep['total_mismatches']}"
-            f" ({rep['total_near_threshold']} near-threshold); target time {rep['seconds']['target']:.1f} s{extra}")
-        out(f"[{tag}] first divergence: " + ("none" if fd is None else
-            f"{fd['node']} ({fd['torch_module']}) at step {fd['step']}: {fd['mismatches']} spike(s), "
-            f"{fd['near_threshold']} within 1e-4 of threshold"))
-        roots = rep["root_divergences"]
-        if rep["verdict"] == "exact":
-            status = "PASS (exact: identical spikes in every layer, same classes)"
-        elif rep["verdict"] == "rounding":
-            status = (f"PASS (rounding: {rep['samples_identical']} of {rep['samples']} samples identical; "
-                      f"{len(roots)} diverge, each first at near-threshold ties (float rounding, which "
-                      f"differs between CPUs), then propagate)")
-        else:
-            bad = [r for r in roots if r["ties"] < r["mismatches"]]
-            if bad:
-                b = bad[0]
-                why = (f"sample {b['sample']} first diverges at {b['node']} step {b['step']} with "
-                       f"{b['mismatches'] - b['ties']} mismatch(es) farther than 1e-4 from the threshold "
-                       f"(a real difference; {len(bad)} sample(s) like this)")
-            elif roots and prec == "float64":
-                why = f"float64 must be exact, but {len(roots)} sample(s) diverge (first at near-threshold ties)"
-            else:
-                why = "samples with identical spikes differ in class or logits (beyond float rounding)"
-            status = "FAIL: " + why
-        out(f"[{tag}] {status}")
-    return reports
-
-
 @main.command()
 @click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=str))
 @checkpoint_options
@@ -435,7 +270,7 @@ def verify(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, s
         lowerings = ["fused", "synaptic"] if dssa == "both" else [dssa]
     click.echo(f"verify {ck.variant} on target '{target}' ({form} form): {samples} samples of {source}, "
                f"T={ck.config.T}")
-    reports = _run_checks(ck, x, source, target, ["float64", "float32"] if precision == "both" else [precision],
+    reports = run_checks(ck, x, source, target, ["float64", "float32"] if precision == "both" else [precision],
                           form, lowerings)
     if json_out:
         write_json(json_out, {"checkpoint": checkpoint, "variant": ck.variant, "inputs": source,
@@ -681,10 +516,12 @@ def report(checkpoint, variant, img_size, T, num_classes, unsafe_load, out_dir, 
         click.echo(f"wrote {p}")
 
 from resformer_deploy.cli.compile import compile_cmd  # noqa: E402
+from resformer_deploy.cli.demo import demo  # noqa: E402
 from resformer_deploy.cli.drift import drift_cmd  # noqa: E402
 from resformer_deploy.cli.evaluate import evaluate_cmd  # noqa: E402
 from resformer_deploy.cli.targets import targets_cmd  # noqa: E402
 main.add_command(compile_cmd)
+main.add_command(demo)
 main.add_command(drift_cmd)
 main.add_command(evaluate_cmd)
 main.add_command(targets_cmd)

@@ -149,7 +149,10 @@ CASES = [
     Case("compile_num_classes_negative", args("compile", D, "-o", "{tmp}/c", "--num-classes", "-1"),
          ["'--num-classes'", RANGE1]),
     Case("demo_lava_samples_beyond_split", args("demo", "--lava-samples", "1000", "--out-dir", "{tmp}/demo"),
-         ["--lava-samples 1000 exceeds the 359 held-out digits samples"]),
+         ["--lava-samples 1000 exceeds the 359 held-out samples of the digits held-out split"]),
+    Case("demo_both_counts_beyond_split", args("demo", "--lava-samples", "400", "--eval-samples", "360", "--out-dir",
+                                              "{tmp}/demo"),
+         ["--lava-samples 400 exceeds the 359 held-out samples", "; --eval-samples 360 exceeds the 359"]),
     # click usage errors: one line, not the Usage/Try/Error block
     Case("verify_missing_checkpoint", args("verify"), ["verify", "Missing argument 'CHECKPOINT'"]),
     Case("export_missing_output", args("export", D), ["Missing option '-o' / '--output'"]),
