@@ -33,6 +33,7 @@ import math
 import os
 import platform
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -69,29 +70,83 @@ def in_process(ck, md, cal, args, threads, ckpt) -> dict:
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
+        c0 = psutil.Process().cpu_times()
         t0 = time.perf_counter()
         rep = evaluate(ck, md, TARGET, checkpoint=str(ckpt), limit=args.samples, batch_size=args.batch_size,
                        calibration=cal, calib_samples=args.calib_samples)
         total = time.perf_counter() - t0
+        c1 = psutil.Process().cpu_times()
     finally:
         torch.set_num_threads(before)
     return {"threads": threads, "evaluate_s": rep["throughput"]["wall_seconds"], "prepare_s": rep["seconds"]["prepare"],
-            "total_s": total, "per_sample_s": rep["throughput"]["wall_seconds"] / rep["samples"], "rep": rep}
+            "total_s": total, "cpu_s": round(c1.user + c1.system - c0.user - c0.system, 2), "per_sample_s": rep["throughput"]["wall_seconds"] / rep["samples"], "rep": rep}
+
+
+class CpuAccount(threading.Thread):
+    """CPU seconds (user + system) of every process on the machine but this one, sampled every
+    0.5 s while the Ray run lasts, by kind: Ray's workers (``ray::`` processes), Ray's own
+    daemons (raylet, gcs_server, agents, monitors: what a plain process does not have), others.
+    Where the Ray workers' shard time goes when they are slower than a plain process."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.last, self.stop = {}, threading.Event()
+        self.me = os.getpid()
+
+    @staticmethod
+    def kind(p: psutil.Process) -> str:
+        cmd = " ".join(p.cmdline()) or p.name()
+        if p.name().startswith("ray::") or cmd.startswith("ray::"):
+            return "ray_workers"
+        if "ray" in cmd and any(k in cmd for k in ("raylet", "gcs_server", "dashboard", "log_monitor",
+                                                    "monitor.py", "runtime_env", "agent", "plasma")):
+            return "ray_daemons"
+        return "other"
+
+    def poll(self) -> None:
+        for p in psutil.process_iter():
+            try:
+                if p.pid == self.me:
+                    continue
+                t = p.cpu_times()
+                self.last[p.pid] = (self.last.get(p.pid, (None,))[0] or self.kind(p), t.user + t.system)
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                pass
+
+    def run(self) -> None:
+        self.poll()
+        self.start_cpu = {pid: cpu for pid, (_, cpu) in self.last.items()}
+        while not self.stop.wait(0.5):
+            self.poll()
+
+    def result(self) -> dict:
+        self.stop.set()
+        self.join()
+        out = {}
+        for pid, (kind, cpu) in self.last.items():
+            out[kind] = out.get(kind, 0.0) + cpu - self.start_cpu.get(pid, 0.0)
+        return {k: round(v, 2) for k, v in sorted(out.items())}
 
 
 def on_ray(ck, md, cal, args, out_dir, ckpt) -> dict:
     from resformer_deploy.engines.ray_engine import evaluate_on_ray
+    cpu = CpuAccount()
+    cpu.start()
     t0 = time.perf_counter()
     rep = evaluate_on_ray(ck, md, TARGET, checkpoint=str(ckpt), limit=args.samples, batch_size=args.batch_size,
                           shard_size=args.shard_size, calibration=cal, calib_samples=args.calib_samples,
                           workers=args.workers, out_dir=str(out_dir))
     total = time.perf_counter() - t0
+    driver = psutil.Process().cpu_times()
+    cpu_s = cpu.result()
     e = rep["engine"]
     return {"workers": e["workers"], "shards": e["shards"], "shard_size": e["shard_size"],
             "ray_start_s": e["seconds"]["ray_start"], "workers_ready_s": e["seconds"]["workers_ready"],
             "shards_s": e["seconds"]["shards"], "ray_stop_s": e["seconds"]["ray_stop"],
             "prepare_s": rep["seconds"]["prepare"], "total_s": total, "shipped_bytes": e["shipped_bytes"],
-            "per_worker": e["per_worker"], "per_node": e["per_node"], "rep": rep}
+            "per_worker": e["per_worker"], "per_node": e["per_node"],
+            "cpu_seconds_other_processes": cpu_s, "driver_cpu_seconds_cumulative": round(driver.user + driver.system, 2),
+            "rep": rep}
 
 
 def ti_checkpoint(args, workdir: Path) -> str:

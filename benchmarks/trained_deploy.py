@@ -30,7 +30,8 @@ def rate_drift(ladder: dict) -> dict:
     (emu,) = [r for r in ladder["rungs"] if r["role"] == "fixed-point"]
     rows = [{"layer": lay["torch_module"], "torch_rate": lay["torch_rate"], "emulator_rate": lay["target_rate"],
              "abs_drift": abs(lay["target_rate"] - lay["torch_rate"]),
-             "rel_drift": abs(lay["target_rate"] - lay["torch_rate"]) / lay["torch_rate"] if lay["torch_rate"] else None,
+             "rel_drift": (abs(lay["target_rate"] - lay["torch_rate"]) / lay["torch_rate"]
+                           if lay["torch_rate"] else None),
              "identical_pct": lay["identical_pct"]} for lay in emu["layers"]]
     worst = max(rows, key=lambda r: r["abs_drift"])
     rel = [r["rel_drift"] for r in rows if r["rel_drift"] is not None]
@@ -41,10 +42,13 @@ def rate_drift(ladder: dict) -> dict:
 
 
 def summarise(j: dict) -> dict:
-    fp = j["fixed_point"]
+    """Of a `demo --json-out` file, or of a `report` directory's report.json (no Lava float table)."""
+    fp = j.get("fixed_point", j)
     lad = fp["ladder"]
+    torch_rung = lad["rungs"][0]
     return {
-        "pytorch_accuracy": j["accuracy"], "recorded_accuracy": j["recorded_accuracy"], "samples": j["samples"],
+        "pytorch_accuracy": j.get("accuracy", torch_rung["accuracy"]), "recorded_accuracy": j.get("recorded_accuracy"),
+        "samples": j.get("samples", torch_rung["samples"]), "whole_split_emulator": fp.get("whole_split"),
         "lava_float": [{"dssa": r["target_options"]["dssa"], "samples": r["samples"], "verdict": r["verdict"],
                         "agreement": r["prediction_agreement"], "min_layer_identical_pct": r["min_layer_identical_pct"],
                         "mismatches": r["total_mismatches"], "processes": r["target_info"]["processes"],
@@ -65,14 +69,21 @@ def markdown(results: dict) -> str:
     out = []
     for name, r in results["models"].items():
         s = r.get("summary")
-        out.append(f"### {name}: `{r['command']}`\n\nwall {r['wall_s']:.0f} s, peak PSS {r['peak_pss_GiB']:.2f} GiB, "
-                   f"exit {r['exit_code']}")
+        pss = "not measured" if r.get("peak_pss_GiB") is None else f"{r['peak_pss_GiB']:.2f} GiB"
+        out.append(f"### {name}: `{r['command']}`\n\nwall {r['wall_s']:.0f} s, peak PSS {pss}, exit {r['exit_code']}"
+                   + (f"; {r['note']}" if r.get("note") else ""))
         if not s:
             continue
-        out.append(f"\nPyTorch float32 on the whole held-out split: {pct(s['pytorch_accuracy'])} of {s['samples']} "
+        out.append(f"\nPyTorch on the held-out split: {pct(s['pytorch_accuracy'])} of {s['samples']} "
                    f"(recorded at training {pct(s['recorded_accuracy'])})\n")
-        out.append("| Lava float DSSA | samples | verdict | same class | min layer identical | mismatches | "
-                   "processes | s/sample |\n|---|---|---|---|---|---|---|---|")
+        w = s.get("whole_split_emulator")
+        if w:
+            out.append(f"whole split streamed through loihi2-emu: {pct(w['top1'])} vs PyTorch float32 "
+                       f"{pct(w['torch_top1'])}, same class {pct(w['agreement_with_torch'])} of {w['samples']}, "
+                       f"{w['throughput']['samples_per_second']:.2f} samples/s\n")
+        if s["lava_float"]:
+            out.append("| Lava float DSSA | samples | verdict | same class | min layer identical | mismatches | "
+                       "processes | s/sample |\n|---|---|---|---|---|---|---|---|")
         for lv in s["lava_float"]:
             out.append(f"| {lv['dssa']} | {lv['samples']} | {lv['verdict']} | {pct(lv['agreement'])} | "
                        f"{lv['min_layer_identical_pct']:.4f}% | {lv['mismatches']} | {lv['processes']} | "
@@ -107,6 +118,9 @@ def main():
     ap.add_argument("--timeout", type=float, default=0)
     ap.add_argument("--workdir")
     ap.add_argument("--json-out", default=str(REPO / "benchmarks" / "trained_deploy.json"))
+    ap.add_argument("--add-report", action="append", default=[], metavar="NAME=DIR",
+                    help="also summarise a `resformer-deploy report` directory already run (its command, wall "
+                         "time and machine given in DIR/bench.json)")
     args = ap.parse_args()
     from fullsize import measure
     from resformer_deploy.reporting.tables import machine_description, write_json
@@ -115,8 +129,16 @@ def main():
     work = Path(args.workdir or tmp.name)
     work.mkdir(parents=True, exist_ok=True)
     results = {"date": datetime.date.today().isoformat(), "machine": machine_description(), "models": {}}
+    if Path(args.json_out).is_file():  # models measured before are kept unless measured again
+        results["models"] = json.loads(Path(args.json_out).read_text()).get("models", {})
+    for item in args.add_report:
+        name, d = item.split("=", 1)
+        r = json.loads((Path(d) / "bench.json").read_text())
+        r["summary"] = summarise(json.loads((Path(d) / "report.json").read_text()))
+        results["models"][name] = r
+    write_json(args.json_out, results)
     try:
-        for name in [m.strip() for m in args.models.split(",") if m.strip()]:
+        for name in [m.strip() for m in args.models.split(",") if m.strip() and args.models != "none"]:
             k = args.lava_samples if args.lava_samples is not None else LAVA_SAMPLES[name]
             out = work / f"{name}.json"
             opts = ["--model", name, "--lava-samples", str(k), "--out-dir", str(work / name), "--data-dir",

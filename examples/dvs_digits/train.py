@@ -7,7 +7,7 @@ CPU on the N-MNIST-style event frames of resformer_deploy.data.generators.digits
 ``--data DIR`` reads them (event counts, no normalisation).
 
 At 64x64 the DSSA attention maps (stage 1: 256 patches x 4096 positions per step) cost the same
-at any width, so training runs in phases of growing cost (``--phase SIZE:T:EPOCHS:LR:SAMPLES``):
+at any width, so training runs in phases of growing cost (``--phase SIZE:T:EPOCHS:LR:SAMPLES[:BATCH]``):
 coarser frames first -- T=4 frames are the sums of 4 consecutive T=16 frames (the same events in
 4 slices, as split_by='number' with 4 frames slices them), 32x32 frames the 2x2 sums of the
 64x64 ones (a sensor with 2x2 binned pixels) -- on the same weights (no weight depends on the
@@ -33,6 +33,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import train_common as tc  # noqa: E402  (examples/train_common.py)
 
 from resformer_deploy.data.generators import digits_events  # noqa: E402
+from resformer_deploy.model.checkpoint import atomic_write  # noqa: E402
 from resformer_deploy.model.resformer import build_model  # noqa: E402
 from resformer_deploy.model.variants import get_config  # noqa: E402
 from resformer_deploy.training.loop import accuracy, predict, train  # noqa: E402
@@ -77,19 +78,28 @@ def strided(n, count):
     return torch.arange(count) * n // count
 
 
-DEFAULT_PHASES = ("32:4:8:2e-3:2876", "64:4:1:1e-3:1438", "64:16:1:5e-4:384")
+# the last phase in batches of 4: at 64x64, T=16 a batch of 16 keeps >24 GiB of activations for
+# the backward pass (the run was killed for memory)
+DEFAULT_PHASES = ("32:4:8:2e-3:2876", "64:4:1:1e-3:1438", "64:16:1:5e-4:384:4")
 
 
-def parse_phase(text):
-    size, T, epochs, lr, samples = text.split(":")
-    return int(size), int(T), int(epochs), float(lr), int(samples)
+def parse_phase(text, batch_size):
+    size, T, epochs, lr, samples, *batch = text.split(":")
+    return int(size), int(T), int(epochs), float(lr), int(samples), int(batch[0]) if batch else batch_size
+
+
+def phase_file(state_dir, k, phases, seed):
+    """Where the weights after phase k are kept (``--resume``), named by the phases up to k."""
+    import hashlib
+    key = hashlib.sha256(repr((seed, phases[:k + 1])).encode()).hexdigest()[:12]
+    return os.path.join(state_dir, f"phase{k}-{key}.pt")
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--phase", action="append", default=None,
-                    help="SIZE:T:EPOCHS:LR:SAMPLES, in order; default " + " ".join(DEFAULT_PHASES))
+                    help="SIZE:T:EPOCHS:LR:SAMPLES[:BATCH], in order; default " + " ".join(DEFAULT_PHASES))
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--data-dir", default="/tmp/resformer_data/dvs_digits",
@@ -98,8 +108,13 @@ def main(argv=None):
     ap.add_argument("--limit-test", type=int, default=None, help="first N held-out samples only (smoke runs)")
     ap.add_argument("--reuse-data", action="store_true", help="do not regenerate --data-dir (smoke runs)")
     ap.add_argument("--out", default="examples/dvs_digits/dvs_digits_resformer.pt")
+    ap.add_argument("--state-dir", default="/tmp/resformer_data/dvs_digits_state",
+                    help="the weights after each phase are kept here")
+    ap.add_argument("--resume", action="store_true",
+                    help="start after the last phase whose weights --state-dir holds (same seed, phases, data)")
     args = ap.parse_args(argv)
-    phases = [parse_phase(p) for p in (args.phase or DEFAULT_PHASES)]
+    phases = [parse_phase(p, args.batch_size) for p in (args.phase or DEFAULT_PHASES)]
+    os.makedirs(args.state_dir, exist_ok=True)
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -118,23 +133,36 @@ def main(argv=None):
     x_train, y_train = x_train[order], y_train[order]
     monitor = strided(len(y_test), min(MONITOR, len(y_test)))
     log = lambda s: print(s, flush=True)  # noqa: E731
-    clock = tc.Clock()
-    history, state = [], None
+    history, state, phase_seconds, resumed = [], None, [], None
+    if args.resume:  # the weights after the last phase done, with the history that seeds the next
+        done = [k for k in range(len(phases)) if os.path.exists(phase_file(args.state_dir, k, phases, args.seed))]
+        if done:
+            k = max(done)
+            kept = torch.load(phase_file(args.state_dir, k, phases, args.seed), weights_only=True)
+            state, history, phase_seconds = kept["state"], kept["history"], kept["seconds"]
+            resumed = {"after_phase": k, "file": phase_file(args.state_dir, k, phases, args.seed)}
+            log(f"resuming after phase {k} from {resumed['file']}")
     with tc.fast_neurons(not args.no_fast_neurons):
-        for size, T, epochs, lr, samples in phases:
+        for k, (size, T, epochs, lr, samples, batch) in enumerate(phases):
+            if k < len(phase_seconds):
+                continue
+            clock = tc.Clock()
             model = build_model(cfg.replace(img_size=size, T=T))
             if state is not None:
                 model.load_state_dict(state)  # the same weights; lenth follows img_size
             net = Flat(model)
             xt, yt = flat(coarse(x_train[:samples], T, size)), y_train[:samples]
             xm = flat(coarse(x_test[monitor], T, size))
-            log(f"phase {size}x{size} T={T}: {len(xt)} samples x {epochs} epochs, lr {lr}")
-            h = train(net, xt, yt, epochs=epochs, batch_size=args.batch_size, lr=lr, seed=args.seed + len(history),
-                      log=log, eval_fn=lambda: accuracy(predict(net, xm, batch_size=32), y_test[monitor]))
+            log(f"phase {size}x{size} T={T}: {len(xt)} samples x {epochs} epochs, lr {lr}, batch {batch}")
+            h = train(net, xt, yt, epochs=epochs, batch_size=batch, lr=lr, seed=args.seed + len(history),
+                      log=log, eval_fn=lambda: accuracy(predict(net, xm, batch_size=16), y_test[monitor]))
             history += [dict(r, size=size, T=T, monitor=f"{len(monitor)} held-out samples") for r in h]
             state = model.state_dict()
+            phase_seconds.append(clock())
+            atomic_write(phase_file(args.state_dir, k, phases, args.seed), lambda tmp: torch.save(
+                {"state": state, "history": history, "seconds": phase_seconds}, tmp))
             del xt
-    seconds = clock()
+    seconds = sum(phase_seconds)
     model = build_model(cfg)
     model.load_state_dict(state)
     model.eval()
@@ -150,8 +178,9 @@ def main(argv=None):
     record = {
         "training": {
             "command": "python examples/dvs_digits/train.py " + " ".join(sys.argv[1:] if argv is None else argv),
-            "seed": args.seed, "phases": [{"size": a, "T": b, "epochs": c, "lr": d, "samples": min(e, len(y_train))}
-                                          for a, b, c, d, e in phases],
+            "seed": args.seed, "phases": [{"size": a, "T": b, "epochs": c, "lr": d, "samples": min(e, len(y_train)),
+                                           "batch_size": f} for a, b, c, d, e, f in phases],
+            "phase_seconds": [round(t, 1) for t in phase_seconds], "resumed": resumed,
             "batch_size": args.batch_size, "threads": args.threads, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
             "fast_neurons": not args.no_fast_neurons, "seconds": round(seconds, 1), "machine": tc.machine(),
             "variant": "dvsg", "overrides": {k: list(v) if isinstance(v, tuple) else v for k, v in OVERRIDES.items()},

@@ -26,14 +26,17 @@ class DemoModel:
     lava_samples: int  # default samples on Lava (float, each lowering; and fixed point)
     batch_size: int    # PyTorch evaluation batch (the 64x64 attention maps bound dvsg's)
     dssa: str          # DSSA lowerings run on float Lava
+    ladder_samples: int  # held-out samples of the drift ladder's fixed-point rung (0: all)
 
 
-# dvsg: the synaptic lowering's product neurons at 64x64 (256 patches x 4,096 positions a step)
-# need ~43 GiB on lava-cpu even for one sample (the preflight estimate), so its demo runs fused
+# dvsg at 64x64, T=16 (6.5 M neurons a step): the synaptic lowering's product neurons need ~43 GiB
+# on lava-cpu even for one sample (the preflight estimate), so its demo runs fused; the ladder's
+# per-neuron records of all 359 held-out samples would take 43.7 GiB (check_ladder_recording), so
+# the ladder runs on 96 of them and the whole split streams through the emulator (evaluate)
 DEMO_MODELS = {
-    "digits": DemoModel(EXAMPLES / "digits" / "digits_resformer.pt", 20, 64, "both"),
-    "cifar": DemoModel(EXAMPLES / "cifar_digits" / "cifar_digits_resformer.pt", 4, 64, "both"),
-    "dvsg": DemoModel(EXAMPLES / "dvs_digits" / "dvs_digits_resformer.pt", 2, 16, "fused"),
+    "digits": DemoModel(EXAMPLES / "digits" / "digits_resformer.pt", 20, 64, "both", 0),
+    "cifar": DemoModel(EXAMPLES / "cifar_digits" / "cifar_digits_resformer.pt", 4, 64, "both", 0),
+    "dvsg": DemoModel(EXAMPLES / "dvs_digits" / "dvs_digits_resformer.pt", 2, 16, "fused", 96),
 }
 DEFAULT_DIGITS_CHECKPOINT = DEMO_MODELS["digits"].checkpoint
 
@@ -45,6 +48,7 @@ class DemoSplit:
     source: str        # what they are
     calibration: object = None  # flows.fixed_point.CalibrationData (None: the flow's choice, digits training)
     given: bool = False  # the inputs are handed to the drift ladder (else it takes the digits split itself)
+    data: object = None  # analysis.data_inputs.ModelData of a generated split (streamed by evaluate)
 
 
 def _digits_split(ck, checkpoint, rec, check) -> DemoSplit:
@@ -76,7 +80,7 @@ def _generated_split(ck, checkpoint, rec, data_dir, calib_samples, check) -> Dem
     if want_labels and labels_sha256(y) != want_labels:
         raise DeployError(f"{checkpoint}: the labels of {md.source.describe()} differ from those recorded at "
                           f"training (sha256 {labels_sha256(y)[:12]} vs {want_labels[:12]})")
-    return DemoSplit(x, y, md.describe(), cal, given=True)
+    return DemoSplit(x, y, md.describe(), cal, given=True, data=md)
 
 
 def demo_split(ck, checkpoint, data_dir, calib_samples: int = 128, check=lambda n, what: None) -> DemoSplit:
@@ -111,8 +115,9 @@ def demo_split(ck, checkpoint, data_dir, calib_samples: int = 128, check=lambda 
 @click.option("--dssa", type=click.Choice(["fused", "synaptic", "both"]),
               help="DSSA lowering(s) run on float Lava (default: both; dvsg fused, the synaptic one needs ~43 GiB "
                    "there); fixed point runs fused.")
-@click.option("--eval-samples", type=COUNT0, default=0, show_default=True,
-              help="Held-out samples of the fixed-point emulator rung (0: the whole split).")
+@click.option("--eval-samples", type=COUNT0,
+              help="Held-out samples of the drift ladder's emulator rung (0: the whole split; default: 0, dvsg 96); "
+                   "with fewer, the whole split also streams through the emulator.")
 @click.option("--calib-samples", type=COUNT, default=128, show_default=True,
               help="Calibration samples for the quantization (the training split of the model's data).")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=str), default="build/demo",
@@ -130,6 +135,7 @@ def demo(model_name, checkpoint, batch_size, json_out, lava_samples, dssa, eval_
     lava_samples = spec.lava_samples if lava_samples is None else lava_samples
     batch_size = batch_size or spec.batch_size
     dssa = dssa or spec.dssa
+    eval_samples = spec.ladder_samples if eval_samples is None else eval_samples
     data_dir = data_dir or str(Path(out_dir) / "data")
     nir_path = Path(out_dir) / f"{Path(checkpoint).stem}.nir"
     check_outputs([checkpoint], files=[json_out, nir_path if lava_samples > 0 else None],
@@ -187,6 +193,8 @@ def demo(model_name, checkpoint, batch_size, json_out, lava_samples, dssa, eval_
                           "processes", "latency", "s/sample"]))
     if fixed_point:
         result["fixed_point"] = _fixed_point(ck, checkpoint, split, n, eval_samples, calib_samples, out_dir)
+        if split.data is not None and 0 < eval_samples < n_test:
+            result["fixed_point"]["whole_split"] = _whole_split(ck, checkpoint, split, calib_samples, batch_size)
     if json_out:
         write_json(json_out, result)
         click.echo(f"wrote {json_out}")
@@ -233,3 +241,19 @@ def _fixed_point(ck, checkpoint, split: DemoSplit, n: int, eval_samples: int, ca
     out = {k: rep[k] for k in ("ladder", "mapping")}
     out["energy"] = {k: rep["energy"][k] for k in ("torch", "fixed")}
     return out
+
+
+def _whole_split(ck, checkpoint, split: DemoSplit, calib_samples: int, batch_size: int) -> dict:
+    """The whole held-out split through the bit-accurate emulator, streamed (no per-neuron
+    records), beside the PyTorch model: accuracy and agreement where the ladder ran a subset."""
+    from resformer_deploy.analysis.evaluation import evaluate
+    from resformer_deploy.util.progress import Progress
+
+    click.echo(f"\nfixed point on the whole held-out split ({len(split.y)} samples), streamed through loihi2-emu:")
+    ev = evaluate(ck, split.data, "loihi2-emu", checkpoint=checkpoint, batch_size=batch_size,
+                  calibration=split.calibration, calib_samples=calib_samples, say=click.echo, bar=Progress)
+    click.echo(f"  emulator accuracy {100 * ev['top1']:.2f}% vs PyTorch float32 {100 * ev['torch_top1']:.2f}% "
+               f"({100 * (ev['top1'] - ev['torch_top1']):+.2f} pp), same class {100 * ev['agreement_with_torch']:.2f}% "
+               f"of {ev['samples']}; {ev['throughput']['samples_per_second']:.2f} samples/s")
+    return {k: ev[k] for k in ("samples", "top1", "torch_top1", "agreement_with_torch", "throughput", "seconds",
+                               "target_info")}
