@@ -16,7 +16,7 @@ def test_demo_cifar_runs_the_chain_on_its_generated_split(tmp_path):
     out, data = tmp_path / "demo.json", tmp_path / "data"
     r = CliRunner().invoke(main, ["demo", "--model", "cifar", "--out-dir", str(tmp_path / "build"), "--data-dir",
                                   str(data), "--json-out", str(out), "--lava-samples", "1", "--dssa", "fused",
-                                  "--eval-samples", "12", "--calib-samples", "16"])
+                                  "--eval-samples", "12", "--calib-samples", "16", "--no-whole-split"])
     assert r.exit_code == 0, r.stderr
     j = json.loads(out.read_text())
     ev = json.loads(RECORD.read_text())["evaluation"]
@@ -39,3 +39,27 @@ def test_demo_cifar_runs_the_chain_on_its_generated_split(tmp_path):
     assert fp["energy"]["fixed"]["sops"] > 0
     assert (tmp_path / "build" / "report" / "report.html").is_file()
     assert "held-out data: CIFAR-10" in r.output and "cifar10" in r.output
+    assert "whole_split" not in fp  # --no-whole-split (the streamed path: the test below)
+
+
+def test_whole_split_streams_every_sample_through_the_emulator(tmp_path):
+    """demo's whole-split rung on a small generated set (20 held-out images): every sample
+    evaluated, PyTorch's accuracy as computed here, the emulator beside it."""
+    import torch
+    from resformer_deploy.analysis.data_inputs import DataArgs
+    from resformer_deploy.cli.data import open_data_args
+    from resformer_deploy.cli.demo import DemoSplit, _whole_split
+    from resformer_deploy.data.generators import digits_images
+    from resformer_deploy.model.checkpoint import load_checkpoint
+
+    digits_images.build(tmp_path, limit=20)
+    ck = load_checkpoint(RECORD.with_suffix(".pt"))
+    md, cal = open_data_args(DataArgs(data=str(tmp_path), calib_data=str(tmp_path)), ck.config, ck.variant, 16, True,
+                             out=lambda m: None)
+    x, y, _ = md.take(20, "test")
+    with torch.no_grad():
+        torch_acc = float((ck.model(x).mean(0).argmax(-1) == y).float().mean())
+    w = _whole_split(ck, str(RECORD.with_suffix(".pt")), DemoSplit(x, y, md.describe(), cal, True, md), 16, 8)
+    assert w["samples"] == 20 and w["target"] == "loihi2-emu"
+    assert abs(w["torch_top1"] - torch_acc) <= FLIPS / 20 + 1e-9
+    assert w["agreement_with_torch"] >= 0.85 and abs(w["top1"] - w["torch_top1"]) <= 0.15
