@@ -24,7 +24,7 @@ instead of the 2.7 GB of float64 membranes per run.
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from math import prod
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import nir
 import numpy as np
@@ -169,6 +169,17 @@ class PackedMasks(Mapping):
     def nbytes(self) -> int:
         return sum(p.nbytes for p, _ in self._packed.values())
 
+    @classmethod
+    def concat(cls, parts: Sequence["PackedMasks"]) -> "PackedMasks":
+        """Records of consecutive sample chunks joined along the sample axis (each sample's bits are
+        packed on their own, so the bytes join unchanged)."""
+        out = {}
+        for key in parts[0]:
+            shapes = [p._packed[key][1] for p in parts]
+            out[key] = (np.concatenate([p._packed[key][0] for p in parts], axis=1),
+                        (shapes[0][0], sum(s[1] for s in shapes)) + shapes[0][2:])
+        return cls(out)
+
     def __getitem__(self, key: str) -> torch.Tensor:
         packed, shape = self._packed[key]
         bits = np.unpackbits(packed, axis=-1, count=prod(shape[2:]))
@@ -204,6 +215,15 @@ class TorchRecord:
         """The record of the first n samples (every record is [T, B, ...])."""
         return TorchRecord(self.logits[:, :n], _head(self.spikes, n), {k: v[:, :n] for k, v in self.membranes.items()},
                            _head(self.near, n), dict(self.thresholds), self.tie_tol)
+
+    @classmethod
+    def concat(cls, parts: Sequence["TorchRecord"]) -> "TorchRecord":
+        """The records of consecutive sample chunks as one (the run is per sample: chunking changes
+        nothing but the batch the forward saw)."""
+        first = parts[0]
+        return TorchRecord(torch.cat([p.logits for p in parts], dim=1), PackedMasks.concat([p.spikes for p in parts]),
+                           {k: torch.cat([p.membranes[k] for p in parts], dim=1) for k in first.membranes},
+                           PackedMasks.concat([p.near for p in parts]), dict(first.thresholds), first.tie_tol)
 
     def spike_step(self, path: str, t: int) -> torch.Tensor:
         return _step(self.spikes, path, t)
@@ -249,11 +269,15 @@ def lif_modules(model) -> List[Tuple[str, torch.nn.Module]]:
 
 @torch.no_grad()
 def record_torch(model, x: torch.Tensor, membranes: bool = False, near: bool = True, tie_tol: float = TIE_TOL,
-                 progress: Optional[Callable[[int], None]] = None) -> TorchRecord:
+                 progress: Optional[Callable[[int], None]] = None, batch: Optional[int] = None) -> TorchRecord:
     """Run the model on x, keeping per LIF module its spikes and near-threshold mask (packed, see
     TorchRecord), and its float membranes only if ``membranes``. Each module's record is made in its
     forward hook, a step at a time, so no layer's membrane outlives the hook. ``progress(1)`` per
-    LIF module run."""
+    LIF module run. ``batch``: samples per forward (None: all at once); the forward's activations
+    grow with it, the packed record does not."""
+    if batch is not None and 0 < batch < len(x):
+        return TorchRecord.concat([record_torch(model, x[i:i + batch], membranes, near, tie_tol, progress)
+                                   for i in range(0, len(x), batch)])
     rec = TorchRecord(logits=None, tie_tol=tie_tol)
     hooks = []
     for path, mod in lif_modules(model):

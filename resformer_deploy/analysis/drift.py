@@ -36,7 +36,7 @@ from resformer_deploy.fixed_point.quantize import MARGIN
 from resformer_deploy.model.precision import model_in_dtype
 from resformer_deploy.training.loop import accuracy
 from resformer_deploy.util.records import Record, is_count, is_fraction, require
-from resformer_deploy.analysis.equivalence import inputs_for
+from resformer_deploy.analysis.equivalence import inputs_for, torch_record_batch
 from resformer_deploy.analysis.compare import Comparison, FirstDivergence, LayerComparison, compare_run, record_torch
 
 MAX_ACCURACY_DROP_PP = 1.0
@@ -333,14 +333,15 @@ def _ladder(m, eval_samples, lava_samples, calib_samples, dssa, margin, seed, pr
         raise DeployError(f"--lava-samples {lava_samples} exceeds the {n_eval} evaluation samples")
     x = x.double()
     say = progress or (lambda msg: None)
-    say(f"PyTorch float64: {len(x)} samples, recording every LIF layer")
-    t0 = time.time()
-    rec = record_torch(m, x)
-    t_torch = time.time() - t0
     with tempfile.TemporaryDirectory() as d:  # what a user deploys: the file read back
         path = Path(d) / "model.nir"
         write_nir(export_model(m, "float64"), path)
         graph = read_nir(path)
+    chunk = torch_record_batch(graph, cfg.T, x.element_size())
+    say(f"PyTorch float64: {len(x)} samples ({min(chunk, len(x))} at a time), recording every LIF layer")
+    t0 = time.time()
+    rec = record_torch(m, x, batch=chunk)
+    t_torch = time.time() - t0
     say(f"calibrating on {calibration.source if calibration is not None else f'{calib_samples} samples'}")
     xs = x[:lava_samples] if subset else None
     # one quantization (the fixed-point rung's flow) for every fixed-point rung; with check rungs it

@@ -116,6 +116,22 @@ TORCH_SECONDS_PER_REFERENCE = 0.8  # same machine and run: record_torch took 0.7
 COMPARE_BYTES_PER_VALUE = 6
 
 
+# a PyTorch record's forward runs in chunks of samples whose activations take at most this
+TORCH_CHUNK_BYTES = 2 * 2 ** 30
+
+
+def torch_forward_bytes(graph, T: int, n: int, element_bytes: int) -> int:
+    """Peak memory a PyTorch forward (with the record's hooks) adds for n samples at once."""
+    from targets.reference import graph_costs
+    c = graph_costs(graph)
+    return int(TORCH_FORWARD_FACTOR * max(c.values.values()) * T * n * element_bytes)
+
+
+def torch_record_batch(graph, T: int, element_bytes: int) -> int:
+    """Samples per forward of record_torch so the forward stays within TORCH_CHUNK_BYTES."""
+    return max(1, TORCH_CHUNK_BYTES // max(torch_forward_bytes(graph, T, 1, element_bytes), 1))
+
+
 @dataclass(frozen=True)
 class VerificationEstimate:
     """What a verification will cost, by phase (bytes it adds to the process; seconds)."""
@@ -211,7 +227,6 @@ def estimate_verification(model, n_samples: int, graph, tgt, dtype, tag: str = "
     c = graph_costs(graph)
     T, B = int(model.config.T), int(n_samples)
     e = torch.empty((), dtype=dtype).element_size()
-    largest = max(c.values[n] for n in c.values)
     largest_lif = max((c.values[n] for n in c.values if type(graph.nodes[n]).__name__ in ("LIF", "IF")), default=0)
     stream = streams(tgt)
     record = 2 * ((c.neurons * B + 7) // 8) * T + T * B * c.output_values * e  # packed spikes + near, logits
@@ -224,7 +239,7 @@ def estimate_verification(model, n_samples: int, graph, tgt, dtype, tag: str = "
     torch_s = TORCH_SECONDS_PER_REFERENCE * T * B * c.macs / MAC_PER_S.get(e, min(MAC_PER_S.values()))
     return VerificationEstimate(
         target=tgt.label, tag=tag or str(dtype).replace("torch.", ""),
-        torch_bytes=int(TORCH_FORWARD_FACTOR * largest * T * B * e), record_bytes=int(record),
+        torch_bytes=torch_forward_bytes(graph, T, B, e), record_bytes=int(record),
         graph_bytes=int(graph_bytes), target_estimate=te,
         compare_bytes=int(B * largest_lif * (e + COMPARE_BYTES_PER_VALUE)),
         seconds=torch_s + (te.seconds if te else 0.0), streamed=stream)

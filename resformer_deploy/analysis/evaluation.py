@@ -290,9 +290,11 @@ def prepare_evaluation(ck, data, target: str = TORCH, *, limit: Optional[int] = 
 
 
 def run_batches(setup: EvaluationSetup, model, loader, batches, update: Callable[[int], None] = lambda n: None,
-                t_start: Optional[float] = None) -> RangeResult:
+                t_start: Optional[float] = None, torch_scores: Optional[torch.Tensor] = None) -> RangeResult:
     """Every batch of ``batches`` (from ``loader``) through the PyTorch model and the target;
-    ``update(samples)`` after each batch (skipped ones included). Wall time from ``t_start``."""
+    ``update(samples)`` after each batch (skipped ones included). Wall time from ``t_start``.
+    ``torch_scores``: the PyTorch model's mean-over-T scores [N, K] of these data by sample index,
+    already computed at ``setup.torch_precision`` (the model is then not run again)."""
     from targets import get_target
     from resformer_deploy.model.precision import model_in_dtype
 
@@ -304,15 +306,16 @@ def run_batches(setup: EvaluationSetup, model, loader, batches, update: Callable
         m.eval()
         seen_bad = 0
         for batch in batches:
-            torch_scores = m(batch.x.to(setup.dtype)).mean(0)
+            scores = (m(batch.x.to(setup.dtype)).mean(0) if torch_scores is None else
+                      torch_scores[[int(r.index) for r in batch.refs]])
             if tgt is None:
-                tally.add(batch.refs, batch.y, torch_scores)
+                tally.add(batch.refs, batch.y, scores)
             else:
                 run_info = {}
                 res = tgt.run(setup.graph, batch.x.double(), setup.T, prepared=setup.prepared, info=run_info,
                               **run_kw)
                 _merge_info(info, run_info)
-                tally.add(batch.refs, batch.y, res.output.mean(0), torch_scores)
+                tally.add(batch.refs, batch.y, res.output.mean(0), scores)
             update(len(batch.y) + len(loader.bad) - seen_bad)
             seen_bad = len(loader.bad)
     return RangeResult(tally.predictions, [[name, why] for name, why in loader.bad], info,
@@ -372,21 +375,25 @@ def evaluation_record(setup: EvaluationSetup, ck, data, tally: Tally, skipped: l
 def evaluate(ck, data, target: str = TORCH, *, checkpoint: str = "", limit: Optional[int] = None,
              batch_size: int = 32, dssa: str = "fused", calibration=None, calib_samples: int = 128,
              workers: int = 2, torch_precision: str = "auto", say: Callable[[str], None] = lambda m: None,
-             bar=None) -> dict:
+             bar=None, torch_scores: Optional[torch.Tensor] = None) -> dict:
     """Evaluate ``ck`` (a loaded checkpoint) on ``data`` (analysis.data_inputs.ModelData) on
     ``target`` ("torch" or a registered target), in this process; returns the JSON record (keys
     RESULT_KEYS). ``calibration``: flows.fixed_point.CalibrationData for a fixed-point target (None:
     the flow's choice). ``say``: lines for the user (estimate, calibration); ``bar(total, label,
     unit)``: a progress context manager (util/progress.Progress). ``torch_precision``: of the
-    PyTorch model (``torch_dtype``)."""
+    PyTorch model (``torch_dtype``). ``torch_scores``: the PyTorch scores of every sample of
+    ``data`` [N, K], at that precision, computed already (run_batches)."""
     from resformer_deploy.analysis.equivalence import _NoBar
 
+    if torch_scores is not None and tuple(torch_scores.shape) != (len(data.source), ck.config.num_classes):
+        raise DeployError(f"torch_scores: shape {tuple(torch_scores.shape)}, expected "
+                          f"{(len(data.source), ck.config.num_classes)} (samples of {data.source.describe()}, classes)")
     bar = bar or _NoBar
     setup, loader, first, rest, t_start = prepare_evaluation(
         ck, data, target, limit=limit, batch_size=batch_size, dssa=dssa, calibration=calibration,
         calib_samples=calib_samples, workers=workers, torch_precision=torch_precision, say=say)
     with bar(len(loader), f"evaluate ({target})", "samples") as b:
-        part = run_batches(setup, ck.model, loader, chain([first], rest), b.update, t_start)
+        part = run_batches(setup, ck.model, loader, chain([first], rest), b.update, t_start, torch_scores)
     wall = part.seconds - setup.t_prepare
     tally, skipped, info = merge_ranges(setup, [part])
     return evaluation_record(setup, ck, data, tally, skipped, info, checkpoint=checkpoint, limit=limit, wall=wall,

@@ -196,7 +196,8 @@ def demo(model_name, checkpoint, batch_size, json_out, lava_samples, dssa, eval_
     if fixed_point:
         result["fixed_point"] = _fixed_point(ck, checkpoint, split, n, eval_samples, calib_samples, out_dir)
         if whole_split and split.data is not None and 0 < eval_samples < n_test:
-            result["fixed_point"]["whole_split"] = _whole_split(ck, checkpoint, split, calib_samples, batch_size)
+            result["fixed_point"]["whole_split"] = _whole_split(ck, checkpoint, split, calib_samples, batch_size,
+                                                                logits)
     if json_out:
         write_json(json_out, result)
         click.echo(f"wrote {json_out}")
@@ -245,15 +246,17 @@ def _fixed_point(ck, checkpoint, split: DemoSplit, n: int, eval_samples: int, ca
     return out
 
 
-def _whole_split(ck, checkpoint, split: DemoSplit, calib_samples: int, batch_size: int) -> dict:
+def _whole_split(ck, checkpoint, split: DemoSplit, calib_samples: int, batch_size: int, logits) -> dict:
     """The whole held-out split through the bit-accurate emulator, streamed (no per-neuron
-    records), beside the PyTorch model: accuracy and agreement where the ladder ran a subset."""
+    records), beside the PyTorch model: accuracy and agreement where the ladder ran a subset.
+    ``logits``: the float32 PyTorch scores of the split computed at the start (not computed again)."""
     from resformer_deploy.analysis.evaluation import evaluate
     from resformer_deploy.util.progress import Progress
 
     click.echo(f"\nfixed point on the whole held-out split ({len(split.y)} samples), streamed through loihi2-emu:")
     ev = evaluate(ck, split.data, "loihi2-emu", checkpoint=checkpoint, batch_size=batch_size,
-                  calibration=split.calibration, calib_samples=calib_samples, say=click.echo, bar=Progress)
+                  calibration=split.calibration, calib_samples=calib_samples, say=click.echo, bar=Progress,
+                  torch_scores=logits)
     click.echo(f"  emulator accuracy {100 * ev['top1']:.2f}% vs PyTorch float32 {100 * ev['torch_top1']:.2f}% "
                f"({100 * (ev['top1'] - ev['torch_top1']):+.2f} pp), same class {100 * ev['agreement_with_torch']:.2f}% "
                f"of {ev['samples']}; {ev['throughput']['samples_per_second']:.2f} samples/s")

@@ -204,3 +204,17 @@ def test_comparer_refuses_what_it_cannot_compare(digits):
         comparer.finish(rec.logits)
     with pytest.raises(ValueError, match="tie_tol"):
         SpikeComparer(graph, rec, tie_tol=1e-3)
+
+
+def test_record_in_chunks_equals_one_forward(ck):
+    """record_torch(batch=3) joins its chunks' packed records into the one-forward record of the
+    same samples (float64: the chunking changes no spike)."""
+    x = load_digits_split().x_test[:7].double()
+    with model_in_dtype(ck.model, torch.float64) as m:
+        whole, chunked = record_torch(m.eval(), x), record_torch(m, x, batch=3)
+    assert list(chunked.spikes) == list(whole.spikes) and len(whole.spikes) > 0
+    for k in whole.spikes:
+        assert chunked.spikes.shape(k) == whole.spikes.shape(k) and chunked.spikes.shape(k)[1] == 7
+        assert torch.equal(chunked.spikes[k], whole.spikes[k]) and torch.equal(chunked.near[k], whole.near[k])
+    assert torch.allclose(chunked.logits, whole.logits, rtol=0, atol=1e-12)
+    assert chunked.thresholds == whole.thresholds

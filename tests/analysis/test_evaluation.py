@@ -85,6 +85,24 @@ def test_target_runs_batches_on_one_prepared_flow(ck, digits, monkeypatch):
     assert rep["torch_top1"] == float((top_classes(ref, 1)[:, 0] == load_digits_split().y_test[:n]).float().mean())
 
 
+def test_given_torch_scores_replace_the_model_run(ck, digits, monkeypatch):
+    """torch_scores (scores computed before, by sample index) are the PyTorch side of the
+    comparison and the model is not run; scores of the wrong shape are refused."""
+    n, K = len(digits.source), ck.config.num_classes
+    with model_in_dtype(ck.model, torch.float64) as m, torch.no_grad():
+        own = m.eval()(load_digits_split().x_test.double()).mean(0)
+    plain = evaluate(ck, digits, "reference", limit=12, batch_size=5)
+    given = evaluate(ck, digits, "reference", limit=12, batch_size=5, torch_scores=own)
+    assert given["predictions"] == plain["predictions"]
+    shifted = own.roll(1, dims=1)  # column c moves to c + 1: every PyTorch class shifts by one
+    monkeypatch.setattr(type(ck.model), "forward", lambda *a, **k: pytest.fail("model run despite torch_scores"))
+    rep = evaluate(ck, digits, "reference", limit=12, batch_size=5, torch_scores=shifted)
+    assert [p["torch_prediction"] for p in rep["predictions"]] == \
+        [(p["torch_prediction"] + 1) % K for p in plain["predictions"]]
+    with pytest.raises(DeployError, match=rf"torch_scores: shape \(12, {K}\), expected \({n}, {K}\)"):
+        evaluate(ck, digits, "reference", limit=12, torch_scores=own[:12])
+
+
 def test_estimate_refuses_before_any_batch_runs(ck, digits, monkeypatch):
     runs = []
     monkeypatch.setattr(ReferenceTarget, "run", lambda *a, **k: runs.append(1))
