@@ -85,8 +85,12 @@ def _kind_of_path(path: str) -> str:
 
 
 @torch.no_grad()
-def count_torch(model, x, replay: Optional[Dict[str, torch.Tensor]] = None) -> Dict[str, LayerOps]:
+def count_torch(model, x, replay: Optional[Dict[str, torch.Tensor]] = None,
+                batch: Optional[int] = None) -> Dict[str, LayerOps]:
     """Per layer (module path) totals over the batch; divide by the batch size for per image.
+
+    ``batch``: samples per forward (the totals are sums of whole-number counts, so chunking changes
+    nothing; it bounds the forward's activations, e.g. analysis.equivalence.torch_record_batch).
 
     ``replay``: spike records ``[T, B, *shape]`` by neuron module path (another engine's run, e.g.
     the fixed-point emulator's); every neuron's output is replaced by them, so the official
@@ -134,9 +138,16 @@ def count_torch(model, x, replay: Optional[Dict[str, torch.Tensor]] = None) -> D
             if path not in replay:  # a neuron left running would mix two runs' spikes
                 raise ValueError(f"replay has no spikes of neuron {path} ({len(replay)} given)")
             hooks.append(mod.register_forward_hook(replay_hook(path)))
+    n = x.shape[0]
+    step = n if not batch else max(1, int(batch))
+    full = replay
     try:
         model.eval()
-        model(x)
+        for i in range(0, n, step):
+            if full is not None:  # records are [T, B, ...]: the chunk's samples
+                replay = {k: v[:, i:i + step] for k, v in full.items()}
+            with torch.no_grad():
+                model(x[i:i + step])
     finally:
         for h in hooks:
             h.remove()
@@ -151,8 +162,10 @@ def replay_counts(model, graph: nir.NIRGraph, x, spikes: Dict[str, torch.Tensor]
     from resformer_deploy.model.precision import model_in_dtype
     replay = {(node.metadata or {})["torch_module"]: spikes[n] for n, node in graph.nodes.items()
               if (node.metadata or {}).get("role") == "neuron"}
+    from resformer_deploy.analysis.equivalence import torch_record_batch
+    steps = next(iter(spikes.values())).shape[0]  # records are [T, B, ...]
     with model_in_dtype(model, torch.float64) as m64:
-        counts = count_torch(m64, x.double(), replay=replay)
+        counts = count_torch(m64, x.double(), replay=replay, batch=torch_record_batch(graph, steps, 8))
     for k, v in counts.items():
         v.torch_ops = float_counts[k].ops if k in float_counts else None
     return counts

@@ -395,7 +395,7 @@ def ops(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, samp
                                                       replay_counts)
     from resformer_deploy.reporting.tables import table, write_json
     from resformer_deploy.analysis.equivalence import (check_run_estimate, estimate_run, run_estimate_line,
-                                                       verification_inputs)
+                                                       torch_record_batch, verification_inputs)
     from resformer_deploy.util.progress import Progress
     from resformer_deploy.model.precision import model_in_dtype
     import torch
@@ -414,7 +414,7 @@ def ops(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, samp
         click.echo(run_estimate_line(tgt, est))
         check_run_estimate(tgt, est, f"ops: {samples:,} samples")
     with model_in_dtype(ck.model, torch.float64) as m64:
-        ct = count_torch(m64, x)
+        ct = count_torch(m64, x, batch=torch_record_batch(graph, ck.config.T, 8))
     caps, ref_name = tgt.capabilities, "PyTorch"
     # the target's flow with its default options (fixed point: quantized on 128 calibration samples)
     prepared = prepare(tgt, graph, samples=x, T=ck.config.T, calibration=cal)

@@ -8,6 +8,7 @@ from typing import Dict
 import torch
 
 from resformer_deploy.analysis.drift import DriftLadder, drift_ladder
+from resformer_deploy.analysis.equivalence import torch_record_batch
 from resformer_deploy.analysis.operations import EnergyReport, LayerOps, count_graph, count_torch, energy_report
 from resformer_deploy.model.precision import model_in_dtype
 from resformer_deploy.util.records import Record, is_count, require
@@ -69,8 +70,9 @@ def build_report(ck, checkpoint: str, dssa: str = "fused", lava_samples: int = 1
     runs = ladder.runs
     say("counting operations")
     x, T, N = runs.x, ck.config.T, runs.x.shape[0]
+    # in chunks: dvsg's 48 ladder samples in one float64 forward took >13 GiB beside the ladder's records
     with model_in_dtype(ck.model, torch.float64) as m:
-        ct = count_torch(m, x)
+        ct = count_torch(m, x, batch=torch_record_batch(runs.graph, T, 8))
     cf = count_graph(runs.graph, runs.emulator.spikes, T, N)
     energy = EnergySection(N, ct, cf, energy_report(ct, N), energy_report(cf, N))
     say("mapping onto Loihi 2 cores")

@@ -242,6 +242,26 @@ def test_replayed_counts_of_a_fixed_point_run_equal_its_graph_count():
         count_torch(m, x.float(), replay={})
 
 
+def test_counts_in_chunks_equal_one_forward():
+    """batch=: one forward per chunk (bounded activations); the totals are the whole batch's, with
+    and without replaying another run's spikes (each chunk replays its own samples)."""
+    from resformer_deploy.model.precision import model_in_dtype
+    from tests.support.small_models import small_inputs, small_model
+    m = small_model("cifar16")
+    x = small_inputs(m, 5).double()
+    g, T = export_model(m, "float64"), m.config.T
+    ref = get_target("reference").run(g, x, T)
+    replay = {(node.metadata or {})["torch_module"]: ref.spikes[n] for n, node in g.nodes.items()
+              if (node.metadata or {}).get("role") == "neuron"}
+    with model_in_dtype(m, torch.float64) as m64:
+        for rp in (None, replay):
+            whole = count_torch(m64, x, replay=rp)
+            chunked = count_torch(m64, x, replay=rp, batch=2)  # chunks of 2, 2, 1
+            assert set(chunked) == set(whole)
+            assert {k: v.ops for k, v in chunked.items()} == {k: v.ops for k, v in whole.items()}
+            assert sum(v.ops for v in whole.values()) > 0
+
+
 def test_ops_command_on_the_emulator_checks_the_replayed_count(tmp_path):
     import json
     from tests.cli.test_cli import run
