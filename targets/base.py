@@ -117,6 +117,16 @@ class Target(abc.ABC):
                 raise DeployError(f"target '{self.label}' does not record {what} "
                                   f"(capability records_{what} is false)")
 
+    def sized_by(self, prepared=None, quant=None):
+        """(quantized network or None, plan or None) that an estimate sizes a run from. Before
+        calibration a fixed-point target is sized from the flow's plan alone (``prepared`` holding
+        'lava_plan' and no 'quantized_net'): quantization changes a network's numbers, not its sizes."""
+        q = quant if quant is not None else (prepared or {}).get("quantized_net")
+        if q is None and self.capabilities.needs_quantized_net and (prepared or {}).get("lava_plan") is not None:
+            return None, prepared["lava_plan"]
+        q = self.quantized_net(prepared, quant)
+        return q, (q.plan if q is not None else None)
+
     def quantized_net(self, prepared=None, quant=None):
         """The quantized network (given directly or by the flow), checked against the target's
         arithmetic: a float target refuses one, a fixed-point target requires one."""

@@ -284,11 +284,11 @@ class LavaCpuTarget(Target):
         will make (targets.lava_worker.wiring), values per step, kernel weights, MACs per step, and
         the constants below (measured on this machine)."""
         self.refuse_unknown(options)
-        quant = self.quantized_net(prepared, quant)
-        plan = self.plan_for(graph, dssa, prepared, quant)
+        quant, plan = self.sized_by(prepared, quant)
+        plan = plan or self.plan_for(graph, dssa, prepared, quant)
         w = wiring(plan, n_samples, T, record_spikes)
         steps = n_samples * T + plan.total_latency
-        value = 4 if quant is not None else 8  # int32 payloads, float64
+        value = 4 if self.capabilities.arithmetic == "fixed" else 8  # int32 payloads, float64
         lif = sum(p.size for p in plan.lif.values())
         host = sum(int(np.prod(plan.shapes[h])) for h in plan.inputs)
         macs = plan_macs(plan)

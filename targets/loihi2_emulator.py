@@ -480,7 +480,7 @@ class Loihi2EmulatorTarget(Target):
         """From the plan: MACs and values per step at the rates measured on this machine
         (EMU_MAC_PER_S, EMU_VALUES_PER_S), the working memory of a chunk of samples, the spike
         record and the host streams."""
-        plan = self.quantized_net(prepared, quant).plan
+        _, plan = self.sized_by(prepared, quant)
         chunk = chunk_samples(plan, n_samples, batch)
         macs = plan_macs_per_step(plan) * n_samples * T
         values = plan.values_per_step * n_samples * T

@@ -312,6 +312,42 @@ def _estimate(say, name, graph, n, T, prepared, options) -> None:
     check_run_estimate(tgt, est, f"drift ladder: {n} samples")
 
 
+def _check_rungs_fit(say, choices, graph, n_eval: int, lava_samples: int, T: int, dssa: str, element_bytes: int):
+    """Every rung's run sized before the PyTorch record (dvsg: ~17 min on 96 samples), from the plan
+    alone (a fixed-point rung's network has its plan's sizes), beside what the ladder holds when it
+    runs: the packed PyTorch record, the pages of the record's forward chunk (TORCH_CHUNK_BYTES; the
+    allocator keeps them) and, for the rungs on the first samples, the fixed-point rung's spike
+    record (1 B per neuron). Refused with the figures of every rung that does not fit."""
+    from resformer_deploy.analysis.equivalence import (TORCH_CHUNK_BYTES, estimate_run, packed_record_bytes,
+                                                       torch_forward_bytes)
+    from resformer_deploy.lava.plan import plan_lava
+    from resformer_deploy.util.memory_budget import MemoryBudgetError, budget_bytes, size
+    from targets.reference import graph_costs
+    c = graph_costs(graph)
+    held = (packed_record_bytes(c, T, n_eval, element_bytes)
+            + min(TORCH_CHUNK_BYTES, torch_forward_bytes(graph, T, n_eval, element_bytes)))
+    plans, bad, budget = {}, [], budget_bytes()
+    for ch in choices:
+        opts = _run_options(ch.target, dssa)
+        key = opts.get("dssa", "fused")
+        plans.setdefault(key, plan_lava(graph, key))
+        n = n_eval if ch.role == FIXED_POINT else lava_samples
+        beside = held + (c.neurons * n_eval * T if ch.role in SUBSET_ROLES else 0)
+        est = estimate_run(get_target(ch.target), graph, n, T, prepared={"lava_plan": plans[key]}, **opts)
+        if est is None:
+            continue
+        need = est.peak_bytes + beside
+        say(f"sized before calibration: {ch.target} on {n} samples ~{size(est.peak_bytes)} beside the ladder's "
+            f"{size(beside)}")
+        if need > budget:
+            bad.append(f"{ch.target} on {n} samples needs about {size(est.peak_bytes)} ({est.basis}) beside the "
+                       f"ladder's {size(beside)} (PyTorch record and chunk"
+                       + (", fixed-point spikes" if ch.role in SUBSET_ROLES else "") + ")")
+    if bad:
+        raise MemoryBudgetError(f"drift ladder: {len(bad)} rung(s) do not fit the memory budget {size(budget)}: "
+                                + "; ".join(bad) + "; use fewer evaluation samples")
+
+
 def _ladder(m, eval_samples, lava_samples, calib_samples, dssa, margin, seed, progress, choices, keep_runs,
             inputs=None, calibration=None):
     cfg = m.config
@@ -337,6 +373,7 @@ def _ladder(m, eval_samples, lava_samples, calib_samples, dssa, margin, seed, pr
         path = Path(d) / "model.nir"
         write_nir(export_model(m, "float64"), path)
         graph = read_nir(path)
+    _check_rungs_fit(say, choices, graph, n_eval, lava_samples if subset else 0, cfg.T, dssa, x.element_size())
     chunk = torch_record_batch(graph, cfg.T, x.element_size())
     say(f"PyTorch float64: {len(x)} samples ({min(chunk, len(x))} at a time), recording every LIF layer")
     t0 = time.time()

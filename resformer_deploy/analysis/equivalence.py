@@ -127,6 +127,13 @@ def torch_forward_bytes(graph, T: int, n: int, element_bytes: int) -> int:
     return int(TORCH_FORWARD_FACTOR * max(c.values.values()) * T * n * element_bytes)
 
 
+def packed_record_bytes(costs, T: int, n: int, element_bytes: int) -> int:
+    """The packed PyTorch record of n samples (analysis/compare.py TorchRecord): spikes and
+    near-threshold masks, 1 bit each per neuron, sample and step, and the logits of every step;
+    ``costs``: targets.reference.graph_costs of the graph."""
+    return int(2 * ((costs.neurons * n + 7) // 8) * T + T * n * costs.output_values * element_bytes)
+
+
 def torch_record_batch(graph, T: int, element_bytes: int) -> int:
     """Samples per forward of record_torch so the forward stays within TORCH_CHUNK_BYTES."""
     return max(1, TORCH_CHUNK_BYTES // max(torch_forward_bytes(graph, T, 1, element_bytes), 1))
@@ -229,7 +236,7 @@ def estimate_verification(model, n_samples: int, graph, tgt, dtype, tag: str = "
     e = torch.empty((), dtype=dtype).element_size()
     largest_lif = max((c.values[n] for n in c.values if type(graph.nodes[n]).__name__ in ("LIF", "IF")), default=0)
     stream = streams(tgt)
-    record = 2 * ((c.neurons * B + 7) // 8) * T + T * B * c.output_values * e  # packed spikes + near, logits
+    record = packed_record_bytes(c, T, B, e)
     graph_bytes = c.weights * e
     options = dict(target_options, dtype=dtype, record_spikes=not stream,
                    record_membranes=tgt.capabilities.records_membranes and not stream)
@@ -239,7 +246,7 @@ def estimate_verification(model, n_samples: int, graph, tgt, dtype, tag: str = "
     torch_s = TORCH_SECONDS_PER_REFERENCE * T * B * c.macs / MAC_PER_S.get(e, min(MAC_PER_S.values()))
     return VerificationEstimate(
         target=tgt.label, tag=tag or str(dtype).replace("torch.", ""),
-        torch_bytes=torch_forward_bytes(graph, T, B, e), record_bytes=int(record),
+        torch_bytes=torch_forward_bytes(graph, T, B, e), record_bytes=record,
         graph_bytes=int(graph_bytes), target_estimate=te,
         compare_bytes=int(B * largest_lif * (e + COMPARE_BYTES_PER_VALUE)),
         seconds=torch_s + (te.seconds if te else 0.0), streamed=stream)

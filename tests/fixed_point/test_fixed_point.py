@@ -221,6 +221,33 @@ def test_fixed_point_targets_refuse_missing_quantization_and_hardware_is_explain
         get_target("lava-cpu").run(g, x, m.config.T, quant=object())
 
 
+def test_fixed_point_targets_are_sized_from_the_plan_before_calibration(quant, digits_graph):
+    from resformer_deploy.lava.plan import plan_lava
+    m, g = digits_graph
+    plan_only = {"lava_plan": plan_lava(g, "fused")}
+    for t in ("loihi2-sim", "loihi2-emu"):
+        tgt = get_target(t)
+        # a quantized network has its plan's sizes: the same estimate before calibration as after
+        assert tgt.estimate(g, 7, m.config.T, prepared=plan_only) == tgt.estimate(g, 7, m.config.T, quant=quant), t
+    with pytest.raises(DeployError, match="quantized network"):  # neither plan nor network: still refused
+        get_target("loihi2-emu").estimate(g, 7, m.config.T, prepared={})
+
+
+def test_drift_ladder_refuses_a_rung_that_cannot_fit_before_recording_pytorch(digits_graph, monkeypatch):
+    from resformer_deploy.analysis import drift
+    from resformer_deploy.util.memory_budget import ENV, MemoryBudgetError
+    m, _ = digits_graph
+    ran = []
+    monkeypatch.setattr(drift, "record_torch", lambda *a, **k: ran.append("torch"))
+    # 4 MB: the ladder's records of the 359 held-out digits fit (~0.2 MB), the emulator's run of them does not
+    monkeypatch.setenv(ENV, str(4_000_000))
+    with pytest.raises(MemoryBudgetError, match=r"drift ladder: 1 rung\(s\) do not fit the memory budget 3.8 MiB: "
+                                                r"loihi2-emu on 359 samples needs about [\d.]+ MiB \(.*\) beside "
+                                                r"the ladder's [\d.]+ [KMG]iB"):
+        drift.drift_ladder(m, eval_samples=0, lava=False, targets=["loihi2-emu"])
+    assert ran == []
+
+
 def test_verify_loihi2_sim_cli_reports_the_drift_ladder(tmp_path):
     out = tmp_path / "drift.json"
     r = CliRunner().invoke(main, ["verify", str(DIGITS_CKPT), "--target", "loihi2-sim", "--dssa", "fused",
