@@ -312,7 +312,7 @@ def _estimate(say, name, graph, n, T, prepared, options) -> None:
     check_run_estimate(tgt, est, f"drift ladder: {n} samples")
 
 
-def _check_rungs_fit(say, choices, graph, n_eval: int, lava_samples: int, T: int, dssa: str, element_bytes: int):
+def check_rungs_fit(say, choices, graph, n_eval: int, lava_samples: int, T: int, dssa: str, element_bytes: int):
     """Every rung's run sized before the PyTorch record (dvsg: ~17 min on 96 samples), from the plan
     alone (a fixed-point rung's network has its plan's sizes), beside what the ladder holds when it
     runs: the packed PyTorch record, the pages of the record's forward chunk (TORCH_CHUNK_BYTES; the
@@ -373,7 +373,7 @@ def _ladder(m, eval_samples, lava_samples, calib_samples, dssa, margin, seed, pr
         path = Path(d) / "model.nir"
         write_nir(export_model(m, "float64"), path)
         graph = read_nir(path)
-    _check_rungs_fit(say, choices, graph, n_eval, lava_samples if subset else 0, cfg.T, dssa, x.element_size())
+    check_rungs_fit(say, choices, graph, n_eval, lava_samples if subset else 0, cfg.T, dssa, x.element_size())
     chunk = torch_record_batch(graph, cfg.T, x.element_size())
     say(f"PyTorch float64: {len(x)} samples ({min(chunk, len(x))} at a time), recording every LIF layer")
     t0 = time.time()

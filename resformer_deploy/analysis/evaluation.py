@@ -135,25 +135,30 @@ def torch_dtype(tgt, precision: str = "auto") -> torch.dtype:
 
 
 def estimate_evaluation(graph, tgt, n: int, batch_size: int, T: int, sample_bytes: int, prefetch: int,
-                        prepared=None, **options) -> Optional[EvaluationEstimate]:
+                        prepared=None, torch_runs: bool = True, **options) -> EvaluationEstimate:
     """The evaluation's cost from the graph (targets/reference.py graph_costs, PyTorch's forward
-    factor of analysis/equivalence.py) and the target's own estimate of one batch; None before the
-    flow for a target whose cost model needs its quantized network (ask again after it)."""
+    factor of analysis/equivalence.py) and the target's own estimate of one batch. Before the flow
+    a fixed-point target is sized from the plan alone (its quantized network has the plan's sizes).
+    ``torch_runs`` False: the PyTorch scores are given (evaluate's ``torch_scores``), no forward."""
     from targets.reference import MAC_PER_S, SECONDS_PER_NODE_STEP, graph_costs
     from resformer_deploy.analysis.equivalence import TORCH_FORWARD_FACTOR, TORCH_SECONDS_PER_REFERENCE, estimate_run
+    from resformer_deploy.lava.plan import plan_lava
 
     te, B = None, min(batch_size, n)
     if tgt is not None:
         if prepared is None and tgt.capabilities.needs_quantized_net:
-            return None
+            prepared = {"lava_plan": plan_lava(graph, options.get("dssa", "fused"))}
         te = estimate_run(tgt, graph, B, T, prepared=prepared, **options)
     c = graph_costs(graph)
     e = 4 if tgt is None else 8  # PyTorch float32 alone; float64 beside a target
     largest = max(c.values.values())
+    forward = 1 if torch_runs or tgt is None else 0
     return EvaluationEstimate(
         target=TORCH if tgt is None else tgt.label, samples=n, batch_size=B, graph_bytes=int(c.weights * e),
-        data_bytes=int((B + prefetch) * sample_bytes), torch_bytes=int(TORCH_FORWARD_FACTOR * largest * T * B * e),
-        torch_seconds=TORCH_SECONDS_PER_REFERENCE * T * (B * c.macs / MAC_PER_S[e] + len(c.values) * SECONDS_PER_NODE_STEP),
+        data_bytes=int((B + prefetch) * sample_bytes),
+        torch_bytes=forward * int(TORCH_FORWARD_FACTOR * largest * T * B * e),
+        torch_seconds=forward * TORCH_SECONDS_PER_REFERENCE * T * (B * c.macs / MAC_PER_S[e]
+                                                                   + len(c.values) * SECONDS_PER_NODE_STEP),
         target_estimate=te)
 
 
@@ -229,13 +234,33 @@ class RangeResult:
     load_seconds: float
 
 
+def check_evaluation(graph, data, target: str, *, T: int, limit: Optional[int] = None, batch_size: int = 32,
+                     dssa: str = "fused", workers: int = 2, torch_runs: bool = True,
+                     say: Callable[[str], None] = lambda m: None) -> EvaluationEstimate:
+    """An evaluation's estimate, refused beyond the memory budget, for a command that evaluates
+    after other work (demo's whole split): checked before that work starts. ``graph``: the
+    model exported in float64, as prepare_evaluation exports it beside a target."""
+    from targets import get_target
+    from resformer_deploy.analysis.equivalence import rss_bytes
+    tgt = get_target(target)
+    opts = {"dssa": dssa} if "dssa" in tgt.capabilities.options else {}
+    loader = data.loader(batch_size, limit, workers)
+    est = estimate_evaluation(graph, tgt, len(loader), batch_size, T, data.sample_bytes, loader.prefetch,
+                              torch_runs=torch_runs, **opts, record_spikes=False, dtype=torch.float64)
+    say(est.line(rss_bytes()))
+    est.check()
+    return est
+
+
 def prepare_evaluation(ck, data, target: str = TORCH, *, limit: Optional[int] = None, batch_size: int = 32,
                        dssa: str = "fused", calibration=None, calib_samples: int = 128, workers: int = 2,
-                       torch_precision: str = "auto", say: Callable[[str], None] = lambda m: None):
+                       torch_precision: str = "auto", say: Callable[[str], None] = lambda m: None,
+                       torch_runs: bool = True):
     """Export, estimate and prepare the target once: (setup, loader, first batch, iterator over the
     remaining batches, perf_counter when reading started). The flow is prepared with the first
     batch (a synaptic DSSA lowering is verified on it), so every engine prepares from the same
-    samples. ``torch_precision``: of the PyTorch model (``torch_dtype``)."""
+    samples. ``torch_precision``: of the PyTorch model (``torch_dtype``); ``torch_runs`` False:
+    its scores are given (not estimated)."""
     from exporters.torch_to_nir import export_model
     from targets import get_target
     from resformer_deploy.analysis.equivalence import rss_bytes
@@ -253,11 +278,11 @@ def prepare_evaluation(ck, data, target: str = TORCH, *, limit: Optional[int] = 
     # float64 beside a target (the equivalence proof's precision); PyTorch alone runs as deployed
     graph = export_model(ck.model, "float32" if tgt is None else "float64")
     t_export = time.perf_counter() - t0
-    est_args = (tgt, n, batch_size, T, data.sample_bytes, loader.prefetch)
-    est = estimate_evaluation(graph, *est_args, **run_kw)
-    if est is not None:
-        say(est.line(rss_bytes()))
-        est.check()
+    # before calibration and any batch: a fixed-point target is sized from its plan
+    est = estimate_evaluation(graph, tgt, n, batch_size, T, data.sample_bytes, loader.prefetch,
+                              torch_runs=torch_runs, **run_kw)
+    say(est.line(rss_bytes()))
+    est.check()
     if tgt is None:
         graph = None  # exported for the estimate only
     t_start = time.perf_counter()
@@ -276,10 +301,6 @@ def prepare_evaluation(ck, data, target: str = TORCH, *, limit: Optional[int] = 
         qn = prepared.get("quantized_net")
         if qn is not None:
             say(f"quantized for Loihi 2 on {qn.calibration['source']}")
-        if est is None:
-            est = estimate_evaluation(graph, *est_args, prepared=prepared, **run_kw)
-            say(est.line(rss_bytes()))
-            est.check()
     classes = (data.source.classes if len(data.source.classes) == cfg.num_classes else
                [str(c) for c in range(cfg.num_classes)])
     setup = EvaluationSetup(target=target, graph=graph, prepared=prepared, opts=opts, classes=list(classes),
@@ -391,7 +412,8 @@ def evaluate(ck, data, target: str = TORCH, *, checkpoint: str = "", limit: Opti
     bar = bar or _NoBar
     setup, loader, first, rest, t_start = prepare_evaluation(
         ck, data, target, limit=limit, batch_size=batch_size, dssa=dssa, calibration=calibration,
-        calib_samples=calib_samples, workers=workers, torch_precision=torch_precision, say=say)
+        calib_samples=calib_samples, workers=workers, torch_precision=torch_precision, say=say,
+        torch_runs=torch_scores is None)
     with bar(len(loader), f"evaluate ({target})", "samples") as b:
         part = run_batches(setup, ck.model, loader, chain([first], rest), b.update, t_start, torch_scores)
     wall = part.seconds - setup.t_prepare

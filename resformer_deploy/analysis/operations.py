@@ -225,14 +225,17 @@ def count_graph(graph: nir.NIRGraph, spikes: Dict[str, torch.Tensor], T: int, n_
                 ops = float(fan_out.sum()) * T * n_samples  # real input: every synapse every step
             else:  # spike counts per input (<= T * n_samples) times fan-out: exact in float64
                 s = spikes[src].reshape(T, n_samples, -1)
-                ops = float((s.sum((0, 1), dtype=torch.float64) * fan_out).sum())
+                counts = sum(s[t].sum(0, dtype=torch.int64) for t in range(T))  # a step at a time, in integers
+                ops = float((counts.double() * fan_out).sum())
             out[path] = LayerOps(kind, ops)
         elif isinstance(node, (nir.Linear, nir.Affine)) and kind == "classifier_mac":
             out[path] = LayerOps(kind, float(np.asarray(node.weight).size) * T * n_samples)
         elif isinstance(node, SpikeMatMul):
             m, k, n_ = node.product_dims()
-            r = spikes[node.rhs].reshape(T, n_samples, *node.rhs_view.tolist()).double()
-            nnz = sum(float(r[:, :, rows].sum()) for rows in node.rhs_rows)
+            # bool spikes counted as integers a step at a time (a float64 copy of a whole record of
+            # dvsg's 48 ladder samples took several GiB)
+            r = spikes[node.rhs].reshape(T, n_samples, *node.rhs_view.tolist())
+            nnz = sum(int(r[t][:, rows].sum()) for t in range(T) for rows in node.rhs_rows)
             out[path] = LayerOps(kind, m * nnz)
         elif isinstance(node, nir.Scale) and (node.metadata or {}).get("role") == "residual_add":
             out[n] = LayerOps("residual_add", float(np.prod(shapes[n])) * T * n_samples)

@@ -165,6 +165,9 @@ def demo(model_name, checkpoint, batch_size, json_out, lava_samples, dssa, eval_
     c = ck.config
     click.echo(f"model: {ck.variant} from {checkpoint} (T={c.T}, {c.in_channels}x{c.img_size}x{c.img_size} "
                f"input, {c.neuron.upper()} neurons)\nheld-out data: {split.source}")
+    runs_whole_split = fixed_point and whole_split and split.data is not None and 0 < eval_samples < n_test
+    if fixed_point:  # every later stage sized now, not after minutes of PyTorch and Lava
+        _preflight(ck, split, min(lava_samples, n_test), eval_samples or n_test, batch_size, runs_whole_split)
     with Progress(n_test, "PyTorch evaluation") as bar:
         logits = predict(ck.model, split.x, batch_size=batch_size, progress=bar.update)
     pred = logits.argmax(-1)
@@ -197,12 +200,33 @@ def demo(model_name, checkpoint, batch_size, json_out, lava_samples, dssa, eval_
                           "processes", "latency", "s/sample"]))
     if fixed_point:
         result["fixed_point"] = _fixed_point(ck, checkpoint, split, n, eval_samples, calib_samples, out_dir)
-        if whole_split and split.data is not None and 0 < eval_samples < n_test:
+        if runs_whole_split:
             result["fixed_point"]["whole_split"] = _whole_split(ck, checkpoint, split, calib_samples, batch_size,
                                                                 logits)
     if json_out:
         write_json(json_out, result)
         click.echo(f"wrote {json_out}")
+
+
+def _preflight(ck, split: DemoSplit, lava_samples: int, eval_samples: int, batch_size: int,
+               whole_split: bool) -> None:
+    """The drift ladder's rungs and the whole split's streamed evaluation sized from the plan and
+    refused, with the figures, before any work (analysis.drift.check_rungs_fit, check_evaluation)."""
+    import torch
+    from exporters.torch_to_nir import export_model
+    from resformer_deploy.analysis.drift import check_rungs_fit, choose_rungs
+    from resformer_deploy.analysis.evaluation import check_evaluation
+    from resformer_deploy.model.precision import model_in_dtype
+
+    def say(m):
+        click.echo(f"  preflight: {m}", err=True)
+    with model_in_dtype(ck.model, torch.float64) as m:
+        graph = export_model(m.eval(), "float64")
+    check_rungs_fit(say, choose_rungs(subset=lava_samples > 0), graph, eval_samples, lava_samples, ck.config.T,
+                    "fused", 8)
+    if whole_split:
+        check_evaluation(graph, split.data, "loihi2-emu", T=ck.config.T, batch_size=batch_size, torch_runs=False,
+                         say=lambda m: say(f"whole split: {m}"))
 
 
 def _lava_rows(reports, pred, y, n, accuracy):

@@ -163,3 +163,24 @@ def test_torch_precision_beside_a_target(ck, digits, target, precision, expected
     with model_in_dtype(ck.model, dtype) as m, torch.no_grad():
         ref = m(x.to(dtype)).mean(0)
     assert [p["torch_prediction"] for p in rep["predictions"]] == top_classes(ref, 1)[:, 0].tolist()
+
+
+def test_fixed_point_evaluation_is_sized_before_calibration_and_without_a_given_pytorch_run(ck, digits, monkeypatch):
+    from resformer_deploy.analysis.evaluation import estimate_evaluation
+    from resformer_deploy.flows import prepare
+    with model_in_dtype(ck.model, torch.float64) as m:
+        g = export_model(m.eval(), "float64")
+    emu, T = get_target("loihi2-emu"), ck.config.T
+    args = (g, emu, 40, 8, T, digits.sample_bytes, 4)
+    x = load_digits_split().x_test[:8].double()
+    after = estimate_evaluation(*args, prepared=prepare(emu, g, samples=x, T=T, calib_samples=16),
+                                record_spikes=False)
+    before = estimate_evaluation(*args, record_spikes=False)
+    assert before == after and before.torch_bytes > 0  # the quantized network has its plan's sizes
+    given = estimate_evaluation(*args, torch_runs=False, record_spikes=False)
+    assert given.torch_bytes == 0 and given.torch_seconds == 0 and given.target_estimate == before.target_estimate
+    # refused before calibration: the flow is never prepared
+    monkeypatch.setattr(flows, "prepare", lambda *a, **k: pytest.fail("prepared despite the refusal"))
+    monkeypatch.setenv(ENV, str(2 ** 16))
+    with pytest.raises(MemoryBudgetError, match="evaluate on target 'loihi2-emu': batches of 8 samples"):
+        evaluate(ck, digits, "loihi2-emu", limit=40, batch_size=8)

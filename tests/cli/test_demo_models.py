@@ -65,3 +65,17 @@ def test_whole_split_streams_every_sample_through_the_emulator(tmp_path):
     assert w["samples"] == 20 and w["target"] == "loihi2-emu"
     assert w["torch_top1"] == torch_acc  # the scores computed here are the comparison's PyTorch side
     assert w["agreement_with_torch"] >= 0.85 and abs(w["top1"] - w["torch_top1"]) <= 0.15
+
+
+def test_demo_refuses_a_ladder_that_cannot_fit_before_any_work(tmp_path, monkeypatch):
+    import resformer_deploy.training.loop as loop
+    from resformer_deploy.util.memory_budget import ENV
+    monkeypatch.setattr(loop, "predict", lambda *a, **k: (_ for _ in ()).throw(AssertionError("PyTorch ran")))
+    monkeypatch.setenv(ENV, str(4_000_000))  # the digits ladder's emulator rung needs more
+    r = CliRunner().invoke(main, ["demo", "--out-dir", str(tmp_path / "build"), "--json-out", str(tmp_path / "d.json")])
+    assert r.exit_code == 2, r.output
+    err = r.stderr.splitlines()[-1]  # every rung that does not fit, in one line
+    assert err.startswith("error: drift ladder: 3 rung(s) do not fit the memory budget 3.8 MiB: lava-cpu on 20 "
+                          "samples needs about"), err
+    assert "; loihi2-sim on 20 samples needs about" in err and "; loihi2-emu on 359 samples needs about" in err
+    assert not (tmp_path / "d.json").exists()
