@@ -52,8 +52,8 @@ SAME = ("samples", "skipped", "top1", "top5", "per_class", "torch_top1", "agreem
 
 
 def machine() -> dict:
-    from resformer_deploy.reporting.tables import machine_description
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
+    from resformer_deploy.reporting.tables import cpu_model, machine_description
+    cpu = cpu_model()
     import ray
     return {"description": machine_description(), "cpu": cpu, "cores": os.cpu_count(),
             "memory_gib": round(psutil.virtual_memory().total / 2 ** 30, 1), "python": platform.python_version(),

@@ -37,5 +37,15 @@ def machine_description() -> str:
     import platform
 
     import torch
-    return (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+    return (f"{platform.machine()} {cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
             f"torch {torch.__version__}")
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo; float32 results differ by vendor), else the platform's."""
+    import platform
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "") or "?"
+    except OSError:
+        return platform.processor() or "?"
