@@ -91,7 +91,8 @@ class Target(abc.ABC):
         COMMON_RUN_KEYWORDS that change its cost: ``dtype``, ``record_spikes``, ``record_membranes``).
         Commands call it before any work, with ``prepared=None`` (then estimate from the graph, or
         return None: they ask again with the flow's artifacts before the run); a target that needs
-        a quantized network is asked only with the flow's artifacts."""
+        a quantized network is asked with the flow's artifacts, or before calibration with the
+        plan alone (``{"lava_plan": plan}``, see ``sized_by``)."""
         return None
 
     # ---------------------------------------------------------------- checks shared by all targets
