@@ -320,7 +320,7 @@ def check_rungs_fit(say, choices, graph, n_eval: int, lava_samples: int, T: int,
     record (1 B per neuron). Refused with the figures of every rung that does not fit."""
     from resformer_deploy.analysis.equivalence import (TORCH_CHUNK_BYTES, estimate_run, packed_record_bytes,
                                                        torch_forward_bytes)
-    from resformer_deploy.lava.plan import plan_lava
+    from resformer_deploy.flows import lava_plan
     from resformer_deploy.util.memory_budget import MemoryBudgetError, budget_bytes, size
     from targets.reference import graph_costs
     c = graph_costs(graph)
@@ -330,7 +330,7 @@ def check_rungs_fit(say, choices, graph, n_eval: int, lava_samples: int, T: int,
     for ch in choices:
         opts = _run_options(ch.target, dssa)
         key = opts.get("dssa", "fused")
-        plans.setdefault(key, plan_lava(graph, key))
+        plans.setdefault(key, lava_plan(graph, key))
         n = n_eval if ch.role == FIXED_POINT else lava_samples
         beside = held + (c.neurons * n_eval * T if ch.role in SUBSET_ROLES else 0)
         est = estimate_run(get_target(ch.target), graph, n, T, prepared={"lava_plan": plans[key]}, **opts)

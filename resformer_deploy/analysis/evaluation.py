@@ -142,12 +142,12 @@ def estimate_evaluation(graph, tgt, n: int, batch_size: int, T: int, sample_byte
     ``torch_runs`` False: the PyTorch scores are given (evaluate's ``torch_scores``), no forward."""
     from targets.reference import MAC_PER_S, SECONDS_PER_NODE_STEP, graph_costs
     from resformer_deploy.analysis.equivalence import TORCH_FORWARD_FACTOR, TORCH_SECONDS_PER_REFERENCE, estimate_run
-    from resformer_deploy.lava.plan import plan_lava
+    from resformer_deploy.flows import lava_plan
 
     te, B = None, min(batch_size, n)
     if tgt is not None:
         if prepared is None and tgt.capabilities.needs_quantized_net:
-            prepared = {"lava_plan": plan_lava(graph, options.get("dssa", "fused"))}
+            prepared = {"lava_plan": lava_plan(graph, options.get("dssa", "fused"))}
         te = estimate_run(tgt, graph, B, T, prepared=prepared, **options)
     c = graph_costs(graph)
     e = 4 if tgt is None else 8  # PyTorch float32 alone; float64 beside a target

@@ -35,6 +35,8 @@ FLOWS: Dict[str, Flow] = {f.name: f for f in (
          doc="every node 1-D, convolutions and pools unrolled (small models)"),
     Flow("standard-form", (CHECK_GRAPH, UNROLL_DENSE, LOWER_SPIKE_MATMULS), outputs=("standard_form",),
          doc="standard NIR nodes only (tiny models), which stock nir.read type-checks"),
+    Flow("lava-plan", _PLAN, outputs=("lava_plan",),
+         doc="the Lava plan alone: sizes a run before calibration (a quantized network has its plan's sizes)"),
     Flow("lava-float", _SIM_PLAN + (LOWER_DSSA_SYNAPTIC,), inputs=("nir_graph", "operand_samples"),
          outputs=("lava_plan", "product_lowerings"),
          doc="Lava plan, and with dssa=synaptic the verified synaptic lowering of every product"),
@@ -57,6 +59,11 @@ def get_flow(name: str) -> Flow:
 def run_flow(name: str, artifacts=None, **options) -> Artifacts:
     """Run flow ``name`` over ``artifacts`` (at least its inputs) with flow options."""
     return PassManager(get_flow(name)).run(artifacts, **options)
+
+
+def lava_plan(graph, dssa: str = "fused"):
+    """The Lava plan of ``graph`` (flow ``lava-plan``), e.g. to size a fixed-point run before calibration."""
+    return run_flow("lava-plan", {"nir_graph": graph}, dssa=dssa)["lava_plan"]
 
 
 def flow_of(target) -> Flow:
