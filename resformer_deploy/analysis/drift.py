@@ -316,8 +316,9 @@ def check_rungs_fit(say, choices, graph, n_eval: int, lava_samples: int, T: int,
     """Every rung's run sized before the PyTorch record (dvsg: 136 s for 48 samples), from the plan
     alone (a fixed-point rung's network has its plan's sizes), beside what the ladder holds when it
     runs: the packed PyTorch record, the record's forward chunk (TORCH_CHUNK_BYTES, a bound on the
-    pages not yet returned to the system; dvsg, 48 samples: 3.2 GiB sized, ~2.3 GiB measured) and, for the rungs on the first samples, the fixed-point rung's spike
-    record (1 B per neuron). Refused with the figures of every rung that does not fit."""
+    pages not yet returned to the system; dvsg, 48 samples: 3.2 GiB sized, ~2.3 GiB measured) and,
+    for the rungs on the first samples, the fixed-point rung's spike record (1 B per neuron).
+    Refused with the figures of every rung that does not fit."""
     from resformer_deploy.analysis.equivalence import (TORCH_CHUNK_BYTES, estimate_run, packed_record_bytes,
                                                        torch_forward_bytes)
     from resformer_deploy.flows import lava_plan

@@ -146,8 +146,7 @@ def count_torch(model, x, replay: Optional[Dict[str, torch.Tensor]] = None,
         for i in range(0, n, step):
             if full is not None:  # records are [T, B, ...]: the chunk's samples
                 replay = {k: v[:, i:i + step] for k, v in full.items()}
-            with torch.no_grad():
-                model(x[i:i + step])
+            model(x[i:i + step])
     finally:
         for h in hooks:
             h.remove()
