@@ -344,7 +344,7 @@ def evaluate_on_ray(ck, data, target: str, *, checkpoint: str, limit: Optional[i
     finished shards are kept (None: a temporary directory, removed); ``resume``: take the shards
     of the same run found there. Raises ShardsFailed naming the shards that failed."""
     from resformer_deploy.analysis.equivalence import _NoBar
-    from resformer_deploy.analysis.evaluation import evaluation_record, prepare_evaluation, torch_dtype
+    from resformer_deploy.analysis.evaluation import TOP_K, evaluation_record, prepare_evaluation, torch_dtype
     from targets import get_target
 
     warn = warn or say
@@ -360,11 +360,10 @@ def evaluate_on_ray(ck, data, target: str, *, checkpoint: str, limit: Optional[i
                             calibration=calibration, calib_samples=calib_samples if quantizes else None)
     temp_out = None if out_dir else tempfile.mkdtemp(prefix="rd-out-")
     try:
-        store = ShardStore(out_dir or temp_out, identity, shards)
+        classes = ck.config.num_classes
+        store = ShardStore(out_dir or temp_out, identity, shards, classes=classes, top_k=min(TOP_K, classes))
         remove_temporaries(store.shard_dir)
         done = store.open(resume)
-        for line in store.ignored:
-            warn(f"warning: --resume: not taken: {line} (run again)")
         todo = [s for s in shards if s.index not in done]
         say(f"shards: {len(shards)} of <= {shard_size} samples" + (f", {len(done)} done already in {out_dir}"
                                                                   if resume else ""))
