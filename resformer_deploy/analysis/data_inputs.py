@@ -31,10 +31,11 @@ class DataArgs:
     skip_bad: bool = False
     calib_data: Optional[str] = None
     calib_split: str = "train"
+    class_map: Optional[str] = None  # --class-map FILE: folder name -> class index of --data
 
     def paths(self) -> list:
         """The files and directories read (outputs may not replace them); 'digits' is built in."""
-        return [p for p in (self.data, self.calib_data) if p is not None and p != "digits"]
+        return [p for p in (self.data, self.calib_data, self.class_map) if p is not None and p != "digits"]
 
 
 @dataclass
@@ -53,6 +54,7 @@ class ModelData:
         s = self.source
         return {"option": self.option, "source": s.describe(), "kind": s.kind, "root": str(s.root),
                 "location": str(s.location), "split": s.split, "samples": len(s), "classes": len(s.classes),
+                "class_mapping": s.class_mapping.to_json() if s.class_mapping else None,
                 "preprocessing": self.preprocessor.to_json()}
 
     def loader(self, batch_size: int, limit: Optional[int] = None, workers: int = 2):
@@ -88,16 +90,17 @@ class ModelData:
 
 def open_data(path: str, cfg, variant: str, data_format: str = "auto", split: str = "test",
               preset: str = "auto", skip_bad: bool = False, option: str = "--data",
-              labelled: bool = True) -> ModelData:
+              labelled: bool = True, class_map=None) -> ModelData:
     """Open ``path`` for a model of config ``cfg``: the reader (detected or ``data_format``), the
     preset (``auto``: the one the official code evaluates this variant / data set with) and a
     check that the data fits the model (classes, channels, size, frames), all problems in one line.
-    ``labelled`` False (calibration): the classes need not be the classifier's."""
+    ``labelled`` False (calibration): the classes need not be the classifier's. Class folders are
+    labelled for the classifier (data/imagenet_classes.py; ``class_map``: --class-map)."""
     from resformer_deploy.data.loader import check_compatible
     from resformer_deploy.data.preprocess import Preprocessor, preset_for
     from resformer_deploy.data.sources import open_source
 
-    src = open_source(path, data_format, split)
+    src = open_source(path, data_format, split, cfg.num_classes if labelled else None, class_map)
     name = preset_for(variant, cfg.num_classes, src.kind) if preset in (None, "auto") else preset
     try:
         pre = Preprocessor(name, cfg.img_size, cfg.in_channels, T=cfg.T if cfg.neuron == "plif" else None)
@@ -119,8 +122,11 @@ def _with_classes(cfg, k: int):
 def evaluation_data(args: DataArgs, cfg, variant: str) -> Optional[ModelData]:
     """``--data`` opened for the model, or None without it."""
     if args.data is None:
+        if args.class_map is not None:
+            raise DeployError(f"--class-map {args.class_map}: only with --data (it labels the class folders of --data)")
         return None
-    return open_data(args.data, cfg, variant, args.data_format, args.split, args.preset, args.skip_bad)
+    return open_data(args.data, cfg, variant, args.data_format, args.split, args.preset, args.skip_bad,
+                     class_map=args.class_map)
 
 
 def same_samples(a, b) -> bool:

@@ -381,7 +381,7 @@ def evaluation_record(setup: EvaluationSetup, ck, data, tally: Tally, skipped: l
         "samples": tally.n, "limit": limit, "batch_size": setup.batch_size,
         "skipped": [{"name": name, "reason": why} for name, why in skipped],
         "top1": tally.fraction(tally.top1), "top5": tally.fraction(tally.topk), "top5_k": setup.k,
-        "per_class": tally.per_class(),
+        "per_class": _per_class(tally, data.source),
         "torch_top1": tally.fraction(tally.torch_top1) if compared else None,
         "torch_precision": setup.torch_precision,
         "agreement_with_torch": tally.fraction(tally.agree) if compared else None,
@@ -391,6 +391,12 @@ def evaluation_record(setup: EvaluationSetup, ck, data, tally: Tally, skipped: l
         "seconds": {"export": setup.t_export, "prepare": setup.t_prepare, "evaluate": wall},
         "estimate": setup.estimate.to_json(), "target_info": info, "predictions": tally.predictions,
     }
+
+
+def _per_class(tally: Tally, source) -> list:
+    """Per-class accuracy, under the WNID and the class name for ImageNet WordNet-ID folders."""
+    mapping = getattr(source, "class_mapping", None)
+    return tally.per_class() if mapping is None else mapping.per_class(tally.per_class())
 
 
 def evaluate(ck, data, target: str = TORCH, *, checkpoint: str = "", limit: Optional[int] = None,

@@ -43,7 +43,7 @@ def data_options(evaluation: bool = True, calibration: bool = True, required: bo
     (--preset) and --skip-bad, which apply to either."""
     import functools
 
-    names = (("data", "split") if evaluation else ()) + ("data_format", "preset", "skip_bad") + \
+    names = (("data", "split", "class_map") if evaluation else ()) + ("data_format", "preset", "skip_bad") + \
         (("calib_data", "calib_split") if calibration else ())
 
     def decorate(f):
@@ -60,7 +60,12 @@ def data_options(evaluation: bool = True, calibration: bool = True, required: bo
                                        + ("." if required else
                                           " (without it: the digits held-out split or random inputs).")),
                      click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True,
-                                  help="Split of --data (CIFAR, digits, frames, train/val folders).")]
+                                  help="Split of --data (CIFAR, digits, frames, train/val folders)."),
+                     click.option("--class-map", "class_map", metavar="FILE",
+                                  help="Class index of every class folder of --data: JSON {\"folder\": index} or "
+                                       "lines 'folder index' (default: ImageNet WordNet-ID folders get their "
+                                       "ImageNet-1k index on a 1000-class model, other folders their sorted "
+                                       "position).")]
         opts += [click.option("--data-format", type=click.Choice(DATA_FORMATS), default="auto", show_default=True,
                               help="Reader of --data/--calib-data (auto: detected from the layout)."),
                  click.option("--preset", type=click.Choice(PRESET_NAMES), default="auto", show_default=True,

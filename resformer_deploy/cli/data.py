@@ -14,6 +14,8 @@ def open_data_args(args, cfg, variant, calib_samples: int, quantizes: bool, why_
     md = evaluation_data(args, cfg, variant)
     if md is not None:
         out(f"data: {md.describe()}")
+        if md.source.class_mapping is not None:
+            out(md.source.class_mapping.line())
     if not quantizes:
         refuse_calibration(args, why_not)
         return md, None

@@ -159,9 +159,14 @@ def summary_text(rep: dict) -> str:
              ("data loading", f"{pct(tp['loading_share'])} of {tp['wall_seconds']:.1f} s waiting for data")]
     out = [table(rows, ["metric", "value"])]
     classes = rep["per_class"]
-    if len(classes) <= PER_CLASS_ROWS:
-        out.append(table([(c["class"], c["name"], c["samples"], pct(c["accuracy"])) for c in classes],
-                         ["class", "name", "samples", "top-1"]))
-    else:
+    present = [c for c in classes if c["samples"]]  # e.g. a few ImageNet classes of the 1000
+    shown = classes if len(classes) <= PER_CLASS_ROWS else present if len(present) <= PER_CLASS_ROWS else None
+    wnid = bool(classes) and "wnid" in classes[0]
+    if shown is None:
         out.append(f"per-class accuracy of {len(classes):,} classes: in the JSON (--json-out)")
+    else:
+        if shown is present and len(shown) < len(classes):
+            out.append(f"per-class accuracy of the {len(present):,} classes with samples (of {len(classes):,}):")
+        out.append(table([(c["class"],) + ((c["wnid"],) if wnid else ()) + (c["name"], c["samples"], pct(c["accuracy"]))
+                          for c in shown], ["class"] + (["wnid"] if wnid else []) + ["name", "samples", "top-1"]))
     return "\n".join(out)

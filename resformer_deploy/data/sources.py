@@ -70,6 +70,7 @@ class SampleRef:
 class DataSource(abc.ABC):
     kind = ""
     modality = ""  # "image" | "frames" | "tensor"
+    class_mapping = None  # folder sources: data.imagenet_classes.ClassMapping (set by open_source)
 
     def __init__(self, root, location, classes, labels, split=None, classes_known=True):
         self.root = root                # what the user passed, resolved
@@ -110,7 +111,8 @@ class DataSource(abc.ABC):
         """One line: what was read and how much of it."""
 
     def _count(self, noun):
-        n, k = len(self), len(self.classes)
+        # class folders found (a mapping may label them in a larger label space, e.g. ImageNet's 1000)
+        n, k = len(self), len(self.classes if self.class_mapping is None else self.class_mapping.folders)
         return f"{n:,} {noun}{'' if n == 1 else 's'}, {k:,} class{'' if k == 1 else 'es'}"
 
 
@@ -523,9 +525,17 @@ def _folder(root, d, split, kind):
                     f"{len(images[0])} class directories")
 
 
-def open_source(path: str, kind: str = None, split: str = "test") -> DataSource:
+def open_source(path: str, kind: str = None, split: str = "test", num_classes: int = None,
+                class_map=None) -> DataSource:
     """Open ``path`` as a data set; ``kind`` (one of KINDS, or None / "auto" to detect) forces
-    the reader. "digits" is the built-in data set."""
+    the reader. "digits" is the built-in data set. Class folders are labelled for a classifier of
+    ``num_classes`` (ImageNet WordNet-ID folders: their ImageNet-1k indices) or by ``class_map``
+    (a --class-map file): resformer_deploy/data/imagenet_classes.py."""
+    from resformer_deploy.data.imagenet_classes import apply_class_mapping
+    return apply_class_mapping(_open_source(path, kind, split), num_classes, class_map)
+
+
+def _open_source(path: str, kind: str = None, split: str = "test") -> DataSource:
     kind = None if kind in (None, "auto") else kind
     if kind is not None and kind not in KINDS:
         raise DataError(f"unknown data format {kind!r}; use one of auto, {', '.join(KINDS)}")

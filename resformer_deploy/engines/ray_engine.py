@@ -79,13 +79,14 @@ def data_recipe(md) -> dict:
     s = md.source
     return {"path": str(s.root), "data_format": s.kind, "split": s.split or "test",
             "preset": md.preprocessor.preset.name, "skip_bad": md.skip_bad, "option": md.option,
+            "class_map": getattr(s.class_mapping, "class_map", None),  # as read here: the file may be local
             "expect": md.to_json()}
 
 
 def reopen_data(recipe: dict, ck):
     from resformer_deploy.analysis.data_inputs import open_data
     md = open_data(recipe["path"], ck.config, ck.variant, recipe["data_format"], recipe["split"], recipe["preset"],
-                   recipe["skip_bad"], recipe["option"])
+                   recipe["skip_bad"], recipe["option"], class_map=recipe.get("class_map"))
     if md.to_json() != recipe["expect"]:
         raise DeployError(f"{recipe['option']} {recipe['path']} on {socket.gethostname()} is not the driver's: "
                           f"{md.describe()}")

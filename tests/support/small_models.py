@@ -14,6 +14,7 @@ SMALL = {
     "cifar16": ("cifar", dict(planes=(8, 24, 48), group_size=8, img_size=16)),
     "dvsg16": ("dvsg", dict(planes=(8, 24, 48), group_size=8, img_size=16, T=4)),
     "ti32": ("ti", dict(planes=(8, 24, 48), group_size=8, img_size=32, num_classes=10)),
+    "ti32k": ("ti", dict(planes=(8, 24, 48), group_size=8, img_size=32, num_classes=1000)),  # ImageNet labels
 }
 
 
