@@ -6,8 +6,10 @@ on a batch of samples at once, convolutions as weight-shared convolutions (never
 * float mode (no quantization): synapse = conv(x, W) / W @ x in float64, LIFReset float
   (u = a_in, w = (1-k) w + u + bias, spike w > vth, reset 0), fused product, graded relays.
   Used to record calibration statistics in the Lava representation (bias-free graded values).
-* fixed mode (a QuantNet, resformer_deploy.fixed_point.network): integer synapses
-  (acc = sum mant * x, then << / >> weight_exp, floors), Lava's bit-accurate LIF (24-bit u
+* fixed mode (a QuantNet, resformer_deploy.fixed_point.network): integer synapses as Lava's
+  stock fixed_pt models compute them (Sparse: acc = sum mant * x, then << / >> weight_exp, floors;
+  Conv: weight_exp 0, the sum wrapped to 24 signed bits as lava/proc/conv/models.py
+  PyConvModelFixed's signed_clamp does, counted as ``conv_wrap``), Lava's bit-accurate LIF (24-bit u
   wraps, v saturates, decay rounds toward zero, threshold << 6, bias mant << exp), integer
   products. Every wrap / saturation / 24-bit payload overflow is counted per node.
 
@@ -53,6 +55,7 @@ SYNAPSE = (nir.Conv2d, nir.Affine, nir.Linear)
 F32_EXACT, F64_EXACT = FLOAT_EXACT[np.dtype(np.float32)], FLOAT_EXACT[np.dtype(np.float64)]
 WRAP_A = 2 ** (F.STATE_BITS - 1 - F.ACT_SHIFT)  # u = a << 6 leaves 24 bits iff a > 2^17 or a <= -2^17
 V_MAX = F.STATE_MAX - 1
+CONV_HALF = 2 ** (F.CONV_OUT_BITS - 1)  # the stock fixed Conv wraps sums outside [-2^23, 2^23)
 # samples run together (the rest in further chunks): working memory of a chunk at most this
 CHUNK_BYTES = 3 * 2 ** 30
 
@@ -341,7 +344,10 @@ class LavaSemantics:
             for i, n in enumerate(plan.neuro):
                 node, preds = g.nodes[n], self.preds[n]
                 if isinstance(node, SYNAPSE):
-                    val[n] = graded(n, *self._synapse(n, *val[preds[0]], fixed))
+                    out, bound = self._synapse(n, *val[preds[0]], fixed)
+                    if fixed and self.syn[n].kind == "conv" and bound >= CONV_HALF:
+                        out, bound = self._conv_wrap(run, n, out)
+                    val[n] = graded(n, out, bound)
                 elif isinstance(node, nir.Scale):
                     val[n] = graded(n, *summed(n, preds))
                 elif isinstance(node, SpikeMatMul):
@@ -377,6 +383,20 @@ class LavaSemantics:
                 run.outputs[o][t, lo:hi] = val[o][0].numpy()
             if progress:
                 progress(1)
+
+    def _conv_wrap(self, run, n, out):
+        """The stock fixed Conv's 24-bit signed wrap of its sum (formats.wrap_signed), counted as
+        ``conv_wrap``; a sum beyond int32 (the stock model's cast, undefined there) is refused."""
+        lo, hi = torch.aminmax(out)
+        lo, hi = float(lo), float(hi)
+        if hi < CONV_HALF and lo >= -CONV_HALF:
+            return out, max(-lo, hi, 0.0)
+        if hi >= 2 ** 31 or lo < -2 ** 31:
+            raise InexactError(f"{n}: convolution sums up to {max(-lo, hi):.3g} exceed int32, where Lava's stock "
+                               f"Conv model casts them (lava/proc/conv/utils.py conv); lower the scale")
+        wrapped, count = F.wrap_signed(out.to(torch.int64).numpy())
+        self._bump(run, n, "conv_wrap", count)
+        return torch.from_numpy(wrapped).to(out.dtype), float(CONV_HALF)
 
     def _used(self, n, dt):
         self.used.setdefault(n, set()).add(str(dt).replace("torch.", ""))

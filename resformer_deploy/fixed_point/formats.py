@@ -12,6 +12,11 @@ WEIGHT_SINGLE_MAX = 255  # all-positive (excitatory) or all-negative (inhibitory
 # shared per-connection exponent: Loihi 1's 4-bit signed weight exponent (Davies et al., IEEE Micro
 # 2018), kept for Loihi 2 as a proxy; Lava's Sparse/Dense models shift by any integer
 WEIGHT_EXP_RANGE = (-8, 7)
+# Lava's stock Conv models ignore weight_exp (lava/proc/conv/models.py; lava-nc issue 803): a
+# convolution's mantissas are its integer weights, so its exponent is 0
+CONV_WEIGHT_EXP = 0
+# ... and its fixed model wraps the sum to 24 signed bits (conv/utils.py signed_clamp)
+CONV_OUT_BITS = 24
 STATE_BITS = 24  # u, v and graded spike payloads
 STATE_MAX = 2 ** (STATE_BITS - 1)  # |u| must stay below (wraps), v saturates at +-(STATE_MAX - 1)
 ACT_SHIFT = 6  # synaptic input and threshold are MSB-aligned by << 6
@@ -26,20 +31,26 @@ def _ceil_log2(x: float) -> int:
     return int(np.ceil(np.log2(x))) if x > 0 else WEIGHT_EXP_RANGE[0]
 
 
-def quantize_weights(w: np.ndarray):
+def weight_top(w) -> int:
+    """Largest |mantissa| for the weights w: 254 if they have both signs (even values), else 255."""
+    nz = np.asarray(w)[np.asarray(w) != 0]
+    return WEIGHT_MIXED_MAX if nz.size and nz.min() < 0 < nz.max() else WEIGHT_SINGLE_MAX
+
+
+def quantize_weights(w: np.ndarray, exp_range=WEIGHT_EXP_RANGE):
     """Target values w (already in integer units) -> (mantissa, exponent, saturated count).
 
-    Smallest exponent in range whose mantissa fits; mixed-sign mantissas rounded to even values
+    Smallest exponent in ``exp_range`` whose mantissa fits; mixed-sign mantissas rounded to even values
     (Lava drops their LSB).  Returns int64 mantissas with  mant << exp  ~=  w.
     """
     w = np.asarray(w, dtype=np.float64)
     nz = w[w != 0]
     if nz.size == 0:
-        return np.zeros(w.shape, np.int64), 0, 0
+        return np.zeros(w.shape, np.int64), int(np.clip(0, *exp_range)), 0
     mixed = nz.min() < 0 < nz.max()
     top = WEIGHT_MIXED_MAX if mixed else WEIGHT_SINGLE_MAX
-    exp = int(np.clip(_ceil_log2(np.abs(nz).max() / top), *WEIGHT_EXP_RANGE))
-    while exp < WEIGHT_EXP_RANGE[1] and np.abs(_round_to_grid(w, exp, mixed)).max() > top:
+    exp = int(np.clip(_ceil_log2(np.abs(nz).max() / top), *exp_range))
+    while exp < exp_range[1] and np.abs(_round_to_grid(w, exp, mixed)).max() > top:
         exp += 1  # rounding up reached the top: next exponent
     mant = _round_to_grid(w, exp, mixed)
     lo = WEIGHT_MIXED_MIN if mixed else -top
@@ -91,3 +102,12 @@ def lif_step(v, a_in, dv: int, bias_eff, vth: int):
     v = np.clip(v, -(STATE_MAX - 1), STATE_MAX - 1)
     s = v > (vth << ACT_SHIFT)
     return u, v, s, int(wrapped.sum()), int(sat.sum())
+
+
+def wrap_signed(acc: np.ndarray, bits: int = CONV_OUT_BITS):
+    """The stock fixed Conv's output register: acc wrapped to ``bits`` signed bits
+    (lava/proc/conv/utils.py signed_clamp) -> (wrapped int64 array, count of values that wrapped)."""
+    acc = np.asarray(acc, dtype=np.int64)
+    half = 1 << (bits - 1)
+    out = (acc + half) % (2 * half) - half
+    return out, int((out != acc).sum())

@@ -38,7 +38,8 @@ class SynQ:
     mant << exp = W S_out / S_in. ``dense``: an (out x in) int64 CSR matrix, the float matrix's
     pattern, as Lava's ``Sparse`` holds it (lava/proc/sparse/models.py PySparseModelBitAcc);
     ``conv``: the int64 kernel (Cout, Cin/groups, kh, kw) in NIR's layout, held once as Lava's
-    weight-shared ``Conv`` holds it (lava/proc/conv/process.py), never unrolled. ``synapses``: the
+    weight-shared ``Conv`` holds it (lava/proc/conv/process.py), never unrolled, exponent 0 (the
+    stock Conv models ignore weight_exp: fixed_point/quantize.py). ``synapses``: the
     nonzero synapses of the unrolled connectivity (counted, not built)."""
     node: str
     kind: str  # one of SYNQ_KINDS
@@ -62,6 +63,9 @@ class SynQ:
                 raise QuantizationError(f"{n}: convolution mantissas must be a (Cout, Cin/groups, kh, kw) kernel, "
                                         f"got shape {self.mant.shape}")
         _check_range(n, "weight exponent", [self.exp], *F.WEIGHT_EXP_RANGE)
+        if self.kind == "conv" and self.exp != F.CONV_WEIGHT_EXP:
+            raise QuantizationError(f"{n}: convolution weight exponent {self.exp}: Lava's stock Conv models ignore "
+                                    f"weight_exp (lava-nc issue 803), so it must be {F.CONV_WEIGHT_EXP}")
         m = self.values
         # Lava truncates the LSB of mixed-sign weights (lava/utils/weightutils.py truncate_weights)
         if m.size and m.min() < 0 < m.max():

@@ -13,6 +13,25 @@ Ensures, per group, the largest S that keeps (with ``margin`` over the calibrate
     every weight W * S inside 8-bit mantissa << the largest exponent;
   and per synapse process an 8-bit mantissa with its own exponent (mant << exp = W S_out / S_in),
   12-bit decay dv = k * 4096, du = 4095 (u = input each step), integer thresholds and biases.
+
+Stock process models only (hardware-faithful). Every parameter must mean on Lava's stock fixed_pt
+models (lava-nc 0.10.0: proc/conv, sparse, lif, graded, prodneuron models.py) what it means here.
+The one that did not: the stock ``Conv`` models ignore ``weight_exp`` (lava-nc issue 803; the
+NcProcessModel for Loihi 2 too). So a convolution gets exponent 0 and its integer weights ARE the
+mantissas: W S_out / S_in itself must be an 8-bit integer. The scale is folded into the group: a
+group holding a convolution is bounded by  S_out <= top S_in / |W|max  (top = 254 for mixed signs,
+whose LSB hardware drops, else 255; S_in = 1 for spike inputs), one more limit in the same min()
+that picks S. This is exact, not an approximation of the old construction: the stock model then
+computes  sum mant x  in integers, and the unit of that sum is S_out by definition, as it was with
+the exponent; what changes is only that S_out can be smaller (2^6-2^8 instead of 2^11-2^12 on the
+digits model), which costs resolution of the group's other integers (threshold, bias), never
+range (a smaller S only moves values away from the 24-bit bounds). The alternatives were worse:
+unrolling convolutions into ``Sparse`` (honours weight_exp) costs the weight sharing that makes
+the networks fit; a shift stage after each Conv needs a process per Conv and a step of latency.
+Where a convolution reads a graded stream, S_in is another group's scale, so the caps are applied
+until no group changes (S only falls, so this ends). The stock fixed Conv also wraps its sum to
+24 signed bits (conv/utils.py signed_clamp): the emulator does the same and counts it
+(``conv_wrap``); the limits above keep the LIF input far below that.
 Every clipped weight / bias is counted here; wraps and saturations at run time are counted
 by the emulator. ``QuantNet.layers`` is the per-layer report; the types (and the format checks
 each makes) are in resformer_deploy.fixed_point.network.
@@ -80,9 +99,9 @@ def quantize_synapse(spec, gain: float) -> SynQ:
     position), a dense node on its matrix's nonzeros; neither is unrolled. The exponent and the
     error are those of the distinct weights: a kernel tap that never meets the input (padding
     only) still takes part, as it does in the weight-shared Conv process that stores it."""
-    if spec.kind == "conv":
+    if spec.kind == "conv":  # exponent 0: the stock Conv models ignore it (module docstring)
         target = np.asarray(spec.weight, dtype=np.float64) * gain
-        mant, exp, sat = F.quantize_weights(target)
+        mant, exp, sat = F.quantize_weights(target, (F.CONV_WEIGHT_EXP, F.CONV_WEIGHT_EXP))
         nz = target != 0
         err_of, stored = target[nz], mant
     else:
@@ -100,6 +119,13 @@ def quantize_synapse(spec, gain: float) -> SynQ:
     return SynQ(spec.node, spec.kind, stored, exp, sat, err, util, spec.synapse_count())
 
 
+def _conv_weight_limit(plan, n) -> float:
+    """S_out / S_in <= this keeps a convolution's exponent-0 mantissas in 8 bits (0: no weights)."""
+    w = np.asarray(plan.synapses[n].weight, dtype=np.float64)
+    wmax = float(np.abs(w).max()) if w.size else 0.0
+    return F.weight_top(w) / wmax if wmax > 0 else 0.0
+
+
 def quantize(plan: LavaPlan, stats, margin: float = MARGIN) -> QuantNet:
     """stats: an EmulatorRun recorded with stats=True in float mode on calibration data."""
     g = plan.graph
@@ -108,7 +134,11 @@ def quantize(plan: LavaPlan, stats, margin: float = MARGIN) -> QuantNet:
     groups = scale_groups(plan)
     group_of = {m: r for r, ms in groups.items() for m in ms}
     consumers = {r: [n for n in lifs if group_of[preds[n][0]] == r] for r in groups}
-    qn = QuantNet(plan, scale={})
+    spike_in = lambda m: isinstance(g.nodes.get(preds[m][0]), nir.LIF)  # noqa: E731
+    # convolutions reading a graded stream: their cap depends on another group's scale
+    graded_convs = [m for m in plan.neuro if m in plan.synapses and plan.synapses[m].kind == "conv"
+                    and not spike_in(m) and _conv_weight_limit(plan, m) > 0]
+    limits_of = {}
     for r, members in groups.items():
         limits = {}
         gmax = max(stats.max_abs.get(m, 0.0) for m in members)
@@ -129,22 +159,46 @@ def quantize(plan: LavaPlan, stats, margin: float = MARGIN) -> QuantNet:
             if b_max > 0:
                 limits[f"{n}: bias (13+3 bit)"] = F.BIAS_MANT_RANGE[1] * 2 ** F.BIAS_EXP_RANGE[1] / (
                     2 ** F.ACT_SHIFT * b_max)
-        for m in members:  # the weights: mantissa << largest exponent must reach W * S (spike inputs)
-            if m in plan.synapses and isinstance(g.nodes.get(preds[m][0]), nir.LIF):
+        for m in members:  # the weights of synapses with spike inputs (S_in = 1)
+            if m in plan.synapses and spike_in(m):
+                if plan.synapses[m].kind == "conv":  # exponent 0: mantissa = W S itself
+                    lim = _conv_weight_limit(plan, m)
+                    if lim > 0:
+                        limits[f"{m}: conv weight mantissa (8 bit, weight_exp 0)"] = lim
+                    continue
                 wmax = float(np.abs(plan.synapses[m].weight).max())
-                if wmax > 0:
+                if wmax > 0:  # stock Sparse honours weight_exp: mantissa << largest exponent
                     limits[f"{m}: weight mantissa x 2^{F.WEIGHT_EXP_RANGE[1]}"] = (
                         F.WEIGHT_MIXED_MAX * 2 ** F.WEIGHT_EXP_RANGE[1] / wmax)
         if not limits:
             raise QuantizationError(f"scale group {r}: no calibration data (all values zero); "
                                     f"calibrate on inputs that reach this layer")
+        limits_of[r] = limits
+    S = {r: _pow2_floor(min(lim.values())) for r, lim in limits_of.items()}
+    for _ in range(len(groups) + 1):  # graded-input convolutions: cap S_out by S_in until stable
+        changed = False
+        for m in graded_convs:
+            r, s_in = group_of[m], S[group_of[preds[m][0]]]
+            cap = _conv_weight_limit(plan, m) * s_in
+            if S[r] > cap:
+                limits_of[r][f"{m}: conv weight mantissa (8 bit, weight_exp 0) x input scale"] = cap
+                S[r] = _pow2_floor(cap)
+                changed = True
+        if not changed:
+            break
+    else:
+        raise QuantizationError(f"convolutions {', '.join(graded_convs)}: no scales keep their exponent-0 "
+                                f"mantissas in 8 bits (each lowers the scale its input sets)")
+    qn = QuantNet(plan, scale={})
+    for r, members in groups.items():
+        limits = limits_of[r]
         bound = min(limits, key=limits.get)
-        S = _pow2_floor(limits[bound])
         for m in members:
-            qn.scale[m] = S
+            qn.scale[m] = S[r]
         for n in consumers[r]:
-            qn.scale[n] = S
-        qn.groups.append(ScaleGroup(sorted(members), consumers[r], S, int(np.log2(S)), bound, gmax))
+            qn.scale[n] = S[r]
+        gmax = max(stats.max_abs.get(m, 0.0) for m in members)
+        qn.groups.append(ScaleGroup(sorted(members), consumers[r], S[r], int(np.log2(S[r])), bound, gmax))
     for n in plan.neuro:
         node = g.nodes[n]
         if n in plan.synapses:

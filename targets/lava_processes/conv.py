@@ -1,8 +1,9 @@
 """Process models of our own for Lava's stock weight-shared ``Conv`` (lava/proc/conv/process.py).
 
-The stock models are unusable for the real networks: ``PyConvModelFloat`` loops over every
-channel pair in Python (lava/proc/conv/utils.py ``conv_scipy``), and ``PyConvModelFixed``
-ignores ``weight_exp`` and wraps its output at 24 bits (``signed_clamp``; lava-nc issue #803).
+The stock models are slow for the real networks: ``PyConvModelFloat`` and ``PyConvModelFixed``
+loop over every channel pair in Python (lava/proc/conv/utils.py ``conv_scipy``). These are an
+optional speed-up: the fixed model computes the stock fixed model's bits (tests/targets/
+test_lava_conv.py compares both), so a network runs the same with or without it.
 These models read the same Vars (kernel in Lava's (Cout, W, H, Cin/g) convolution layout, ports
 in XYC), turn the kernel once into NIR's correlation kernel (resformer_deploy.lava.conv
 ``from_lava_weight``) and compute with one im2col matmul per group (``conv2d``; numpy only:
@@ -10,11 +11,13 @@ torch calls hang inside Lava processes, lava/proc/conv/utils.py). Like stock Con
 each step sends the previous step's result first (one-step synaptic delay), so a feed-forward
 graph never waits on a receive before it has sent.
 
-Fixed point is the project's Loihi 2 synapse arithmetic, the same as the stock bit-accurate
-Sparse model (lava/proc/sparse/models.py ``AbstractPySparseModelBitAcc.run_spk``):
-acc = sum mant * x exactly, out = acc << exp, or arithmetic acc >> -exp; no clamp or wrap.
-Selected by ``exception_proc_model_map`` in the run config (targets.lava_worker): discovery
-only looks next to the process definition, where the stock models live.
+Fixed point is the stock ``PyConvModelFixed``'s arithmetic: acc = sum mant * x exactly, then
+wrapped to 24 signed bits (``signed_clamp``). The stock model ignores ``weight_exp`` (lava-nc
+issue 803), so the quantizer gives every convolution exponent 0 (fixed_point/quantize.py) and
+this model refuses any other rather than compute something stock would not.
+Selected by ``exception_proc_model_map`` in the run config (targets.lava_worker, unless it runs
+stock models only): discovery only looks next to the process definition, where the stock
+models live.
 """
 import numpy as np
 from lava.magma.core.decorator import implements, requires, tag
@@ -94,8 +97,8 @@ class PyConvModelFloatFast(_PyConvBase):
 @requires(CPU)
 @tag("fixed_pt")
 class PyConvModelFixedExact(_PyConvBase):
-    """acc = sum mant * x as an exact integer, out = shift(acc, weight_exp); ports as the stock
-    bit-accurate Sparse (int32 graded payloads; a_out precision 16).
+    """acc = sum mant * x as an exact integer, out = acc wrapped to 24 signed bits, as the stock
+    PyConvModelFixed (weight_exp must be 0: stock ignores it); ports as the stock model.
 
     The products are summed by BLAS in floating point: float32 when every partial sum of this
     step stays below 2^24 (spike inputs: the kernel's largest |row sum| < 2^24), else float64
@@ -104,8 +107,8 @@ class PyConvModelFixedExact(_PyConvBase):
     possible whatever arrives; at set-up the payload width the process declares
     (num_message_bits; 0 = spikes) must be exact in float64, else a weight is out of range."""
     s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
-    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=16)
-    a_buf: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=16)
+    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    a_buf: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
     weight: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
     def _prepare(self):
@@ -117,7 +120,9 @@ class PyConvModelFixedExact(_PyConvBase):
         a = np.abs(k.astype(np.float64))
         self._row_sum = float(a.reshape(a.shape[0], -1).sum(axis=1).max()) if a.size else 0.0
         self._kernels = {np.dtype(np.int64): k.astype(np.int64, copy=False)}  # per dtype, made when needed
-        self._exp = int(self.weight_exp[0])
+        if int(self.weight_exp[0]) != 0:  # stock ignores it: computing it would be a different network
+            raise ValueError(f"{self.__class__.__name__}: weight_exp {int(self.weight_exp[0])}: Lava's stock Conv "
+                             f"models ignore weight_exp (lava-nc issue 803); quantize with exponent 0")
 
     def _kernel_as(self, dtype):
         dtype = np.dtype(dtype)
@@ -129,5 +134,7 @@ class PyConvModelFixedExact(_PyConvBase):
         bound = self._row_sum * max(float(x_chw.max()), -float(x_chw.min()))  # abs() of int32 min wraps
         dtype = next((d for d in (np.float32, np.float64) if bound < FLOAT_EXACT[np.dtype(d)]), np.int64)
         acc = self._conv(x_chw, self._kernel_as(dtype), dtype).astype(np.int64, copy=False)  # conv2d casts x
-        # the stock bit-accurate Sparse's exponent (lava/proc/sparse/models.py): << exp or >> -exp
-        return np.left_shift(acc, self._exp) if self._exp > 0 else np.right_shift(acc, -self._exp)
+        # the stock model: float64 sum cast to int32, then signed_clamp(x, 24) (lava/proc/conv/utils.py)
+        if acc.size and (acc.max() >= 2 ** 31 or acc.min() < -2 ** 31):
+            raise ValueError(f"{self.__class__.__name__}: sums beyond int32, where the stock model's cast is undefined")
+        return (acc + (1 << 23)) % (1 << 24) - (1 << 23)

@@ -1,8 +1,9 @@
 """Our process models for Lava's stock Conv (targets/lava_processes/conv.py) against independent
-references: Lava's own Conv models where those are right (float; fixed point with exponent 0 and
-no overflow), the stock bit-accurate Sparse running the unrolled matrix
-(passes/unroll_dense.window_matrix, a test oracle only), torch conv2d, and an exact integer
-re-computation; then end to end on small official-topology models against PyTorch.
+references: Lava's own stock Conv models (float; fixed point, which ignores weight_exp and wraps
+its sums to 24 bits: ours must compute the same bits, on random kernels and on the quantized
+digits model's convolutions), torch conv2d, and an exact integer re-computation through the
+unrolled matrix (passes/unroll_dense.window_matrix, a test oracle only) wrapped by Lava's own
+signed_clamp; then end to end on small official-topology models against PyTorch.
 
 The Lava networks run in one child interpreter (``lava_runs``), as the lava-cpu target runs
 them in its worker: this test process has torch loaded, and Lava forks its processes."""
@@ -28,7 +29,6 @@ LAYERS = [
     dict(kernel=(8, 3, 1, 1), stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=2),  # pointwise
     dict(kernel=(3, 6, 2, 4), stride=(1, 3), padding=(2, 0), dilation=(1, 1), groups=1),  # wide kernel
 ]
-EXPS = [-3, 0, 2, -1, -6]  # one weight exponent per layer
 STEPS = 4
 
 
@@ -56,14 +56,16 @@ def _run_network(job, workdir):
     from targets.lava_processes.probe import Probe
 
     fixed, impl, x = job["fixed"], job["impl"], job["x"]
-    c, h, w = SHAPE
+    shape, layers = job.get("shape", SHAPE), job.get("layers", LAYERS)
+    c, h, w = shape
     src = RingBuffer(data=x.reshape(STEPS, -1).T.astype(np.int32 if fixed else np.float64))
     outs = []
-    for i, (layer, kernel, exp) in enumerate(zip(LAYERS, job["kernels"], job["exps"])):
+    for i, (layer, kernel) in enumerate(zip(layers, job["kernels"])):
+        exp = 0
         out_shape = (kernel.shape[0],) + out_hw((h, w), kernel.shape[2:], layer["stride"], layer["padding"],
                                                 layer["dilation"])
         if impl == "sparse":
-            m = window_matrix(kernel.astype(np.float64), SHAPE, out_shape, layer["stride"], layer["padding"],
+            m = window_matrix(kernel.astype(np.float64), shape, out_shape, layer["stride"], layer["padding"],
                               layer["dilation"], layer["groups"])
             syn = Sparse(weights=m.astype(np.int32) if fixed else m, weight_exp=exp, num_message_bits=24)
             src.s_out.connect(syn.s_in)
@@ -110,24 +112,53 @@ def lava_runs(jobs):
     return pickle.loads(done.stdout)
 
 
-def exact_fixed(kernels, exps, x):
-    """Exact integers: the unrolled matrix in int64 (scipy), then << exp or floor >> -exp."""
+def exact_fixed(kernels, x, layers=LAYERS, in_shape=SHAPE):
+    """Exact integers: the unrolled matrix in int64 (scipy) -> (sums, the sums as Lava's own
+    signed_clamp(x, 24) wraps them)."""
+    from lava.proc.conv.utils import signed_clamp
     from resformer_deploy.lava.conv import out_hw
     from resformer_deploy.passes.unroll_dense import window_matrix
-    out = []
-    for layer, k, e in zip(LAYERS, kernels, exps):
-        shape = (k.shape[0],) + out_hw(SHAPE[1:], k.shape[2:], layer["stride"], layer["padding"], layer["dilation"])
-        m = window_matrix(k.astype(np.float64), SHAPE, shape, layer["stride"], layer["padding"], layer["dilation"],
-                          layer["groups"]).astype(np.int64)
-        acc = (m @ x.reshape(STEPS, -1).astype(np.int64).T).T
-        out.append((acc << e if e > 0 else acc >> -e).reshape(STEPS, *shape))
-    return out
+    out, wrapped = [], []
+    for layer, k in zip(layers, kernels):
+        shape = (k.shape[0],) + out_hw(in_shape[1:], k.shape[2:], layer["stride"], layer["padding"],
+                                       layer["dilation"])
+        m = window_matrix(k.astype(np.float64), in_shape, shape, layer["stride"], layer["padding"],
+                          layer["dilation"], layer["groups"]).astype(np.int64)
+        acc = (m @ x.reshape(STEPS, -1).astype(np.int64).T).T.reshape(STEPS, *shape)
+        out.append(acc)
+        wrapped.append(signed_clamp(acc, bits=24))
+    return out, wrapped
 
 
 def delayed(rec):
     """Lava synapses send the previous step's result first: step t's record is input t - 1."""
     assert not np.any(rec[0])
     return rec[1:]
+
+
+def _digits_conv_jobs():
+    """The quantized digits model's convolutions (fixed_point/quantize.py: exponent 0), grouped by
+    input shape (one run compiles one source's graph), each fed random spikes."""
+    import torch
+    from exporters.torch_to_nir import export_model
+    from resformer_deploy.flows.fixed_point import calibrate_and_quantize, calibration_inputs
+    from resformer_deploy.model.checkpoint import load_checkpoint
+    from tests.conftest import DIGITS_CKPT
+    m = load_checkpoint(DIGITS_CKPT).model.double().eval()
+    xc, _ = calibration_inputs((1, 8, 8), 32)
+    with torch.no_grad():
+        q = calibrate_and_quantize(export_model(m, "float64"), xc.double(), m.config.T, dssa="synaptic")
+    by_shape = {}
+    for n, syn in q.syn.items():
+        spec = q.plan.synapses[n]
+        if spec.kind == "conv":
+            assert syn.exp == 0, n
+            by_shape.setdefault(tuple(spec.in_shape), []).append((
+                dict(kernel=syn.mant.shape, stride=spec.stride, padding=spec.padding, dilation=spec.dilation,
+                     groups=spec.groups), syn.mant))
+    rng = np.random.RandomState(5)
+    return [dict(fixed=True, shape=shape, layers=[l for l, _ in convs], kernels=[k for _, k in convs],
+                 x=(rng.rand(STEPS, *shape) < 0.3).astype(np.int64)) for shape, convs in by_shape.items()]
 
 
 @pytest.fixture(scope="module")
@@ -139,22 +170,18 @@ def runs():
     xs = (rng.rand(STEPS, *SHAPE) < 0.3).astype(np.int64)  # spikes: float32 sums
     xw = rng.randint(-(1 << 16), 1 << 16, size=(STEPS,) + SHAPE)  # sums beyond 24 bits
     kq = _kernels(rng, fixed=True)
-    zero = [0] * len(LAYERS)
     jobs = {
-        "float stock": dict(fixed=False, impl="stock", x=xf, kernels=kf, exps=zero),
-        "float ours": dict(fixed=False, impl="ours", x=xf, kernels=kf, exps=zero),
-        "fixed stock": dict(fixed=True, impl="stock", x=xg, kernels=kq, exps=zero),
-        "fixed ours": dict(fixed=True, impl="ours", x=xg, kernels=kq, exps=zero),
-        "fixed ours exp": dict(fixed=True, impl="ours", x=xg, kernels=kq, exps=EXPS),
-        "fixed sparse exp": dict(fixed=True, impl="sparse", x=xg, kernels=kq, exps=EXPS),
-        "spikes ours exp": dict(fixed=True, impl="ours", x=xs, kernels=kq, exps=EXPS),
-        "spikes sparse exp": dict(fixed=True, impl="sparse", x=xs, kernels=kq, exps=EXPS),
-        "wide stock": dict(fixed=True, impl="stock", x=xw, kernels=kq, exps=zero),
-        "wide ours": dict(fixed=True, impl="ours", x=xw, kernels=kq, exps=zero),
-        "wide sparse": dict(fixed=True, impl="sparse", x=xw, kernels=kq, exps=zero),
+        "float stock": dict(fixed=False, impl="stock", x=xf, kernels=kf),
+        "float ours": dict(fixed=False, impl="ours", x=xf, kernels=kf),
     }
+    for name, x in (("fixed", xg), ("spikes", xs), ("wide", xw)):
+        for impl in ("stock", "ours"):
+            jobs[f"{name} {impl}"] = dict(fixed=True, impl=impl, x=x, kernels=kq)
+    for i, job in enumerate(_digits_conv_jobs()):
+        for impl in ("stock", "ours"):
+            jobs[f"digits{i} {impl}"] = dict(job, impl=impl)
     results, made, left = lava_runs(list(jobs.values()))
-    assert made >= len(jobs) * len(LAYERS) and not left, f"Lava left {len(left)} of {made} shared memory segments"
+    assert made >= len(jobs) * 2 and not left, f"Lava left {len(left)} of {made} shared memory segments"
     return jobs, dict(zip(jobs, results))
 
 
@@ -172,57 +199,71 @@ def test_float_model_equals_stock_float_model_and_torch(runs):
         assert np.abs(ref).max() > 1  # a real signal, not zeros
 
 
-def test_fixed_model_equals_stock_fixed_model_at_exponent_zero(runs):
-    jobs, res = runs
-    exact = exact_fixed(jobs["fixed ours"]["kernels"], jobs["fixed ours"]["exps"], jobs["fixed ours"]["x"])
-    for i in range(len(LAYERS)):
-        ours, stock = delayed(res["fixed ours"][i]), delayed(res["fixed stock"][i])
-        assert np.abs(exact[i]).max() < 1 << 23  # no stock 24-bit wrap in this run
-        np.testing.assert_array_equal(ours, stock, err_msg=f"layer {i}")
-        np.testing.assert_array_equal(ours, exact[i][:-1], err_msg=f"layer {i}")
-
-
 @pytest.mark.parametrize("inputs", ["fixed", "spikes"])
-def test_fixed_model_equals_sparse_path_with_weight_exponents(runs, inputs):
+def test_fixed_model_equals_stock_fixed_model(runs, inputs):
     jobs, res = runs
-    job = jobs[f"{inputs} ours exp"]
-    exact = exact_fixed(job["kernels"], job["exps"], job["x"])
+    exact, _ = exact_fixed(jobs[f"{inputs} ours"]["kernels"], jobs[f"{inputs} ours"]["x"])
     for i in range(len(LAYERS)):
-        ours, sparse = delayed(res[f"{inputs} ours exp"][i]), delayed(res[f"{inputs} sparse exp"][i])
-        np.testing.assert_array_equal(ours, sparse, err_msg=f"layer {i}")
+        ours, stock = delayed(res[f"{inputs} ours"][i]), delayed(res[f"{inputs} stock"][i])
+        assert np.abs(exact[i]).max() < 1 << 23  # no 24-bit wrap in this run
+        np.testing.assert_array_equal(ours, stock, err_msg=f"layer {i}")
         np.testing.assert_array_equal(ours, exact[i][:-1], err_msg=f"layer {i}")
         assert np.count_nonzero(ours) > ours.size // 4  # values, not a silent layer
 
 
-def test_fixed_model_does_not_wrap_at_24_bits_where_stock_does(runs):
+def test_fixed_model_wraps_at_24_bits_as_stock_does(runs):
     jobs, res = runs
-    exact = exact_fixed(jobs["wide ours"]["kernels"], jobs["wide ours"]["exps"], jobs["wide ours"]["x"])
+    exact, wrapped_ref = exact_fixed(jobs["wide ours"]["kernels"], jobs["wide ours"]["x"])
     wrapped = 0
     for i in range(len(LAYERS)):
-        ours, sparse, stock = (delayed(res[f"wide {k}"][i]) for k in ("ours", "sparse", "stock"))
-        np.testing.assert_array_equal(ours, exact[i][:-1], err_msg=f"layer {i}")
-        np.testing.assert_array_equal(ours, sparse, err_msg=f"layer {i}")
-        big = np.abs(exact[i][:-1]) >= 1 << 23
-        np.testing.assert_array_equal(stock[~big], ours[~big])
-        assert np.all(stock[big] != ours[big])  # Lava's signed_clamp(x, 24) wraps these (lava-nc #803)
-        wrapped += int(big.sum())
-    assert wrapped > 100
+        ours, stock = delayed(res["wide ours"][i]), delayed(res["wide stock"][i])
+        np.testing.assert_array_equal(ours, stock, err_msg=f"layer {i}")
+        np.testing.assert_array_equal(ours, wrapped_ref[i][:-1], err_msg=f"layer {i}")
+        wrapped += int((np.abs(exact[i][:-1]) >= 1 << 23).sum())
+    assert wrapped > 100  # the wrap was exercised
 
 
-def test_fixed_model_sums_exactly_beyond_float64_integers():
-    """Partial sums past 2^53 (possible only for payloads far over 24 bits) fall back to int64."""
+def test_fixed_model_equals_stock_on_the_quantized_digits_convolutions(runs):
+    """The optional fast model computes the stock model's bits on every convolution of the
+    quantized digits network (all 17, spike inputs)."""
+    jobs, res = runs
+    names = sorted({k.rsplit(" ", 1)[0] for k in jobs if k.startswith("digits")})
+    convs = 0
+    for name in names:
+        job = jobs[f"{name} ours"]
+        _, ref = exact_fixed(job["kernels"], job["x"], job["layers"], job["shape"])
+        for i in range(len(job["layers"])):
+            ours, stock = delayed(res[f"{name} ours"][i]), delayed(res[f"{name} stock"][i])
+            np.testing.assert_array_equal(ours, stock, err_msg=f"{name} layer {i}")
+            np.testing.assert_array_equal(ours, ref[i][:-1], err_msg=f"{name} layer {i}")
+            assert np.count_nonzero(ours) > 0
+            convs += 1
+    assert convs == 17
+
+
+def _fixed_model(kernel, weight_exp=0):
     from resformer_deploy.lava.conv import to_lava_weight
     from targets.lava_processes.conv import PyConvModelFixedExact
     m = PyConvModelFixedExact({})
-    k = np.array([[[[255, 254, 253]]]], dtype=np.int64)  # (1, 1, 1, 3)
-    for var, v in dict(weight=to_lava_weight(k), stride=[1, 1], padding=[0, 0], dilation=[1, 1], groups=[1],
-                       num_message_bits=[24], weight_exp=[-1], num_weight_bits=[8]).items():
+    for var, v in dict(weight=to_lava_weight(kernel), stride=[1, 1], padding=[0, 0], dilation=[1, 1], groups=[1],
+                       num_message_bits=[24], weight_exp=[weight_exp], num_weight_bits=[8]).items():
         setattr(m, var, np.asarray(v))
+    return m
+
+
+def test_fixed_model_refuses_what_the_stock_model_would_not_compute():
+    """A nonzero weight_exp (stock ignores it) and sums beyond int32 (stock's cast is undefined)."""
+    k = np.array([[[[255, 254, 253]]]], dtype=np.int64)  # (1, 1, 1, 3)
+    with pytest.raises(ValueError, match="weight_exp -1: Lava's stock Conv models ignore weight_exp"):
+        _fixed_model(k, -1)._setup()
+    m = _fixed_model(k)
     m._setup()
-    x = np.array([[[(1 << 52) + 1, (1 << 52) + 3, -(1 << 52) + 5]]], dtype=np.int64)  # (C, H, W) = (1, 1, 3)
-    want = (255 * x[0, 0, 0] + 254 * x[0, 0, 1] + 253 * x[0, 0, 2]) >> 1  # Python ints: exact
-    assert float(255 * x[0, 0, 0] + 254 * x[0, 0, 1]) != 255 * int(x[0, 0, 0]) + 254 * int(x[0, 0, 1])
-    assert int(m._compute(x)[0, 0, 0]) == int(want)
+    x = np.array([[[1 << 22, 1 << 22, 1 << 22]]], dtype=np.int64)  # sum 762 * 2^22 > 2^31
+    with pytest.raises(ValueError, match="sums beyond int32"):
+        m._compute(x)
+    x = np.array([[[1 << 15, 1 << 14, 3]]], dtype=np.int64)  # 764 * 2^14 + 759: past 2^23, wraps
+    want = 255 * (1 << 15) + 254 * (1 << 14) + 253 * 3
+    assert want >= 1 << 23 and int(m._compute(x)[0, 0, 0]) == want - (1 << 24)
 
 
 @pytest.mark.parametrize("name", ["cifar16", "dvsg16"])

@@ -3,9 +3,19 @@
 Every check runs and every violation is collected (``run_drc``), so one compile reports all
 problems at once. ``quant`` (optional) maps layer or node names to {"weight_bits": int,
 "graded_bits": int}; without it the precision checks are skipped and listed as such.
+
+Stock-model rules (``STOCK_MODEL_CHECKS``, ``stock_model_findings``): plain functions
+``stock_xxx(lava_plan, qn) -> [str]`` on the Lava plan and its quantized network, each naming
+every process whose parameters Lava's stock process models (lava-nc 0.10.0 proc/*/models.py,
+which real hardware's own models mirror) would not honour, and every process that has no stock
+model at all (the fused DSSA product: an embedded-core program). An empty list means the network
+runs on plain ``Loihi2SimCfg(select_tag='fixed_pt')`` as the project computes it.
 """
 from typing import Callable, List, Optional, Tuple
 
+import numpy as np
+
+from resformer_deploy.fixed_point import formats as F
 from resformer_deploy.hardware.loihi2 import limits as L
 
 NOT_QUANTIZED = "not checked: network not quantized"
@@ -104,3 +114,58 @@ def run_drc(plan, quant: Optional[dict] = None) -> Tuple[List[str], List[str]]:
             continue
         violations += check(plan, quant)
     return violations, skipped
+
+
+# ---------------------------------------------------------------- stock Lava process models
+# The stock Conv declares its geometry Vars int8 (lava/proc/conv/models.py AbstractPyConvModel)
+STOCK_CONV_GEOMETRY_MAX = 127
+# The stock DelaySparse refuses delays beyond Loihi 2's 6 bits (lava/proc/sparse/models.py)
+STOCK_DELAY_MAX = 63
+
+
+def stock_conv_weight_exp(lava_plan, qn=None) -> List[str]:
+    """The stock Conv models ignore weight_exp (lava-nc issue 803): any other than 0 is lost."""
+    if qn is None:
+        return []
+    return [f"{n}: Conv weight_exp {s.exp} is ignored by Lava's stock Conv models (lava-nc issue 803); "
+            f"quantize with exponent {F.CONV_WEIGHT_EXP}"
+            for n, s in qn.syn.items() if s.kind == "conv" and s.exp != F.CONV_WEIGHT_EXP]
+
+
+def stock_conv_geometry(lava_plan, qn=None) -> List[str]:
+    out = []
+    for n, spec in lava_plan.synapses.items():
+        if spec.kind != "conv":
+            continue
+        geo = {"kernel size": max(np.shape(spec.weight)[2:]), "stride": max(spec.stride),
+               "padding": max(spec.padding), "dilation": max(spec.dilation), "groups": spec.groups}
+        out += [f"{n}: Conv {what} {v} > {STOCK_CONV_GEOMETRY_MAX}: the stock Conv model holds it in int8 (wraps)"
+                for what, v in geo.items() if v > STOCK_CONV_GEOMETRY_MAX]
+    return out
+
+
+def stock_delays(lava_plan, qn=None) -> List[str]:
+    """An edge delay d > 1 is a DelaySparse with delays d - 1 (targets.lava_worker)."""
+    return [f"{b}: delay {d} on the input from {a} needs a DelaySparse delay {d - 1} > {STOCK_DELAY_MAX} "
+            f"(the stock model refuses it)"
+            for (a, b), d in sorted(lava_plan.edge_delay.items()) if b in lava_plan.neuro and d - 1 > STOCK_DELAY_MAX]
+
+
+def stock_process_models(lava_plan, qn=None) -> List[str]:
+    """Fused DSSA products are a project process (FusedSpikeMatMul) with no stock model."""
+    if lava_plan.dssa != "fused":
+        return []
+    return [f"{n}: FusedSpikeMatMul has no stock Lava process model: needs an embedded-core program "
+            f"(or --dssa synaptic, which uses stock processes only)"
+            for n, node in lava_plan.graph.nodes.items() if n in lava_plan.neuro and type(node).__name__ == "SpikeMatMul"]
+
+
+STOCK_MODEL_CHECKS: List[Callable] = [stock_conv_weight_exp, stock_conv_geometry, stock_delays, stock_process_models]
+
+
+def stock_model_findings(lava_plan, qn=None) -> List[str]:
+    """Every process a stock Lava model would not run as planned, by name (all checks run)."""
+    out = []
+    for check in STOCK_MODEL_CHECKS:
+        out += check(lava_plan, qn)
+    return out
