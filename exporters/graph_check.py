@@ -95,6 +95,40 @@ def topological_order(graph: nir.NIRGraph) -> Tuple[List[str], List[str]]:
     return order, [n for n in graph.nodes if n not in set(order)]
 
 
+def back_edge(graph: nir.NIRGraph, nodes) -> Tuple[Tuple[str, str], List[str]]:
+    """One edge that closes a cycle among ``nodes`` (those Kahn's algorithm could not order) and
+    the cycle it closes, ``[a, ..., b, a]``. Kahn leaves every node downstream of a cycle
+    unordered too, so naming the nodes alone points at no edge: an iterative depth-first search
+    finds an edge to a node still on its stack (a back edge, which exists iff there is a cycle)."""
+    nodes = set(nodes)
+    succ: Dict[str, List[str]] = {n: [] for n in nodes}
+    for a, b in graph.edges:
+        if a in nodes and b in nodes:
+            succ[a].append(b)
+    state: Dict[str, int] = {}  # 1: on the stack, 2: done
+    entries = {b for a, b in graph.edges if a not in nodes and b in nodes}
+    # searched from where the ordered graph enters: the edge found then points back upstream
+    for root in [n for n in graph.nodes if n in entries] + [n for n in graph.nodes if n in nodes]:
+        if root in state:
+            continue
+        stack, path = [(root, iter(succ[root]))], [root]
+        state[root] = 1
+        while stack:
+            n, it = stack[-1]
+            m = next(it, None)
+            if m is None:
+                state[n] = 2
+                stack.pop()
+                path.pop()
+            elif state.get(m) == 1:
+                return (n, m), path[path.index(m):] + [m]
+            elif m not in state:
+                state[m] = 1
+                stack.append((m, iter(succ[m])))
+                path.append(m)
+    raise ValueError("no cycle among the given nodes")
+
+
 def check_graph(graph: nir.NIRGraph) -> Tuple[Dict[str, tuple], List[str]]:
     """Infer every node's output shape; return (shapes, violations)."""
     problems = []
@@ -118,7 +152,11 @@ def check_graph(graph: nir.NIRGraph) -> Tuple[Dict[str, tuple], List[str]]:
                         + (f" ({', '.join(sorted(outputs))})" if outputs else ""))
     order, cyclic = topological_order(graph)
     if cyclic:
-        problems.append(f"recurrent/cyclic connections are not supported: {', '.join(sorted(cyclic))}")
+        (a, b), cycle = back_edge(graph, cyclic)
+        shown = cycle if len(cycle) <= 6 else cycle[:3] + ["..."] + cycle[-2:]
+        problems.append(f"recurrent/cyclic connections are not supported: edge {a} -> {b} closes the cycle "
+                        f"{' -> '.join(shown)} ({len(cycle) - 1} nodes; {len(cyclic)} nodes on or after "
+                        f"cycles cannot be ordered)")
     preds: Dict[str, List[str]] = {n: [] for n in graph.nodes}
     for a, b in graph.edges:
         preds[b].append(a)

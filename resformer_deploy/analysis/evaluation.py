@@ -90,6 +90,7 @@ class EvaluationEstimate:
     torch_bytes: int  # PyTorch forward of one batch
     torch_seconds: float  # per batch
     target_estimate: object  # targets.base.Estimate of one batch, or None (torch; no cost model)
+    T: int = 0  # time steps, named when even one sample cannot fit (a smaller batch would not help)
 
     @property
     def batches(self) -> int:
@@ -117,10 +118,21 @@ class EvaluationEstimate:
                 f"{self._figures()})")
 
     def check(self) -> None:
-        if self.peak_bytes > budget_bytes():
-            raise MemoryBudgetError(f"evaluate on target '{self.target}': batches of {self.batch_size} samples need "
-                                    f"about {size(self.peak_bytes)} > memory budget {size(budget_bytes())} "
-                                    f"({self._figures()}); use a smaller --batch-size")
+        budget = budget_bytes()
+        if self.peak_bytes <= budget:
+            return
+        # the batch-dependent part shrinks with the batch; if one sample does not fit either, the
+        # batch size is not the cause (e.g. T = 1e9 from a checkpoint's stored config)
+        one = self.graph_bytes + (self.peak_bytes - self.graph_bytes) / max(1, self.batch_size)
+        if self.graph_bytes > budget:
+            advice = "the model's weights alone do not fit"
+        elif one > budget and self.T:
+            advice = f"even one sample needs about {size(one)} at T={self.T:,} time steps; use a smaller --T"
+        else:
+            advice = "use a smaller --batch-size"
+        raise MemoryBudgetError(f"evaluate on target '{self.target}': batches of {self.batch_size} samples need "
+                                f"about {size(self.peak_bytes)} > memory budget {size(budget)} "
+                                f"({self._figures()}); {advice}")
 
     def to_json(self) -> dict:
         return {"seconds": self.seconds, "peak_bytes": self.peak_bytes, "batches": self.batches,
@@ -155,11 +167,11 @@ def estimate_evaluation(graph, tgt, n: int, batch_size: int, T: int, sample_byte
     forward = 1 if torch_runs or tgt is None else 0
     return EvaluationEstimate(
         target=TORCH if tgt is None else tgt.label, samples=n, batch_size=B, graph_bytes=int(c.weights * e),
-        data_bytes=int((B + prefetch) * sample_bytes),
+        data_bytes=int(min(B + prefetch, n) * sample_bytes),  # never more samples than are read
         torch_bytes=forward * int(TORCH_FORWARD_FACTOR * largest * T * B * e),
         torch_seconds=forward * TORCH_SECONDS_PER_REFERENCE * T * (B * c.macs / MAC_PER_S[e]
                                                                    + len(c.values) * SECONDS_PER_NODE_STEP),
-        target_estimate=te)
+        target_estimate=te, T=int(T))
 
 
 def _merge_info(total: dict, info: dict) -> None:

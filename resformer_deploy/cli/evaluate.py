@@ -78,7 +78,7 @@ def evaluate_cmd(checkpoint, variant, img_size, T, num_classes, unsafe_load, dat
                              f"target '{target}' runs floating point")
     n = len(md.source) if limit is None else min(limit, len(md.source))
     click.echo(f"evaluate {ck.variant} on target '{target}': {n:,} of {len(md.source):,} samples, batches of "
-               f"{batch_size}, T={ck.config.T}")
+               f"{min(batch_size, max(n, 1)):,}, T={ck.config.T:,}")  # a batch never holds more than n
     if on_ray:
         from resformer_deploy.engines.ray_engine import evaluate_on_ray
         rep = evaluate_on_ray(ck, md, target, checkpoint=checkpoint, limit=limit, batch_size=batch_size,

@@ -136,12 +136,15 @@ def info(checkpoint, variant, img_size, T, num_classes, unsafe_load, as_json):
         ("state_dict", f"{s['state_dict_keys']} keys ({s['state_dict_parameters']} parameters, "
                        f"{s['state_dict_buffers']} buffers)"),
     ]
-    if s["epoch"] is not None:
-        lines.append(("training", f"epoch {s['epoch']}, max_acc1 {float(s['max_acc1']):.2f}"))
-    ev = s["evaluation_record"]
+    counters = [f"epoch {s['epoch']}" if s["epoch"] is not None else "",
+                f"max_acc1 {s['max_acc1']:.2f}" if s["max_acc1"] is not None else ""]
+    if any(counters):
+        lines.append(("training", ", ".join(c for c in counters if c)))
+    ev = s["recorded_evaluation"]  # checked field by field in model/summary.py
     if ev:
-        lines.append(("recorded eval", f"{100 * ev['test_accuracy']:.2f}% on {ev['split']['n_test']} "
-                                       f"held-out samples ({ev['dataset']})"))
+        n = "" if ev["n_test"] is None else f" on {ev['n_test']:,} held-out samples"
+        lines.append(("recorded eval", f"{100 * ev['test_accuracy']:.2f}%{n}"
+                                       + (f" ({ev['dataset']})" if ev["dataset"] else "")))
     width = max(len(k) for k, _ in lines)
     click.echo("\n".join(f"{k.ljust(width)}  {v}" for k, v in lines))
     fmt = lambda v: "n/a" if v is None else " ".join(f"{x:.4g}" for x in v)

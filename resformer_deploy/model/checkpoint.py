@@ -8,9 +8,11 @@ Loading is ``weights_only=True`` unless the caller opts out, and the key
 comparison is strict: any missing/unexpected key or shape mismatch is an error
 that names the keys.
 """
+import math
 import os
 import pickle
 import re
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,8 @@ from resformer_deploy.model.variants import VARIANTS, get_config, match_variant
 
 META_KEY = "resformer_deploy"
 FORMAT_VERSION = 1
+INT_FIELDS = ("in_channels", "num_classes", "group_size", "img_size", "T", "ffn_ratio")  # of a stored config
+ZIP_CHUNK = 1 << 20  # records are CRC-checked in pieces: no member is held whole for the check
 
 
 @dataclass
@@ -69,17 +73,23 @@ def read_checkpoint_file(path, weights_only: bool = True, unsafe_option: Optiona
     """``unsafe_option``: the caller's flag for weights_only=False loading, named in the refusal
     of a pickle that holds objects (None: the caller, e.g. `demo`, has no such flag)."""
     p = Path(path)
-    if not p.exists():
-        raise CheckpointError(f"checkpoint file not found: {path}")
-    if p.is_dir():
+    try:
+        st = p.stat()  # stat, never open: opening a FIFO blocks until a writer appears
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint file not found: {path}") from None
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror or e}") from None
+    if stat.S_ISDIR(st.st_mode):
         raise CheckpointError(f"checkpoint path is a directory, not a file: {path}")
-    if p.stat().st_size == 0:
+    if not stat.S_ISREG(st.st_mode):  # /dev/zero, a FIFO: endless or blocking reads
+        raise CheckpointError(f"checkpoint {path} is not a regular file (it is {_special_kind(st)})")
+    if st.st_size == 0:
         raise CheckpointError(f"checkpoint file is empty: {path}")
     kind = sniff_format(p)
     if kind == "hdf5":
         raise CheckpointError(f"{path}: is {FORMAT_NAMES[kind]}, not a PyTorch checkpoint")
     if kind == "zip":
-        _check_zip_size(p, path)
+        _check_zip(p, path)
     try:
         return torch.load(str(p), map_location="cpu", weights_only=weights_only)
     except Exception as e:  # torch.load raises many types on damaged input (IndexError, EOFError, ...)
@@ -99,17 +109,66 @@ def read_checkpoint_file(path, weights_only: bool = True, unsafe_option: Optiona
                               f"formats torch.save writes){what}") from None
 
 
-def _check_zip_size(p, path) -> None:
-    """A zip archive states its members' uncompressed sizes: refuse one that cannot fit in memory
-    before torch.load inflates it."""
+def _special_kind(st) -> str:
+    for test, name in ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(st.st_mode):
+            return name
+    return "a special file"
+
+
+def _check_zip(p, path) -> None:
+    """Before torch.load: the members' declared sizes fit in memory, and every record matches the
+    CRC-32 its zip entry states. torch's reader (caffe2 PyTorchStreamReader) does not check CRCs,
+    so a flipped byte inside a tensor would load as a changed weight. Members are read in chunks
+    (zipfile checks the CRC at each member's end: CPython Lib/zipfile.py, ZipExtFile._update_crc)."""
     import zipfile
+    import zlib
     from resformer_deploy.util.memory_budget import check_bytes
     try:
-        with zipfile.ZipFile(p) as z:
-            total = sum(i.file_size for i in z.infolist())
+        z = zipfile.ZipFile(p)
     except (zipfile.BadZipFile, OSError):
         return  # torch.load reports the damage
-    check_bytes(total, f"{path}: zip archive declares {total:,} bytes uncompressed")
+    with z:
+        infos = z.infolist()
+        total = sum(i.file_size for i in infos)
+        check_bytes(total, f"{path}: zip archive declares {total:,} bytes uncompressed")
+        for info in infos:
+            try:
+                with z.open(info) as f:
+                    while f.read(ZIP_CHUNK):
+                        pass
+            except zipfile.BadZipFile as e:
+                what = "fails its CRC-32 check" if "CRC" in str(e) else f"is damaged ({e})"
+                raise CheckpointError(f"{path}: record '{info.filename}' {what}: the file is corrupt; not "
+                                      f"loaded") from None
+            except (EOFError, OSError, zlib.error, NotImplementedError, RuntimeError, ValueError) as e:
+                raise CheckpointError(f"{path}: record '{info.filename}' cannot be read "
+                                      f"({type(e).__name__}: {e}): the file is corrupt or truncated; not "
+                                      f"loaded") from None
+
+
+def _counter(v, kind):
+    """A training counter as a plain finite ``kind`` (int: epoch, float: max_acc1), else None: a
+    crafted file may hold a string, a list, a NaN or a tensor there."""
+    if isinstance(v, torch.Tensor):
+        if v.numel() != 1 or v.is_complex() or v.dtype == torch.bool:
+            return None
+        v = v.item()
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return None
+    if kind is int:
+        return int(v) if float(v).is_integer() else None
+    return float(v)
+
+
+def record(meta: dict, name: str) -> Optional[dict]:
+    """Our record ``name`` ('training', 'evaluation', 'config') of a loaded checkpoint's metadata, or
+    None when it is absent or not a mapping. The one way records are read: their content is the
+    file's, to be checked field by field by whoever uses it (model/summary.py, cli/demo.py)."""
+    ours = meta.get(META_KEY)
+    r = ours.get(name) if isinstance(ours, dict) else None
+    return r if isinstance(r, dict) else None
 
 
 def split_checkpoint(obj, path) -> (Dict[str, torch.Tensor], Dict):
@@ -121,9 +180,8 @@ def split_checkpoint(obj, path) -> (Dict[str, torch.Tensor], Dict):
     if "model" in obj and isinstance(obj["model"], dict):
         sd = obj["model"]
         # training counters as plain numbers (anything else would break `info`'s formatting)
-        meta = {k: (v.item() if isinstance(v, torch.Tensor) else v) for k, v in obj.items()
-                if k in ("epoch", "max_acc1") and (isinstance(v, (int, float)) or
-                                                   (isinstance(v, torch.Tensor) and v.numel() == 1))}
+        meta = {k: n for k, n in (("epoch", _counter(obj.get("epoch"), int)),
+                                  ("max_acc1", _counter(obj.get("max_acc1"), float))) if n is not None}
         if isinstance(obj.get(META_KEY), dict):
             meta[META_KEY] = obj[META_KEY]
     elif "state_dict" in obj and isinstance(obj["state_dict"], dict):
@@ -267,7 +325,15 @@ def load_checkpoint(path, variant: Optional[str] = None, img_size: Optional[int]
         # refused before the model (whose classifier has num_classes rows) is allocated
         raise CheckpointError(f"{path}: {num_classes} classes requested, but classifier.weight has "
                               f"{rows.shape[0]} rows (the checkpoint's classes)")
-    stored = meta.get(META_KEY, {}).get("config")
+    ours = meta.get(META_KEY, {})
+    stored = ours.get("config")
+    if stored is not None and not isinstance(stored, dict):
+        raise CheckpointError(f"{path}: stored config is invalid (a {type(stored).__name__}, not a mapping of "
+                              f"fields)")
+    for k in INT_FIELDS if stored is not None else ():
+        v = stored.get(k)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int)):  # T = 1e9 as a float, a string
+            raise CheckpointError(f"{path}: stored config is invalid ({k} = {v!r:.40} is not an integer)")
     if variant is not None:
         try:
             cfg = get_config(variant, img_size=img_size, T=T, num_classes=num_classes)
@@ -277,7 +343,7 @@ def load_checkpoint(path, variant: Optional[str] = None, img_size: Optional[int]
     elif stored is not None:
         try:
             cfg = ResformerConfig.from_dict(dict(stored))
-        except (ConfigError, TypeError) as e:
+        except (ConfigError, TypeError, ValueError, OverflowError) as e:
             raise CheckpointError(f"{path}: stored config is invalid ({e})") from None
         over = {k: v for k, v in dict(img_size=img_size, T=T, num_classes=num_classes).items() if v}
         try:  # an override the stored architecture cannot take is the caller's error, not the file's

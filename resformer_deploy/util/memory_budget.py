@@ -5,6 +5,7 @@ Budget: the memory the OS can hand out without swapping, ``psutil.virtual_memory
 psutil docs), less a margin for the interpreter, libraries and temporaries not estimated here.
 ``RESFORMER_DEPLOY_MEMORY_BUDGET`` (bytes) replaces the measured figure, e.g. on shared machines.
 """
+import math
 import os
 
 from resformer_deploy.errors import DeployError
@@ -36,9 +37,15 @@ def budget_bytes() -> int:
     env = os.environ.get(ENV)
     if env:
         try:
-            return int(float(env))
+            value = float(env)
         except ValueError:
-            raise MemoryBudgetError(f"{ENV}={env!r} is not a number of bytes") from None
+            value = None
+        # a budget <= 0 (or NaN/inf) would make every size check fail with a message blaming the
+        # input (a checkpoint, a data set) instead of this setting
+        if value is None or not math.isfinite(value) or value < 1:
+            raise MemoryBudgetError(f"{ENV}={env!r} is not a valid memory budget: a positive number of bytes "
+                                    f"is expected (e.g. 8e9); unset it to use the measured free memory")
+        return int(value)
     import psutil
     return int(psutil.virtual_memory().available * (1 - MARGIN))
 

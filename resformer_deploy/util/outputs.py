@@ -9,8 +9,13 @@
 * A character device or FIFO (``/dev/null``, a named pipe) is written to directly: renaming over
   it would replace the device node. Block devices and sockets are refused.
 * A *file set* (the report) is built in a temporary sibling directory and renamed into place. An
-  existing directory is replaced as a whole only if it is empty or holds nothing but files of the
-  same set (a previous report); any other content is refused, never deleted.
+  existing directory is replaced as a whole only if it is empty or holds nothing but regular files
+  named as the set's (a previous report): a subdirectory, link or device of such a name, or any
+  other entry, is refused, never deleted.
+* No output is, or lies inside, an input: an input file (checkpoint, NIR file, ``.npz``) is never
+  an output, and an input directory (a data set's root) is a tree no output may enter. Directories
+  are compared by (device, inode) of every ancestor, so symlinks, ``..`` and bind mounts do not
+  hide a data set; a file set also may not contain an input, as replacing it would delete it.
 * Every ``OSError`` becomes :class:`OutputError` (``cannot write PATH: strerror``, exit code 2).
 
 Data is handed over as bytes built in memory, so the only system calls that can fail are plain
@@ -257,11 +262,20 @@ def write_file_set(out_dir, files: dict, owned=None) -> list:
 
 
 def _check_owned(shown, target: Path, owned) -> None:
-    other = sorted(set(os.listdir(target)) - set(owned))
+    """Only regular files named as the set's: a directory called 'report.html' holds user files
+    at some depth, and replacing the set would delete them (tests/util/test_output_trees.py)."""
+    names = os.listdir(target)
+    other = sorted(set(names) - set(owned))
     if other:
         raise OutputError(f"cannot write {shown}: the directory holds files that are not part of this output "
                           f"({summarize(other, 3)}) and replacing it would delete them; choose a new or "
                           f"empty directory")
+    for name in sorted(names):
+        st = os.lstat(target / name)
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a symbolic link" if stat.S_ISLNK(st.st_mode) else _kind(st)
+            raise OutputError(f"cannot write {shown}: {Path(shown) / name} is {kind}, not a file this toolchain "
+                              f"wrote, and replacing the directory would delete it; choose a new or empty directory")
 
 
 # --- checks before the work ------------------------------------------------------------------------
@@ -321,6 +335,44 @@ def _inside(path, directory) -> bool:
     return os.path.realpath(path).startswith(d.rstrip(os.sep) + os.sep)
 
 
+def _dir_id(path):
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
+
+
+def _ancestor_ids(path) -> set:
+    """(device, inode) of every existing directory on the resolved path, the path itself included."""
+    ids, p = set(), Path(os.path.realpath(path))
+    while True:
+        i = _dir_id(p)
+        if i is not None:
+            ids.add(i)
+        if p == p.parent:
+            return ids
+        p = p.parent
+
+
+def _within(path, directory) -> bool:
+    """``path`` is ``directory`` or below it: by name once resolved, or by inode (bind mounts)."""
+    if _same_file(path, directory) or _inside(path, directory):
+        return True
+    d = _dir_id(directory)
+    return d is not None and d in _ancestor_ids(path)
+
+
+def _check_not_input(path, inputs) -> None:
+    """An output is no input file and lies in no input tree (a data set's root and everything in it)."""
+    for i in inputs:
+        if _same_file(path, i):
+            raise OutputError(f"cannot write {path}: it is the input {i}; choose another output name")
+        if _dir_id(i) is not None and _within(path, i):
+            raise OutputError(f"cannot write {path}: it lies inside the input {i}, which the command reads; "
+                              f"choose an output outside it")
+
+
 def _check_file(path, inputs, sets) -> None:
     if not str(path):
         raise _error("''", errno.ENOENT, "empty file name")
@@ -330,9 +382,7 @@ def _check_file(path, inputs, sets) -> None:
     except OSError as e:  # e.g. a symlink loop, a component we may not search
         raise _error(path, e) from None
     _refuse_special(path, st)
-    for i in inputs:
-        if _same_file(path, i):
-            raise OutputError(f"cannot write {path}: it is the input {i}; choose another output name")
+    _check_not_input(path, inputs)
     for d in sets:
         if _inside(path, d):
             raise OutputError(f"cannot write {path}: it is inside {d}, which is replaced as a whole")
@@ -354,11 +404,12 @@ def _check_dir(path, inputs, owned=None) -> None:
     if st is not None and not stat.S_ISDIR(st.st_mode):
         raise _error(path, errno.ENOTDIR, f"it is {_kind(st)}")
     target = Path(os.path.realpath(path))
+    _check_not_input(path, inputs)
     if owned is None:  # a plain directory: files are written into it
         _check_parent(target, path)
         return
     for i in inputs:  # a file set replaces the whole directory
-        if _inside(i, path) or _same_file(i, path):
+        if _within(i, path):
             raise OutputError(f"cannot write {path}: it contains the input {i} and would be replaced as a whole")
     if st is not None:
         if os.path.ismount(target):
@@ -372,7 +423,8 @@ def check_outputs(inputs=(), files=(), dirs=(), file_sets=None) -> None:
     """Refuse, before any work starts, destinations that cannot be written: each check raises
     OutputError naming the path and the problem. ``None`` entries are skipped.
 
-    inputs: files the command reads (an output may not be one of them); files: output files;
+    inputs: files and directories the command reads (no output may be one of them or lie inside
+    one of the directories); files: output files;
     dirs: directories files are written into; file_sets: ``{directory: names}`` written by
     :func:`write_file_set`."""
     inputs = [i for i in inputs if i]
