@@ -137,7 +137,8 @@ class ClassMapping:
 
     def line(self) -> str:
         """What the output says about the labels."""
-        pairs = [f"{f} -> {i}" + (f" {self.titles[i]}" if self.titles else "") for f, i in zip(self.folders, self.indices)]
+        pairs = [f"{f} -> {i}" + (f" {self.titles[i]}" if self.titles else "")
+                 for f, i in zip(self.folders, self.indices)]
         shown = summarize(pairs, 3)
         if self.kind == IMAGENET_WNID:
             return (f"class mapping: {IMAGENET_WNID} ({len(self.folders):,} WordNet-ID folders at their ImageNet-1k "

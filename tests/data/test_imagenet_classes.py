@@ -136,6 +136,15 @@ def test_class_map_json_and_text(tmp_path):
     assert src.classes == ("Mango", "apple+zebra")
 
 
+def test_class_map_on_frames(tmp_path):
+    from tests.support.datasets import frames
+    root = frames(tmp_path, n=3, classes=3, splits=("test",))
+    (tmp_path / "m.txt").write_text("0 10\n1 2\n2 0\n")
+    src = open_source(root, num_classes=11, class_map=str(tmp_path / "m.txt"))
+    assert src.kind == "frames" and src.class_mapping.kind == "class-map"
+    assert labels_by_folder(src) == {"0": [10], "1": [2], "2": [0]}
+
+
 def test_class_map_errors(tmp_path):
     root = folder(tmp_path, ["zebra", "apple"], per_class=1)
 
