@@ -331,12 +331,12 @@ def write_netx_slice(path, qn, pairs) -> None:
 @dataclass(eq=False)
 class Artifact:
     """An artifact read back: the plan, the quantized network and the host partition the public
-    network builder (targets.lava_network) and the numpy host (targets.artifact_host) consume."""
+    network builder (targets.lava_network) and the numpy host (targets.artifact.host) consume."""
     path: str
     meta: dict
     plan: object  # LavaPlan (its synapses' weights in integer units; lava/plan.py)
     quant: object  # QuantNet
-    host: object  # targets.artifact_host.HostPartition
+    host: object  # targets.artifact.host.HostPartition
     netx_layers: int = 0
     layer_types: Dict[str, int] = field(default_factory=dict)
 
@@ -360,9 +360,9 @@ class Artifact:
         return out
 
     def network(self):
-        """The public Lava network (targets.lava_network.ResformerNetwork), fixed point."""
-        from targets.lava_network import build_network
-        return build_network(self.plan, self.T, quant=self.quant, lowerings=self.lowerings())
+        """The public Lava network (targets.lava_network.ResformerNetwork; targets.artifact.network), fixed point."""
+        from targets.artifact.network import ArtifactNetwork
+        return ArtifactNetwork(plan=self.plan, T=self.T, quant=self.quant, lowerings=self.lowerings())
 
     def chip_inputs(self, x: np.ndarray) -> np.ndarray:
         """Images [N, C, H, W] (or frames [N, T, C, H, W]) -> the chip's integer input [N, T, size]."""
@@ -451,7 +451,7 @@ def _read(f, path, where) -> Artifact:
     from resformer_deploy.fixed_point.network import LifQ, QuantNet, SynQ
     from resformer_deploy.lava.plan import LavaPlan
     from resformer_deploy.lava.specs import LifParams, SynapseSpec
-    from targets.artifact_host import HostNode, HostPartition
+    from targets.artifact.host import HostNode, HostPartition
 
     where[0] = "meta"
     meta = {}
@@ -474,7 +474,7 @@ def _read(f, path, where) -> Artifact:
     scale = {k: float(v) for k, v in json.loads(_str(f["quant"].attrs["scale"])).items()}
     calibration = json.loads(_str(f["quant"].attrs["calibration"]))
     syn, lif, lhs_bias, lhs_bias_exp, specs, lifp, products = {}, {}, {}, {}, {}, {}, {}
-    types = {}
+    types, junctions = {}, set()
     layers = f["layer"]
     n_layers = len(layers)
     netx = 0
@@ -533,10 +533,12 @@ def _read(f, path, where) -> Artifact:
             products[name] = mm
             lhs_bias[mm.lhs] = g["lhsBias"][()].astype(np.int64)
             lhs_bias_exp[mm.lhs] = _int(g, "lhsBiasExp")
-        elif t not in ("x-junction", "x-conv", "x-dense"):
+        elif t == "x-junction":
+            junctions.add(name)
+        elif t not in ("x-conv", "x-dense"):
             raise ValueError(f"unknown layer type '{t}'")
     where[0] = "layer"
-    placed = set(syn) | set(lif) | set(products) | {n for n in neuro if nodes_info[n]["type"] == "Scale"}
+    placed = set(syn) | set(lif) | set(products) | junctions
     if placed != set(neuro):
         missing = sorted(set(neuro) - placed)
         raise KeyError(f"{len(missing)} neuromorphic node(s) have no layer group: {', '.join(missing[:4])}")
@@ -569,10 +571,3 @@ def _read(f, path, where) -> Artifact:
     qn = QuantNet(plan, scale, syn, lif, lhs_bias, lhs_bias_exp, calibration=calibration)
     where[0] = "/"
     return Artifact(path, meta, plan, qn, host, netx, types)
-
-
-def load_network(path):
-    """The public Lava network (targets.lava_network.ResformerNetwork, fixed point) rebuilt from an
-    artifact file alone: no checkpoint, no NIR file, no torch. ``read_artifact(path)`` gives the
-    host stem/head and the metadata as well."""
-    return read_artifact(path).network()
