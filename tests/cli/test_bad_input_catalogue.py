@@ -4,9 +4,9 @@ import pytest
 from click.testing import CliRunner
 
 from resformer_deploy.cli.main import main
-from tests.bad_inputs import cases_classes, cases_inputs, cases_outputs
+from tests.bad_inputs import cases_classes, cases_inputs, cases_outputs, cases_outputs2
 
-CASES = cases_inputs.CASES + cases_outputs.CASES + cases_classes.CASES
+CASES = cases_inputs.CASES + cases_outputs.CASES + cases_classes.CASES + cases_outputs2.CASES
 
 
 def _tree(root):
