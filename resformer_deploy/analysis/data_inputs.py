@@ -31,6 +31,7 @@ class DataArgs:
     skip_bad: bool = False
     calib_data: Optional[str] = None
     calib_split: str = "train"
+    scan_limit: Optional[int] = None  # --limit of evaluate: a folder scan stops after that many samples
     class_map: Optional[str] = None  # --class-map FILE: folder name -> class index of --data
 
     def paths(self) -> list:
@@ -54,6 +55,7 @@ class ModelData:
         s = self.source
         return {"option": self.option, "source": s.describe(), "kind": s.kind, "root": str(s.root),
                 "location": str(s.location), "split": s.split, "samples": len(s), "classes": len(s.classes),
+                "scan_skipped": [{"path": p, "reason": why} for p, why in getattr(s, "skipped", [])],
                 "class_mapping": s.class_mapping.to_json() if s.class_mapping else None,
                 "preprocessing": self.preprocessor.to_json()}
 
@@ -90,7 +92,7 @@ class ModelData:
 
 def open_data(path: str, cfg, variant: str, data_format: str = "auto", split: str = "test",
               preset: str = "auto", skip_bad: bool = False, option: str = "--data",
-              labelled: bool = True, class_map=None) -> ModelData:
+              labelled: bool = True, class_map=None, limit: Optional[int] = None) -> ModelData:
     """Open ``path`` for a model of config ``cfg``: the reader (detected or ``data_format``), the
     preset (``auto``: the one the official code evaluates this variant / data set with) and a
     check that the data fits the model (classes, channels, size, frames), all problems in one line.
@@ -100,7 +102,7 @@ def open_data(path: str, cfg, variant: str, data_format: str = "auto", split: st
     from resformer_deploy.data.preprocess import Preprocessor, preset_for
     from resformer_deploy.data.sources import open_source
 
-    src = open_source(path, data_format, split, cfg.num_classes if labelled else None, class_map)
+    src = open_source(path, data_format, split, cfg.num_classes if labelled else None, class_map, limit=limit)
     name = preset_for(variant, cfg.num_classes, src.kind) if preset in (None, "auto") else preset
     try:
         pre = Preprocessor(name, cfg.img_size, cfg.in_channels, T=cfg.T if cfg.neuron == "plif" else None)
@@ -126,7 +128,7 @@ def evaluation_data(args: DataArgs, cfg, variant: str) -> Optional[ModelData]:
             raise DeployError(f"--class-map {args.class_map}: only with --data (it labels the class folders of --data)")
         return None
     return open_data(args.data, cfg, variant, args.data_format, args.split, args.preset, args.skip_bad,
-                     class_map=args.class_map)
+                     class_map=args.class_map, limit=args.scan_limit)
 
 
 def same_samples(a, b) -> bool:
@@ -151,7 +153,7 @@ def calibration_data(args: DataArgs, cfg, variant: str, samples: int, evaluation
     if args.calib_data is None:
         return None
     md = open_data(args.calib_data, cfg, variant, args.data_format, args.calib_split, args.preset, args.skip_bad,
-                   option="--calib-data", labelled=False)
+                   option="--calib-data", labelled=False, limit=samples)
     if evaluation is not None and same_samples(md.source, evaluation.source):
         raise DeployError(f"--calib-data {args.calib_data} (split {args.calib_split}) reads the evaluation samples "
                           f"of --data {args.data} (split {args.split}): {md.source.describe()}; calibration never "

@@ -1,6 +1,8 @@
 """`resformer-deploy evaluate`: accuracy of a checkpoint on a data set, in PyTorch or on a target
 (resformer_deploy/analysis/evaluation.py), in this process or shard by shard on a Ray cluster
 (--engine ray: resformer_deploy/engines/ray_engine.py, imported only then)."""
+import dataclasses
+
 import click
 
 from resformer_deploy.cli.common import COUNT, COUNT0, checkpoint_options, data_options, load_cli_checkpoint
@@ -71,6 +73,8 @@ def evaluate_cmd(checkpoint, variant, img_size, T, num_classes, unsafe_load, dat
     from resformer_deploy.reporting.tables import write_json
     from resformer_deploy.util.progress import Progress
 
+    if not on_ray and limit is not None:  # a folder scan stops at --limit (Ray workers reopen the whole set)
+        data_args = dataclasses.replace(data_args, scan_limit=limit)
     caps = None if target == TORCH else get_target(target).capabilities  # unknown target: before any work
     ck = load_cli_checkpoint(checkpoint, variant, img_size, T, num_classes, unsafe_load)
     quantizes = caps is not None and caps.needs_quantized_net
@@ -94,13 +98,20 @@ def evaluate_cmd(checkpoint, variant, img_size, T, num_classes, unsafe_load, dat
     click.echo(summary_text(rep))
     if "engine" in rep:
         click.echo(engine_text(rep["engine"]))
-    for s in rep["skipped"][:SKIPPED_SHOWN]:
-        click.echo(f"warning: skipped {s['reason']}", err=True)
-    if len(rep["skipped"]) > SKIPPED_SHOWN:
-        click.echo(f"warning: ... {len(rep['skipped']) - SKIPPED_SHOWN} more skipped (listed in the JSON)", err=True)
+    for line in skipped_warnings([s["reason"] for s in rep["skipped"]]):
+        click.echo(line, err=True)
     if json_out:
         write_json(json_out, rep)
         click.echo(f"wrote {json_out}")
+
+
+def skipped_warnings(reasons) -> list:
+    """stderr lines for the samples --skip-bad left out (each reason names its file): the first
+    SKIPPED_SHOWN, then how many more (all of them are in the JSON)."""
+    lines = [f"warning: skipped {r}" for r in reasons[:SKIPPED_SHOWN]]
+    if len(reasons) > SKIPPED_SHOWN:
+        lines.append(f"warning: ... {len(reasons) - SKIPPED_SHOWN} more skipped (listed in the JSON)")
+    return lines
 
 
 def check_engine_options(on_ray, workers, address, shard_size, out_dir, resume, retries, batch_size) -> None:

@@ -41,6 +41,11 @@ def _raise_terminated(signum, _frame):
 
 
 class Group(click.Group):
+    def list_commands(self, ctx):
+        """`deploy` first (what a user of a deployment tool looks for), then the rest by name."""
+        names = super().list_commands(ctx)
+        return sorted(names, key=lambda n: (n != "deploy", n))
+
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         """Click's usage errors (bad option values, missing arguments) as one line ``error: ...``
         with exit 2, like every other user error, instead of its Usage/Try/Error block.
@@ -266,8 +271,10 @@ def verify(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, s
                   calib_samples, seed, json_out, lava=caps.engine == "lava",
                   targets=rungs_by_capability(target, subset=caps.engine == "lava" and lava_samples > 0),
                   inputs=ladder_inputs(md, eval_samples), calibration=cal)
+        _warn_skipped(md)
         return
     x, source = verification_inputs(ck.model, samples, seed, packed=True, data=md)
+    _warn_skipped(md)
     lowerings = None
     if "dssa" in caps.options:  # the target lowers DSSA products one way or another
         lowerings = ["fused", "synaptic"] if dssa == "both" else [dssa]
@@ -277,11 +284,19 @@ def verify(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, s
                           form, lowerings)
     if json_out:
         write_json(json_out, {"checkpoint": checkpoint, "variant": ck.variant, "inputs": source,
+                              "skipped": [{"name": n, "reason": why} for n, why in (md.bad if md else [])],
                               "reports": reports})
         click.echo(f"wrote {json_out}")
     if not all(r["passed"] for r in reports):
         raise DeployError("verification failed: the target does not reproduce the PyTorch model "
                           "(see the table above)")
+
+
+def _warn_skipped(md) -> None:
+    """The samples --skip-bad left out of --data, on stderr, as evaluate lists them."""
+    from resformer_deploy.cli.evaluate import skipped_warnings
+    for line in skipped_warnings([why for _, why in (md.bad if md else [])]):
+        click.echo(line, err=True)
 
 
 @main.command()
@@ -520,11 +535,13 @@ def report(checkpoint, variant, img_size, T, num_classes, unsafe_load, out_dir, 
 
 from resformer_deploy.cli.compile import compile_cmd  # noqa: E402
 from resformer_deploy.cli.demo import demo  # noqa: E402
+from resformer_deploy.cli.deploy import deploy_cmd  # noqa: E402
 from resformer_deploy.cli.drift import drift_cmd  # noqa: E402
 from resformer_deploy.cli.evaluate import evaluate_cmd  # noqa: E402
 from resformer_deploy.cli.targets import targets_cmd  # noqa: E402
 main.add_command(compile_cmd)
 main.add_command(demo)
+main.add_command(deploy_cmd)
 main.add_command(drift_cmd)
 main.add_command(evaluate_cmd)
 main.add_command(targets_cmd)

@@ -39,6 +39,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from resformer_deploy.data import checks
+from resformer_deploy.data.scan import Walk
 from resformer_deploy.errors import DeployError, one_line, summarize
 
 KINDS = ("imagefolder", "cifar10", "cifar100", "frames", "npz", "digits")
@@ -50,7 +52,6 @@ FRAMES_DIR = re.compile(r"^frames_number_(\d+)_split_by_number$")
 CIFAR10_DIR, CIFAR100_DIR = "cifar-10-batches-py", "cifar-100-python"
 # which directory a split reads in a root/{train,val,test} layout, in order of preference
 SPLIT_DIRS = {"test": ("test", "val"), "val": ("val", "test"), "train": ("train",)}
-GRAY_MODES = ("1", "L", "LA", "La")  # decoded as one channel; every other mode -> RGB
 
 
 class DataError(DeployError):
@@ -143,20 +144,23 @@ def _split_dir(d, split, splits_only=False):
     raise DataError(f"{d}: no {split} split (found {', '.join(layout)} directories of classes)")
 
 
-def _scan_classes(d, extensions):
-    """torchvision find_classes + make_dataset: (classes, [(path, label)]) with the files of
-    each class from sorted(os.walk(class_dir, followlinks=True)) and sorted(fnames)."""
+def _scan_classes(d, extensions, limit=None):
+    """torchvision find_classes + make_dataset: (classes, [(path, label)], empty classes, walk)
+    with the files of each class in the order of sorted(os.walk(class_dir)) and sorted(fnames),
+    symlinks back into the tree not followed (data/scan.py); ``limit``: the first that many."""
     classes = _subdirs(d)
-    samples, empty = [], []
+    samples, empty, walk = [], [], Walk(d, limit)
     for label, c in enumerate(classes):
-        n = len(samples)
-        for root, _, fnames in sorted(os.walk(os.path.join(d, c), followlinks=True)):
-            for fname in sorted(fnames):
-                if fname.lower().endswith(extensions):
-                    samples.append((os.path.join(root, fname), label))
+        if walk.full:
+            break  # --limit: the classes after the last sample read are not scanned
+        n, top = len(samples), os.path.join(d, c)
+        if os.path.islink(top) and walk.inside_tree(top):
+            raise DataError(f"{top}: class directory is a symlink to {os.path.realpath(top)}, inside the data set "
+                            f"(its files would be read twice)")
+        samples += [(path, label) for path in walk.files(top, extensions)]
         if len(samples) == n:
             empty.append(c)
-    return classes, samples, empty
+    return classes, samples, empty, walk
 
 
 def _check_scan(d, classes, samples, empty, noun, extensions):
@@ -174,11 +178,23 @@ class _FolderSource(DataSource):
     extensions = ()
     noun = ""
 
-    def __init__(self, root, directory, split, scan=None):
-        classes, samples, empty = scan or _scan_classes(directory, self.extensions)
+    def __init__(self, root, directory, split, scan=None, limit=None):
+        classes, samples, empty, walk = scan or _scan_classes(directory, self.extensions, limit)
         _check_scan(directory, classes, samples, empty, self.noun + "s", self.extensions)
         self.paths = [p for p, _ in samples]
+        self.skipped = list(walk.skipped)  # (path, why) the scan did not follow
+        self.limited = walk.full  # the scan stopped at --limit: later files were not listed
         super().__init__(root, directory, classes, [c for _, c in samples], split=split)
+
+    def _scan_note(self):
+        """What the scan left out, for describe()."""
+        notes = []
+        if self.limited:
+            notes.append(f"scan stopped at --limit {len(self):,}")
+        if self.skipped:
+            n = len(self.skipped)
+            notes.append(f"{n:,} link(s) not followed: {summarize([f'{p} ({why})' for p, why in self.skipped])}")
+        return f" ({'; '.join(notes)})" if notes else ""
 
     def ref(self, i):
         return SampleRef(int(i), self.paths[i])
@@ -189,30 +205,27 @@ class ImageFolderSource(_FolderSource):
     extensions = IMG_EXTENSIONS
 
     def load(self, i):
-        from PIL import Image
+        from resformer_deploy.data.images import ImageRefused, decode
 
         path = self.paths[i]
         try:
-            with open(path, "rb") as f:
-                img = Image.open(f)
-                img.load()  # decode now: a truncated file fails here, not later
-                img = img.convert("L" if img.mode in GRAY_MODES else "RGB")
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+            return decode(path)
+        except ImageRefused as e:
+            raise BadSample(f"{path}: {e}") from None
+        except (OSError, SyntaxError, ValueError) as e:
             raise BadSample(f"{path}: cannot decode image: {one_line(e)}") from None
-        a = np.asarray(img, dtype=np.uint8)
-        return a[:, :, None] if a.ndim == 2 else a
 
     def describe(self):
-        return f"ImageFolder {self.location}: {self._count('image')}"
+        return f"ImageFolder {self.location}: {self._count('image')}{self._scan_note()}"
 
 
 class FramesSource(_FolderSource):
     kind, modality, noun = "frames", "frames", ".npz frame file"
     extensions = FRAME_EXTENSIONS
 
-    def __init__(self, root, directory, split, T=None, scan=None):
+    def __init__(self, root, directory, split, T=None, scan=None, limit=None):
         self.T = T  # from the frames_number_{T}_split_by_number directory name, if any
-        super().__init__(root, directory, split, scan)
+        super().__init__(root, directory, split, scan, limit)
 
     def load(self, i):
         path = self.paths[i]
@@ -220,18 +233,29 @@ class FramesSource(_FolderSource):
             with np.load(path, allow_pickle=False) as z:
                 if "frames" not in z.files:
                     raise BadSample(f"{path}: no key 'frames' (keys: {summarize(z.files) or 'none'})")
+                shape, dtype = checks.npy_header(z.zip, "frames")
+                if len(shape) != 4 or shape[1] != 2:
+                    raise BadSample(f"{path}: frames must be [T, 2, H, W] (spikingjelly, 2 polarities), got "
+                                    f"{list(shape)}")
+                if dtype.kind not in "biuf":
+                    raise BadSample(f"{path}: frames must be numeric, got {dtype}")
+                checks.check_declared(path, "frames", shape, dtype, copies=1 + 4 / max(dtype.itemsize, 1))
                 f = z["frames"]
         except BadSample:
             raise
+        except DeployError as e:
+            raise BadSample(one_line(e)) from None
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
             raise BadSample(f"{path}: cannot read frames: {one_line(e)}") from None
-        if f.ndim != 4 or f.shape[1] != 2:
-            raise BadSample(f"{path}: frames must be [T, 2, H, W] (spikingjelly, 2 polarities), got {list(f.shape)}")
-        return f.astype(np.float32)  # spikingjelly load_npz_frames: ['frames'].astype(np.float32)
+        f = f.astype(np.float32)  # spikingjelly load_npz_frames: ['frames'].astype(np.float32)
+        try:
+            return checks.finite(f, f"{path}: frames")
+        except DeployError as e:
+            raise BadSample(one_line(e)) from None
 
     def describe(self):
         t = f", T={self.T}" if self.T is not None else ""
-        return f"frames (spikingjelly{t}) {self.location}: {self._count('sample')}"
+        return f"frames (spikingjelly{t}) {self.location}: {self._count('sample')}{self._scan_note()}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,7 +280,20 @@ def _text(v):
     return v.decode("latin1") if isinstance(v, bytes) else v
 
 
+# bytes in memory per byte of a pickle, at most: a 2-byte BINGET of a small int is an 8-byte
+# list slot, a 5-byte BININT a 28-byte int plus its slot; arrays unpickle to their own size
+PICKLE_EXPANSION = 8
+
+
 def _unpickle(path):
+    from resformer_deploy.util.memory_budget import size
+    try:
+        n = os.path.getsize(path)
+    except FileNotFoundError:
+        raise DataError(f"{path}: file missing") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read: {e.strerror or e}") from None
+    checks.check_budget(PICKLE_EXPANSION * n, f"{path}: unpickling {size(n)} (up to {PICKLE_EXPANSION}x in memory)")
     try:
         with open(path, "rb") as f:
             d = _ArrayUnpickler(f, encoding="bytes").load()
@@ -296,23 +333,30 @@ class CifarSource(DataSource):
                 if not files:
                     raise DataError(f"{batch_dir}: no data_batch_1..5 files (CIFAR-10 training split)")
         meta_path = os.path.join(batch_dir, meta_name)
-        classes = [_text(n) for n in _key(_unpickle(meta_path), names_key, meta_path)]
+        classes = checks.names(_key(_unpickle(meta_path), names_key, meta_path), meta_path, names_key)
+        if not classes:
+            raise DataError(f"{meta_path}: '{names_key}' is empty (no class names)")
         self.files = [os.path.join(batch_dir, f) for f in files]
         labels, self.starts = [], []
         for path in self.files:
             self.starts.append(len(labels))
-            labels.extend(self._read(path)[1])
+            labels.extend(self._read(path, len(classes))[1])
         self._cache, self._lock = OrderedDict(), threading.Lock()
         super().__init__(root, batch_dir, classes, labels, split=split)
 
-    def _read(self, path):
+    def _read(self, path, k=None):
         d = _unpickle(path)
         data, labels = _key(d, "data", path), _key(d, self.label_key, path)
         data = np.asarray(data)
         if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
             raise DataError(f"{path}: 'data' must be uint8 [N, 3072] (3 planes of 32x32), got "
                             f"{data.dtype} {list(data.shape)}")
-        labels = [int(v) for v in labels]
+        try:
+            labels = checks.int_labels(labels, path, self.label_key, len(self.classes) if k is None else k)
+        except DataError:
+            raise
+        except DeployError as e:
+            raise DataError(one_line(e)) from None
         if len(labels) != len(data):
             raise DataError(f"{path}: {len(data)} rows in 'data' but {len(labels)} '{self.label_key}'")
         if not len(data):
@@ -376,48 +420,74 @@ def _npz_member(path, key):
 class NpzSource(DataSource):
     kind, modality = "npz", "tensor"
 
-    def __init__(self, root, path):
+    def __init__(self, root, path, num_classes=None):
+        """``num_classes``: the classifier's, the classes of an .npz without 'classes' (else
+        labels 0..MAX_CLASSES-1 are accepted and counted as max label + 1)."""
         self.path, self.base = path, os.path.basename(path)
         try:
-            with np.load(path, allow_pickle=False) as z:
-                keys = list(z.files)
+            with zipfile.ZipFile(path) as zf:
+                keys = [n[:-4] for n in zf.namelist() if n.endswith(".npy")]
                 for k in ("x", "y"):
                     if k not in keys:
                         raise DataError(f"{path}: missing key '{k}' (keys: {summarize(keys) or 'none'}); "
                                         f"expected x [N, ...] and y int [N]")
+                # sized from the .npy headers, before any array is read
+                heads = {k: checks.npy_header(zf, k) for k in ("x", "y", "classes") if k in keys}
+                x_stored = zf.getinfo("x.npy").compress_type == zipfile.ZIP_STORED
+            (xs, xd), (ys, yd) = heads["x"], heads["y"]
+            if len(ys) != 1 or yd.kind not in "iu":
+                raise DataError(f"{path}: 'y' must be integer labels [N], got {yd} {list(ys)}")
+            if len(xs) < 2 or xs[0] != ys[0]:
+                raise DataError(f"{path}: 'x' {list(xs)} and 'y' {list(ys)} must have the same length N (x [N, ...])")
+            if xd.kind not in "biuf":
+                raise DataError(f"{path}: 'x' must be numeric, got {xd}")
+            if "classes" in heads:
+                shape = heads["classes"][0]
+                if len(shape) != 1:
+                    raise DataError(f"{path}: 'classes' must be a 1-D list of names, got {list(shape)}")
+                if shape[0] > checks.MAX_CLASSES:  # each name becomes a Python string
+                    raise DataError(f"{path}: 'classes' declares {shape[0]:,} names, more than {checks.MAX_CLASSES:,}")
+            for k, (shape, dtype) in heads.items():
+                if k != "x" or not x_stored:  # a stored x is memory-mapped, not read
+                    checks.check_declared(path, k, shape, dtype)
+            with np.load(path, allow_pickle=False) as z:
                 y = z["y"]
-                classes = z["classes"] if "classes" in keys else None
+                classes = z["classes"] if "classes" in heads else None
             self.x = _npz_member(path, "x")
-        except DataError:
+        except DeployError:
             raise
         except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
             raise DataError(f"{path}: cannot read npz: {one_line(e)}") from None
-        if y.ndim != 1 or y.dtype.kind not in "iu":
-            raise DataError(f"{path}: 'y' must be integer labels [N], got {y.dtype} {list(y.shape)}")
-        if self.x.ndim < 2 or len(self.x) != len(y):
-            raise DataError(f"{path}: 'x' {list(self.x.shape)} and 'y' {list(y.shape)} must have the same "
-                            f"length N (x [N, ...])")
-        if self.x.dtype.kind not in "biuf":
-            raise DataError(f"{path}: 'x' must be numeric, got {self.x.dtype}")
         if not len(y):
             raise DataError(f"{path}: no samples (x {list(self.x.shape)})")
+        # labels index classes within the range known before reading them, never the reverse
         if classes is not None:
-            if classes.ndim != 1:
-                raise DataError(f"{path}: 'classes' must be a 1-D list of names, got {list(classes.shape)}")
-            names, known = [str(c) for c in classes], True
+            names, known, k, what = [str(c) for c in classes], True, len(classes), "names in 'classes'"
+        elif num_classes is not None:
+            names, known, k = None, False, int(num_classes)
+            what = "classes of the classifier; the file has no 'classes' names"
         else:
-            names, known = [str(c) for c in range(max(int(y.max()), 0) + 1)], False
+            names, known, k = None, False, checks.MAX_CLASSES
+            what = "classes at most without 'classes' names"
+        checks.int_labels(y, path, "y", k, what)
+        self.counted = "the classifier's" if num_classes is not None else "max label + 1"
+        if names is None:
+            names = [str(c) for c in range(k if num_classes is not None else int(y.max()) + 1)]
         super().__init__(root, path, names, y, classes_known=known)
 
     def ref(self, i):
         return SampleRef(int(i), f"{self.base}[x][{int(i)}]")
 
     def load(self, i):
-        return np.array(self.x[int(i)], dtype=np.float32)
+        x = np.array(self.x[int(i)], dtype=np.float32)
+        try:
+            return checks.finite(x, self.ref(i).name)
+        except DeployError as e:
+            raise BadSample(one_line(e)) from None
 
     def describe(self):
         return (f"npz {self.path}: {len(self):,} samples of {list(self.x.shape[1:])} {self.x.dtype}, "
-                f"{len(self.classes):,} classes{'' if self.classes_known else ' (max label + 1)'}")
+                f"{len(self.classes):,} classes{'' if self.classes_known else f' ({self.counted})'}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -495,19 +565,20 @@ LOOKED_FOR = (f"{CIFAR10_DIR}/ or {CIFAR100_DIR}/ (CIFAR python version), frames
               f"or of .npz frames")
 
 
-def _folder(root, d, split, kind):
-    """ImageFolder or frames from a directory of class directories (or of split directories)."""
+def _folder(root, d, split, kind, limit=None):
+    """ImageFolder or frames from a directory of class directories (or of split directories);
+    ``limit``: only the first that many samples are listed (--limit)."""
     fr = _frames_dir(d) if kind in (None, "frames") else None
     T, used = None, None
     if fr:
         d, T, used = fr
     directory, used = (d, used) if used else _split_dir(d, split, splits_only=fr is not None)
     if kind == "imagefolder":
-        return ImageFolderSource(root, directory, used)
+        return ImageFolderSource(root, directory, used, limit=limit)
     if kind == "frames" or fr:
-        return FramesSource(root, directory, used, T=T)
-    images = _scan_classes(directory, IMG_EXTENSIONS)
-    frames = _scan_classes(directory, FRAME_EXTENSIONS)
+        return FramesSource(root, directory, used, T=T, limit=limit)
+    images = _scan_classes(directory, IMG_EXTENSIONS, limit)
+    frames = _scan_classes(directory, FRAME_EXTENSIONS, limit)
     if images[1] and frames[1]:
         raise DataError(f"{directory}: class directories hold both images ({len(images[1])}) and .npz files "
                         f"({len(frames[1])}); pass --data-format imagefolder or frames")
@@ -526,16 +597,19 @@ def _folder(root, d, split, kind):
 
 
 def open_source(path: str, kind: str = None, split: str = "test", num_classes: int = None,
-                class_map=None) -> DataSource:
+                class_map=None, limit: int = None) -> DataSource:
     """Open ``path`` as a data set; ``kind`` (one of KINDS, or None / "auto" to detect) forces
     the reader. "digits" is the built-in data set. Class folders are labelled for a classifier of
     ``num_classes`` (ImageNet WordNet-ID folders: their ImageNet-1k indices) or by ``class_map``
     (a --class-map file): resformer_deploy/data/imagenet_classes.py."""
     from resformer_deploy.data.imagenet_classes import apply_class_mapping
-    return apply_class_mapping(_open_source(path, kind, split), num_classes, class_map)
+    return apply_class_mapping(_open_source(path, kind, split, num_classes, limit), num_classes, class_map)
 
 
-def _open_source(path: str, kind: str = None, split: str = "test") -> DataSource:
+def _open_source(path: str, kind: str = None, split: str = "test", num_classes: int = None,
+                 limit: int = None) -> DataSource:
+    """``num_classes``: the classifier's (classes of an .npz without names); ``limit``: a folder
+    scan stops after that many samples."""
     kind = None if kind in (None, "auto") else kind
     if kind is not None and kind not in KINDS:
         raise DataError(f"unknown data format {kind!r}; use one of auto, {', '.join(KINDS)}")
@@ -547,7 +621,7 @@ def _open_source(path: str, kind: str = None, split: str = "test") -> DataSource
         raise DataError(f"data source not found: {root}")
     if os.path.isfile(root):
         if kind == "npz" or (kind is None and root.lower().endswith(".npz")):
-            return NpzSource(root, root)
+            return NpzSource(root, root, num_classes)
         raise DataError(f"{root} is a file but not an .npz with x and y; a data set is an .npz file or a "
                         f"directory ({LOOKED_FOR})")
     if kind == "npz":
@@ -563,4 +637,4 @@ def _open_source(path: str, kind: str = None, split: str = "test") -> DataSource
             want = CIFAR100_DIR if kind == "cifar100" else CIFAR10_DIR
             raise DataError(f"{root}: no {want}/ directory and no {'meta' if kind == 'cifar100' else 'batches.meta'} "
                             f"file (CIFAR python version)")
-    return _folder(root, root, split, kind)
+    return _folder(root, root, split, kind, limit)

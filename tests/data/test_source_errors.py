@@ -117,7 +117,7 @@ def test_cifar_bad_contents(tmp_path):
         f"{test_batch}: 'data' must be uint8 [N, 3072] (3 planes of 32x32), got uint8 [4, 1024]"
     _rewrite(test_batch, lambda d: d.update({b"data": np.zeros((4, 3072), np.uint8), b"labels": [0, 1, 12, 3]}))
     assert error(open_source, batch_dir) == \
-        f"{batch_dir}: label 12 of test_batch[2] out of range 0..9 (10 classes; 1 such sample(s))"
+        f"{test_batch}: 'labels'[2] = 12 out of range 0..9 (10 classes; 1 such label(s))"
     _rewrite(test_batch, lambda d: d.update({b"labels": [0, 1]}))
     assert error(open_source, batch_dir) == f"{test_batch}: 4 rows in 'data' but 2 'labels'"
 
@@ -159,9 +159,9 @@ def test_npz_errors_name_file_and_key(tmp_path):
     np.savez(p, x=np.zeros((3, 2, 2)), y=np.array([0.0, 1.5, 2.0]))
     assert error(open_source, p) == f"{p}: 'y' must be integer labels [N], got float64 [3]"
     write_npz(p, np.zeros((3, 2, 2)), np.array([0, 2, 1]), classes=["a", "b"])
-    assert error(open_source, p) == f"{p}: label 2 of d.npz[x][1] out of range 0..1 (2 classes; 1 such sample(s))"
+    assert error(open_source, p) == f"{p}: 'y'[1] = 2 out of range 0..1 (2 names in 'classes'; 1 such label(s))"
     write_npz(p, np.zeros((3, 2, 2)), np.array([0, -1, 1]))
-    assert error(open_source, p).startswith(f"{p}: label -1 of d.npz[x][1] out of range")
+    assert error(open_source, p).startswith(f"{p}: 'y'[1] = -1 out of range")
     with open(p, "wb") as f:
         f.write(b"PK\x03\x04 broken")
     assert error(open_source, p).startswith(f"{p}: cannot read npz: ")
