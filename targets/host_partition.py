@@ -1,4 +1,5 @@
-"""The host side of an on-chip run: the stem before the chip, the readout after it.
+"""The host side of an on-chip run: the stem before the chip, the readout after it
+(``stem`` and ``head``: the frames of a targets.lava_network.ResformerNetwork in and out).
 
 The stem (host_pre) is stateless, so it is computed per input frame up front; the streams
 leaving the chip are finished on the host (avg-pool, classifier) on all [T*N] frames.
@@ -35,3 +36,24 @@ def host_readout(plan, host, stream: Dict[str, np.ndarray], T: int, N: int) -> t
         cur[n] = host.ops[n](host.inbound(n, cur))
     out = cur[host.output]
     return out.reshape(T, N, *out.shape[1:])
+
+
+def stem(plan, host, x: torch.Tensor, T: int, quant=None) -> np.ndarray:
+    """The host part before the chip for samples x: the frames a ResformerNetwork's ``inp``
+    receives (targets.lava_network), [N, T, size] float64, or the quantized integers (``quant``,
+    a QuantNet: the unit its input stream was calibrated in)."""
+    vals = host_inputs(plan, host, x, T)
+    if quant is not None:
+        vals = quant.quantize_inputs(vals)
+    (h, v), = vals.items()  # the network has one input stream (ResformerNetwork refuses more)
+    return v
+
+
+def head(plan, host, frames: np.ndarray, quant=None) -> torch.Tensor:
+    """The host part after the chip: the frames a ResformerNetwork's ``out`` sent, [N, T, size]
+    (float: bias-free values; fixed point: integers in the quantized unit) -> logits [T, N, K]."""
+    (o,) = plan.outputs
+    frames = np.asarray(frames)
+    N, T = frames.shape[:2]
+    vals = quant.dequantize(o, frames) if quant is not None else frames.astype(np.float64)
+    return host_readout(plan, host, {o: vals.swapaxes(0, 1)}, T, N)

@@ -28,6 +28,8 @@ from lava.magma.core.run_configs import Loihi2SimCfg
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from lava.proc.conv.process import Conv
 from lava.proc.graded.process import GradedVec
+from lava.proc.io.extractor import Extractor, PyLoihiExtractorModel
+from lava.proc.io.injector import Injector, PyLoihiInjectorModel
 from lava.proc.lif.process import LIFReset
 from lava.proc.prodneuron.process import ProdNeuron
 from lava.proc.sparse.process import DelaySparse, Sparse
@@ -39,7 +41,7 @@ from targets.lava_processes.conv import PyConvModelFixedExact, PyConvModelFloatF
 from targets.lava_processes.graded_float import PyGradedVecModelFloat, PyProdNeuronModelFloat
 from targets.lava_processes.spike_matmul import FusedSpikeMatMul
 
-__all__ = ["ResformerNetwork", "build_network", "exception_models", "run_config", "stream_steps",
+__all__ = ["ResformerNetwork", "build_network", "exception_models", "run_config", "io_models", "stream_steps",
            "frames_to_stream", "stream_to_frames"]
 
 
@@ -53,11 +55,18 @@ def exception_models(fixed: bool) -> dict:
     return {GradedVec: PyGradedVecModelFloat, ProdNeuron: PyProdNeuronModelFloat, Conv: PyConvModelFloatFast}
 
 
+def io_models() -> dict:
+    """Lava's own models of its Injector and Extractor (lava/proc/io/injector.py, extractor.py):
+    they carry no tag, so a Loihi2SimCfg with a select_tag finds none without this map."""
+    return {Injector: PyLoihiInjectorModel, Extractor: PyLoihiExtractorModel}
+
+
 def run_config(fixed: bool, models: bool = True) -> Loihi2SimCfg:
     """Loihi2SimCfg for the network: fixed_pt or floating_pt, with ``exception_models(fixed)``
-    unless ``models`` is False (Lava's stock models only)."""
+    unless ``models`` is False (Lava's stock models only); always ``io_models()`` (stock too)."""
     tag = "fixed_pt" if fixed else "floating_pt"
-    return Loihi2SimCfg(select_tag=tag, exception_proc_model_map=exception_models(fixed) if models else {})
+    return Loihi2SimCfg(select_tag=tag, exception_proc_model_map={**io_models(),
+                                                                  **(exception_models(fixed) if models else {})})
 
 
 def stream_steps(plan, n_samples: int, T: int) -> int:

@@ -29,36 +29,20 @@ from typing import Callable, Optional
 
 import nir
 import numpy as np
-import scipy.sparse as sp
 
 from exporters.nir_ext import SpikeMatMul
-from resformer_deploy.lava.conv import to_lava_weight
-from resformer_deploy.lava.plan import MSG_BITS, LavaMappingError
+from resformer_deploy.lava.plan import LavaMappingError
 from targets.lava_cleanup import (freeze_shared_memory, kill_group_but_me, kill_own_group, track_shared_memory,
                                   unlink_logged)
 
 
 def _lava():
     from lava.magma.core.run_conditions import RunSteps
-    from lava.magma.core.run_configs import Loihi2SimCfg
-    from lava.proc.graded.process import GradedVec
     from lava.proc.io.source import RingBuffer
-    from lava.proc.lif.process import LIFReset
-    from lava.proc.prodneuron.process import ProdNeuron
-    from lava.proc.conv.process import Conv
-    from lava.proc.sparse.process import DelaySparse, Sparse
 
-    from targets.lava_processes.conv import PyConvModelFixedExact, PyConvModelFloatFast
-    from targets.lava_processes.graded_float import PyGradedVecModelFloat, PyProdNeuronModelFloat
+    from targets import lava_network
     from targets.lava_processes.probe import Probe
-    from targets.lava_processes.spike_matmul import FusedSpikeMatMul
-    return dict(RunSteps=RunSteps, Loihi2SimCfg=Loihi2SimCfg, GradedVec=GradedVec, RingBuffer=RingBuffer,
-                LIFReset=LIFReset, DelaySparse=DelaySparse, Sparse=Sparse, Conv=Conv, Probe=Probe,
-                FusedSpikeMatMul=FusedSpikeMatMul, ProdNeuron=ProdNeuron,
-                # our models for stock processes: discovery would pick the stock ones (or none)
-                float_models={GradedVec: PyGradedVecModelFloat, ProdNeuron: PyProdNeuronModelFloat,
-                              Conv: PyConvModelFloatFast},
-                fixed_models={Conv: PyConvModelFixedExact})
+    return dict(RunSteps=RunSteps, RingBuffer=RingBuffer, Probe=Probe, network=lava_network)
 
 
 # Slots per Lava channel (compile_config "pypy_channel_size"; Lava's default is 64). One is
@@ -72,7 +56,8 @@ CHANNEL_SLOTS = 1
 
 
 def wiring(plan, n_samples: int, T: int, record_spikes: bool = True) -> dict:
-    """What LavaBuild will make, counted from the plan alone (no Lava import): processes by kind,
+    """What LavaBuild will make (the network of targets.lava_network with its source and probes),
+    counted from the plan alone (no Lava import): processes by kind,
     values carried by all data channels (one message per channel), and the largest Conv's patch
     matrix (resformer_deploy.lava.conv.conv2d's im2col copy). Mirrors LavaBuild's wiring; the Lava
     tests check both agree."""
@@ -125,155 +110,43 @@ def wiring(plan, n_samples: int, T: int, record_spikes: bool = True) -> dict:
 
 
 class LavaBuild:
+    """The run of one job: the public network (targets.lava_network.build_network, the only
+    construction path), its input from a stock RingBuffer source, per-layer spike taps and the
+    output stream on Probes (written to WORKDIR as .npy)."""
+
     def __init__(self, plan, host_values, n_samples: int, T: int, workdir: str, lowerings=None,
-                 record_spikes: bool = True, quant=None):
+                 record_spikes: bool = True, quant=None, stock_models: bool = False):
         self.L = _lava()
         self.q = quant  # a QuantNet: build the fixed-point (bit-accurate) network
+        self.stock_models = stock_models  # Lava's stock process models only (no exception map)
         self.plan, self.T, self.N, self.workdir = plan, T, n_samples, workdir
-        self.total_steps = n_samples * T + plan.total_latency
-        self.procs, self.probes, self.delays = {}, {}, {}
-        self.sources = {}
-        self.count = {}
+        net_mod = self.L["network"]
+        self.total_steps = net_mod.stream_steps(plan, n_samples, T)
         self.timings, self.shm_bytes = {}, 0
-        self.conv_out = {}  # conv node -> its output as a flat (C,H,W) row-major virtual port
-        self.channel_values = 0  # values of all data channels (one message each)
-        self.lowerings = lowerings or {}
+        self.net = net = net_mod.build_network(plan, T, quant=quant, lowerings=lowerings)
+        self.count = dict(net.process_kinds)
+        self.channel_values = net.channel_values  # values of all data channels (one message each)
+        self.probes = {}
+        (h, vals), = host_values.items()  # vals: [N, T, size]; the network has one input stream
+        if h != net.input_node:
+            raise LavaMappingError(f"host values for '{h}', the network reads '{net.input_node}'")
+        self.source = self._new("RingBuffer", data=net_mod.frames_to_stream(vals, self.total_steps))
+        self.source.s_out.connect(net.inp)  # its channels are the network's links from inp
         g = plan.graph
-        for h, vals in host_values.items():  # vals: [N, T, size]
-            data = np.zeros((vals.shape[-1], self.total_steps), dtype=np.int64 if quant else np.float64)
-            data[:, : n_samples * T] = vals.reshape(n_samples * T, -1).T
-            self.sources[h] = self._new("RingBuffer", data=data)
-        for n in plan.neuro:
-            self.procs[n] = self._build(n, g.nodes[n])
-        for a, b in g.edges:
-            if b in plan.neuro:
-                self._connect(a, b)
         for n in plan.neuro:
             if (record_spikes and isinstance(g.nodes[n], nir.LIF)) or n in plan.outputs:
                 # the N*T steps of this node's samples, from its first output on; spike taps as bits
-                p = self._new("Probe", shape=(self.size(n),), num_steps=self.total_steps,
+                p = self._new("Probe", shape=(net.size(n),), num_steps=self.total_steps,
                               first_step=1 + plan.latency[n], keep=n_samples * T,
                               spikes=n not in plan.outputs, path=os.path.join(workdir, f"{n}.npy"))
-                for port in self.out_ports(n):
-                    self._link(port, p.a_in)
+                for port in ([net.out] if n == net.output_node else net.ports_of(n)):
+                    port.connect(p.a_in)
+                    self.channel_values += int(np.prod(port.shape))
                 self.probes[n] = p
 
     def _new(self, kind, **kw):
         self.count[kind] = self.count.get(kind, 0) + 1
         return self.L[kind](**kw)
-
-    def size(self, n):
-        return int(np.prod(self.plan.shapes[n]))
-
-    def _build(self, n, node):
-        plan = self.plan
-        q = self.q
-        if n in plan.synapses:
-            spec = plan.synapses[n]
-            if spec.kind == "conv":  # fixed point: the int64 kernel of mantissas (fixed_point/network.py SynQ)
-                return self._conv(spec, spec.weight if q is None else q.syn[n].mant, 0 if q is None else q.syn[n].exp)
-            if q is not None:
-                return self._new("Sparse", weights=q.syn[n].mant.astype(np.int32), weight_exp=q.syn[n].exp,
-                                 num_message_bits=MSG_BITS)
-            return self._new("Sparse", weights=spec.matrix(), num_message_bits=MSG_BITS)
-        if isinstance(node, nir.LIF) and q is not None:
-            p = q.lif[n]  # du 4095: u = a_in << 6 each step (no current decay)
-            return self._new("LIFReset", shape=(self.size(n),), du=4095, dv=p.dv, vth=p.vth,
-                             bias_mant=p.bias_mant.astype(np.int32), bias_exp=p.bias_exp, reset_interval=self.T,
-                             reset_offset=(1 + plan.latency[n]) % self.T)
-        if isinstance(node, nir.LIF):
-            p = plan.lif[n]
-            return self._new("LIFReset", shape=(self.size(n),), du=1.0, dv=p.k, vth=p.vth,
-                             bias_mant=p.bias, reset_interval=self.T,
-                             reset_offset=(1 + plan.latency[n]) % self.T)
-        if isinstance(node, nir.Scale):
-            return self._new("GradedVec", shape=(self.size(n),), vth=0)
-        if isinstance(node, SpikeMatMul) and n in self.lowerings:
-            low = self.lowerings[n]
-            U = low.sel_lhs.shape[0]
-            parts = {
-                "relay": self._new("GradedVec", shape=(low.sel_lhs.shape[1],), vth=0),
-                "sel_l": self._new("Sparse", weights=low.sel_lhs, num_message_bits=MSG_BITS),
-                "sel_r": self._new("Sparse", weights=low.sel_rhs, num_message_bits=MSG_BITS),
-                "prod": self._new("ProdNeuron", shape=(U,), vth=0, exp=0),
-                "reduce": self._new("Sparse", weights=low.reduce, num_message_bits=MSG_BITS),
-                "bias": self._new("DelaySparse", weights=low.bias_term,
-                                  delays=(low.bias_term != 0).astype(np.int64), max_delay=1,
-                                  num_message_bits=MSG_BITS, weight_exp=low.bias_exp),
-            }
-            self._link(parts["relay"].s_out, parts["sel_l"].s_in)
-            self._link(parts["sel_l"].a_out, parts["prod"].a_in1)
-            self._link(parts["sel_r"].a_out, parts["prod"].a_in2)
-            self._link(parts["prod"].s_out, parts["reduce"].s_in)
-            return parts
-        if isinstance(node, SpikeMatMul):
-            return self._new("FusedSpikeMatMul", lhs_size=self.size(node.lhs), rhs_size=self.size(node.rhs),
-                             out_size=self.size(n), lhs_view=node.lhs_view,
-                             lhs_bias=plan.bias[node.lhs] if q is None else q.lhs_bias[node.lhs],
-                             rhs_view=node.rhs_view, lhs_rows=node.lhs_rows, rhs_rows=node.rhs_rows,
-                             transpose_lhs=node.transpose_lhs)
-        raise LavaMappingError(f"{n}: no Lava mapping for {type(node).__name__}")
-
-    def _conv(self, spec, kernel, exp):
-        """Stock weight-shared Conv (lava/proc/conv/process.py): kernel in Lava's layout, ports
-        (X, Y, C) = (W, H, C), stride/padding/dilation as (X, Y); run by our process models
-        (targets.lava_processes.conv). The rest of the graph's ports are flat (C, H, W), so the
-        output is exposed as a transposed and flattened virtual port (Lava applies virtual ports
-        in the receiving PyInPort: lava/magma/core/model/py/ports.py VirtualPortTransformer)."""
-        c, h, w = spec.in_shape
-        xy = lambda v: (int(v[1]), int(v[0]))  # noqa: E731  NIR (rows, cols) -> Lava (X, Y)
-        proc = self._new("Conv", weight=to_lava_weight(kernel), input_shape=(w, h, c), padding=xy(spec.padding),
-                         stride=xy(spec.stride), dilation=xy(spec.dilation), groups=spec.groups,
-                         weight_exp=int(exp), num_message_bits=MSG_BITS)
-        self.conv_out[spec.node] = proc.a_out.transpose((2, 1, 0)).flatten()
-        return proc
-
-    def _link(self, src, dst) -> None:
-        """src -> dst, through a (C,H,W) -> (W,H,C) virtual port where dst is a Conv's XYC input."""
-        if len(dst.shape) == 3 and len(src.shape) == 1:
-            w, h, c = dst.shape
-            src = src.reshape((c, h, w)).transpose((2, 1, 0))
-        src.connect(dst)
-        self.channel_values += int(np.prod(src.shape))
-
-    def out_ports(self, n):
-        if n in self.sources:
-            return [self.sources[n].s_out]
-        if n in self.conv_out:
-            return [self.conv_out[n]]
-        proc = self.procs[n]
-        if isinstance(proc, dict):  # synaptic product: reduction + bias synapses (summed downstream)
-            return [proc["reduce"].a_out, proc["bias"].a_out]
-        return [proc.a_out if hasattr(proc, "a_out") else proc.s_out]
-
-    def in_ports(self, a, b):
-        proc, node = self.procs[b], self.plan.graph.nodes[b]
-        if isinstance(proc, dict):
-            return [proc["relay"].a_in] if a == node.lhs else [proc["sel_r"].s_in, proc["bias"].s_in]
-        if isinstance(node, SpikeMatMul):
-            return [proc.lhs_in if a == node.lhs else proc.rhs_in]
-        return [proc.s_in if hasattr(proc, "s_in") else proc.a_in]
-
-    def _connect(self, a, b):
-        d = self.plan.edge_delay.get((a, b), 0)
-        srcs = self.out_ports(a)
-        if d > 0 and len(srcs) != 1:
-            raise LavaMappingError(f"{a}: a synaptic product feeds '{b}' through a delay (unsupported)")
-        if d > 0:  # one identity delay process per (source, delay), shared by consumers
-            if (a, d) not in self.delays:
-                n = int(np.prod(self.plan.shapes[a]))
-                eye = sp.identity(n, format="csr", dtype=np.int32 if self.q is not None else np.float64)
-                if d == 1:
-                    proc = self._new("Sparse", weights=eye, num_message_bits=MSG_BITS)
-                else:
-                    proc = self._new("DelaySparse", weights=eye, delays=sp.identity(n, dtype=np.int64, format="csr")
-                                     * (d - 1), max_delay=d - 1, num_message_bits=MSG_BITS)
-                self._link(srcs[0], proc.s_in)
-                self.delays[(a, d)] = proc
-            srcs = [self.delays[(a, d)].a_out]
-        for src in srcs:
-            for port in self.in_ports(a, b):
-                self._link(src, port)
 
     @property
     def process_count(self) -> int:
@@ -284,11 +157,8 @@ class LavaBuild:
         """Compile, start and run the process graph in chunks; timings in ``self.timings``;
         ``phase(name)`` is told when compilation and start-up end (the supervisor's stall clock)."""
         L = self.L
-        anchor = next(iter(self.sources.values()))
-        if self.q is not None:
-            cfg = L["Loihi2SimCfg"](select_tag="fixed_pt", exception_proc_model_map=L["fixed_models"])
-        else:
-            cfg = L["Loihi2SimCfg"](select_tag="floating_pt", exception_proc_model_map=L["float_models"])
+        anchor = self.source
+        cfg = L["network"].run_config(fixed=self.q is not None, models=not self.stock_models)
         chunk = chunk or max(1, self.total_steps // 20)
         done = 0
         running = threading.Event()
@@ -479,9 +349,9 @@ def main(fd: int, workdir: str) -> int:
     watch_parent(fd, workdir)
     die_with_worker()
     try:
-        plan, host_values, n_samples, T, lowerings, record_spikes, quant = job
+        plan, host_values, n_samples, T, lowerings, record_spikes, quant, stock_models = job
         t0 = time.time()
-        build = LavaBuild(plan, host_values, n_samples, T, workdir, lowerings, record_spikes, quant)
+        build = LavaBuild(plan, host_values, n_samples, T, workdir, lowerings, record_spikes, quant, stock_models)
         build.timings["build_s"] = time.time() - t0
         _write_progress(workdir, 0, "built")
         done = [0]
