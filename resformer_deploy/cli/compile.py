@@ -10,6 +10,9 @@ from resformer_deploy.util.outputs import check_outputs
 
 
 
+ARTIFACT_NAME = "loihi2_network.h5"
+
+
 def _is_nir(path: str) -> bool:
     if path.lower().endswith((".nir", ".h5", ".hdf5")):
         return True
@@ -25,7 +28,8 @@ def _is_nir(path: str) -> bool:
 @click.option("--target", default="loihi2", show_default=True,
               help="A registered target that supports mapping (`resformer-deploy targets`).")
 @click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False, path_type=str),
-              help="Directory for loihi2_plan.json (written atomically).")
+              help="Directory for loihi2_plan.json and, with --quantize, the deployable artifact "
+                   "loihi2_network.h5 (each written atomically).")
 @click.option("--dssa", type=click.Choice(["fused", "synaptic"]), default="fused", show_default=True,
               help="DSSA products: embedded-core programs (fused) or synaptic primitives.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan JSON instead of the table.")
@@ -42,11 +46,14 @@ def compile_cmd(model, target, out_dir, dssa, as_json, quantize, calib_samples, 
     Partitions every neuron layer of the neuromorphic part into cores under the per-core limits
     (neurons, memory, fan-in axons, fan-out routes; see resformer_deploy/hardware/loihi2/limits.py
     for each number and its source), writes OUT_DIR/loihi2_plan.json and prints a per-layer
-    table. Every design-rule violation is listed at once; with violations the plan is still
-    written and the command exits with code 2. The plan is an estimate: executing it on a chip
+    table; with --quantize also OUT_DIR/loihi2_network.h5, the deployable artifact (see `deploy`).
+    Every design-rule violation is listed at once; with violations the plan is still written and
+    the command exits with code 2. The plan is an estimate: executing it on a chip
     needs Intel's non-public lava-loihi.
     """
-    check_outputs([model, *data_args.paths()], files=[Path(out_dir) / "loihi2_plan.json"], dirs=[out_dir])
+    artifact = Path(out_dir) / ARTIFACT_NAME
+    check_outputs([model, *data_args.paths()], files=[Path(out_dir) / "loihi2_plan.json"]
+                  + ([artifact] if quantize else []), dirs=[out_dir])
     from targets import broken_targets, names_with
     from targets.loihi2_hardware import hardware_runtime
     from resformer_deploy.flows import prepare
@@ -93,6 +100,11 @@ def compile_cmd(model, target, out_dir, dssa, as_json, quantize, calib_samples, 
         data["calibration"] = prepared["quantized_net"].calibration
     out = Path(out_dir) / "loihi2_plan.json"
     write_json(out, data)  # creates OUT_DIR (and parents) if needed
+    if quantize:  # the deployable artifact (resformer-deploy deploy writes the same file)
+        from resformer_deploy.cli.deploy import artifact_line, write_deploy_artifact
+        fig = write_deploy_artifact(artifact, prepared, graph, model, data_args.preset)
+        if not as_json:
+            click.echo(artifact_line(artifact, fig))
     if as_json:
         click.echo(json.dumps(data, indent=2))
     else:

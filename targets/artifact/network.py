@@ -38,3 +38,33 @@ def load_network(path) -> ArtifactNetwork:
     torch. ``read_artifact(path)`` gives its host stem/head and metadata as well."""
     from targets.artifact.store import read_artifact
     return read_artifact(path).network()
+
+
+def run_artifact(art, x, hardware: bool = False, cfg=None):
+    """Samples x (images [N, C, H, W] or frames [N, T, C, H, W], numpy) through a read artifact
+    (targets.artifact.read_artifact): numpy stem, the network on Lava (stock models, streamed
+    through stock RingBuffer source and sink), numpy head. -> (logits [T, N, K], the chip's
+    integer output [N, T, size])."""
+    import numpy as np
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.proc.io.sink import RingBuffer as Sink
+    from lava.proc.io.source import RingBuffer as Source
+
+    from targets.lava_network import frames_to_stream, stream_steps, stream_to_frames
+    x = np.asarray(x)
+    N, T = x.shape[0], art.T
+    net = art.network()
+    steps = stream_steps(art.plan, N, T)
+    source, sink = Source(data=frames_to_stream(art.chip_inputs(x), steps)), Sink(shape=net.out.shape, buffer=steps)
+    source.s_out.connect(net.inp)
+    net.out.connect(sink.a_in)
+    try:
+        net.run(condition=RunSteps(num_steps=steps), run_cfg=cfg or run_config(hardware))
+        rec = sink.data.get()
+    finally:
+        try:
+            net.stop()
+        except Exception:  # a runtime that never started has nothing to stop
+            pass
+    out = stream_to_frames(rec, N, T, net.out_delay)
+    return art.scores(out), out

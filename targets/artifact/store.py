@@ -295,7 +295,7 @@ def write_artifact(path, qn, graph, meta: dict) -> dict:
 
 
 def artifact_meta(graph, qn, source: str, preset: str = "auto") -> dict:
-    """The metadata of an artifact made from ``source`` (a checkpoint or NIR file)."""
+    """The metadata of an artifact made from ``source`` (a checkpoint or NIR file; None: an in-memory graph)."""
     import ast
     gm = graph.metadata or {}
     cfg = gm.get("config", {})
@@ -304,7 +304,8 @@ def artifact_meta(graph, qn, source: str, preset: str = "auto") -> dict:
             cfg = json.loads(cfg)
         except ValueError:
             cfg = ast.literal_eval(cfg) if cfg.startswith("{") else {}
-    return {"checkpoint_sha256": sha256_of(source), "source": Path(source).name,
+    return {"checkpoint_sha256": sha256_of(source) if source else "unknown (built from an in-memory graph)",
+            "source": Path(source).name if source else "",
             "variant": str(gm.get("variant", cfg.get("name", "unknown"))),
             "img_size": int(cfg.get("img_size", qn.plan.shapes[qn.plan.host_pre[0]][-1])),
             "T": int(gm.get("time_steps", cfg.get("T", 0))), "preset": preset,
