@@ -99,6 +99,22 @@ def test_imagenette_and_imagewoof(tmp_path, subset):
     assert src.class_mapping.to_json()["folders"] == subset
 
 
+def test_all_1000_folders_are_torchvision_sorted_order(tmp_path):
+    """The whole val set: the ImageNet-1k index is the sorted-folder label torchvision gives it."""
+    one = folder(tmp_path, ["x"], per_class=1, name="one")
+    png = open(os.path.join(one, "x", os.listdir(os.path.join(one, "x"))[0]), "rb").read()
+    root = tmp_path / "val"
+    for w, _ in reversed(ic.imagenet_1k()):
+        (root / w).mkdir(parents=True)
+        (root / w / "a.png").write_bytes(png)
+    src = open_source(root, num_classes=1000)
+    assert src.class_mapping.kind == "imagenet-wnid"
+    folders = sorted(os.listdir(root))
+    assert [src.label(i) for i in range(len(src))] == [folders.index(os.path.basename(os.path.dirname(
+        src.ref(i).name))) for i in range(len(src))] == list(range(1000))
+    assert {w: labels_by_folder(src)[w] for w in PUBLISHED} == {w: [i] for w, (i, _) in PUBLISHED.items()}
+
+
 def test_wnid_not_in_the_1000_is_one_error(tmp_path):
     root = folder(tmp_path, ["n01440764", "n99999999"], per_class=1)
     assert error(open_source, root, num_classes=1000) == (
