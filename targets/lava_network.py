@@ -38,6 +38,7 @@ from exporters.nir_ext import SpikeMatMul
 from resformer_deploy.lava.conv import to_lava_weight
 from resformer_deploy.lava.plan import MSG_BITS, LavaMappingError
 from targets.lava_processes.conv import PyConvModelFixedExact, PyConvModelFloatFast
+from targets.lava_processes.io_fixed import PyLoihiInjectorModelFixed
 from targets.lava_processes.graded_float import PyGradedVecModelFloat, PyProdNeuronModelFloat
 from targets.lava_processes.spike_matmul import FusedSpikeMatMul
 
@@ -55,17 +56,20 @@ def exception_models(fixed: bool) -> dict:
     return {GradedVec: PyGradedVecModelFloat, ProdNeuron: PyProdNeuronModelFloat, Conv: PyConvModelFloatFast}
 
 
-def io_models() -> dict:
-    """Lava's own models of its Injector and Extractor (lava/proc/io/injector.py, extractor.py):
-    they carry no tag, so a Loihi2SimCfg with a select_tag finds none without this map."""
-    return {Injector: PyLoihiInjectorModel, Extractor: PyLoihiExtractorModel}
+def io_models(fixed: bool) -> dict:
+    """Models for Lava's Injector and Extractor (lava/proc/io/injector.py, extractor.py): the
+    stock ones carry no tag, so a Loihi2SimCfg with a select_tag finds none without this map;
+    fixed point injects int32 (targets.lava_processes.io_fixed)."""
+    return {Injector: PyLoihiInjectorModelFixed if fixed else PyLoihiInjectorModel,
+            Extractor: PyLoihiExtractorModel}
 
 
-def run_config(fixed: bool, models: bool = True) -> Loihi2SimCfg:
+def run_config(fixed: bool, models: bool = True, io: bool = True) -> Loihi2SimCfg:
     """Loihi2SimCfg for the network: fixed_pt or floating_pt, with ``exception_models(fixed)``
-    unless ``models`` is False (Lava's stock models only); always ``io_models()`` (stock too)."""
+    unless ``models`` is False (Lava's stock models only), and ``io_models(fixed)`` unless ``io``
+    is False (the stock RingBuffer source and sink need none)."""
     tag = "fixed_pt" if fixed else "floating_pt"
-    return Loihi2SimCfg(select_tag=tag, exception_proc_model_map={**io_models(),
+    return Loihi2SimCfg(select_tag=tag, exception_proc_model_map={**(io_models(fixed) if io else {}),
                                                                   **(exception_models(fixed) if models else {})})
 
 

@@ -158,7 +158,7 @@ class LavaBuild:
         ``phase(name)`` is told when compilation and start-up end (the supervisor's stall clock)."""
         L = self.L
         anchor = self.source
-        cfg = L["network"].run_config(fixed=self.q is not None, models=not self.stock_models)
+        cfg = L["network"].run_config(fixed=self.q is not None, models=not self.stock_models, io=False)
         chunk = chunk or max(1, self.total_steps // 20)
         done = 0
         running = threading.Event()
