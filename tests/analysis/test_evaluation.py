@@ -106,10 +106,10 @@ def test_given_torch_scores_replace_the_model_run(ck, digits, monkeypatch):
 def test_estimate_refuses_before_any_batch_runs(ck, digits, monkeypatch):
     runs = []
     monkeypatch.setattr(ReferenceTarget, "run", lambda *a, **k: runs.append(1))
-    monkeypatch.setenv(ENV, str(2 ** 20))
+    monkeypatch.setenv(ENV, str(2 ** 22))  # above the graph and one sample (else the advice is not the batch)
     lines = []
     with pytest.raises(MemoryBudgetError, match=r"evaluate on target 'reference': batches of 16 samples need about "
-                                                r".* > memory budget 1.0 MiB .*use a smaller --batch-size"):
+                                                r".* > memory budget 4.0 MiB .*use a smaller --batch-size"):
         evaluate(ck, digits, "reference", limit=40, batch_size=16, say=lines.append)
     assert runs == [] and lines[0].startswith("estimate: ~") and "3 batch(es) of <= 16" in lines[0]
 
