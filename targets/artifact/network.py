@@ -40,11 +40,11 @@ def load_network(path) -> ArtifactNetwork:
     return read_artifact(path).network()
 
 
-def run_artifact(art, x, hardware: bool = False, cfg=None):
+def run_artifact(art, x, hardware: bool = False, cfg=None, taps=()):
     """Samples x (images [N, C, H, W] or frames [N, T, C, H, W], numpy) through a read artifact
     (targets.artifact.read_artifact): numpy stem, the network on Lava (stock models, streamed
     through stock RingBuffer source and sink), numpy head. -> (logits [T, N, K], the chip's
-    integer output [N, T, size])."""
+    integer output [N, T, size]); with ``taps`` (LIF layers) also {layer: spikes [N, T, size]}."""
     import numpy as np
     from lava.magma.core.run_conditions import RunSteps
     from lava.proc.io.sink import RingBuffer as Sink
@@ -58,13 +58,19 @@ def run_artifact(art, x, hardware: bool = False, cfg=None):
     source, sink = Source(data=frames_to_stream(art.chip_inputs(x), steps)), Sink(shape=net.out.shape, buffer=steps)
     source.s_out.connect(net.inp)
     net.out.connect(sink.a_in)
+    tap_sinks = {}
+    for n in taps:  # one stock sink per tapped layer (each one more process)
+        (port,) = net.ports_of(n)
+        tap_sinks[n] = Sink(shape=port.shape, buffer=steps)
+        port.connect(tap_sinks[n].a_in)
     try:
         net.run(condition=RunSteps(num_steps=steps), run_cfg=cfg or run_config(hardware))
         rec = sink.data.get()
+        spikes = {n: stream_to_frames(s.data.get(), N, T, art.plan.latency[n]) > 0 for n, s in tap_sinks.items()}
     finally:
         try:
             net.stop()
         except Exception:  # a runtime that never started has nothing to stop
             pass
     out = stream_to_frames(rec, N, T, net.out_delay)
-    return art.scores(out), out
+    return (art.scores(out), out, spikes) if taps else (art.scores(out), out)

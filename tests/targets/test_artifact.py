@@ -180,39 +180,17 @@ RUNNER = textwrap.dedent("""
 
     sys.meta_path.insert(0, Block())
     import numpy as np
-    from lava.magma.core.run_conditions import RunSteps
-    from lava.proc.io.sink import RingBuffer as Sink
-    from lava.proc.io.source import RingBuffer as Source
     from targets.artifact import read_artifact
-    from targets.artifact.network import run_config
-    from targets.lava_network import frames_to_stream, stream_steps, stream_to_frames
+    from targets.artifact.network import run_artifact, run_config
 
     art, x_path, out_path = sys.argv[2:5]
     a = read_artifact(art)
-    net = a.network()
-    x = np.load(x_path)
-    N, T = x.shape[0], a.T
-    steps = stream_steps(a.plan, N, T)
-    source = Source(data=frames_to_stream(a.chip_inputs(x), steps))
-    source.s_out.connect(net.inp)
-    sinks = {"__out__": Sink(shape=net.out.shape, buffer=steps)}
-    net.out.connect(sinks["__out__"].a_in)
+    cfg = run_config()
+    assert cfg.select_tag == "fixed_pt" and not cfg.exception_proc_model_map  # stock models only
     lifs = [n for n in a.plan.neuro if n in a.quant.lif]
-    for n in (lifs[0], lifs[len(lifs) // 2], lifs[-1]):  # a few taps: every sink is one more process
-        (port,) = net.ports_of(n)
-        sinks[n] = Sink(shape=port.shape, buffer=steps)
-        port.connect(sinks[n].a_in)
-    try:
-        cfg = run_config()
-        assert cfg.select_tag == "fixed_pt" and not cfg.exception_proc_model_map  # stock models only
-        net.run(condition=RunSteps(num_steps=steps), run_cfg=cfg)
-        recs = {n: s.data.get() for n, s in sinks.items()}
-    finally:
-        net.stop()
-    out = {"__out__": stream_to_frames(recs.pop("__out__"), N, T, net.out_delay)}
-    out.update({n: stream_to_frames(r, N, T, a.plan.latency[n]) for n, r in recs.items()})
-    out["__logits__"] = a.scores(out["__out__"])
-    np.savez(out_path, **out)
+    taps = (lifs[0], lifs[len(lifs) // 2], lifs[-1])  # a few: every sink is one more process
+    logits, out, spikes = run_artifact(a, np.load(x_path), cfg=cfg, taps=taps)
+    np.savez(out_path, __out__=out, __logits__=logits, **spikes)
     print(json.dumps({"blocked_loaded": sorted(m for m in sys.modules if any(m == b or m.startswith(b + ".")
                                                                          for b in BLOCKED))}))
 """)
