@@ -278,7 +278,7 @@ def verify(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, s
     lowerings = None
     if "dssa" in caps.options:  # the target lowers DSSA products one way or another
         lowerings = ["fused", "synaptic"] if dssa == "both" else [dssa]
-    click.echo(f"verify {ck.variant} on target '{target}' ({form} form): {samples} samples of {source}, "
+    click.echo(f"verify {ck.variant} on target '{target}' ({form} form): {int(x.shape[0])} samples of {source}, "
                f"T={ck.config.T}")
     reports = run_checks(ck, x, source, target, ["float64", "float32"] if precision == "both" else [precision],
                           form, lowerings)

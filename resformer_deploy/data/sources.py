@@ -434,6 +434,12 @@ class NpzSource(DataSource):
                 # sized from the .npy headers, before any array is read
                 heads = {k: checks.npy_header(zf, k) for k in ("x", "y", "classes") if k in keys}
                 x_stored = zf.getinfo("x.npy").compress_type == zipfile.ZIP_STORED
+            if "classes" in heads and len(heads["classes"][0]) == 1 and heads["classes"][0][0] > checks.MAX_CLASSES:
+                raise DataError(f"{path}: 'classes' declares {heads['classes'][0][0]:,} names, more than "
+                                f"{checks.MAX_CLASSES:,}")  # each name becomes a Python string
+            for k, (shape, dtype) in heads.items():
+                if k != "x" or not x_stored:  # a stored x is memory-mapped, not read
+                    checks.check_declared(path, k, shape, dtype)
             (xs, xd), (ys, yd) = heads["x"], heads["y"]
             if len(ys) != 1 or yd.kind not in "iu":
                 raise DataError(f"{path}: 'y' must be integer labels [N], got {yd} {list(ys)}")
@@ -441,15 +447,8 @@ class NpzSource(DataSource):
                 raise DataError(f"{path}: 'x' {list(xs)} and 'y' {list(ys)} must have the same length N (x [N, ...])")
             if xd.kind not in "biuf":
                 raise DataError(f"{path}: 'x' must be numeric, got {xd}")
-            if "classes" in heads:
-                shape = heads["classes"][0]
-                if len(shape) != 1:
-                    raise DataError(f"{path}: 'classes' must be a 1-D list of names, got {list(shape)}")
-                if shape[0] > checks.MAX_CLASSES:  # each name becomes a Python string
-                    raise DataError(f"{path}: 'classes' declares {shape[0]:,} names, more than {checks.MAX_CLASSES:,}")
-            for k, (shape, dtype) in heads.items():
-                if k != "x" or not x_stored:  # a stored x is memory-mapped, not read
-                    checks.check_declared(path, k, shape, dtype)
+            if "classes" in heads and len(heads["classes"][0]) != 1:
+                raise DataError(f"{path}: 'classes' must be a 1-D list of names, got {list(heads['classes'][0])}")
             with np.load(path, allow_pickle=False) as z:
                 y = z["y"]
                 classes = z["classes"] if "classes" in heads else None

@@ -4,9 +4,9 @@ import pytest
 from click.testing import CliRunner
 
 from resformer_deploy.cli.main import main
-from tests.bad_inputs import cases_classes, cases_inputs, cases_outputs, cases_outputs2
+from tests.bad_inputs import cases_artifact, cases_classes, cases_data, cases_inputs, cases_outputs, cases_outputs2
 
-CASES = cases_inputs.CASES + cases_outputs.CASES + cases_classes.CASES + cases_outputs2.CASES
+CASES = cases_inputs.CASES + cases_outputs.CASES + cases_classes.CASES + cases_outputs2.CASES + cases_data.CASES + cases_artifact.CASES
 
 
 def _tree(root):
@@ -23,7 +23,7 @@ def test_catalogue_is_large_and_names_are_unique():
 def test_bad_input(case, tmp_path):
     argv = [str(a) for a in case.setup(tmp_path)]
     before = _tree(tmp_path)
-    r = CliRunner().invoke(main, argv, env=case.env or None)
+    r = case.invoke(argv) if hasattr(case, "invoke") else CliRunner().invoke(main, argv, env=case.env or None)
     assert r.exit_code == 2, (r.exit_code, r.output, r.stderr, r.exception)
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
