@@ -48,8 +48,9 @@ def test_a_convolution_exponent_the_stock_conv_ignores_is_named():
 
 
 def test_conv_geometry_beyond_the_stock_models_int8_vars_is_named():
-    conv = lambda **kw: NS(**{**dict(kind="conv", weight=np.zeros((4, 1, 3, 3)), stride=(1, 1), padding=(1, 1),  # noqa: E731
-                                     dilation=(1, 1), groups=1), **kw})
+    def conv(**kw):
+        return NS(**{**dict(kind="conv", weight=np.zeros((4, 1, 3, 3)), stride=(1, 1), padding=(1, 1),
+                            dilation=(1, 1), groups=1), **kw})
     plan = NS(synapses={"ok": conv(), "dw": conv(weight=np.zeros((256, 1, 3, 3)), groups=256),
                         "pad": conv(padding=(0, 128)), "fc": NS(kind="dense")})
     assert stock_conv_geometry(plan) == [
@@ -65,7 +66,7 @@ def test_delays_beyond_the_stock_delay_sparse_are_named():
 
 def test_every_rule_runs_and_a_synaptic_plan_has_no_program():
     assert STOCK_MODEL_CHECKS == [stock_conv_weight_exp, stock_conv_geometry, stock_delays, stock_process_models]
-    plan = NS(dssa="synaptic", neuro=["b"], graph=NS(nodes={}), synapses={}, edge_delay={("a", "b"): 70})
+    plan = NS(dssa="synaptic", neuro=["b"], graph=NS(nodes={"b": None}), synapses={}, edge_delay={("a", "b"): 70})
     qn = NS(syn={"c": NS(kind="conv", exp=-1)})
     found = stock_model_findings(plan, qn)
     assert [f.split(":")[0] for f in found] == ["c", "b"]

@@ -15,6 +15,7 @@ from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
+from exporters.nir_ext import SpikeMatMul
 from resformer_deploy.fixed_point import formats as F
 from resformer_deploy.hardware.loihi2 import limits as L
 
@@ -157,7 +158,7 @@ def stock_process_models(lava_plan, qn=None) -> List[str]:
         return []
     return [f"{n}: FusedSpikeMatMul has no stock Lava process model: needs an embedded-core program "
             f"(or --dssa synaptic, which uses stock processes only)"
-            for n, node in lava_plan.graph.nodes.items() if n in lava_plan.neuro and type(node).__name__ == "SpikeMatMul"]
+            for n in lava_plan.neuro if isinstance(lava_plan.graph.nodes[n], SpikeMatMul)]
 
 
 STOCK_MODEL_CHECKS: List[Callable] = [stock_conv_weight_exp, stock_conv_geometry, stock_delays, stock_process_models]
