@@ -56,9 +56,13 @@ class _Stall(Exception):
 
 # The worker's command line: ``-I`` (isolated mode) keeps the current directory, the user site and
 # PYTHON* variables off its sys.path (Python docs, "Command line and environment": -I), so only
-# this repository and the venv are imported; argv: REPO FD WORKDIR.
-LAUNCH = ("import sys; sys.path.insert(0, sys.argv[1]); from targets.lava_worker import main; "
-          "sys.exit(main(int(sys.argv[2]), sys.argv[3]))")
+# this repository and the venv are imported; argv: REPO FD WORKDIR. Its temporary files go into
+# WORKDIR (tempfile.tempdir, pinned before anything could cache another; TMPDIR for its children):
+# multiprocessing's pymp-* directories with the listener sockets of Lava's managers
+# (CPython Lib/multiprocessing/util.py get_temp_dir) are removed with WORKDIR however the run ends,
+# and are left in $TMPDIR by a killed run otherwise.
+LAUNCH = ("import sys, tempfile; tempfile.tempdir = sys.argv[3]; sys.path.insert(0, sys.argv[1]); "
+          "from targets.lava_worker import main; sys.exit(main(int(sys.argv[2]), sys.argv[3]))")
 
 
 def new_workdir() -> str:
@@ -67,12 +71,12 @@ def new_workdir() -> str:
     return os.path.join(tempfile.gettempdir(), f"resformer-lava-{secrets.token_hex(8)}")
 
 
-def worker_env() -> dict:
-    """The worker's environment: one BLAS thread per process. Lava runs every process model in its
-    own OS process, all of them at once, so BLAS threads only oversubscribe the cores (OpenBLAS
-    threads spin while they wait); ti @224, 1 sample: 8.6 s of the Conv processes' 25 s of CPU
-    was outside their own thread with 2 threads on 2 cores."""
-    env = dict(os.environ)
+def worker_env(workdir: str) -> dict:
+    """The worker's environment: TMPDIR=WORKDIR (see LAUNCH), and one BLAS thread per process. Lava
+    runs every process model in its own OS process, all of them at once, so BLAS threads only
+    oversubscribe the cores (OpenBLAS threads spin while they wait); ti @224, 1 sample: 8.6 s of
+    the Conv processes' 25 s of CPU was outside their own thread with 2 threads on 2 cores."""
+    env = dict(os.environ, TMPDIR=workdir)
     env.update({k: "1" for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")})
     return env
 
@@ -97,7 +101,7 @@ def supervise(workdir: str, job: tuple, total_steps: int, progress=None, stall_t
         with deferred_signals():  # a signal in between would leave a worker nobody kills
             proc = subprocess.Popen([sys.executable, "-I", "-c", LAUNCH, str(REPO), str(r), workdir],
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    pass_fds=(r,), start_new_session=True, env=worker_env())
+                                    pass_fds=(r,), start_new_session=True, env=worker_env(workdir))
             os.close(r)  # else a worker dead before reading its job would block send_job, not EPIPE
             r = None
         send_job(w, job)

@@ -3,9 +3,14 @@
 Without ``--address`` a local Ray instance is started for the command and stopped at its end,
 Ctrl-C and errors included (``ray.shutdown``, then any of its processes still alive are killed);
 its temporary directory is a short /tmp/rd-XXXXXXXX (Ray keeps Unix sockets there, and socket
-paths are limited to 107 bytes), removed afterwards, and its dashboard is off. With ``--address``
-the command joins that cluster (``ray.init(address=...)``) and leaves it running; the data set's
-path must then name the same files on every node.
+paths are limited to 107 bytes), removed afterwards, and its dashboard is off. Should the command
+be killed outright (SIGKILL), a watchdog process (engines/ray_watchdog.py) kills that instance's
+processes and removes the directory. With ``--address`` the command joins that cluster
+(``ray.init(address=...)``) and leaves it running; an address where nothing answers is refused at
+once (Ray's own join retries for minutes); the data set's path must name the same files on every
+node. Ray's own output stays off stdout: no worker logs (``log_to_driver=False``), and the raylet's
+error lines, which Ray's driver prints to stdout itself, are dropped (a failed shard is reported
+with its error by name).
 
 The driver prepares once (export, the target's flow, calibration and quantization) and puts the
 prepared setup into the object store once (``ray.put``); every worker is an actor that takes it
@@ -27,6 +32,8 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -40,16 +47,20 @@ import ray
 import ray.cloudpickle as cloudpickle
 import torch
 
+from resformer_deploy.engines.ray_watchdog import DONE, MARKER, SWEEP_S
 from resformer_deploy.engines.shards import ShardStore, merge_shards, plan_shards, remove_temporaries, \
     run_identity, shard_record
 from resformer_deploy.errors import DeployError, one_line
 from resformer_deploy.util.memory_budget import MemoryBudgetError, budget_bytes, size
+from resformer_deploy.util.signals import deferred_signals
 
 FAULT_ENV = "RESFORMER_DEPLOY_RAY_FAULT"
 FAULT_EXIT = 17
 WAIT_S = 0.5  # ray.wait timeout: signals (Ctrl-C) are handled between waits
 READY_TIMEOUT_S = 600.0  # workers not set up by then (no resources, a hung node): refused
 STOP_TIMEOUT_S = 10.0
+PROBE_TIMEOUT_S = 5.0  # --address: a TCP connection to it, before ray.init
+WATCHDOG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ray_watchdog.py")
 OBJECT_STORE_MIN = 256 << 20
 ERROR_CHARS = 400
 DECODE_THREADS = 1  # per worker: decoding overlaps the run, the cores go to the workers
@@ -156,9 +167,10 @@ RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
 
 @contextmanager
 def _environ(**values):
-    """os.environ with ``values`` while the block runs (those the user set are kept), then as before."""
+    """os.environ with ``values`` while the block runs (those the user set are kept, but for
+    PYTHONPATH and the watchdog's MARKER), then as before."""
     old = {k: os.environ.get(k) for k in values}
-    os.environ.update({k: v for k, v in values.items() if k == "PYTHONPATH" or k not in os.environ})
+    os.environ.update({k: v for k, v in values.items() if k in ("PYTHONPATH", MARKER) or k not in os.environ})
     try:
         yield
     finally:
@@ -169,13 +181,82 @@ def _environ(**values):
                 os.environ[k] = v
 
 
+def probe_address(address: str) -> None:
+    """Refuse at once, in one line, an ``--address`` HOST:PORT where nothing accepts a connection:
+    ray.init would retry for minutes (20 attempts of ~40 s in Ray 2.60, ray/_private/node.py
+    _init_gcs_client), printing its log lines. Other forms ("auto") are left to Ray."""
+    hostport = address[len("ray://"):] if address.startswith("ray://") else address
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return
+    host = host.strip("[]")
+    try:
+        socket.create_connection((host, int(port)), timeout=PROBE_TIMEOUT_S).close()
+    except socket.timeout:
+        why = f"no answer within {PROBE_TIMEOUT_S:.0f} s"
+    except (OSError, OverflowError, ValueError) as e:
+        why = getattr(e, "strerror", None) or one_line(e)
+    else:
+        return
+    raise DeployError(f"--address {address}: cannot join the Ray cluster: nothing answers at {host}:{port} ({why})")
+
+
+def _drop_raylet_lines():
+    """Ray's driver prints the errors its raylet publishes ("(raylet) A worker died ...", coloured)
+    to stdout from a thread of its own, log_to_driver=False or not (ray/_private/worker.py:
+    listen_error_messages -> print_to_stdstream). Dropped: our own lines name a failed shard with
+    its error. Returns the original, to put back."""
+    import ray._private.worker as ray_worker
+    original = ray_worker.print_to_stdstream
+
+    def filtered(data, *args, **kwargs):
+        if data.get("pid") != "raylet":
+            original(data, *args, **kwargs)
+    ray_worker.print_to_stdstream = filtered
+    return original
+
+
 class RayCluster:
     """A local Ray instance started (and stopped) here, or an existing cluster joined."""
 
     def __init__(self, address: Optional[str], num_cpus: int, object_store_bytes: int):
         self.address, self.num_cpus, self.object_store_bytes = address, num_cpus, object_store_bytes
         self.tmp, self.daemons, self.actors, self.owned = None, [], [], False
+        self.watchdog, self.watch_fd, self.printer = None, None, None
         self.start_seconds = self.stop_seconds = 0.0
+
+    def _start_watchdog(self) -> None:
+        """The orphan watchdog of the local instance (engines/ray_watchdog.py): it holds the read
+        end of a pipe only this process writes to, and cleans up on its EOF."""
+        r, w = os.pipe()  # not inheritable (PEP 446): Ray's processes do not hold it open
+        try:
+            with deferred_signals():  # a Ctrl-C in between would leave a watchdog nobody stops
+                argv = [sys.executable, "-I", WATCHDOG, str(r), self.tmp, repr(time.time())]
+                self.watchdog = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                                 stderr=subprocess.DEVNULL, pass_fds=(r,), start_new_session=True)
+                self.watch_fd, w = w, None
+        finally:
+            os.close(r)
+            if w is not None:
+                os.close(w)
+
+    def _stop_watchdog(self) -> None:
+        """Ray is stopped: DONE, and close its pipe; it kills any straggler of the instance, removes
+        the directory (gone by now) and exits."""
+        if self.watch_fd is not None:
+            try:
+                os.write(self.watch_fd, DONE)
+            except OSError:  # the watchdog is gone (killed): nothing to tell
+                pass
+            os.close(self.watch_fd)
+            self.watch_fd = None
+        if self.watchdog is not None:
+            try:
+                self.watchdog.wait(timeout=STOP_TIMEOUT_S + SWEEP_S)
+            except subprocess.TimeoutExpired:
+                self.watchdog.kill()
+                self.watchdog.wait()
+            self.watchdog = None
 
     def __enter__(self):
         t0 = time.perf_counter()
@@ -187,21 +268,25 @@ class RayCluster:
             elif self.address is None:
                 self.owned = True
                 self.tmp = tempfile.mkdtemp(prefix="rd-", dir="/tmp")
+                self._start_watchdog()  # before the snapshot: the watchdog is none of Ray's processes
                 before = {p.pid for p in psutil.Process().children()}
                 # the workers import this checkout (the environment of Ray's processes is this one's at
                 # ray.init; a runtime_env would start workers anew, ~1.5 s)
                 root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
                 path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
                 try:
-                    with _environ(PYTHONPATH=path, **RAY_ENV):
+                    with _environ(PYTHONPATH=path, **RAY_ENV, **{MARKER: self.tmp}):
+                        self.printer = self.printer or _drop_raylet_lines()
                         ray.init(num_cpus=self.num_cpus, object_store_memory=self.object_store_bytes,
                                  _temp_dir=self.tmp, include_dashboard=False, log_to_driver=False,
                                  logging_level=logging.ERROR)
                 finally:
                     self.daemons = [p for p in psutil.Process().children() if p.pid not in before]
             else:
+                probe_address(self.address)
                 try:
                     with _environ(**RAY_ENV):
+                        self.printer = self.printer or _drop_raylet_lines()
                         ray.init(address=self.address, log_to_driver=False, logging_level=logging.ERROR)
                 except (ConnectionError, RuntimeError, ValueError) as e:
                     raise DeployError(f"--address {self.address}: cannot join the Ray cluster: "
@@ -253,6 +338,10 @@ class RayCluster:
         if self.tmp:
             shutil.rmtree(self.tmp, ignore_errors=True)
             self.tmp = None
+        self._stop_watchdog()
+        if self.printer is not None:
+            import ray._private.worker as ray_worker
+            ray_worker.print_to_stdstream, self.printer = self.printer, None
         self.stop_seconds += time.perf_counter() - t0
 
 

@@ -1,7 +1,11 @@
 """`evaluate --engine ray` on a local Ray instance (2 CPUs, started and stopped by each run): the
 merged result equals the in-process one; an interrupted run (Ctrl-C) leaves no process and resumes
-to the same result, a worker killed mid-shard (os._exit) on the way; failing shards are named
-with their errors while the others complete. conftest.py checks that no Ray process survives."""
+to the same result, a worker killed mid-shard (os._exit) on the way; a SIGKILLed run leaves no
+process or directory (its watchdog) and a changed shard of it is refused by --resume; failing
+shards are named with their errors while the others complete; an address where nothing answers
+is refused in one line. conftest.py checks that no Ray process survives."""
+import glob
+import hashlib
 import json
 import os
 import signal
@@ -13,9 +17,10 @@ import pytest
 
 from resformer_deploy.analysis.evaluation import RESULT_KEYS, evaluate
 from resformer_deploy.engines.ray_engine import FAULT_ENV, evaluate_on_ray
-from tests.cli.test_cli import run
+from tests.cli.test_cli import assert_one_line_error, run
 from tests.cli.test_data_options import digit_images
 from tests.conftest import DIGITS_CKPT, REPO
+from tests.engines.conftest import LEFT_BEHIND_TIMEOUT_S, ray_dirs, ray_processes
 
 N, BATCH, SHARD, CALIB = 60, 6, 12, 16  # 5 shards of 2 batches; a small calibration (fast quantization)
 TARGET = "loihi2-emu"
@@ -118,7 +123,7 @@ def test_failing_shards_are_named_and_the_rest_completes(ck, tmp_path, monkeypat
     assert any(ln.startswith("failed: shard-00003 (samples 6..7): worker died: ") for ln in lines), r.stderr
     assert lines[-1] == (f"error: 2 of 5 shard(s) failed: shard-00001, shard-00003; the other 3 are in {out} "
                          f"(--resume runs the rest)")
-    assert "Traceback" not in r.stderr
+    assert "Traceback" not in r.stderr and "(raylet)" not in r.output, r.output  # Ray's worker-died lines
     assert shard_files(out) == ["shard-00000.json", "shard-00002.json", "shard-00004.json"]
 
     monkeypatch.delenv(FAULT_ENV)
@@ -128,3 +133,62 @@ def test_failing_shards_are_named_and_the_rest_completes(ck, tmp_path, monkeypat
     assert shard_files(out) == [f"shard-0000{i}.json" for i in (0, 2, 3, 4)]
     r = run(*args, "--resume", "--skip-bad")
     assert r.exit_code == 2 and "holds shards of another run (data differ)" in r.stderr
+
+
+def cli(*args, env=None, **kw):
+    return subprocess.Popen([sys.executable, "-m", "resformer_deploy.cli.main", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_sigkill_leaves_no_ray_process_nor_directory_and_resume_checks_its_shards(tmp_path):
+    """SIGKILL of the CLI while shard 1 hangs: within 10 s no process of its Ray instance and no
+    /tmp/rd-* (the watchdog's sweep). --resume over the shard it finished, with one sample index
+    repeated (and its content hash made to match): one line naming that file, exit 2, no Ray start."""
+    out = tmp_path / "out"
+    args = ["evaluate", str(DIGITS_CKPT), "--data", "digits", "--limit", "24", "--batch-size", "6", "--engine", "ray",
+            "--workers", "1", "--shard-size", "12", "--out-dir", str(out)]
+    t0, dirs = time.time() - 1.0, ray_dirs()
+    p = cli(*args, env=dict(os.environ, **{FAULT_ENV: "shard-00001:hang"}), start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while not (out / "shards" / "shard-00000.json").exists() and time.time() < deadline:
+            assert p.poll() is None, p.communicate()
+            time.sleep(0.2)
+        time.sleep(0.5)  # shard 1 is hanging now
+        assert ray_processes(t0) and ray_dirs() - dirs, "the Ray instance was never seen"
+        p.kill()
+        p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    killed = time.time()
+    while (ray_processes(t0) or ray_dirs() - dirs) and time.time() < killed + LEFT_BEHIND_TIMEOUT_S:
+        time.sleep(0.2)
+    assert not ray_processes(t0), f"Ray processes left {time.time() - killed:.1f} s after SIGKILL"
+    assert not ray_dirs() - dirs, f"Ray directories left: {sorted(ray_dirs() - dirs)}"
+
+    shard = out / "shards" / "shard-00000.json"
+    rec = json.loads(shard.read_text())
+    rec["predictions"][3] = dict(rec["predictions"][2])
+    body = {k: v for k, v in rec.items() if k != "sha256"}
+    rec["sha256"] = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    shard.write_text(json.dumps(rec))
+    r = run(*args, "--resume")
+    assert_one_line_error(r, f"--resume: {shard}: sample index 2 repeated; remove the file to run its shard again")
+    assert shard_files(out) == ["shard-00000.json"] and json.loads(shard.read_text()) == rec
+
+
+def test_unreachable_address_is_one_line(tmp_path):
+    """Nothing listens on port 1: refused before ray.init (which would retry for minutes, printing
+    Ray's log lines). The subprocess timeout is generous on purpose: not a timing assertion."""
+    p = cli("evaluate", str(DIGITS_CKPT), "--data", "digits", "--limit", "4", "--engine", "ray", "--address",
+            "127.0.0.1:1", "--out-dir", str(tmp_path / "out"))
+    try:
+        stdout, stderr = p.communicate(timeout=300)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 2, stderr
+    assert stderr.strip().splitlines() == ["error: --address 127.0.0.1:1: cannot join the Ray cluster: nothing answers "
+                                           "at 127.0.0.1:1 (Connection refused)"], stderr
+    assert "ray" not in stdout.lower()

@@ -1,6 +1,8 @@
-"""Lava runs leave nothing behind -- no process, /dev/shm segment or work directory -- however they
-end: success, a worker crash, SIGINT/SIGTERM/SIGHUP/SIGKILL of the CLI, `timeout`. Real CLI runs
-and real signals; each wait is bounded."""
+"""Lava runs leave nothing behind -- no process, /dev/shm segment, work directory or
+multiprocessing temporary directory ($TMPDIR/pymp-*) -- however they end: success, a worker
+crash, SIGINT/SIGTERM/SIGHUP/SIGKILL of the CLI, `timeout`. Real CLI runs and real signals; each
+wait is bounded."""
+import glob
 import os
 import re
 import signal
@@ -46,12 +48,15 @@ class Run:
     (Python's SharedMemory keeps its descriptor). Only those count as the run's, since other
     runs may share this machine's /dev/shm and /tmp."""
 
-    def __init__(self, argv, cwd=None):
+    def __init__(self, argv, cwd=None, tmpdir=None):
         self.shm_before = shm_names()
+        self.tmpdir = tmpdir  # the run's TMPDIR (a directory of its own), or None
+        env = dict(os.environ, TMPDIR=tmpdir) if tmpdir else None
         self.proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     start_new_session=True, text=True)
+                                     start_new_session=True, text=True, env=env)
         self.root = psutil.Process(self.proc.pid)
         self.procs, self.shm, self.workdir, self.worker = {}, set(), None, None
+        self.pymp = set()  # multiprocessing's temporary directories seen (Lava's managers' listeners)
 
     def poll(self):
         try:
@@ -65,6 +70,8 @@ class Run:
                     self.worker, self.workdir = p, p.cmdline()[-1]
             except psutil.Error:
                 pass
+        if self.tmpdir:
+            self.pymp |= set(glob.glob(os.path.join(glob.escape(self.tmpdir), "**", "pymp-*"), recursive=True))
         if self.worker is not None:
             try:
                 self.shm |= {os.path.basename(f.path) for f in self.worker.open_files()
@@ -98,6 +105,8 @@ class Run:
         procs = [p.pid for p in self.procs.values() if alive(p)]
         shm = (shm_names() - self.shm_before) & self.shm
         dirs = [self.workdir] if self.workdir and os.path.exists(self.workdir) else []
+        if self.tmpdir:  # anything left in the run's own TMPDIR
+            dirs += [os.path.join(self.tmpdir, n) for n in os.listdir(self.tmpdir)]
         return procs, shm, dirs
 
     def assert_nothing_left(self):
@@ -145,14 +154,19 @@ def test_success_from_a_booby_trapped_directory_leaves_nothing(digits_nir, tmp_p
     (signal.SIGHUP, 128 + signal.SIGHUP, "terminated by SIGHUP"),
     (signal.SIGKILL, -signal.SIGKILL, None),  # no clean-up in the CLI: the worker's watchdog does it
 ])
-def test_signal_to_the_cli_leaves_nothing(digits_nir, sig, code, message):
-    run = Run(simulate(digits_nir, 60))
+def test_signal_to_the_cli_leaves_nothing(digits_nir, tmp_path_factory, sig, code, message):
+    """With TMPDIR a directory of the test's own: the worker's work directory and multiprocessing's
+    pymp-* directories (inside it) are seen during the run and nothing is left in TMPDIR after."""
+    tmpdir = str(tmp_path_factory.mktemp("t"))  # short: Lava's Unix socket paths there are limited
+    run = Run(simulate(digits_nir, 60), tmpdir=tmpdir)
     run.wait_stepping()
     run.proc.send_signal(sig)
     rc, err = run.finish()
     assert rc == code, err
     if message:
         assert err.strip().splitlines()[-1].startswith(f"error: {message}"), err  # after the progress lines
+    assert os.path.dirname(run.workdir) == tmpdir
+    assert run.pymp, "no multiprocessing temporary directory was seen"
     run.assert_nothing_left()
 
 
