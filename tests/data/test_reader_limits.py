@@ -163,6 +163,29 @@ def test_16_bit_grayscale_is_scaled_not_clipped(tmp_path):
     assert got.max() == 255 and got[0, 0, 0] == 0 and got[0, 1, 0] == 1
 
 
+def png16(path, a, color):
+    """A 16-bit PNG of ``a`` (uint16 [H, W, channels]) written by hand (filter 0, big-endian
+    samples, PNG spec 11.2.2), so the expected 8-bit values do not come from Pillow."""
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xffffffff)
+    h, w = a.shape[:2]
+    raw = b"".join(b"\x00" + a[r].astype(">u2").tobytes() for r in range(h))
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, color, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return str(path)
+
+
+@pytest.mark.parametrize("color, channels, rgb", [(0, 1, [0]), (4, 2, [0, 0, 0]), (2, 3, [0, 1, 2]),
+                                                  (6, 4, [0, 1, 2])])
+def test_every_16_bit_png_type_is_the_high_byte(tmp_path, color, channels, rgb):
+    """gray, gray+alpha, RGB, RGBA at 16 bits: each 8-bit value is v >> 8 (alpha dropped, gray+alpha
+    as RGB like pil_loader's convert("RGB"))."""
+    a = np.random.RandomState(color).randint(0, 65536, (5, 7, channels)).astype(np.uint16)
+    got = decode(png16(tmp_path / "p.png", a if channels > 1 else a[:, :, 0], color))
+    assert np.array_equal(got, (a[:, :, rgb] >> 8).astype(np.uint8))
+
+
 def test_float_and_32_bit_images_are_refused_naming_the_mode(tmp_path):
     path = class_dir(tmp_path) / "f.tif"
     Image.fromarray(np.zeros((4, 4), np.float32)).save(path)
