@@ -30,10 +30,10 @@ from resformer_deploy.lava.plan import LavaMappingError
 from targets.lava_processes.conv import PyConvModelFixedExact, PyConvModelFloatFast
 from targets.lava_processes.io_fixed import PyLoihiInjectorModelFixed
 from targets.lava_processes.graded_float import PyGradedVecModelFloat, PyProdNeuronModelFloat
-from targets.lava_processes.network import ResformerNetwork
+from targets.lava_processes.network import ResformerNetwork, SubResformerNetworkModel
 
-__all__ = ["ResformerNetwork", "build_network", "exception_models", "run_config", "io_models", "stream_steps",
-           "frames_to_stream", "stream_to_frames"]
+__all__ = ["ResformerNetwork", "SubResformerNetworkModel", "build_network", "exception_models", "io_models",
+           "run_config", "stream_steps", "frames_to_stream", "stream_to_frames"]
 
 
 def exception_models(fixed: bool) -> dict:
