@@ -95,6 +95,8 @@ def read_nir(path, check: bool = True) -> nir.NIRGraph:
         raise NIRFileError(f"NIR file not found: {path}")
     if p.is_dir():
         raise NIRFileError(f"{path}: is a directory, not a NIR file")
+    if not p.is_file():  # a FIFO blocks on open, /dev/zero reads forever: refused before either
+        raise NIRFileError(f"NIR file {path} is not a regular file")
     kind = sniff_format(p)
     if kind not in ("hdf5", "unknown"):
         raise NIRFileError(f"{path}: is {FORMAT_NAMES[kind]}, not a NIR (HDF5) file")

@@ -2,12 +2,13 @@
 (resformer_deploy/analysis/evaluation.py), in this process or shard by shard on a Ray cluster
 (--engine ray: resformer_deploy/engines/ray_engine.py, imported only then)."""
 import dataclasses
+import os
 
 import click
 
 from resformer_deploy.cli.common import COUNT, COUNT0, checkpoint_options, data_options, load_cli_checkpoint
 from resformer_deploy.engines import ENGINES
-from resformer_deploy.engines.shards import SHARD_BATCHES
+from resformer_deploy.engines.shards import MANIFEST, SHARD_BATCHES, SHARD_DIR
 from resformer_deploy.util.outputs import check_outputs
 
 PER_CLASS_ROWS = 20  # more classes than this: per-class accuracy in the JSON only
@@ -66,7 +67,9 @@ def evaluate_cmd(checkpoint, variant, img_size, T, num_classes, unsafe_load, dat
     """
     on_ray = engine == "ray"
     check_engine_options(on_ray, workers, address, shard_size, out_dir, resume, retries, batch_size)
-    check_outputs([checkpoint, *data_args.paths()], files=[json_out], dirs=[out_dir])
+    # a Ray run's manifest and shards are read back on --resume: inputs no other output may replace
+    run_files = [os.path.join(out_dir, MANIFEST), os.path.join(out_dir, SHARD_DIR)] if on_ray and out_dir else []
+    check_outputs([checkpoint, *data_args.paths(), *run_files], files=[json_out], dirs=[out_dir])
     from targets import get_target
     from resformer_deploy.analysis.evaluation import TORCH, evaluate
     from resformer_deploy.cli.data import open_data_args

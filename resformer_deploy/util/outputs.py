@@ -368,7 +368,8 @@ def _check_not_input(path, inputs) -> None:
     for i in inputs:
         if _same_file(path, i):
             raise OutputError(f"cannot write {path}: it is the input {i}; choose another output name")
-        if _dir_id(i) is not None and _within(path, i):
+        # a directory, or a name not yet there (a Ray run's shard directory before its first shard)
+        if (_dir_id(i) is not None or not os.path.lexists(i)) and _within(path, i):
             raise OutputError(f"cannot write {path}: it lies inside the input {i}, which the command reads; "
                               f"choose an output outside it")
 

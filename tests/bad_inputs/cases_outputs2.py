@@ -2,7 +2,8 @@
 every file in it, --calib-data, the checkpoint, a Ray run's --out-dir); a report directory is
 replaced only if it holds nothing but regular files of the report's names; a damaged zip record,
 a FIFO or a device as checkpoint, a bad stored config, a bad memory budget, a graph cycle and
-sizes that cannot fit are each one line naming the real cause.
+sizes that cannot fit are each one line naming the real cause; a FIFO or device as NIR file is
+refused before it is opened.
 
 Each case is refused before any output is written (the catalogue checks the tree is unchanged).
 """
@@ -84,6 +85,16 @@ def _ray_out_dir_is_data_root(tmp):
 def _ray_out_dir_inside_data_root(tmp):
     root = _imgs(tmp)
     return ["evaluate", D, "--data", root, "--engine", "ray", "--out-dir", os.path.join(root, "runs", "1")]
+
+
+def _json_is_ray_manifest(tmp):
+    return ["evaluate", D, "--data", _npz(tmp), "--engine", "ray", "--out-dir", tmp / "runs",
+            "--json-out", tmp / "runs" / "run.json"]
+
+
+def _json_inside_ray_shards(tmp):
+    return ["evaluate", D, "--data", _npz(tmp), "--engine", "ray", "--out-dir", tmp / "runs",
+            "--json-out", tmp / "runs" / "shards" / "shard-00000.json"]
 
 
 def _verify_json_inside_data(tmp):
@@ -173,6 +184,11 @@ def _fifo_checkpoint(tmp):
     return ["info", tmp / "ck.pt"]
 
 
+def _fifo_nir(tmp):
+    os.mkfifo(tmp / "m.nir")
+    return ["inspect", tmp / "m.nir"]
+
+
 def _stored(tmp, edit):
     obj = torch.load(D, map_location="cpu", weights_only=True)
     edit(obj["resformer_deploy"])
@@ -216,6 +232,8 @@ CASES = [
     Case("evaluate_json_out_is_npz_data", _json_is_npz_data, ["d.npz", "it is the input"]),
     Case("evaluate_ray_out_dir_is_data_root", _ray_out_dir_is_data_root, ["images", "it is the input"]),
     Case("evaluate_ray_out_dir_inside_data_root", _ray_out_dir_inside_data_root, ["runs/1", INSIDE]),
+    Case("evaluate_json_out_is_ray_manifest", _json_is_ray_manifest, ["runs/run.json", "it is the input"]),
+    Case("evaluate_json_out_inside_ray_shards", _json_inside_ray_shards, ["shard-00000.json", INSIDE, "runs/shards"]),
     Case("verify_json_out_inside_data", _verify_json_inside_data, ["v.json", INSIDE]),
     Case("ops_json_out_is_image_of_data_set", _ops_json_inside_data, ["images/apple/000001.png", INSIDE]),
     Case("report_out_dir_inside_data", _report_inside_data, ["report", INSIDE]),
@@ -232,6 +250,8 @@ CASES = [
     Case("checkpoint_is_fifo", _fifo_checkpoint, ["ck.pt is not a regular file (it is a FIFO)"]),
     Case("checkpoint_is_dev_zero", args("info", "/dev/zero"),
          ["/dev/zero is not a regular file (it is a character device)"]),
+    Case("nir_file_is_fifo", _fifo_nir, ["NIR file", "m.nir is not a regular file"]),
+    Case("nir_file_is_dev_zero", args("simulate", "/dev/zero"), ["NIR file /dev/zero is not a regular file"]),
     Case("stored_config_is_a_string", _stored_config_string, ["c.pt", "stored config is invalid (a str"]),
     Case("stored_config_T_is_a_float", _stored_T_float, ["T = 1000000000.0 is not an integer"]),
     Case("stored_config_T_1e9_advice_names_T", _stored_T_huge,

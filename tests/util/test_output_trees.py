@@ -78,6 +78,13 @@ def test_file_set_inside_or_around_an_input_tree_is_refused(tmp_path):
     _refused(["contains the input"], inputs=[str(root / "0")], file_sets={str(root): ("report.json",)})
 
 
+def test_input_directory_not_yet_created_is_a_tree_too(tmp_path):
+    """A Ray run's shard directory is read on --resume; before its first shard it does not exist."""
+    shards = tmp_path / "runs" / "shards"
+    _refused([INSIDE, str(shards)], inputs=[str(shards)], files=[str(shards / "shard-00000.json")])
+    check_outputs(inputs=[str(shards)], files=[str(tmp_path / "runs" / "result.json")])
+
+
 def test_input_file_is_still_refused_as_output(tmp_path):
     root = _data(tmp_path)
     npz = tmp_path / "d.npz"
