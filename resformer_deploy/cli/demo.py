@@ -57,7 +57,7 @@ def _digits_split(ck, checkpoint, rec, check) -> DemoSplit:
     from resformer_deploy.data.digits import load_digits_split
     split = load_digits_split()
     check(len(split.y_test), "the digits held-out split")
-    fp = rec.get("split", {}).get("test_index_sha256")
+    fp = str(rec.get("split", {}).get("test_index_sha256") or "")
     if fp and fp != split.fingerprint():
         raise DeployError(f"{checkpoint}: held-out split differs from the one recorded at training "
                           f"(index hash {fp[:12]} vs {split.fingerprint()[:12]})")
@@ -90,10 +90,11 @@ def demo_split(ck, checkpoint, data_dir, calib_samples: int = 128, check=lambda 
     model, else the generated data set its training record names. ``check(n, what)``: called
     with the split's size as soon as it is known (before any data is generated)."""
     c = ck.config
-    rec = ck.meta.get("resformer_deploy", {}).get("evaluation") or {}
+    from resformer_deploy.model.checkpoint import evaluation_record
+    rec = evaluation_record(ck.meta)  # fields of the expected types only: the file may hold anything
     if (c.in_channels, c.img_size, c.num_classes) == (1, 8, 10):
         return _digits_split(ck, checkpoint, rec, check)
-    if not (rec.get("dataset") or {}).get("generator"):
+    if not (isinstance(rec.get("dataset"), dict) and rec["dataset"].get("generator")):
         raise DeployError(f"{checkpoint}: variant '{ck.variant}' ({c.in_channels}x{c.img_size}x{c.img_size} input, "
                           f"{c.num_classes} classes); demo needs a model of the digits split (1x8x8 input, 10 "
                           f"classes) or one whose training record names a generated data set (evaluation.dataset."
@@ -145,7 +146,7 @@ def demo(model_name, checkpoint, batch_size, json_out, lava_samples, dssa, eval_
     check_outputs([checkpoint], files=[json_out, nir_path if lava_samples > 0 else None],
                   dirs=[out_dir, data_dir], file_sets={f"{out_dir}/report": REPORT_FILES} if fixed_point else None)
     import torch
-    from resformer_deploy.model.checkpoint import load_checkpoint
+    from resformer_deploy.model.checkpoint import evaluation_record, load_checkpoint
     from resformer_deploy.util.progress import Progress
     from resformer_deploy.reporting.tables import table, write_json
     from resformer_deploy.training.loop import accuracy, predict
@@ -161,7 +162,7 @@ def demo(model_name, checkpoint, batch_size, json_out, lava_samples, dssa, eval_
     split = demo_split(ck, checkpoint, data_dir, calib_samples, check=check)
     n_test = len(split.y)
     check(n_test, split.source)
-    rec = ck.meta.get("resformer_deploy", {}).get("evaluation") or {}
+    rec = evaluation_record(ck.meta)
     c = ck.config
     click.echo(f"model: {ck.variant} from {checkpoint} (T={c.T}, {c.in_channels}x{c.img_size}x{c.img_size} "
                f"input, {c.neuron.upper()} neurons)\nheld-out data: {split.source}")

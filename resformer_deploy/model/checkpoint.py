@@ -171,6 +171,19 @@ def record(meta: dict, name: str) -> Optional[dict]:
     return r if isinstance(r, dict) else None
 
 
+# the evaluation record's fields the tools read, with the types the example trainers write
+# (examples/train_digits.py, examples/train_common.py); a field of another type is left out
+EVALUATION_FIELDS = {"split": dict, "dataset": (dict, str), "preset": dict, "test_label_sha256": str,
+                     "n_test": int, "test_accuracy": (int, float)}
+
+
+def evaluation_record(meta: dict) -> dict:
+    """Our evaluation record with only the fields of the expected types ({} without a record)."""
+    ev = record(meta, "evaluation") or {}
+    return {k: ev[k] for k, kind in EVALUATION_FIELDS.items()
+            if isinstance(ev.get(k), kind) and not isinstance(ev.get(k), bool)}
+
+
 def split_checkpoint(obj, path) -> (Dict[str, torch.Tensor], Dict):
     """Return (state_dict, metadata) from any accepted layout."""
     if not isinstance(obj, dict):

@@ -15,10 +15,11 @@ import numpy as np
 import torch
 
 from tests.bad_inputs import Case, args
-from tests.conftest import DIGITS_CKPT
+from tests.conftest import DIGITS_CKPT, REPO
 from tests.support.datasets import cifar10, image_folder, npz
 
 D = str(DIGITS_CKPT)
+CIFAR_CKPT = REPO / "examples" / "cifar_digits" / "cifar_digits_resformer.pt"
 BUDGET = "RESFORMER_DEPLOY_MEMORY_BUDGET"
 INSIDE = "lies inside the input"
 NOT_OWNED = "not a file this toolchain wrote"
@@ -196,6 +197,18 @@ def _stored(tmp, edit):
     return str(tmp / "c.pt")
 
 
+def _demo_digits_split_hash_is_a_number(tmp):
+    path = _stored(tmp, lambda r: r["evaluation"]["split"].__setitem__("test_index_sha256", 5))
+    return ["demo", "--checkpoint", path, "--out-dir", tmp / "build"]
+
+
+def _demo_cifar_dataset_is_a_string(tmp):
+    obj = torch.load(str(CIFAR_CKPT), map_location="cpu", weights_only=True)
+    obj["resformer_deploy"]["evaluation"]["dataset"] = "my own images"
+    torch.save(obj, tmp / "c.pt")
+    return ["demo", "--checkpoint", tmp / "c.pt", "--out-dir", tmp / "build"]
+
+
 def _stored_config_string(tmp):
     return ["info", _stored(tmp, lambda r: r.__setitem__("config", "abc"))]
 
@@ -252,6 +265,10 @@ CASES = [
          ["/dev/zero is not a regular file (it is a character device)"]),
     Case("nir_file_is_fifo", _fifo_nir, ["NIR file", "m.nir is not a regular file"]),
     Case("nir_file_is_dev_zero", args("simulate", "/dev/zero"), ["NIR file /dev/zero is not a regular file"]),
+    Case("demo_record_split_hash_is_a_number", _demo_digits_split_hash_is_a_number,
+         ["c.pt", "held-out split differs", "index hash 5 vs"]),
+    Case("demo_record_dataset_is_a_string", _demo_cifar_dataset_is_a_string,
+         ["c.pt", "3x32x32 input", "names a generated data set"]),
     Case("stored_config_is_a_string", _stored_config_string, ["c.pt", "stored config is invalid (a str"]),
     Case("stored_config_T_is_a_float", _stored_T_float, ["T = 1000000000.0 is not an integer"]),
     Case("stored_config_T_1e9_advice_names_T", _stored_T_huge,
