@@ -16,6 +16,8 @@
   an output, and an input directory (a data set's root) is a tree no output may enter. Directories
   are compared by (device, inode) of every ancestor, so symlinks, ``..`` and bind mounts do not
   hide a data set; a file set also may not contain an input, as replacing it would delete it.
+  What a symlink inside an input tree leads to outside it is an input too (the readers follow
+  such links); the search for them stops after MAX_WALK_ENTRIES entries.
 * Every ``OSError`` becomes :class:`OutputError` (``cannot write PATH: strerror``, exit code 2).
 
 Data is handed over as bytes built in memory, so the only system calls that can fail are plain
@@ -34,6 +36,7 @@ from resformer_deploy.util.signals import deferred_signals
 from resformer_deploy.errors import DeployError, summarize
 
 CHUNK = 16 << 20  # os.write in pieces: signals are handled between them, partial writes are retried
+MAX_WALK_ENTRIES = 2_000_000  # entries of an input tree searched for symlinks leading out of it
 
 
 class OutputError(DeployError):
@@ -363,9 +366,55 @@ def _within(path, directory) -> bool:
     return d is not None and d in _ancestor_ids(path)
 
 
+class _Linked(str):
+    """A file or directory outside an input tree that a symlink inside it leads to."""
+    tree = ""
+
+
+def _linked_inputs(tree) -> list:
+    """The targets outside ``tree`` of the symlinks inside it (and inside those targets): the data
+    readers follow such links (resformer_deploy/data/scan.py), so these are read as part of the
+    data set. Bounded by MAX_WALK_ENTRIES; every directory is entered once (by device and inode)."""
+    root = os.path.realpath(tree)
+    found, seen, stack, n = [], set(), [root], 0
+    while stack and n < MAX_WALK_ENTRIES:
+        d = stack.pop()
+        i = _dir_id(d)
+        if i is None or i in seen:
+            continue
+        seen.add(i)
+        try:
+            entries = list(os.scandir(d))
+        except OSError:
+            continue
+        for e in entries:
+            n += 1
+            try:
+                if e.is_symlink():
+                    target = os.path.realpath(e.path)
+                    if os.path.exists(target) and not (target == root or _inside(target, root)):
+                        found.append(_Linked(target))
+                        found[-1].tree = str(tree)
+                        if os.path.isdir(target):
+                            stack.append(target)
+                elif e.is_dir(follow_symlinks=False):
+                    stack.append(e.path)
+            except OSError:
+                continue
+    return found
+
+
 def _check_not_input(path, inputs) -> None:
     """An output is no input file and lies in no input tree (a data set's root and everything in it)."""
     for i in inputs:
+        if isinstance(i, _Linked):
+            if _same_file(path, i) and not os.path.isdir(i):
+                raise OutputError(f"cannot write {path}: the input {i.tree} links to it ({i}), so the command "
+                                  f"reads it; choose another output name")
+            if os.path.isdir(i) and _within(path, i):
+                raise OutputError(f"cannot write {path}: it lies inside {i}, which the input {i.tree} links to "
+                                  f"and the command reads; choose an output outside it")
+            continue
         if _same_file(path, i):
             raise OutputError(f"cannot write {path}: it is the input {i}; choose another output name")
         # a directory, or a name not yet there (a Ray run's shard directory before its first shard)
@@ -430,6 +479,8 @@ def check_outputs(inputs=(), files=(), dirs=(), file_sets=None) -> None:
     :func:`write_file_set`."""
     inputs = [i for i in inputs if i]
     sets = {d: n for d, n in (file_sets or {}).items() if d is not None}
+    if any(o is not None for o in (*files, *dirs, *sets)):  # the walk only when something is written
+        inputs += [t for i in inputs if _dir_id(i) is not None for t in _linked_inputs(i)]
     for d in dirs:
         if d is not None:
             _check_dir(d, inputs)

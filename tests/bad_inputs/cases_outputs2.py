@@ -67,6 +67,27 @@ def _json_in_data_named_via_symlink(tmp):
     return ["evaluate", D, "--data", tmp / "view", "--json-out", os.path.join(root, "x.json")]
 
 
+def _linked(tmp):
+    """A data set whose class 'apple' has an image that is a symlink to a file outside the root,
+    and a class 'kiwi' that is a symlink to a directory outside it (the readers follow both)."""
+    root = _imgs(tmp)
+    (tmp / "ext").mkdir()
+    img = _first_image(root)
+    os.replace(img, tmp / "ext" / "real.png")
+    os.symlink(tmp / "ext" / "real.png", img)
+    os.rename(os.path.join(root, "zebra"), tmp / "ext" / "zebra")
+    os.symlink(tmp / "ext" / "zebra", os.path.join(root, "kiwi"))
+    return root
+
+
+def _json_is_linked_image(tmp):
+    return ["evaluate", D, "--data", _linked(tmp), "--json-out", tmp / "ext" / "real.png"]
+
+
+def _json_inside_linked_class(tmp):
+    return ["evaluate", D, "--data", _linked(tmp), "--json-out", tmp / "ext" / "zebra" / "x.json"]
+
+
 def _json_inside_calib_data(tmp):
     root = _imgs(tmp)
     return ["evaluate", D, "--data", _npz(tmp), "--calib-data", root, "--target", "loihi2-emu",
@@ -241,6 +262,10 @@ CASES = [
     Case("evaluate_json_out_new_file_in_data_root", _json_new_in_data_root, ["results.json", INSIDE]),
     Case("evaluate_json_out_via_symlink_into_data", _json_via_symlink_into_data, ["cls/x.json", INSIDE]),
     Case("evaluate_json_out_in_data_named_via_symlink", _json_in_data_named_via_symlink, ["x.json", INSIDE, "view"]),
+    Case("evaluate_json_out_is_image_linked_from_data", _json_is_linked_image,
+         ["ext/real.png", "the input", "links to it"]),
+    Case("evaluate_json_out_inside_class_linked_from_data", _json_inside_linked_class,
+         ["zebra/x.json", "which the input", "links to"]),
     Case("evaluate_json_out_inside_calib_data", _json_inside_calib_data, ["x.json", INSIDE]),
     Case("evaluate_json_out_is_npz_data", _json_is_npz_data, ["d.npz", "it is the input"]),
     Case("evaluate_ray_out_dir_is_data_root", _ray_out_dir_is_data_root, ["images", "it is the input"]),

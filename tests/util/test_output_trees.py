@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from resformer_deploy.util import outputs
 from resformer_deploy.util.outputs import OutputError, check_outputs, write_file_set
 from tests.conftest import REPO
 
@@ -83,6 +84,35 @@ def test_input_directory_not_yet_created_is_a_tree_too(tmp_path):
     shards = tmp_path / "runs" / "shards"
     _refused([INSIDE, str(shards)], inputs=[str(shards)], files=[str(shards / "shard-00000.json")])
     check_outputs(inputs=[str(shards)], files=[str(tmp_path / "runs" / "result.json")])
+
+
+def _linked_data(tmp):
+    """imgs/0/link.png -> ext/real.png and imgs/1 -> ext/cls: both outside the root, both read."""
+    root = _data(tmp)
+    (tmp / "ext" / "cls").mkdir(parents=True)
+    (tmp / "ext" / "real.png").write_bytes(b"png")
+    os.symlink(tmp / "ext" / "real.png", root / "0" / "link.png")
+    shutil.rmtree(root / "1")
+    os.symlink(tmp / "ext" / "cls", root / "1")
+    return root
+
+
+def test_file_a_symlink_in_the_tree_leads_to_is_refused(tmp_path):
+    root = _linked_data(tmp_path)
+    out = str(tmp_path / "ext" / "real.png")
+    _refused([out, f"the input {root} links to it"], inputs=[str(root)], files=[out])
+    _refused([f"which the input {root} links to"], inputs=[str(root)],
+             files=[str(tmp_path / "ext" / "cls" / "new.json")], dirs=[])
+    _refused([f"which the input {root} links to"], inputs=[str(root)], dirs=[str(tmp_path / "ext" / "cls" / "o")])
+    check_outputs(inputs=[str(root)], files=[str(tmp_path / "ext" / "other.json")])  # not linked: allowed
+
+
+def test_link_walk_is_bounded_and_skipped_without_outputs(tmp_path, monkeypatch):
+    root = _linked_data(tmp_path)
+    monkeypatch.setattr(outputs, "MAX_WALK_ENTRIES", 1)  # stops before the links: only the root is checked
+    check_outputs(inputs=[str(root)], files=[str(tmp_path / "ext" / "real.png")])
+    monkeypatch.setattr(outputs, "_linked_inputs", lambda tree: pytest.fail("walked without an output"))
+    check_outputs(inputs=[str(root)], files=[None], dirs=[None])
 
 
 def test_input_file_is_still_refused_as_output(tmp_path):
