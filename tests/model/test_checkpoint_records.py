@@ -203,3 +203,12 @@ def test_recorded_accuracy_and_plain_directly():
     ev = _raw()["resformer_deploy"]["evaluation"]
     assert s["recorded_evaluation"] == {"test_accuracy": ev["test_accuracy"], "n_test": ev["split"]["n_test"],
                                         "dataset": ev["dataset"]}
+
+
+def test_evaluation_record_keeps_fields_of_the_expected_types():
+    from resformer_deploy.model.checkpoint import META_KEY, evaluation_record
+    ev = {"split": {"n_test": 3}, "dataset": "d", "preset": "x", "test_label_sha256": 5, "n_test": True,
+          "test_accuracy": 0.5, "extra": 1}
+    assert evaluation_record({META_KEY: {"evaluation": ev}}) == {"split": {"n_test": 3}, "dataset": "d",
+                                                                 "test_accuracy": 0.5}
+    assert evaluation_record({META_KEY: {"evaluation": "text"}}) == {} == evaluation_record({})
