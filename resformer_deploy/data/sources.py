@@ -6,13 +6,14 @@ data set. Layouts, as the upstream tools write them:
 
 * ``imagefolder``: torchvision ``ImageFolder`` (torchvision/datasets/folder.py): classes are the
   sorted sub-directory names, label = position in that list; the files of each class are found
-  with ``sorted(os.walk(...))`` / ``sorted(fnames)`` and kept if their lower-cased name ends in
-  one of ``IMG_EXTENSIONS``; a class directory without files is an error; images are decoded
-  like ``pil_loader`` (``Image.open(...).convert("RGB")``) except that grayscale files stay
-  one channel (``Preprocessor`` repeats it to RGB for a 3-channel model, which is what
-  ``convert("RGB")`` does). A root holding ``train/`` and ``val/`` or ``test/`` directories of
-  class directories (the ImageNet layout of the official SpikingResformer main.py) is read by
-  split.
+  in the order of ``sorted(os.walk(...))`` / ``sorted(fnames)`` and kept if their lower-cased
+  name ends in one of ``IMG_EXTENSIONS``, except that symlinks back into the tree are not
+  followed and the scan is bounded (data/scan.py); a class directory without files is an error;
+  images are decoded like ``pil_loader`` (``Image.open(...).convert("RGB")``) except that
+  grayscale files stay one channel (``Preprocessor`` repeats it to RGB for a 3-channel model,
+  which is what ``convert("RGB")`` does) and 16-bit ones are scaled, not clipped
+  (data/images.py). A root holding ``train/`` and ``val/`` or ``test/`` directories of class
+  directories (the ImageNet layout of the official SpikingResformer main.py) is read by split.
 * ``cifar10`` / ``cifar100``: the "python version" of https://www.cs.toronto.edu/~kriz/cifar.html
   (``cifar-10-batches-py/data_batch_1..5, test_batch, batches.meta``; ``cifar-100-python/
   train, test, meta``), pickled dicts whose ``data`` row is the R, G and B planes of a 32x32
@@ -24,7 +25,8 @@ data set. Layouts, as the upstream tools write them:
   spikingjelly's ``NeuromorphicDatasetFolder`` is), loaded as float32 as spikingjelly's
   ``load_npz_frames`` does.
 * ``npz``: one NumPy file with ``x`` [N, ...] (the model's input per sample, as stored) and ``y``
-  int [N]; optional ``classes`` (names). Uncompressed ``x`` is memory-mapped.
+  int [N]; optional ``classes`` (names; without them, the classifier's classes). Uncompressed
+  ``x`` is memory-mapped; every array is sized from its .npy header before it is read.
 * ``digits``: the built-in scikit-learn digits split of ``resformer_deploy.data.digits``.
 """
 import abc

@@ -11,6 +11,7 @@ import os
 import pickle
 import resource
 import select
+import shutil
 import signal
 import struct
 import time
@@ -114,12 +115,14 @@ def _nan_npz(tmp):
 
 
 def png_header_only(path, w, h, color=2, depth=8):
-    """A PNG declaring w x h whose data is a few bytes (decoding it would fail as truncated)."""
+    """A PNG declaring w x h whose data is a few bytes: decoding it would fail as truncated, so a
+    refusal naming the size shows the check ran before decoding. Returns the path."""
     def chunk(t, d):
         return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xffffffff)
     with open(path, "wb") as f:
         f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, depth, color, 0, 0, 0))
                 + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b""))
+    return str(path)
 
 
 def _digit_folder(tmp, first=None, links=False):
@@ -144,8 +147,7 @@ def _garbage(path):
         f.write(b"not an image")
 
 
-def _float_tiff(path):
-    os.remove(path) if os.path.exists(path) else None
+def _float_tiff(path):  # img0.tif in place of img0.png
     Image.fromarray(np.zeros((8, 8), np.float32)).save(path[:-4] + ".tif")
 
 
@@ -190,7 +192,8 @@ CASES = [
     BoundedCase("data_npz_float_labels", _ev(lambda t: _npz(t, x=X16, y=np.full(16, 0.7))),
                 ["d.npz: 'y' must be integer labels [N], got float64 [16]"]),
     # defect 9: NaN/inf samples named by file and index
-    BoundedCase("data_npz_nan_pixel", _ev(_nan_npz), ["nan.npz[x][3]: 1 NaN/inf value(s), the first at index [0, 2, 5]"]),
+    BoundedCase("data_npz_nan_pixel", _ev(_nan_npz),
+                ["nan.npz[x][3]: 1 NaN/inf value(s), the first at index [0, 2, 5]"]),
     # defect 2: '..' links do not loop or multiply; the scan ends and reaches the bad file
     BoundedCase("data_folder_dotdot_links_scan_ends", _ev(lambda t: _digit_folder(t, _garbage, links=True),
                                                           "--limit", "5"),
@@ -224,7 +227,6 @@ CASES = [
 
 def _linked_class(tmp):
     root = _digit_folder(tmp)
-    import shutil
     shutil.rmtree(os.path.join(root, "9"))
     os.symlink(os.path.join(root, "8"), os.path.join(root, "9"))
     return root

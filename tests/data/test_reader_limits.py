@@ -17,6 +17,7 @@ from resformer_deploy.data.images import decode
 from resformer_deploy.data.sources import BadSample, open_source
 from resformer_deploy.errors import DeployError
 from resformer_deploy.util.memory_budget import size
+from tests.bad_inputs.cases_data import png_header_only
 from tests.support import datasets as D
 
 BUDGET = "RESFORMER_DEPLOY_MEMORY_BUDGET"
@@ -28,17 +29,6 @@ def error(fn, *args, **kwargs):
     msg = str(info.value)
     assert "\n" not in msg
     return msg
-
-
-def png_header_only(path, w, h, color=2, depth=8):
-    """A PNG whose header declares w x h but whose data is a few bytes: decoding it would fail as
-    truncated, so a refusal naming the size proves the check ran before decoding."""
-    def chunk(t, d):
-        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xffffffff)
-    with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, depth, color, 0, 0, 0))
-                + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b""))
-    return str(path)
 
 
 def class_dir(tmp_path):
@@ -94,7 +84,8 @@ def test_class_directory_linked_into_the_tree_is_refused(tmp_path):
     root = one_class_tree(tmp_path, n=1, classes=2)
     os.symlink(str(root / "c0"), root / "c9")
     assert error(open_source, str(root)) == \
-        f"{root / 'c9'}: class directory is a symlink to {root / 'c0'}, inside the data set (its files would be read twice)"
+        f"{root / 'c9'}: class directory is a symlink to {root / 'c0'}, inside the data set " \
+        f"(its files would be read twice)"
 
 
 def test_limit_stops_the_scan_at_the_first_samples_of_the_full_order(tmp_path):
@@ -204,7 +195,8 @@ def test_npz_label_2_62_refused_instantly(tmp_path):
         f"{p}: 'y'[0] = {2 ** 62} out of range 0..9 (10 classes of the classifier; the file has no 'classes' " \
         f"names; 1 such label(s))"
     assert error(open_source, p) == \
-        f"{p}: 'y'[0] = {2 ** 62} out of range 0..99999 (100,000 classes at most without 'classes' names; 1 such label(s))"
+        f"{p}: 'y'[0] = {2 ** 62} out of range 0..99999 (100,000 classes at most without 'classes' names; " \
+        f"1 such label(s))"
     assert time.monotonic() - t0 < 2
     np.savez(p, x=np.zeros((2, 1, 8, 8), "f4"), y=np.array([0, 2 ** 64 - 1], np.uint64))
     assert f"'y'[1] = {2 ** 64 - 1} out of range 0..9" in error(open_source, p, num_classes=10)
