@@ -81,7 +81,8 @@ def main(argv=None) -> int:
         net.stop()
     out = np.stack(received[net.out_delay:]).reshape(frames.shape[0], T, -1)  # [N, T, size]
     got = head(plan, host, out, quant).mean(0).argmax(-1).tolist()
-    print(f"Lava classes {got}, PyTorch classes {expected}, labels {load_digits_split().y_test[: args.samples].tolist()}")
+    labels = load_digits_split().y_test[: args.samples].tolist()
+    print(f"Lava classes {got}, PyTorch classes {expected}, labels {labels}")
     return 0 if got == expected else 1
 
 

@@ -90,7 +90,9 @@ class ResformerNetwork(AbstractProcess):
         if n in plan.synapses:
             spec = plan.synapses[n]
             if spec.kind == "conv":  # fixed point: the int64 kernel of mantissas (fixed_point/network.py SynQ)
-                return self._conv(n, spec, spec.weight if q is None else q.syn[n].mant, 0 if q is None else q.syn[n].exp)
+                if q is None:
+                    return self._conv(n, spec, spec.weight, 0)
+                return self._conv(n, spec, q.syn[n].mant, q.syn[n].exp)
             if q is not None:
                 return self._new(Sparse, n, weights=q.syn[n].mant.astype(np.int32), weight_exp=q.syn[n].exp,
                                  num_message_bits=MSG_BITS)
