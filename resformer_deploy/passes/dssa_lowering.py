@@ -33,7 +33,7 @@ from resformer_deploy.util.memory_budget import ENV as BUDGET_ENV, budget_bytes,
 PRODUCT_HOPS = 2
 REL_TOL = 1e-9
 # Lava processes of one synaptic product: relay GradedVec, Sparse select-lhs, Sparse select-rhs,
-# ProdNeuron, Sparse reduce, DelaySparse bias (targets/lava_worker.py LavaBuild.process).
+# ProdNeuron, Sparse reduce, DelaySparse bias (targets/lava_processes/network.py ResformerNetwork._product).
 SYNAPTIC_PROCESSES = 6
 # Copies of the lowering's matrices alive at once in a Lava run: the parent's artifact, its pickle
 # to the worker, the worker's process Vars, each process model's own in its Lava actor process.
