@@ -12,11 +12,13 @@ from resformer_deploy.util.memory_budget import MemoryBudgetError, budget_bytes,
 MAX_CLASSES = 100_000  # class names an .npz may declare, and its labels' range without names or classifier
 
 
-def check_budget(nbytes: int, what: str) -> None:
-    """util.memory_budget.check_bytes with figures in KiB / MiB / GiB (a small budget reads right)."""
+def check_budget(nbytes: int, what: str) -> int:
+    """util.memory_budget.check_bytes with figures in KiB / MiB / GiB (a small budget reads right);
+    returns the budget."""
     budget = budget_bytes()
     if nbytes > budget:
         raise MemoryBudgetError(f"{what} ({size(nbytes)}) > memory budget {size(budget)}")
+    return budget
 
 
 def npy_header(zf: zipfile.ZipFile, key: str):

@@ -13,10 +13,13 @@ As torchvision's ``pil_loader`` (``Image.open(f).convert("RGB")``) except:
   checked against the memory budget before ``load()``, and Pillow's decompression-bomb warning
   (raised in ``Image.open``) is an error: one line naming the file and the figures instead of a
   printed warning. ``warnings.catch_warnings`` changes process-wide state, so the header reads
-  of the decoding threads take turns (a header read is short; the decoding itself is not locked).
+  of the decoding threads take turns (a header read is short; the decoding itself is not locked);
+* the loader's threads decode at the same time: a decode that would not fit beside those in
+  flight waits for them, so together they stay within the budget too.
 """
 import threading
 import warnings
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -27,6 +30,23 @@ GRAY_MODES = ("1", "L", "LA", "La")  # decoded as one channel
 GRAY16_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 REFUSED_MODES = {"I": "32-bit integer", "F": "32-bit float"}
 _OPEN_LOCK = threading.Lock()
+_IN_FLIGHT = threading.Condition()
+_reserved = [0]  # bytes the decodes in flight may take
+
+
+@contextmanager
+def reserve(need: int, budget: int):
+    """Hold ``need`` bytes of ``budget`` while decoding; wait while others hold too much."""
+    with _IN_FLIGHT:
+        while _reserved[0] and _reserved[0] + need > budget:
+            _IN_FLIGHT.wait()
+        _reserved[0] += need
+    try:
+        yield
+    finally:
+        with _IN_FLIGHT:
+            _reserved[0] -= need
+            _IN_FLIGHT.notify_all()
 
 
 def _open(Image, f):
@@ -64,12 +84,13 @@ def decode(path: str) -> np.ndarray:
                                f"save it with 8 or 16 bits per channel")
         need = decode_needs(w, h, img.mode, len(img.getbands()))
         try:
-            check_budget(need, f"decoding a {w:,}x{h:,} {img.mode} image")
+            budget = check_budget(need, f"decoding a {w:,}x{h:,} {img.mode} image")
         except MemoryBudgetError as e:
             raise ImageRefused(str(e)) from None
-        img.load()  # decode now: a truncated file fails here, not later
-        if img.mode in GRAY16_MODES:
-            a = (np.asarray(img).astype(np.uint16) >> 8).astype(np.uint8)
-        else:
-            a = np.asarray(img.convert("L" if img.mode in GRAY_MODES else "RGB"), dtype=np.uint8)
+        with reserve(need, budget):
+            img.load()  # decode now: a truncated file fails here, not later
+            if img.mode in GRAY16_MODES:
+                a = (np.asarray(img).astype(np.uint16) >> 8).astype(np.uint8)
+            else:
+                a = np.asarray(img.convert("L" if img.mode in GRAY_MODES else "RGB"), dtype=np.uint8)
     return a[:, :, None] if a.ndim == 2 else a

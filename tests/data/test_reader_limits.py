@@ -4,6 +4,7 @@ as documented (issue 24: defects 1, 2, 3, 9 and the reader crashes of 14)."""
 import os
 import pickle
 import struct
+import threading
 import time
 import zlib
 
@@ -127,6 +128,21 @@ def test_image_beyond_the_budget_is_refused_from_its_header(tmp_path, monkeypatc
         f"{path}: decoding a 5,000x4,000 RGB image ({20_000_000 * 12 / 2 ** 20:.1f} MiB) > memory budget 100.0 MiB"
     monkeypatch.setenv(BUDGET, str(2 ** 40))
     assert "image file is truncated" in error(decode_sample, path)  # within the budget: decoded, and fails
+
+
+def test_concurrent_decodes_stay_within_the_budget_together(tmp_path, monkeypatch):
+    from resformer_deploy.data import images
+    path = str(tmp_path / "a.png")
+    Image.fromarray(np.zeros((100, 100, 3), np.uint8)).save(path)  # needs 100 x 100 x 12 = 120,000 B
+    monkeypatch.setenv(BUDGET, "200000")
+    done = []
+    with images.reserve(100_000, 200_000):  # another decode in flight: 100,000 + 120,000 > budget
+        t = threading.Thread(target=lambda: done.append(decode(path).shape))
+        t.start()
+        t.join(0.5)
+        assert t.is_alive() and not done  # waits for the one in flight
+    t.join(10)
+    assert done == [(100, 100, 3)] and images._reserved == [0]
 
 
 def test_decompression_bomb_is_one_line(tmp_path):
