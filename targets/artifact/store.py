@@ -361,9 +361,9 @@ class Artifact:
         return out
 
     def network(self):
-        """The public Lava network (targets.lava_network.ResformerNetwork; targets.artifact.network), fixed point."""
-        from targets.artifact.network import ArtifactNetwork
-        return ArtifactNetwork(plan=self.plan, T=self.T, quant=self.quant, lowerings=self.lowerings())
+        """The public Lava network (targets.lava_network.build_network), fixed point."""
+        from targets.lava_network import build_network
+        return build_network(self.plan, self.T, quant=self.quant, lowerings=self.lowerings())
 
     def chip_inputs(self, x: np.ndarray) -> np.ndarray:
         """Images [N, C, H, W] (or frames [N, T, C, H, W]) -> the chip's integer input [N, T, size]."""
