@@ -29,6 +29,7 @@ class Walk:
     skipped: List[Tuple[str, str]] = field(default_factory=list)  # (path, why)
     seen: set = field(default_factory=set)   # (st_dev, st_ino) of directories entered
     found: int = 0                       # samples found so far
+    classes: int = 0                     # class directories scanned so far
     t0: float = field(default_factory=time.monotonic)
 
     def __post_init__(self):

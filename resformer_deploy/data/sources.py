@@ -155,6 +155,7 @@ def _scan_classes(d, extensions, limit=None):
     for label, c in enumerate(classes):
         if walk.full:
             break  # --limit: the classes after the last sample read are not scanned
+        walk.classes = label + 1
         n, top = len(samples), os.path.join(d, c)
         if os.path.islink(top) and walk.inside_tree(top):
             raise DataError(f"{top}: class directory is a symlink to {os.path.realpath(top)}, inside the data set "
@@ -163,6 +164,14 @@ def _scan_classes(d, extensions, limit=None):
         if len(samples) == n:
             empty.append(c)
     return classes, samples, empty, walk
+
+
+def _only(scan, extensions):
+    """The part of a scan of several kinds of files whose names end in ``extensions``."""
+    classes, samples, _, walk = scan
+    kept = [(p, c) for p, c in samples if p.lower().endswith(extensions)]
+    labels = {c for _, c in kept}
+    return classes, kept, [c for i, c in enumerate(classes[:walk.classes]) if i not in labels], walk
 
 
 def _check_scan(d, classes, samples, empty, noun, extensions):
@@ -578,8 +587,8 @@ def _folder(root, d, split, kind, limit=None):
         return ImageFolderSource(root, directory, used, limit=limit)
     if kind == "frames" or fr:
         return FramesSource(root, directory, used, T=T, limit=limit)
-    images = _scan_classes(directory, IMG_EXTENSIONS, limit)
-    frames = _scan_classes(directory, FRAME_EXTENSIONS, limit)
+    both = _scan_classes(directory, IMG_EXTENSIONS + FRAME_EXTENSIONS, limit)  # one walk (and one --limit)
+    images, frames = _only(both, IMG_EXTENSIONS), _only(both, FRAME_EXTENSIONS)
     if images[1] and frames[1]:
         raise DataError(f"{directory}: class directories hold both images ({len(images[1])}) and .npz files "
                         f"({len(frames[1])}); pass --data-format imagefolder or frames")
