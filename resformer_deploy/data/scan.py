@@ -22,7 +22,8 @@ MAX_SECONDS = 600.0
 
 @dataclass
 class Walk:
-    """One scan of a data set's root: the limits, what was skipped, and the directories seen."""
+    """One scan of the class directories in ``root`` (a split directory or the data set's root
+    ``tree``): the limits, what was skipped, and the directories seen."""
     root: str
     limit: Optional[int] = None          # stop after this many samples (None: all)
     entries: int = 0
@@ -31,16 +32,17 @@ class Walk:
     found: int = 0                       # samples found so far
     classes: int = 0                     # class directories scanned so far
     t0: float = field(default_factory=time.monotonic)
+    tree: Optional[str] = None           # the data set's root (default root): links into it are not followed
 
     def __post_init__(self):
-        self.real_root = os.path.realpath(self.root)
+        self.real_root = os.path.realpath(self.tree or self.root)
 
     @property
     def full(self) -> bool:
         return self.limit is not None and self.found >= self.limit
 
     def inside_tree(self, path) -> bool:
-        """Whether ``path`` resolves to the root, into it, or to one of its ancestors."""
+        """Whether ``path`` resolves to the data set's root, into it, or to one of its ancestors."""
         real = os.path.realpath(path)
         return any(a == b or a.startswith(b.rstrip(os.sep) + os.sep)
                    for a, b in ((real, self.real_root), (self.real_root, real)))

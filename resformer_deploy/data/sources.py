@@ -146,12 +146,13 @@ def _split_dir(d, split, splits_only=False):
     raise DataError(f"{d}: no {split} split (found {', '.join(layout)} directories of classes)")
 
 
-def _scan_classes(d, extensions, limit=None):
+def _scan_classes(d, extensions, limit=None, tree=None):
     """torchvision find_classes + make_dataset: (classes, [(path, label)], empty classes, walk)
     with the files of each class in the order of sorted(os.walk(class_dir)) and sorted(fnames),
-    symlinks back into the tree not followed (data/scan.py); ``limit``: the first that many."""
+    symlinks back into the tree (``tree``: the data set's root, default d) not followed
+    (data/scan.py); ``limit``: the first that many."""
     classes = _subdirs(d)
-    samples, empty, walk = [], [], Walk(d, limit)
+    samples, empty, walk = [], [], Walk(d, limit, tree=tree or d)
     for label, c in enumerate(classes):
         if walk.full:
             break  # --limit: the classes after the last sample read are not scanned
@@ -190,7 +191,7 @@ class _FolderSource(DataSource):
     noun = ""
 
     def __init__(self, root, directory, split, scan=None, limit=None):
-        classes, samples, empty, walk = scan or _scan_classes(directory, self.extensions, limit)
+        classes, samples, empty, walk = scan or _scan_classes(directory, self.extensions, limit, tree=root)
         _check_scan(directory, classes, samples, empty, self.noun + "s", self.extensions)
         self.paths = [p for p, _ in samples]
         self.skipped = list(walk.skipped)  # (path, why) the scan did not follow
@@ -587,7 +588,7 @@ def _folder(root, d, split, kind, limit=None):
         return ImageFolderSource(root, directory, used, limit=limit)
     if kind == "frames" or fr:
         return FramesSource(root, directory, used, T=T, limit=limit)
-    both = _scan_classes(directory, IMG_EXTENSIONS + FRAME_EXTENSIONS, limit)  # one walk (and one --limit)
+    both = _scan_classes(directory, IMG_EXTENSIONS + FRAME_EXTENSIONS, limit, root)  # one walk, one --limit
     images, frames = _only(both, IMG_EXTENSIONS), _only(both, FRAME_EXTENSIONS)
     if images[1] and frames[1]:
         raise DataError(f"{directory}: class directories hold both images ({len(images[1])}) and .npz files "

@@ -81,6 +81,18 @@ def test_links_outside_the_tree_are_followed_once(tmp_path):
     assert (str(root / "c0" / "ext" / "loop"), "symlink into the data set") in src.skipped  # as reached
 
 
+def test_split_layout_links_into_the_other_split_are_not_followed(tmp_path):
+    root = tmp_path / "set"
+    for split in ("train", "test"):
+        one_class_tree(root, n=1, classes=2)
+        os.rename(root / "imgs", root / split)
+    os.symlink(str(root / "train" / "c0"), root / "test" / "c0" / "from_train")  # train images in test
+    src = open_source(str(root), split="test")
+    assert [src.ref(i).name for i in range(len(src))] == [str(root / "test" / "c0" / "0.png"),
+                                                         str(root / "test" / "c1" / "0.png")]
+    assert src.skipped == [(str(root / "test" / "c0" / "from_train"), "symlink into the data set")]
+
+
 def test_class_directory_linked_into_the_tree_is_refused(tmp_path):
     root = one_class_tree(tmp_path, n=1, classes=2)
     os.symlink(str(root / "c0"), root / "c9")
