@@ -201,6 +201,31 @@ def probe_address(address: str) -> None:
     raise DeployError(f"--address {address}: cannot join the Ray cluster: nothing answers at {host}:{port} ({why})")
 
 
+# joining: one connection attempt (~40 s against a port that answers but is no Ray GCS) instead of
+# 20 (ray/_private/node.py _init_gcs_client reads this per call; the user's own value is kept)
+JOIN_ENV = {"RAY_gcs_server_port_wait_time_s": "1"}
+
+
+@contextmanager
+def _stderr_kept():
+    """File descriptor 2 into a temporary file while the block runs: Ray's C++ client logs each
+    failed connection attempt there ("rpc_client.h:153: Failed to connect to GCS ..."); a failed
+    join is reported in one line instead. The lines are written out again if the join succeeds."""
+    saved, keep = os.dup(2), tempfile.TemporaryFile()
+    try:
+        os.dup2(keep.fileno(), 2)
+        ok = False
+        yield
+        ok = True
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        if ok:
+            keep.seek(0)
+            os.write(2, keep.read(1 << 16))
+        keep.close()
+
+
 def _drop_raylet_lines():
     """Ray's driver prints the errors its raylet publishes ("(raylet) A worker died ...", coloured)
     to stdout from a thread of its own, log_to_driver=False or not (ray/_private/worker.py:
@@ -285,7 +310,7 @@ class RayCluster:
             else:
                 probe_address(self.address)
                 try:
-                    with _environ(**RAY_ENV):
+                    with _environ(**RAY_ENV, **JOIN_ENV), _stderr_kept():
                         self.printer = self.printer or _drop_raylet_lines()
                         ray.init(address=self.address, log_to_driver=False, logging_level=logging.ERROR)
                 except (ConnectionError, RuntimeError, ValueError) as e:
@@ -457,6 +482,8 @@ def evaluate_on_ray(ck, data, target: str, *, checkpoint: str, limit: Optional[i
         todo = [s for s in shards if s.index not in done]
         say(f"shards: {len(shards)} of <= {shard_size} samples" + (f", {len(done)} done already in {out_dir}"
                                                                   if resume else ""))
+        if address is not None and todo:
+            probe_address(address)  # before the work below (RayCluster probes again, as a library may call it)
         # once, on the driver: export, the target's flow, calibration and quantization
         setup, _, _, rest, _ = prepare_evaluation(ck, data, target, limit=limit, batch_size=batch_size, dssa=dssa,
                                                   calibration=calibration, calib_samples=calib_samples,
