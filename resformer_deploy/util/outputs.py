@@ -384,24 +384,30 @@ def _linked_inputs(tree) -> list:
             continue
         seen.add(i)
         try:
-            entries = list(os.scandir(d))
+            with os.scandir(d) as entries:  # streamed: a huge directory is not listed whole
+                for e in entries:
+                    n += 1
+                    if n > MAX_WALK_ENTRIES:
+                        break
+                    _note_entry(e, root, tree, found, stack)
         except OSError:
             continue
-        for e in entries:
-            n += 1
-            try:
-                if e.is_symlink():
-                    target = os.path.realpath(e.path)
-                    if os.path.exists(target) and not (target == root or _inside(target, root)):
-                        found.append(_Linked(target))
-                        found[-1].tree = str(tree)
-                        if os.path.isdir(target):
-                            stack.append(target)
-                elif e.is_dir(follow_symlinks=False):
-                    stack.append(e.path)
-            except OSError:
-                continue
     return found
+
+
+def _note_entry(e, root, tree, found, stack) -> None:
+    try:
+        if e.is_symlink():
+            target = os.path.realpath(e.path)
+            if os.path.exists(target) and not (target == root or _inside(target, root)):
+                found.append(_Linked(target))
+                found[-1].tree = str(tree)
+                if os.path.isdir(target):
+                    stack.append(target)
+        elif e.is_dir(follow_symlinks=False):
+            stack.append(e.path)
+    except OSError:
+        pass
 
 
 def _check_not_input(path, inputs) -> None:
