@@ -473,6 +473,8 @@ def evaluate_on_ray(ck, data, target: str, *, checkpoint: str, limit: Optional[i
                             torch_precision=str(torch_dtype(tgt, torch_precision)).replace("torch.", ""), data=data,
                             samples=n, limit=limit, batch_size=batch_size, shard_size=shard_size,
                             calibration=calibration, calib_samples=calib_samples if quantizes else None)
+    if address is not None:  # before anything is written or prepared (RayCluster probes again: a library call)
+        probe_address(address)
     temp_out = None if out_dir else tempfile.mkdtemp(prefix="rd-out-")
     try:
         classes = ck.config.num_classes
@@ -482,8 +484,6 @@ def evaluate_on_ray(ck, data, target: str, *, checkpoint: str, limit: Optional[i
         todo = [s for s in shards if s.index not in done]
         say(f"shards: {len(shards)} of <= {shard_size} samples" + (f", {len(done)} done already in {out_dir}"
                                                                   if resume else ""))
-        if address is not None and todo:
-            probe_address(address)  # before the work below (RayCluster probes again, as a library may call it)
         # once, on the driver: export, the target's flow, calibration and quantization
         setup, _, _, rest, _ = prepare_evaluation(ck, data, target, limit=limit, batch_size=batch_size, dssa=dssa,
                                                   calibration=calibration, calib_samples=calib_samples,

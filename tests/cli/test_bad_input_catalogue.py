@@ -5,8 +5,9 @@ from click.testing import CliRunner
 
 from resformer_deploy.cli.main import main
 from tests.bad_inputs import cases_artifact, cases_classes, cases_data, cases_inputs, cases_outputs, cases_outputs2
+from tests.bad_inputs import cases_engines
 
-CASES = cases_inputs.CASES + cases_outputs.CASES + cases_classes.CASES + cases_outputs2.CASES + cases_data.CASES + cases_artifact.CASES
+CASES = cases_inputs.CASES + cases_outputs.CASES + cases_classes.CASES + cases_outputs2.CASES + cases_data.CASES + cases_artifact.CASES + cases_engines.CASES
 
 
 def _tree(root):
