@@ -337,6 +337,7 @@ def simulate(model, target, samples, dssa, seed, calib_samples, json_out, data_a
     if md is not None:
         x, labels, _ = md.take(samples, "--samples")
         samples, source = len(labels), md.describe()
+        _warn_skipped(md)
     else:
         x, labels, source = inputs_for(in_shape, samples, seed)
     opts = {"dssa": dssa} if "dssa" in tgt.capabilities.options else {}  # options the target takes
@@ -520,6 +521,7 @@ def report(checkpoint, variant, img_size, T, num_classes, unsafe_load, out_dir, 
     rep = build_report(ck, checkpoint, dssa, lava_samples, eval_samples, calib_samples,
                        say=lambda m: click.echo(f"  {m} ...", err=True), inputs=ladder_inputs(md, eval_samples),
                        calibration=cal)
+    _warn_skipped(md)
     paths = write_report_files(Path(out_dir), rep)
     lad = rep["ladder"]
     emu = lad.fixed_point  # the rung of that role, wherever it stands

@@ -47,3 +47,14 @@ def test_skipped_warnings_show_the_first_then_a_count():
     assert lines[:SKIPPED_SHOWN] == [f"warning: skipped f{i}.png: cannot decode image" for i in range(SKIPPED_SHOWN)]
     assert lines[SKIPPED_SHOWN:] == ["warning: ... 3 more skipped (listed in the JSON)"]
     assert skipped_warnings([]) == []
+
+
+def test_simulate_lists_skipped_files(tmp_path):
+    root, paths = digit_folder(tmp_path, bad=(0,))
+    nir_path = str(tmp_path / "d.nir")
+    assert CliRunner().invoke(main, ["export", str(DIGITS_CKPT), "-o", nir_path]).exit_code == 0
+    r = CliRunner().invoke(main, ["simulate", nir_path, "--target", "reference", "--data", root, "--skip-bad",
+                                  "--samples", "3"])
+    assert r.exit_code == 0, (r.output, r.stderr)
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning: skipped ")]
+    assert len(warnings) == 1 and warnings[0].startswith(f"warning: skipped {paths[0]}: cannot decode image: ")
