@@ -56,9 +56,11 @@ def int_labels(values, where: str, key: str, k: int, what: str = "classes") -> n
     else:
         raise DeployError(f"{where}: '{key}' must be a list of integer labels, got {type(values).__name__}")
     if len(items):
-        lo, hi = min(items), max(items)  # Python / numpy integers: compared exactly, never cast first
+        # compared exactly, never cast first (a list may hold Python ints beyond int64)
+        lo, hi = (items.min(), items.max()) if isinstance(items, np.ndarray) else (min(items), max(items))
         if lo < 0 or hi >= k:
-            out = [j for j, v in enumerate(items) if not 0 <= v < k]
+            out = (np.flatnonzero((items < 0) | (items >= k)) if isinstance(items, np.ndarray)
+                   else [j for j, v in enumerate(items) if not 0 <= v < k])
             raise DeployError(f"{where}: '{key}'[{out[0]}] = {int(items[out[0]])} out of range 0..{k - 1} "
                               f"({k:,} {what}; {len(out):,} such label(s))")
     return np.asarray(items, dtype=np.int64)
