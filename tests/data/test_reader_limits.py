@@ -157,11 +157,12 @@ def test_concurrent_decodes_stay_within_the_budget_together(tmp_path, monkeypatc
     assert done == [(100, 100, 3)] and images._reserved == [0]
 
 
-def test_decompression_bomb_is_one_line(tmp_path):
-    path = png_header_only(class_dir(tmp_path) / "bomb.png", 12000, 12000)
+@pytest.mark.parametrize("side, limit", [(12000, 1), (20000, 2)])  # Pillow: warning above 1x, error above 2x
+def test_decompression_bomb_is_one_line(tmp_path, side, limit):
+    path = png_header_only(class_dir(tmp_path) / "bomb.png", side, side)
     assert error(decode_sample, path) == (f"{path}: refused by Pillow's decompression-bomb check: Image size "
-                                          f"(144000000 pixels) exceeds limit of {Image.MAX_IMAGE_PIXELS} pixels, "
-                                          f"could be decompression bomb DOS attack.")
+                                          f"({side * side} pixels) exceeds limit of {limit * Image.MAX_IMAGE_PIXELS} "
+                                          f"pixels, could be decompression bomb DOS attack.")
 
 
 def decode_sample(path):
