@@ -151,15 +151,20 @@ def _float_tiff(path):  # img0.tif in place of img0.png
     Image.fromarray(np.zeros((8, 8), np.float32)).save(path[:-4] + ".tif")
 
 
-def _cifar(tmp, key=None, value=None, meta_names=None):
-    """cifar-10-batches-py with test_batch[key] = value, or batches.meta label_names replaced."""
+def _int32_tiff(path):  # img0.tif in place of img0.png
+    Image.fromarray(np.zeros((8, 8), np.int32)).save(path[:-4] + ".tif")
+
+
+def _cifar(tmp, key=None, value=None, meta_names=None, n=4):
+    """cifar-10-batches-py of ``n`` test images with test_batch[key] = value, or batches.meta
+    label_names replaced."""
     d = tmp / "cifar" / "cifar-10-batches-py"
     os.makedirs(d)
     names = [f"c{i}".encode() for i in range(10)] if meta_names is None else meta_names
     with open(d / "batches.meta", "wb") as f:
         pickle.dump({b"label_names": names, b"num_cases_per_batch": 4}, f, protocol=2)
-    batch = {b"batch_label": b"testing batch 1 of 1", b"data": np.zeros((4, 3072), np.uint8),
-             b"labels": [0, 1, 2, 3], b"filenames": [b"a.png", b"b.png", b"c.png", b"d.png"]}
+    batch = {b"batch_label": b"testing batch 1 of 1", b"data": np.zeros((n, 3072), np.uint8),
+             b"labels": [i % 10 for i in range(n)], b"filenames": [f"{i}.png".encode() for i in range(n)]}
     if key is not None:
         batch[key] = value
     with open(d / "test_batch", "wb") as f:
@@ -189,6 +194,12 @@ CASES = [
                 _ev(lambda t: _npz(t, compressed=True, x=X16, y=np.zeros(10 ** 8, np.int64))),
                 ["d.npz: 'y' declares [100000000] int64 (100,000,000 values) (762.9 MiB) > memory budget 64.0 MiB"],
                 env={BUDGET_ENV: str(64 * 2 ** 20)}),
+    BoundedCase("data_npz_compressed_x_beyond_budget",  # 80 MiB declared, 80 KiB stored: read whole if compressed
+                _ev(lambda t: _npz(t, compressed=True, x=np.zeros((327_680, 1, 8, 8), np.float32),
+                                   y=np.zeros(327_680, np.int64))),
+                ["d.npz: 'x' declares [327680, 1, 8, 8] float32 (20,971,520 values) (80.0 MiB) > memory budget "
+                 "64.0 MiB"],
+                env={BUDGET_ENV: str(64 * 2 ** 20)}),
     BoundedCase("data_npz_float_labels", _ev(lambda t: _npz(t, x=X16, y=np.full(16, 0.7))),
                 ["d.npz: 'y' must be integer labels [N], got float64 [16]"]),
     # defect 9: NaN/inf samples named by file and index
@@ -211,6 +222,8 @@ CASES = [
                 _ev(lambda t: _digit_folder(t, lambda p: png_header_only(p, 12000, 12000))),
                 ["imgs/0/img0.png: refused by Pillow's decompression-bomb check: Image size (144000000 pixels) "
                  "exceeds limit of"]),
+    BoundedCase("data_image_int32_mode", _ev(lambda t: _digit_folder(t, _int32_tiff)),
+                ["imgs/0/img0.tif: 32-bit integer image (Pillow mode I) has no 0..255 scale"]),
     BoundedCase("data_image_float_mode", _ev(lambda t: _digit_folder(t, _float_tiff)),
                 ["imgs/0/img0.tif: 32-bit float image (Pillow mode F) has no 0..255 scale"]),
     # 14: CIFAR labels and names of the wrong type
@@ -220,6 +233,9 @@ CASES = [
                 [f"test_batch: 'labels'[2] = {10 ** 30} out of range 0..9"]),
     BoundedCase("data_cifar_float_label", _ev(lambda t: _cifar(t, b"labels", [0, 0.7, 1, 2])),
                 ["test_batch: 'labels'[1] is float 0.7, not an integer label"]),
+    BoundedCase("data_cifar_pickle_beyond_budget", _ev(lambda t: _cifar(t, n=64)),  # the checkpoint fits
+                ["cifar-10-batches-py/test_batch: unpickling 193.9 KiB ",
+                 "(up to 8x in memory) (1.5 MiB) > memory budget 1,000.0 KiB"], env={BUDGET_ENV: str(1000 * 1024)}),
     BoundedCase("data_cifar_label_names_int", _ev(lambda t: _cifar(t, meta_names=10)),
                 ["batches.meta: 'label_names' must be a list of class names, got int 10"]),
 ]
