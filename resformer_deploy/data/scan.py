@@ -14,10 +14,13 @@ import time
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
+from resformer_deploy.data.checks import check_budget
 from resformer_deploy.errors import DeployError
 
 MAX_ENTRIES = 20_000_000   # ImageNet's training split is 1.28 M files in 1,000 directories
 MAX_SECONDS = 600.0
+PATH_BYTES = 100           # a listed file in memory beyond its name: str header, list slot, label
+FIRST_SIZE_CHECK = 64 * 2 ** 20  # the listing is checked against the budget from this size on, then at doublings
 
 
 @dataclass
@@ -31,6 +34,8 @@ class Walk:
     seen: set = field(default_factory=set)   # (st_dev, st_ino) of directories entered
     found: int = 0                       # samples found so far
     classes: int = 0                     # class directories scanned so far
+    listed_bytes: int = 0                # memory the listed paths take (estimate)
+    next_check: int = field(default_factory=lambda: FIRST_SIZE_CHECK)
     t0: float = field(default_factory=time.monotonic)
     tree: Optional[str] = None           # the data set's root (default root): links into it are not followed
 
@@ -56,6 +61,12 @@ class Walk:
         if elapsed > MAX_SECONDS:
             raise DeployError(f"{self.root}: scan stopped after {elapsed:,.0f} s (limit {MAX_SECONDS:,.0f} s) and "
                               f"{self.entries:,} directory entries; pass a smaller tree or --limit")
+
+    def _size(self, n):
+        self.listed_bytes += n
+        if self.listed_bytes >= self.next_check:
+            check_budget(self.listed_bytes, f"{self.root}: listing {self.found:,} files")
+            self.next_check = 2 * self.listed_bytes
 
     def files(self, top, extensions) -> List[str]:
         """The files of ``top`` and its sub-directories whose lower-cased name ends in one of
@@ -96,8 +107,10 @@ class Walk:
                         names.append(e.name)
                 except OSError:  # a dangling link, as os.walk: neither a directory nor kept
                     continue
-            found += [os.path.join(d, n) for n in sorted(names)]
+            new = [os.path.join(d, n) for n in sorted(names)]
+            found += new
             self.found = before + len(found)
+            self._size(sum(len(p) for p in new) + PATH_BYTES * len(new))
         if self.limit is not None:
             found = found[:max(0, self.limit - before)]
             self.found = before + len(found)

@@ -130,6 +130,17 @@ def test_scan_bounded_in_entries_and_time(tmp_path, monkeypatch):
     assert msg.startswith(f"{root}: scan stopped after ") and "(limit -1 s) and 3 directory entries" in msg
 
 
+def test_listing_sized_against_the_budget(tmp_path, monkeypatch):
+    root = one_class_tree(tmp_path, n=3, classes=2)
+    monkeypatch.setattr(scan, "FIRST_SIZE_CHECK", 1)
+    monkeypatch.setenv(BUDGET, "300")
+    # c0's three paths: their lengths + 100 bytes each
+    need = sum(len(str(root / "c0" / f"{i}.png")) + 100 for i in range(3))
+    assert error(open_source, str(root)) == f"{root}: listing 3 files ({size(need)}) > memory budget {size(300)}"
+    monkeypatch.setenv(BUDGET, str(2 ** 30))
+    assert len(open_source(str(root))) == 6
+
+
 # -- defects 3 and 9: images ------------------------------------------------------------------------
 
 def test_image_beyond_the_budget_is_refused_from_its_header(tmp_path, monkeypatch):
