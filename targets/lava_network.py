@@ -39,8 +39,10 @@ __all__ = ["ResformerNetwork", "SubResformerNetworkModel", "build_network", "exc
 def exception_models(fixed: bool) -> dict:
     """{process: model} a simulation of the network needs beyond Lava's discovery, which only
     finds models next to a process's definition: float models lava-nc 0.10 lacks (GradedVec,
-    ProdNeuron) and the Conv models (targets.lava_processes.conv; the stock fixed-point Conv
-    ignores weight_exp, lava-nc/lava issue 803)."""
+    ProdNeuron) and the Conv models (targets.lava_processes.conv: one im2col matmul per step; the
+    stock fixed-point Conv also ignores weight_exp, lava-nc/lava issue 803). With a quantization
+    whose convolutions all have weight_exp 0, fixed point also runs on Lava's stock models alone
+    (run_config(fixed=True, models=False))."""
     if fixed:
         return {Conv: PyConvModelFixedExact}
     return {GradedVec: PyGradedVecModelFloat, ProdNeuron: PyProdNeuronModelFloat, Conv: PyConvModelFloatFast}
