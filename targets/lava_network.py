@@ -41,8 +41,8 @@ def exception_models(fixed: bool) -> dict:
     finds models next to a process's definition: float models lava-nc 0.10 lacks (GradedVec,
     ProdNeuron) and the Conv models (targets.lava_processes.conv: one im2col matmul per step; the
     stock fixed-point Conv also ignores weight_exp, lava-nc/lava issue 803). With a quantization
-    whose convolutions all have weight_exp 0, fixed point also runs on Lava's stock models alone
-    (run_config(fixed=True, models=False))."""
+    whose convolutions all have weight_exp 0, the fixed-point synaptic lowering also runs on Lava's
+    stock models alone (run_config(fixed=True, models=False); the fused product is our process)."""
     if fixed:
         return {Conv: PyConvModelFixedExact}
     return {GradedVec: PyGradedVecModelFloat, ProdNeuron: PyProdNeuronModelFloat, Conv: PyConvModelFloatFast}
