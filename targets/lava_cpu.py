@@ -324,11 +324,14 @@ class LavaCpuTarget(Target):
 
     def run(self, graph, x: torch.Tensor, T: int, record_spikes: bool = True, record_membranes: bool = False,
             dtype=torch.float64, progress=None, info: Optional[dict] = None, prepared=None, quant=None,
-            dssa: str = "fused", stall_timeout: float = STALL_TIMEOUT, **unknown) -> RunResult:
+            dssa: str = "fused", stall_timeout: float = STALL_TIMEOUT, stock_models: bool = False,
+            **unknown) -> RunResult:
         self.refuse_unknown(unknown)
         self.check_recording(record_spikes=record_spikes, record_membranes=record_membranes)
         t0 = time.time()
         quant = self.quantized_net(prepared, quant)
+        if stock_models and quant is None:  # stock GradedVec/ProdNeuron have no floating_pt models
+            raise DeployError("stock_models: only the fixed-point network runs on Lava's stock models alone")
         plan = self.plan_for(graph, dssa, prepared, quant)
         if plan.dssa != dssa:
             raise DeployError(f"the {'quantized ' if quant is not None else ''}plan was made for dssa={plan.dssa}, "
@@ -344,7 +347,7 @@ class LavaCpuTarget(Target):
         total_steps = N * T + plan.total_latency
         slim = worker_plan(plan)
         job = (slim, host_values, N, T, lowerings, record_spikes,
-               dataclasses.replace(quant, plan=slim) if quant is not None else None)
+               dataclasses.replace(quant, plan=slim) if quant is not None else None, bool(stock_models))
         t_build = time.time() - t0
         attempts = []
         for attempt in range(2):
@@ -394,5 +397,5 @@ class Loihi2SimTarget(LavaCpuTarget):
     """Lava CPU backend, Loihi2SimCfg(select_tag='fixed_pt'): the quantized network, bit-accurate
     process models (stock Sparse/DelaySparse/LIFReset/GradedVec/ProdNeuron/RingBuffer)."""
     capabilities = Capabilities(arithmetic="fixed", flow="loihi2-fixed", engine="lava", needs_quantized_net=True,
-                                options=("dssa", "stall_timeout"), bit_exact_twin="loihi2-emu",
+                                options=("dssa", "stall_timeout", "stock_models"), bit_exact_twin="loihi2-emu",
                                 summary="Lava on Loihi2SimCfg(select_tag='fixed_pt'): bit-accurate fixed point")
