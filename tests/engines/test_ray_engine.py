@@ -4,7 +4,6 @@ to the same result, a worker killed mid-shard (os._exit) on the way; a SIGKILLed
 process or directory (its watchdog) and a changed shard of it is refused by --resume; failing
 shards are named with their errors while the others complete; an address where nothing answers
 is refused in one line. conftest.py checks that no Ray process survives."""
-import glob
 import hashlib
 import json
 import os
