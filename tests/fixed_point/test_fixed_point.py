@@ -228,6 +228,9 @@ def test_fixed_point_targets_refuse_missing_quantization_and_hardware_is_explain
         get_target("loihi2")
     with pytest.raises(DeployError, match="floating point"):
         get_target("lava-cpu").run(g, x, m.config.T, quant=object())
+    # Lava has no stock floating_pt models for GradedVec / ProdNeuron: stock-only is fixed point only
+    with pytest.raises(DeployError, match="^stock_models: only the fixed-point network runs on Lava's stock models"):
+        get_target("lava-cpu").run(g, x, m.config.T, stock_models=True)
 
 
 def test_fixed_point_targets_are_sized_from_the_plan_before_calibration(quant, digits_graph):
