@@ -324,14 +324,14 @@ class LavaCpuTarget(Target):
 
     def run(self, graph, x: torch.Tensor, T: int, record_spikes: bool = True, record_membranes: bool = False,
             dtype=torch.float64, progress=None, info: Optional[dict] = None, prepared=None, quant=None,
-            dssa: str = "fused", stall_timeout: float = STALL_TIMEOUT, stock_models: bool = False,
-            **unknown) -> RunResult:
+            dssa: str = "fused", stall_timeout: float = STALL_TIMEOUT, **unknown) -> RunResult:
+        # loihi2-sim's option (its run() names it); lava-cpu refuses it: the float network needs our models
+        stock_models = bool(unknown.pop("stock_models", False)) if "stock_models" in self.capabilities.options \
+            else False
         self.refuse_unknown(unknown)
         self.check_recording(record_spikes=record_spikes, record_membranes=record_membranes)
         t0 = time.time()
         quant = self.quantized_net(prepared, quant)
-        if stock_models and quant is None:  # stock GradedVec/ProdNeuron have no floating_pt models
-            raise DeployError("stock_models: only the fixed-point network runs on Lava's stock models alone")
         plan = self.plan_for(graph, dssa, prepared, quant)
         if plan.dssa != dssa:
             raise DeployError(f"the {'quantized ' if quant is not None else ''}plan was made for dssa={plan.dssa}, "
@@ -399,3 +399,12 @@ class Loihi2SimTarget(LavaCpuTarget):
     capabilities = Capabilities(arithmetic="fixed", flow="loihi2-fixed", engine="lava", needs_quantized_net=True,
                                 options=("dssa", "stall_timeout", "stock_models"), bit_exact_twin="loihi2-emu",
                                 summary="Lava on Loihi2SimCfg(select_tag='fixed_pt'): bit-accurate fixed point")
+
+    def run(self, graph, x: torch.Tensor, T: int, record_spikes: bool = True, record_membranes: bool = False,
+            dtype=torch.float64, progress=None, info: Optional[dict] = None, prepared=None, quant=None,
+            dssa: str = "fused", stall_timeout: float = STALL_TIMEOUT, stock_models: bool = False,
+            **unknown) -> RunResult:
+        """As lava-cpu's; ``stock_models``: Lava's stock process models only (plain Loihi2SimCfg, no
+        exception model map), as hardware runs them: the synaptic lowering needs nothing else."""
+        return super().run(graph, x, T, record_spikes, record_membranes, dtype, progress, info, prepared, quant,
+                           dssa, stall_timeout, stock_models=stock_models, **unknown)

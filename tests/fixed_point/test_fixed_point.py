@@ -229,7 +229,7 @@ def test_fixed_point_targets_refuse_missing_quantization_and_hardware_is_explain
     with pytest.raises(DeployError, match="floating point"):
         get_target("lava-cpu").run(g, x, m.config.T, quant=object())
     # Lava has no stock floating_pt models for GradedVec / ProdNeuron: stock-only is fixed point only
-    with pytest.raises(DeployError, match="^stock_models: only the fixed-point network runs on Lava's stock models"):
+    with pytest.raises(DeployError, match="^target 'lava-cpu' has no option 'stock_models'"):
         get_target("lava-cpu").run(g, x, m.config.T, stock_models=True)
 
 
