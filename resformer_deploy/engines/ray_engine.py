@@ -350,9 +350,12 @@ class RayCluster:
                 procs += [d, *d.children(recursive=True)]
             except psutil.NoSuchProcess:
                 pass
-        if self.owned is not False and ray.is_initialized():
+        stopping = self.owned is not False and ray.is_initialized()
+        if stopping:
             ray.shutdown()
-        _, alive = psutil.wait_procs(procs, timeout=STOP_TIMEOUT_S)
+        # wait only for processes told to stop: after a ray.init cut short (Ctrl-C while it starts
+        # the instance) nobody told them, and waiting would only delay the kill by STOP_TIMEOUT_S
+        _, alive = psutil.wait_procs(procs, timeout=STOP_TIMEOUT_S if stopping else 0)
         for p in alive:
             try:
                 p.kill()

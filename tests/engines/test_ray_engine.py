@@ -191,3 +191,29 @@ def test_unreachable_address_is_one_line(tmp_path):
     assert stderr.strip().splitlines() == ["error: --address 127.0.0.1:1: cannot join the Ray cluster: nothing answers "
                                            "at 127.0.0.1:1 (Connection refused)"], stderr
     assert not any(w in stdout.lower() for w in ("raylet", "gcs", "rpc_client")), stdout  # no Ray log line
+
+
+def test_ctrl_c_while_ray_starts_ends_at_once():
+    """SIGINT while ray.init starts the local instance: exit 130 with nothing left (conftest.py).
+    Ray's processes were not told to stop, so they are killed at once rather than waited for
+    (which took 10 s more); measured 1.9-2.5 s to exit at a load average of 40 on 2 cores, so 8 s
+    is a generous bound that the old 10 s wait would still fail."""
+    before = ray_dirs()
+    p = cli("evaluate", str(DIGITS_CKPT), "--data", "digits", "--limit", "12", "--batch-size", "6", "--engine", "ray",
+            "--workers", "1", start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while not ray_dirs() - before and time.time() < deadline:
+            assert p.poll() is None, p.communicate()
+            time.sleep(0.05)
+        time.sleep(1.0)  # ray.init is starting the instance
+        t = time.time()
+        p.send_signal(signal.SIGINT)
+        _, stderr = p.communicate(timeout=60)
+        elapsed = time.time() - t
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "error: interrupted (SIGINT)", stderr
+    assert elapsed < 8.0, f"{elapsed:.1f} s from SIGINT to exit"
