@@ -80,7 +80,7 @@ class DataSource(abc.ABC):
         self.location = location        # the directory / file actually read (split dir, batch dir)
         self.split = split              # split name used, None when the layout has no splits
         self.classes = tuple(str(c) for c in classes)
-        self.classes_known = classes_known  # False: npz without 'classes' (count = max label + 1)
+        self.classes_known = classes_known  # False: npz without 'classes' (classifier's count / max label + 1)
         self.labels = np.asarray(labels, dtype=np.int64).reshape(-1)
         bad = np.flatnonzero((self.labels < 0) | (self.labels >= len(self.classes)))
         if len(bad):
