@@ -357,7 +357,7 @@ def test_convolutions_are_quantized_on_their_kernels(quant):
 
 def test_plif_dvs_model_quantizes_without_clipping_and_reports_decay_error():
     """A small dvsg-style model (PLIF: per-layer learned decays, DVS frames): the scale of each group
-    also respects its weights (mantissa x 2^7), so nothing is clipped; decays that 12 bits cannot hold
+    also respects its weights (8-bit mantissas, exponent 0), so nothing is clipped; decays that 12 bits cannot hold
     exactly are reported."""
     from resformer_deploy.model.resformer import build_model
     from resformer_deploy.model.calibration import randomize_state
