@@ -10,7 +10,8 @@ Ensures, per group, the largest S that keeps (with ``margin`` over the calibrate
   * the LIF current u = a_in << 6 and the membrane v = 64 S w inside 24 bits (u wraps, v
     saturates), the graded payloads inside 24 bits,
   * the threshold S * th inside the 17-bit vth, the bias 64 S b inside 13-bit mant << 3-bit exp,
-    every weight W * S inside 8-bit mantissa << the largest exponent;
+    a dense weight W * S inside 8-bit mantissa << the largest exponent, a convolution weight
+    W S_out / S_in inside the 8-bit mantissa itself (exponent 0, below);
   and per synapse process an 8-bit mantissa with its own exponent (mant << exp = W S_out / S_in),
   12-bit decay dv = k * 4096, du = 4095 (u = input each step), integer thresholds and biases.
 
