@@ -38,8 +38,10 @@ def test_generated_set_is_the_generators_output(made, tmp_path):
     direct = tmp_path / "direct"
     digits_images.build(direct, seed=13, train_copies=1, test_copies=1)
     assert tree_digest(root) == tree_digest(direct)
-    assert json.loads((root / STAMP).read_text()) == {k: RECORD[k] for k in (
-        "generator", "generator_version", "seed", "train_copies", "test_copies")}
+    stamp = json.loads((root / STAMP).read_text())
+    assert stamp == {**{k: RECORD[k] for k in ("generator", "generator_version", "seed", "train_copies",
+                                               "test_copies")},
+                     "files": sorted(str(p.relative_to(direct)) for p in direct.rglob("*") if p.is_file())}
     assert sorted(p.name for p in base.iterdir()) == ["digits_images"]  # no temporary directory left
     assert any("generating" in s for s in said)
 
@@ -66,7 +68,25 @@ def test_foreign_directory_is_refused(tmp_path):
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
 
 
+@pytest.mark.parametrize("where", ["top", "nested"])
+def test_user_files_in_a_stale_generated_set_are_never_deleted(made, where):
+    base, root, _ = made
+    inside = root if where == "top" else next(p for p in root.iterdir() if p.is_dir())
+    (inside / "thesis.txt").write_text("keep")
+    digest = tree_digest(root)
+    try:
+        with pytest.raises(DeployError, match=r"holds another generated data set and 1 entry its generator did not "
+                                              r"write \(.*thesis\.txt\): not replaced"):
+            ensure_generated(dict(RECORD, seed=15), root, "ck.pt")
+        assert tree_digest(root) == digest and sorted(p.name for p in base.iterdir()) == ["digits_images"]
+    finally:
+        (inside / "thesis.txt").unlink()
+
+
 @pytest.mark.parametrize("change, message", [
+    ({"generator_version": "1"}, "ck.pt: its training record's data set has non-integer "
+                                 "evaluation.dataset.generator_version='1'"),
+    ({"seed": 1.5}, "ck.pt: its training record's data set has non-integer evaluation.dataset.seed=1.5"),
     ({"seed": None}, "ck.pt: its training record names no generated data set (missing evaluation.dataset.seed)"),
     ({"generator": "os"}, "ck.pt: data generator 'os' is not one of resformer_deploy.data.generators.digits_images"),
     ({"generator_version": 7}, "ck.pt: trained on version 7 of resformer_deploy.data.generators.digits_images, "

@@ -7,11 +7,12 @@ renamed into it; a ``generated.json`` beside the data says what built it, and is
 the record before the data is reused."""
 import importlib
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
 
-from resformer_deploy.errors import DeployError
+from resformer_deploy.errors import DeployError, summarize
 
 GENERATORS = ("resformer_deploy.data.generators.digits_images", "resformer_deploy.data.generators.digits_events")
 STAMP = "generated.json"
@@ -27,8 +28,12 @@ def recipe(dataset: dict, what: str) -> dict:
                           f"(missing {', '.join('evaluation.dataset.' + k for k in missing)})")
     if dataset["generator"] not in GENERATORS:
         raise DeployError(f"{what}: data generator '{dataset['generator']}' is not one of {', '.join(GENERATORS)}")
+    bad = [k for k in KEYS[1:] if not isinstance(dataset[k], int) or isinstance(dataset[k], bool)]
+    if bad:
+        raise DeployError(f"{what}: its training record's data set has non-integer "
+                          f"{', '.join(f'evaluation.dataset.{k}={dataset[k]!r}' for k in bad)}")
     module = importlib.import_module(dataset["generator"])
-    if int(dataset["generator_version"]) != module.GENERATOR_VERSION:
+    if dataset["generator_version"] != module.GENERATOR_VERSION:
         raise DeployError(f"{what}: trained on version {dataset['generator_version']} of {dataset['generator']}, "
                           f"this package has version {module.GENERATOR_VERSION}: the samples would differ")
     return {k: dataset[k] for k in KEYS}
@@ -40,17 +45,24 @@ def ensure_generated(dataset: dict, root, what: str, say=lambda m: None) -> Path
     want = recipe(dataset, what)
     root = Path(root)
     stamp = root / STAMP
+    have = None
     if stamp.is_file():
         try:
             have = json.loads(stamp.read_text())
         except (OSError, ValueError):
             have = None
-        if have == want:
+        if isinstance(have, dict) and {k: have.get(k) for k in KEYS} == want:
             say(f"data: reusing {root} ({want['generator'].rsplit('.', 1)[-1]} v{want['generator_version']}, "
                 f"seed {want['seed']})")
             return root
     if root.exists() and not stamp.is_file() and any(root.iterdir()):
         raise DeployError(f"{root}: exists and holds no {STAMP}: not a generated data set (choose another --data-dir)")
+    if root.exists():
+        foreign = _not_generated(root, have)
+        if foreign:  # replacing root would delete files the generator did not write
+            raise DeployError(f"{root}: holds another generated data set and {len(foreign)} entr"
+                              f"{'y' if len(foreign) == 1 else 'ies'} its generator did not write "
+                              f"({summarize(foreign)}): not replaced; move them or choose another --data-dir")
     root.parent.mkdir(parents=True, exist_ok=True)
     module = importlib.import_module(want["generator"])
     say(f"data: generating {root} with {want['generator']} (seed {want['seed']})")
@@ -58,7 +70,8 @@ def ensure_generated(dataset: dict, root, what: str, say=lambda m: None) -> Path
     try:
         made = module.build(tmp, seed=int(want["seed"]), train_copies=int(want["train_copies"]),
                             test_copies=int(want["test_copies"]))
-        (tmp / STAMP).write_text(json.dumps(want, indent=2) + "\n")
+        files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
+        (tmp / STAMP).write_text(json.dumps({**want, "files": files}, indent=2) + "\n")
         if root.exists():
             shutil.rmtree(root)
         tmp.rename(root)
@@ -66,6 +79,22 @@ def ensure_generated(dataset: dict, root, what: str, say=lambda m: None) -> Path
         shutil.rmtree(tmp, ignore_errors=True)
     say(f"data: {made['n_train']:,} training and {made['n_test']:,} held-out samples in {made['seconds']} s")
     return root
+
+
+def _not_generated(root: Path, stamp) -> list:
+    """Entries under ``root`` that its stamp's file list does not name (a stamp without a list
+    names none): only a tree of exactly the generator's files may be replaced."""
+    files = stamp.get("files") if isinstance(stamp, dict) else None
+    listed = {Path(f) for f in files} if isinstance(files, list) and all(isinstance(f, str) for f in files) else set()
+    allowed = {Path(STAMP)} | listed | {d for f in listed for d in f.parents if d != Path(".")}
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):  # symlinks are entries, never followed
+        for name in dirnames + filenames:
+            rel = (Path(dirpath) / name).relative_to(root)
+            if rel not in allowed or ((Path(dirpath) / name).is_symlink()):
+                found.append(str(rel))
+        dirnames[:] = [d for d in dirnames if (Path(dirpath) / d).relative_to(root) in allowed]
+    return sorted(found)
 
 
 def labels_sha256(y) -> str:
