@@ -182,7 +182,8 @@ def _environ(**values):
 
 
 def probe_address(address: str) -> None:
-    """Refuse at once, in one line, an ``--address`` HOST:PORT where nothing accepts a connection:
+    """Refuse at once, in one line, an ``--address`` HOST:PORT where nothing accepts a connection,
+    or where the server does not speak gRPC:
     ray.init would retry for minutes (20 attempts of ~40 s in Ray 2.60, ray/_private/node.py
     _init_gcs_client), printing its log lines. Other forms ("auto") are left to Ray."""
     hostport = address[len("ray://"):] if address.startswith("ray://") else address
@@ -191,14 +192,39 @@ def probe_address(address: str) -> None:
         return
     host = host.strip("[]")
     try:
-        socket.create_connection((host, int(port)), timeout=PROBE_TIMEOUT_S).close()
+        sock = socket.create_connection((host, int(port)), timeout=PROBE_TIMEOUT_S)
     except socket.timeout:
         why = f"no answer within {PROBE_TIMEOUT_S:.0f} s"
     except (OSError, OverflowError, ValueError) as e:
         why = getattr(e, "strerror", None) or one_line(e)
     else:
-        return
+        with sock:
+            if _answers_http2(sock):
+                return
+        raise DeployError(f"--address {address}: cannot join the Ray cluster: {host}:{port} answers but does not "
+                          f"speak gRPC (HTTP/2), so it is no Ray GCS or Ray Client server; check the host and port")
     raise DeployError(f"--address {address}: cannot join the Ray cluster: nothing answers at {host}:{port} ({why})")
+
+
+# An HTTP/2 client's connection preface and an empty SETTINGS frame (RFC 9113 sections 3.4, 6.5).
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
+def _answers_http2(sock: socket.socket) -> bool:
+    """Whether the server answers an HTTP/2 preface with a SETTINGS frame, as every gRPC server
+    (Ray's GCS and Ray Client server are gRPC) must first (RFC 9113 section 3.4). Anything else
+    (an HTTP/1 or other server, silence) would cost ray.init ~40 s before it gives up."""
+    try:
+        sock.sendall(H2_PREFACE)
+        head = b""
+        while len(head) < 9:  # the 9-byte frame header: length (3), type (1), flags (1), stream (4)
+            chunk = sock.recv(9 - len(head))
+            if not chunk:
+                return False
+            head += chunk
+    except OSError:  # socket.timeout included: no answer within PROBE_TIMEOUT_S
+        return False
+    return head[3] == 0x04
 
 
 # joining: one connection attempt (~40 s against a port that answers but is no Ray GCS) instead of
