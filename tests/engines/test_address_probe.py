@@ -58,10 +58,9 @@ def test_a_server_that_is_no_grpc_is_refused(reply):
 
 
 def test_a_server_answering_with_http2_settings_passes():
-    """A server's first HTTP/2 frame is SETTINGS (RFC 9113 section 3.4): here one with
-    MAX_CONCURRENT_STREAMS and INITIAL_WINDOW_SIZE, as a gRPC server sends (checked by hand against a
-    real Ray 2.60 GCS, benchmarks/RESULTS.md)."""
-    settings = bytes([0, 0, 12, 4, 0, 0, 0, 0, 0]) + bytes([0, 3, 0, 0, 0, 100, 0, 4, 0, 64, 0, 0])
+    """A server's first HTTP/2 frame is SETTINGS (RFC 9113 section 3.4). The reply here is the one a
+    real Ray 2.60 GCS (`ray start --head`) sent to the same preface on this machine, 2026-12-07."""
+    settings = bytes.fromhex("000018040000000000000400400000000500400000000600004000fe0300000001")
     srv = _server(settings)
     port = srv.getsockname()[1]
     try:
