@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from resformer_deploy.errors import DeployError, one_line
+from resformer_deploy.util.digest import file_sha256
 
 SHARD_FORMAT = 1
 SHARD_BATCHES = 8  # default shard: 8 batches (256 samples at the default batch size 32)
@@ -67,14 +68,6 @@ def plan_shards(n: int, shard_size: int, batch_size: int) -> List[Shard]:
     """The shards of samples 0 .. n-1, in index order (the same for any number of workers)."""
     check_shard_size(shard_size, batch_size)
     return [Shard(i, start, min(start + shard_size, n)) for i, start in enumerate(range(0, n, shard_size))]
-
-
-def file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def run_identity(*, checkpoint: str, ck, target: str, target_options: dict, torch_precision: str, data,

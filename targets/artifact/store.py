@@ -30,7 +30,6 @@ per-layer weight exponents or bias exponents other than 6), and the artifact's r
 need torch. What netx can express it reads itself (tests: NetDict on every group, netx's own
 ``hdf5.Network`` on a sequential slice written by ``write_netx_slice``).
 """
-import hashlib
 import json
 import os
 import time
@@ -42,6 +41,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from resformer_deploy.errors import DeployError
+from resformer_deploy.util.digest import file_sha256
 
 FORMAT = "resformer-deploy.loihi2-artifact"
 FORMAT_VERSION = 1
@@ -52,14 +52,6 @@ COMPRESS_BYTES = 1 << 16  # gzip datasets larger than this (kernels, per-neuron 
 
 class ArtifactError(DeployError):
     """A file that is not a readable artifact of a version this toolchain reads."""
-
-
-def sha256_of(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def toolchain_versions() -> dict:
@@ -304,7 +296,7 @@ def artifact_meta(graph, qn, source: str, preset: str = "auto") -> dict:
             cfg = json.loads(cfg)
         except ValueError:
             cfg = ast.literal_eval(cfg) if cfg.startswith("{") else {}
-    return {"checkpoint_sha256": sha256_of(source) if source else "unknown (built from an in-memory graph)",
+    return {"checkpoint_sha256": file_sha256(source) if source else "unknown (built from an in-memory graph)",
             "source": Path(source).name if source else "",
             "variant": str(gm.get("variant", cfg.get("name", "unknown"))),
             "img_size": int(cfg.get("img_size", qn.plan.shapes[qn.plan.host_pre[0]][-1])),

@@ -16,20 +16,12 @@ from PIL import Image
 from resformer_deploy.data import scan
 from resformer_deploy.data.images import decode
 from resformer_deploy.data.sources import BadSample, open_source
-from resformer_deploy.errors import DeployError
 from resformer_deploy.util.memory_budget import size
 from tests.bad_inputs.cases_data import png_header_only
 from tests.support import datasets as D
+from tests.support.errors import error
 
 BUDGET = "RESFORMER_DEPLOY_MEMORY_BUDGET"
-
-
-def error(fn, *args, **kwargs):
-    with pytest.raises(DeployError) as info:
-        fn(*args, **kwargs)
-    msg = str(info.value)
-    assert "\n" not in msg
-    return msg
 
 
 def class_dir(tmp_path):

@@ -10,14 +10,7 @@ from resformer_deploy.data.sources import BadSample, DataError, open_source
 from resformer_deploy.data.writers import write_frames, write_npz
 from resformer_deploy.errors import DeployError
 from tests.support import datasets as D
-
-
-def error(fn, *args, **kwargs):
-    with pytest.raises(DeployError) as info:
-        fn(*args, **kwargs)
-    msg = str(info.value)
-    assert "\n" not in msg
-    return msg
+from tests.support.errors import error
 
 
 def test_missing_and_unknown(tmp_path):
