@@ -9,15 +9,14 @@ The Lava networks run in one child interpreter (``lava_runs``), as the lava-cpu 
 them in its worker: this test process has torch loaded, and Lava forks its processes."""
 import os
 import pickle
-import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support import lava_util
+
 
 # one input shape (C, H, W) for every layer of a run (a run compiles one connected graph: one
 # source feeding every layer); kernel (Cout, Cin/g, kh, kw), stride, padding, dilation, groups
@@ -104,12 +103,7 @@ def _child():
 
 
 def lava_runs(jobs):
-    code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); "
-            "from tests.targets.test_lava_conv import _child; _child()")
-    done = subprocess.run([sys.executable, "-I", "-c", code], input=pickle.dumps(jobs), capture_output=True,
-                          timeout=600)
-    assert done.returncode == 0, done.stderr.decode()[-3000:]
-    return pickle.loads(done.stdout)
+    return lava_util.run_child("tests.targets.test_lava_conv", jobs)
 
 
 def exact_fixed(kernels, x, layers=LAYERS, in_shape=SHAPE):

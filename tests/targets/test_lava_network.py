@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.support import lava_util
+
 REPO = Path(__file__).resolve().parents[2]
 N_SAMPLES = 2
 
@@ -56,12 +58,7 @@ def _child():
 
 
 def run_child(job):
-    code = (f"import sys; sys.modules['torch'] = None; sys.path.insert(0, {str(REPO)!r}); "
-            "from tests.targets.test_lava_network import _child; _child()")
-    done = subprocess.run([sys.executable, "-I", "-c", code], input=pickle.dumps(job), capture_output=True,
-                          timeout=600)
-    assert done.returncode == 0, done.stderr.decode()[-3000:]
-    return pickle.loads(done.stdout)
+    return lava_util.run_child("tests.targets.test_lava_network", job, block_torch=True)
 
 
 @pytest.fixture(scope="module")
