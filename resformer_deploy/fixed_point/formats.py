@@ -25,6 +25,9 @@ DECAY_UNITY = 2 ** DECAY_BITS
 VTH_MAX = 2 ** 17 - 1  # unsigned 17-bit threshold mantissa
 BIAS_MANT_RANGE = (-4096, 4095)  # signed 13-bit
 BIAS_EXP_RANGE = (0, 7)  # unsigned 3-bit
+# lava-dl netx builds every neuron with bias_exp 6 (lava/lib/dl/netx/hdf5.py, Network.get_neuron_params):
+# a bias on this grid is what netx's conv/dense blocks can hold
+NETX_BIAS_EXP = 6
 
 
 def _ceil_log2(x: float) -> int:
@@ -68,12 +71,12 @@ def shift(acc: np.ndarray, exp: int) -> np.ndarray:
     return acc << exp if exp > 0 else acc >> -exp
 
 
-def split_bias(b: np.ndarray):
-    """Integer bias -> (13-bit mantissa, 3-bit exponent, saturated count); mant << exp ~= b."""
+def split_bias(b: np.ndarray, min_exp: int = 0):
+    """Integer bias -> (13-bit mantissa, 3-bit exponent >= min_exp, saturated count); mant << exp ~= b."""
     b = np.asarray(b, dtype=np.float64)
     top = BIAS_MANT_RANGE[1]
     m = float(np.abs(b).max()) if b.size else 0.0
-    exp = int(np.clip(_ceil_log2(m / top) if m > top else 0, *BIAS_EXP_RANGE))
+    exp = int(np.clip(max(_ceil_log2(m / top) if m > top else 0, min_exp), *BIAS_EXP_RANGE))
     mant = np.round(b / 2.0 ** exp).astype(np.int64)
     sat = int(((mant > top) | (mant < BIAS_MANT_RANGE[0])).sum())
     return np.clip(mant, *BIAS_MANT_RANGE), exp, sat

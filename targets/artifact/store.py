@@ -12,7 +12,7 @@ Layout (format ``resformer-deploy.loihi2-artifact``, version ``FORMAT_VERSION``)
   stores it: NIR's (Cout, Cin/g, kh, kw), netx flips and reorders it exactly as
   resformer_deploy.lava.conv.to_lava_weight does) when netx would compute it bit for bit: weight
   exponent 0 (netx's Conv block has none) and every bias a multiple of 2^6 (netx fixes
-  ``bias_exp`` to 6). Everything else is an extension group with the same key vocabulary and a
+  ``bias_exp`` to 6; the quantizer puts such a LIF's bias on that grid). Everything else is an extension group with the same key vocabulary and a
   type netx lacks: ``x-conv`` / ``x-dense`` (a synapse alone, ``wgtExp``), ``x-lif`` (a neuron
   alone, ``bias_mant`` / ``bias_exp``), ``x-junction`` (residual sum, GradedVec), ``x-product``
   (DSSA spike product: the SpikeMatMul's index arrays, integer operand bias ``lhsBias`` and its
@@ -41,12 +41,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from resformer_deploy.errors import DeployError
+from resformer_deploy.fixed_point import formats as F
 from resformer_deploy.util.digest import file_sha256
 
 FORMAT = "resformer-deploy.loihi2-artifact"
 FORMAT_VERSION = 1
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
-NETX_BIAS_EXP = 6  # netx hdf5.Network.get_neuron_params: 'bias_exp': 6
+NETX_BIAS_EXP = F.NETX_BIAS_EXP
 COMPRESS_BYTES = 1 << 16  # gzip datasets larger than this (kernels, per-neuron biases)
 
 

@@ -71,6 +71,16 @@ def test_bias_split_ranges_and_saturation():
     assert exp2 == 7 and sat2 == 1
 
 
+def test_bias_split_on_netx_grid():
+    """min_exp 6 (netx's fixed bias_exp): mantissas of 2^6, rounded to the nearest; a bias too large
+    for exponent 6 still takes exponent 7."""
+    b = np.array([0.0, 31.0, 33.0, -97.0, 64.0 * 4095])
+    mant, exp, sat = F.split_bias(b, F.NETX_BIAS_EXP)
+    assert exp == 6 and mant.tolist() == [0, 0, 1, -2, 4095] and sat == 0
+    _, exp7, _ = F.split_bias(np.array([64.0 * 4096 * 1.5]), F.NETX_BIAS_EXP)
+    assert exp7 == 7
+
+
 def test_lif_step_hand_computed():
     # du = 4095 -> u = a << 6; v decays by (4096 - dv) / 4096 rounded toward zero
     u, v, s, wr, sat = F.lif_step(np.array([-3, 3, 100]), np.array([0, 0, 1]), 2048, np.array([0, 0, 0]), 1)
@@ -119,6 +129,23 @@ def test_quantized_parameters_fit_loihi2_formats(quant):
         k = plan.lif[n].k
         assert abs(q.dv / 4096 - k) < 1 / 4096  # tau = 2: exactly 2048
     assert quant.saturation_total() == 0
+
+
+def test_a_convolutions_only_lif_has_its_bias_on_netx_grid(quant):
+    """LIF fed by one convolution alone: bias = 64 round(S b) (netx's bias_exp 6); every other LIF
+    keeps the finest exponent: within half a unit of 64 S b."""
+    plan, g = quant.plan, quant.plan.graph
+    conv_fed = 0
+    for n, q in quant.lif.items():
+        preds = [a for a, b in g.edges if b == n]
+        want = plan.lif[n].bias * quant.scale[n] * 64
+        if len(preds) == 1 and preds[0] in plan.synapses and plan.synapses[preds[0]].kind == "conv" \
+                and not plan.edge_delay.get((preds[0], n)):
+            conv_fed += 1
+            assert q.bias_exp == 6 and np.array_equal(q.bias_eff, np.round(want / 64).astype(np.int64) * 64), n
+        else:
+            assert np.abs(q.bias_eff - want).max() <= 2 ** q.bias_exp / 2, n
+    assert conv_fed >= 5
 
 
 def test_scale_groups_share_units_where_integers_are_added(quant):
