@@ -1,0 +1,70 @@
+"""Per-core activity of a core plan from a recorded run: which layer's cores do the synaptic operations
+that analysis.operations counts, and how many spikes each layer sends.
+
+A convolution's synaptic operations happen on the cores holding its synapses: its relay layer
+(``<conv>:relay``) if the plan has one, else the neuron layer it feeds. A fused DSSA product runs
+on an embedded core (its MACs are returned apart); a synaptic-DSSA product on its product layer.
+Counts are per sample (the run's totals / samples), so they follow the official counting
+convention (analysis.operations, every in-bounds kernel tap).
+Not counted: residual identity synapses into junctions and the graded messages of relay and
+junction layers (their payload traffic is not recorded as spikes).
+"""
+from typing import Dict, List, Tuple
+
+import nir
+
+from exporters.nir_ext import SpikeMatMul
+from resformer_deploy.hardware.loihi2.estimate import EstimateError, LayerActivity
+
+
+def activity_from_run(plan, graph: nir.NIRGraph, spikes: Dict, T: int, n_samples: int) -> Tuple[List[LayerActivity],
+                                                                                                   float]:
+    """(activity per plan layer, embedded-core MACs) per sample, from the LIF spike records
+    ``spikes`` ({node: [T, N, ...]}) of ``n_samples`` samples."""
+    from resformer_deploy.analysis.operations import count_graph
+    if n_samples < 1:
+        raise EstimateError(f"{n_samples} samples")
+    counts = count_graph(graph, spikes, T, n_samples)
+    rows = {r.layer: r for r in plan.layers}
+    succ: Dict[str, List[str]] = {}
+    for a, b in graph.edges:
+        succ.setdefault(a, []).append(b)
+    synops = {name: 0.0 for name in rows}
+    embedded = 0.0
+    for n, node in graph.nodes.items():
+        path = (node.metadata or {}).get("torch_module", n)
+        on_chip = (node.metadata or {}).get("partition", "neuromorphic") == "neuromorphic"
+        c = counts.get(path) if on_chip and isinstance(node, (nir.Conv2d, SpikeMatMul)) else None
+        if c is None:  # not a synapse node, or on the host (e.g. the stem)
+            continue
+        if isinstance(node, SpikeMatMul):
+            if f"{n}:prod" in rows:
+                synops[f"{n}:prod"] += c.ops / n_samples
+            else:
+                embedded += c.ops / n_samples
+            continue
+        dest = f"{n}:relay" if f"{n}:relay" in rows else next((s for s in succ.get(n, []) if s in rows), None)
+        if dest is None:
+            raise EstimateError(f"{n}: no plan layer holds this convolution's synapses")
+        synops[dest] += c.ops / n_samples
+    acts = []
+    for name, r in rows.items():
+        s = spikes.get(r.node)
+        out = 0.0 if s is None or r.kind != "lif" else float(s.sum()) / n_samples
+        acts.append(LayerActivity(name, r.cores, r.neurons, synops[name], out))
+    return acts, embedded
+
+
+def measure_and_estimate(graph, prepared, x, T: int, pilotnet_calibration=None):
+    """Run the fixed-point emulator (loihi2-emu) on ``x`` with the prepared (quantized) network, count
+    the activity on ``prepared['core_plan']`` and estimate its cost (estimate.estimate). Returns the
+    Estimate; ``pilotnet_calibration``: a Calibration to reuse (else calibrated here)."""
+    from targets import get_target
+    from resformer_deploy.hardware.loihi2.estimate import calibrate, estimate
+    from resformer_deploy.hardware.loihi2.pilotnet import pilotnet_plan
+    plan = prepared["core_plan"]
+    run = get_target("loihi2-emu").run(graph, x, T, prepared=prepared)  # the prepared network fixes the DSSA
+    acts, macs = activity_from_run(plan, graph, run.spikes, T, x.shape[0])
+    cal = pilotnet_calibration or calibrate(pilotnet_plan())
+    latency = int(prepared["quantized_net"].plan.total_latency)
+    return estimate(acts, T, plan.totals.chips, latency, cal, macs)
