@@ -141,3 +141,23 @@ def test_estimate_refuses_bad_input():
     assert e.step_time_s.value == pytest.approx(step) and e.latency_s.value == pytest.approx(6 * step)
     assert e.static_energy_J.value == pytest.approx(0.25 * 3 * 4 * step)
     assert "error n/a" in e.lines()[1]
+
+
+def test_systems_fit_and_refusals_name_the_resource():
+    from resformer_deploy.hardware.loihi2.systems import fit_table, largest_fitting, refusals, system_chips
+    assert system_chips() == {"Oheo Gulch": 1, "Kapoho Point": 8, "Hala Point": 1152}
+    # ti @224 fused (benchmarks/map_variants.json): 20,131 cores, 12 programs -> 158 chips
+    t = {"neuro_cores": 20131, "embedded_programs": 12, "neurons": 15574944, "synapses": 4370465184}
+    rows = {r["system"]: r for r in fit_table(t)}
+    assert [rows[s]["fits"] for s in ("Oheo Gulch", "Kapoho Point", "Hala Point")] == [False, False, True]
+    assert rows["Kapoho Point"]["refused_by"][0] == "neuro cores: needs 20,131 > 1,024 (128 per chip x 8)"
+    assert any(r.startswith("synapses: needs 4,370,465,184 > 960,000,000") for r in rows["Kapoho Point"]["refused_by"])
+    assert refusals({"neuro_cores": 1, "embedded_programs": 4, "neurons": 1, "synapses": 1}, 1) == [
+        "embedded-core programs: needs 4 > 3 (3 per chip x 1)"]
+    assert refusals(t, 1152, ["x: bad"]) == ["design rule: x: bad"]
+    # largest size: cores grow as size^2 / 4 here; 1 chip holds 128 cores -> size 22 (121) fits, 24 (144) not
+    tot = lambda s: ({"neuro_cores": s * s // 4, "embedded_programs": 0, "neurons": 1, "synapses": 1}, [])  # noqa
+    sizes = list(range(2, 40, 2))
+    assert largest_fitting(sizes, tot, 1) == 22
+    assert largest_fitting(sizes, lambda s: None if s > 10 else tot(s), 1) == 10
+    assert largest_fitting([100, 200], tot, 1) is None
