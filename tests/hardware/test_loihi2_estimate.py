@@ -161,3 +161,28 @@ def test_systems_fit_and_refusals_name_the_resource():
     assert largest_fitting(sizes, tot, 1) == 22
     assert largest_fitting(sizes, lambda s: None if s > 10 else tot(s), 1) == 10
     assert largest_fitting([100, 200], tot, 1) is None
+
+
+def test_compile_quantize_prints_and_writes_the_estimate(tmp_path):
+    import json
+    from pathlib import Path
+    from click.testing import CliRunner
+    from resformer_deploy.cli.main import main
+    ck = Path(__file__).resolve().parents[2] / "examples" / "digits" / "digits_resformer.pt"
+    r = CliRunner().invoke(main, ["compile", str(ck), "-o", str(tmp_path), "--quantize", "--calib-samples", "8"])
+    assert r.exit_code == 0, r.output
+    assert "Loihi 2 estimate (" in r.output and "systems: Oheo Gulch (1 chip(s))" in r.output
+    d = json.loads((tmp_path / "loihi2_plan.json").read_text())["loihi2_estimate"]
+    assert set(d) == {"kind", "samples", "samples_source", "T", "chips", "pipeline_latency_steps", "slowest_layer",
+                      "step_time_s", "latency_s", "throughput_per_s", "dynamic_energy_J", "static_energy_J",
+                      "total_energy_J", "chip_crossing_spikes_per_sample", "embedded_macs_per_sample", "calibration",
+                      "notes", "paper_convention_energy_J", "systems", "anchors"}
+    assert d["samples"] == 8 and d["T"] == 4 and d["kind"] == "estimate"
+    step = d["step_time_s"]["value"]
+    assert d["throughput_per_s"]["value"] == pytest.approx(1 / (4 * step))
+    assert d["latency_s"]["value"] == pytest.approx((d["pipeline_latency_steps"] + 4) * step)
+    cal = d["calibration"]
+    assert d["static_energy_J"]["value"] == pytest.approx(
+        cal["static_power_per_chip_W"]["value"] * d["chips"] * 4 * step)
+    assert [s["system"] for s in d["systems"]] == ["Oheo Gulch", "Kapoho Point", "Hala Point"]
+    assert d["anchors"]["per_operation"]["synaptic_op_energy"]["confidence"] == "published-loihi1"

@@ -17,14 +17,14 @@ from exporters.nir_ext import SpikeMatMul
 from resformer_deploy.hardware.loihi2.estimate import EstimateError, LayerActivity
 
 
-def activity_from_run(plan, graph: nir.NIRGraph, spikes: Dict, T: int, n_samples: int) -> Tuple[List[LayerActivity],
-                                                                                                   float]:
+def activity_from_run(plan, graph: nir.NIRGraph, spikes: Dict, T: int, n_samples: int,
+                      counts=None) -> Tuple[List[LayerActivity], float]:
     """(activity per plan layer, embedded-core MACs) per sample, from the LIF spike records
-    ``spikes`` ({node: [T, N, ...]}) of ``n_samples`` samples."""
+    ``spikes`` ({node: [T, N, ...]}) of ``n_samples`` samples (``counts``: their count_graph, if made)."""
     from resformer_deploy.analysis.operations import count_graph
     if n_samples < 1:
         raise EstimateError(f"{n_samples} samples")
-    counts = count_graph(graph, spikes, T, n_samples)
+    counts = counts if counts is not None else count_graph(graph, spikes, T, n_samples)
     rows = {r.layer: r for r in plan.layers}
     succ: Dict[str, List[str]] = {}
     for a, b in graph.edges:
@@ -58,13 +58,16 @@ def activity_from_run(plan, graph: nir.NIRGraph, spikes: Dict, T: int, n_samples
 def measure_and_estimate(graph, prepared, x, T: int, pilotnet_calibration=None):
     """Run the fixed-point emulator (loihi2-emu) on ``x`` with the prepared (quantized) network, count
     the activity on ``prepared['core_plan']`` and estimate its cost (estimate.estimate). Returns the
-    Estimate; ``pilotnet_calibration``: a Calibration to reuse (else calibrated here)."""
+    Estimate and the same run's energy in the paper's convention (mJ per sample, analysis.operations);
+    ``pilotnet_calibration``: a Calibration to reuse (else calibrated here)."""
     from targets import get_target
+    from resformer_deploy.analysis.operations import count_graph, energy_report
     from resformer_deploy.hardware.loihi2.estimate import calibrate, estimate
     from resformer_deploy.hardware.loihi2.pilotnet import pilotnet_plan
     plan = prepared["core_plan"]
     run = get_target("loihi2-emu").run(graph, x, T, prepared=prepared)  # the prepared network fixes the DSSA
-    acts, macs = activity_from_run(plan, graph, run.spikes, T, x.shape[0])
+    counts = count_graph(graph, run.spikes, T, x.shape[0])
+    acts, macs = activity_from_run(plan, graph, run.spikes, T, x.shape[0], counts)
     cal = pilotnet_calibration or calibrate(pilotnet_plan())
     latency = int(prepared["quantized_net"].plan.total_latency)
-    return estimate(acts, T, plan.totals.chips, latency, cal, macs)
+    return estimate(acts, T, plan.totals.chips, latency, cal, macs), energy_report(counts, x.shape[0]).energy_mJ
