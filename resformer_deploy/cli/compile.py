@@ -93,9 +93,18 @@ def compile_cmd(model, target, out_dir, dssa, as_json, quantize, calib_samples, 
         click.echo(f"quantized on {prepared['quantized_net'].calibration['source']}", err=True)
     plan = prepared["core_plan"]
     violations, skipped = prepared["drc"]
+    est_json, est_lines = None, []
+    if quantize:  # Loihi 2 latency, throughput, energy and systems, from the emulator's activity on real samples
+        from resformer_deploy.flows.fixed_point import graph_time_steps
+        from resformer_deploy.hardware.loihi2.cost import ESTIMATE_SAMPLES, cost_section
+        ci = prepared["calibration_inputs"]
+        est_json, est_lines = cost_section(graph, prepared, graph_time_steps(graph), ci.x[:ESTIMATE_SAMPLES],
+                                           ci.source, violations)
     hw = hardware_runtime()
     data = plan.to_json(violations, skipped, hw)
     data["input"] = model
+    if est_json is not None:
+        data["loihi2_estimate"] = est_json
     if quantize:
         data["calibration"] = prepared["quantized_net"].calibration
     out = Path(out_dir) / "loihi2_plan.json"
@@ -123,6 +132,8 @@ def compile_cmd(model, target, out_dir, dssa, as_json, quantize, calib_samples, 
         for s in skipped:
             click.echo(f"drc skipped: {s}")
         click.echo(f"hardware: {hw['message']}")
+        for line in est_lines:
+            click.echo(line)
         click.echo(f"wrote {out}")
     if violations:
         raise DeployError(f"{len(violations)} design-rule violation(s): {summarize(violations, 3)} "
