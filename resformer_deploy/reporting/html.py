@@ -13,7 +13,7 @@ from resformer_deploy.reporting.drift import first_divergence_text, pct
 from resformer_deploy.util.outputs import write_file_set
 
 REPORT_FILES = ("report.json", "report.html", "firing_rates.png", "spike_agreement.png", "synaptic_ops.png",
-                "cores_per_layer.png")  # what a report directory may hold (outputs.write_file_set)
+                "cores_per_layer.png", "loihi2_time_per_layer.png")  # what a report directory may hold (write_file_set)
 
 
 def _fig_png(fig) -> bytes:
@@ -90,13 +90,29 @@ def figures(rep: dict) -> dict:
         ax.set_title(f"Cores per layer: {t['neuro_cores']} neuro cores, {t['chips']} chip(s)")
         out["cores_per_layer.png"] = _fig_png(fig)
         plt.close(fig)
+
+    est = getattr(rep, "loihi2_estimate", None)
+    if est and est.get("layers"):
+        rows = est["layers"]
+        fig, ax = plt.subplots(figsize=(11, 3.8))
+        ax.bar(range(len(rows)), [r["core_time_per_step_s"] * 1e6 for r in rows],
+               color=["tab:red" if r["layer"] == est["slowest_layer"] else "tab:gray" for r in rows])
+        ax.set_xticks(range(len(rows)), [_short(r["layer"]) for r in rows], rotation=70, ha="right", fontsize=7)
+        ax.set_ylabel("us per step on one core")
+        st = est["step_time_s"]
+        err = "" if st["rel_error"] is None else f" (±{st['rel_error'] * 100:.0f}%)"
+        ax.set_title(f"Loihi 2 estimate: time per step {st['value'] * 1e6:.3g} us{err} = slowest core (red) + "
+                     f"barrier")
+        out["loihi2_time_per_layer.png"] = _fig_png(fig)
+        plt.close(fig)
     return out
 
 
 STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse;font-size:12px}"
          "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}img{max-width:100%}")
 FIGURES = (("spike_agreement.png", "Spike agreement"), ("firing_rates.png", "Firing rates"),
-           ("synaptic_ops.png", "Synaptic operations"), ("cores_per_layer.png", "Resources"))
+           ("synaptic_ops.png", "Synaptic operations"), ("cores_per_layer.png", "Resources"),
+           ("loihi2_time_per_layer.png", "Loihi 2 time per step by layer (estimate)"))
 
 
 def _environment():
@@ -131,6 +147,9 @@ def _tables(rep) -> dict:
             ["layer", "kind", "neurons", "synapses", "memory (B)", "cores", "max fan-in", "limited by"],
             [(r["layer"], r["kind"], r["neurons"], r["synapses"], r["memory_bytes"], r["cores"],
               r.get("max_fan_in", ""), r.get("limiting", "")) for r in m["layers"]])
+    est = getattr(rep, "loihi2_estimate", None)
+    if est:
+        out["loihi2"], out["loihi2_systems"] = _estimate_tables(est)
     out["quantization"] = _Table(
         ["node", "kind", "scale", "w exp", "mantissa use", "w rel. RMS err", "vth", "bias exp", "clipped"],
         [(r["node"], r["kind"], "" if r["log2_scale"] is None else f"2^{r['log2_scale']}", r.get("weight_exp", ""),
@@ -138,6 +157,30 @@ def _tables(rep) -> dict:
           "" if "weight_rel_rms_error" not in r else f"{r['weight_rel_rms_error']:.4f}", r.get("vth", ""),
           r.get("bias_exp", ""), r["weights_saturated"] + r["bias_saturated"]) for r in lad.quantization["layers"]])
     return out
+
+
+def _err(fig: dict) -> str:
+    return "n/a" if fig["rel_error"] is None else f"±{fig['rel_error'] * 100:.0f}%"
+
+
+def _estimate_tables(est: dict):
+    """The Loihi 2 estimate (hardware/loihi2/cost.py JSON) as a table of figures and a table of systems."""
+    rows = [("time per step", f"{est['step_time_s']['value'] * 1e6:.4g} us", _err(est["step_time_s"])),
+            ("latency per sample", f"{est['latency_s']['value'] * 1e3:.4g} ms "
+                                   f"({est['pipeline_latency_steps']} + {est['T']} steps)", _err(est["latency_s"])),
+            ("throughput (pipelined)", f"{est['throughput_per_s']['value']:.4g} samples/s",
+             _err(est["throughput_per_s"]))]
+    for k, label in (("dynamic_energy_J", "dynamic energy per inference"), ("static_energy_J", "static energy per "
+                     "inference"), ("total_energy_J", "total energy per inference")):
+        rows.append((label, f"{est[k]['value'] * 1e3:.4g} mJ", _err(est[k])))
+    rows.append(("paper convention (0.9 pJ/AC, 45 nm)", f"{est['paper_convention_energy_J'] * 1e3:.4g} mJ", ""))
+    rows.append(("chips / chip-to-chip spikes per sample", f"{est['chips']} / {est['chip_crossing_spikes_per_sample']:,.0f}",
+                 "counted, not costed"))
+    rows.append(("embedded-core MACs per sample", f"{est['embedded_macs_per_sample']:,.0f}", "not costed"))
+    systems = [(r["system"], f"{r['chips']:,}", "yes" if r["fits"] else "no", "; ".join(r["refused_by"]))
+               for r in est["systems"]]
+    return (_Table(["quantity", "estimate", "error bar"], rows),
+            _Table(["system", "chips", "fits", "refused by"], systems))
 
 
 def render_html(rep, pngs: dict) -> str:

@@ -176,7 +176,7 @@ def test_compile_quantize_prints_and_writes_the_estimate(tmp_path):
     assert set(d) == {"kind", "samples", "samples_source", "T", "chips", "pipeline_latency_steps", "slowest_layer",
                       "step_time_s", "latency_s", "throughput_per_s", "dynamic_energy_J", "static_energy_J",
                       "total_energy_J", "chip_crossing_spikes_per_sample", "embedded_macs_per_sample", "calibration",
-                      "notes", "paper_convention_energy_J", "systems", "anchors"}
+                      "notes", "paper_convention_energy_J", "systems", "anchors", "layers"}
     assert d["samples"] == 8 and d["T"] == 4 and d["kind"] == "estimate"
     step = d["step_time_s"]["value"]
     assert d["throughput_per_s"]["value"] == pytest.approx(1 / (4 * step))
@@ -186,3 +186,32 @@ def test_compile_quantize_prints_and_writes_the_estimate(tmp_path):
         cal["static_power_per_chip_W"]["value"] * d["chips"] * 4 * step)
     assert [s["system"] for s in d["systems"]] == ["Oheo Gulch", "Kapoho Point", "Hala Point"]
     assert d["anchors"]["per_operation"]["synaptic_op_energy"]["confidence"] == "published-loihi1"
+    slow = max(d["layers"], key=lambda r: r["core_time_per_step_s"])
+    assert slow["layer"] == d["slowest_layer"]
+    assert step == pytest.approx(slow["core_time_per_step_s"] + A.PER_OP["barrier_sync_time"].value)
+
+
+def test_report_has_the_estimate_section_table_and_figure(pilot, tmp_path):
+    import json
+    from resformer_deploy.hardware.loihi2.cost import section_json
+    from resformer_deploy.reporting.html import figures, render_html, write_report_files
+    from tests.reporting.test_reports import small_report
+    est = estimate(pilotnet_activity(pilot), 16, 1, 10, calibrate(pilot))
+    cost, lines = section_json(pilot, est, pilotnet_activity(pilot), 0.5, 1, "<b>gts</b>", ["x: bad"])
+    rep = small_report("layers_0_0_act")
+    rep.loihi2_estimate = cost
+    rep.mapping["stock_models"] = []  # the page's stock-model section reads it
+    pngs = figures(rep)
+    assert "loihi2_time_per_layer.png" in pngs
+    page = render_html(rep, pngs)
+    assert "<h2>Loihi 2 latency, throughput and energy (estimate)</h2>" in page and "<h3>Systems</h3>" in page
+    assert "&lt;b&gt;gts&lt;/b&gt;" in page  # escaped like every value
+    err = est.calibration.k_time.loo_rel_error
+    assert f"<td>{est.throughput_per_s.value:.4g} samples/s</td><td>±{err * 100:.0f}%</td>" in page
+    assert "<td>0.5 mJ</td>" in page  # the paper convention beside it
+    assert "design rule: x: bad" in page
+    paths = write_report_files(tmp_path / "rep", rep)
+    assert "loihi2_time_per_layer.png" in {p.name for p in paths}
+    j = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert j["loihi2_estimate"]["throughput_per_s"]["value"] == pytest.approx(est.throughput_per_s.value)
+    assert "  paper convention (0.9 pJ/AC, 45 nm, same spikes): 0.5 mJ per inference" in lines

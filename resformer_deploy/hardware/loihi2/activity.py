@@ -55,19 +55,23 @@ def activity_from_run(plan, graph: nir.NIRGraph, spikes: Dict, T: int, n_samples
     return acts, embedded
 
 
-def measure_and_estimate(graph, prepared, x, T: int, pilotnet_calibration=None):
-    """Run the fixed-point emulator (loihi2-emu) on ``x`` with the prepared (quantized) network, count
-    the activity on ``prepared['core_plan']`` and estimate its cost (estimate.estimate). Returns the
-    Estimate and the same run's energy in the paper's convention (mJ per sample, analysis.operations);
-    ``pilotnet_calibration``: a Calibration to reuse (else calibrated here)."""
-    from targets import get_target
+def estimate_from_spikes(plan, graph, spikes, T: int, n_samples: int, pipeline_latency_steps: int, calibration=None):
+    """(Estimate, activity per layer, paper-convention energy in mJ per sample) of ``plan`` from a run's LIF
+    spike records; ``calibration``: a Calibration to reuse (else calibrated on the PilotNet run here)."""
     from resformer_deploy.analysis.operations import count_graph, energy_report
     from resformer_deploy.hardware.loihi2.estimate import calibrate, estimate
     from resformer_deploy.hardware.loihi2.pilotnet import pilotnet_plan
-    plan = prepared["core_plan"]
+    counts = count_graph(graph, spikes, T, n_samples)
+    acts, macs = activity_from_run(plan, graph, spikes, T, n_samples, counts)
+    cal = calibration or calibrate(pilotnet_plan())
+    est = estimate(acts, T, plan.totals.chips, pipeline_latency_steps, cal, macs)
+    return est, acts, energy_report(counts, n_samples).energy_mJ
+
+
+def measure_and_estimate(graph, prepared, x, T: int, calibration=None):
+    """``estimate_from_spikes`` of the fixed-point emulator's (loihi2-emu) run of the prepared (quantized,
+    mapped) network on the samples ``x``."""
+    from targets import get_target
     run = get_target("loihi2-emu").run(graph, x, T, prepared=prepared)  # the prepared network fixes the DSSA
-    counts = count_graph(graph, run.spikes, T, x.shape[0])
-    acts, macs = activity_from_run(plan, graph, run.spikes, T, x.shape[0], counts)
-    cal = pilotnet_calibration or calibrate(pilotnet_plan())
-    latency = int(prepared["quantized_net"].plan.total_latency)
-    return estimate(acts, T, plan.totals.chips, latency, cal, macs), energy_report(counts, x.shape[0]).energy_mJ
+    return estimate_from_spikes(prepared["core_plan"], graph, run.spikes, T, x.shape[0],
+                                int(prepared["quantized_net"].plan.total_latency), calibration)
