@@ -164,7 +164,7 @@ def _err(fig: dict) -> str:
 
 
 def _estimate_tables(est: dict):
-    """The Loihi 2 estimate (hardware/loihi2/cost.py JSON) as a table of figures and a table of systems."""
+    """The Loihi 2 estimate (analysis/loihi2_cost.py JSON) as a table of figures and a table of systems."""
     rows = [("time per step", f"{est['step_time_s']['value'] * 1e6:.4g} us", _err(est["step_time_s"])),
             ("latency per sample", f"{est['latency_s']['value'] * 1e3:.4g} ms "
                                    f"({est['pipeline_latency_steps']} + {est['T']} steps)", _err(est["latency_s"])),

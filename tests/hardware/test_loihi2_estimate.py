@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from resformer_deploy.hardware.loihi2 import anchors as A
-from resformer_deploy.hardware.loihi2.activity import activity_from_run
+from resformer_deploy.analysis.loihi2_cost import activity_from_run
 from resformer_deploy.hardware.loihi2.estimate import (OP, Calibration, EstimateError, LayerActivity, Scale,
                                                        calibrate, chip_crossings, core_work_s, dynamic_energy_J,
                                                        estimate, fit_scale, pilotnet_activity)
@@ -49,9 +49,12 @@ def test_core_work_and_energy_by_hand():
 def test_chip_crossings_counts_spikes_into_the_next_chip():
     acts = [LayerActivity("a", 128, 10, 0, 7.0), LayerActivity("b", 10, 10, 0, 5.0),
             LayerActivity("c", 100, 10, 0, 3.0)]
-    # a fills chip 0; b starts on chip 1 (crossing a's 7 spikes); c spans chips 1 (cores 138..237): no crossing
+    # a fills chip 0; b sits on chip 1 (all of a's 7 spikes cross); b -> c (cores 138..237, chip 1): none
     assert chip_crossings(acts) == 7.0
     assert chip_crossings(acts[1:]) == 0.0
+    # a source on chip 0 only, a consumer with 28 of its 100 cores on chip 0 (cores 100..127): 72 % cross
+    two = [LayerActivity("a", 100, 10, 0, 50.0), LayerActivity("b", 100, 10, 0, 0.0)]
+    assert chip_crossings(two) == pytest.approx(50.0 * 0.72)
 
 
 def test_calibration_reproduces_the_published_pilotnet_run(pilot):
@@ -193,7 +196,7 @@ def test_compile_quantize_prints_and_writes_the_estimate(tmp_path):
 
 def test_report_has_the_estimate_section_table_and_figure(pilot, tmp_path):
     import json
-    from resformer_deploy.hardware.loihi2.cost import section_json
+    from resformer_deploy.analysis.loihi2_cost import section_json
     from resformer_deploy.reporting.html import figures, render_html, write_report_files
     from tests.reporting.test_reports import small_report
     est = estimate(pilotnet_activity(pilot), 16, 1, 10, calibrate(pilot))

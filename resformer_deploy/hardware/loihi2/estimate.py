@@ -7,9 +7,9 @@ Model (per time step; every layer's work is spread evenly over its cores):
 * latency per sample = (pipeline latency + T) steps; throughput with pipelining = one sample per T steps;
 * dynamic energy per sample = k_energy x (synaptic ops x E_syn + neuron updates x E_neuron + spikes x
   (E_within_tile + E_tile_hop)); static energy per sample = static power per chip x chips x T steps;
-* chip-to-chip traffic: layers fill chips in plan order (128 cores each); the spikes a layer sends to
-  the next layer on another chip are counted (no published energy or latency per chip crossing, so
-  they are counted, not costed).
+* chip-to-chip traffic: layers fill chips in plan order (128 cores each); of the spikes a layer sends
+  to the next layer, the share reaching that layer's cores on other chips is counted (chip_crossings;
+  no published energy or latency per chip crossing, so they are counted, not costed).
 The free constants k_time, k_energy and the static power per chip are calibrated on the measured
 end-to-end results (anchors.PILOTNET_*): a scale is the geometric mean of measured / modelled over its
 anchors, and its error bar is the largest leave-one-out relative error (with a single anchor: the error
@@ -61,15 +61,29 @@ def dynamic_energy_J(acts: Sequence[LayerActivity], T: int) -> float:
             + spk * (OP["spike_within_tile_energy"] + OP["tile_hop_energy"]))
 
 
+def _per_chip(start: int, cores: int) -> Dict[int, int]:
+    out: Dict[int, int] = {}
+    for c in range(start, start + cores):
+        out[c // L.NEURO_CORES_PER_CHIP] = out.get(c // L.NEURO_CORES_PER_CHIP, 0) + 1
+    return out
+
+
 def chip_crossings(acts: Sequence[LayerActivity]) -> float:
-    """Spikes per sample sent from a layer to the next one in plan order when they sit on different chips
-    (layers fill chips in plan order, NEURO_CORES_PER_CHIP cores each)."""
-    first, last, used = [], [], 0
+    """Spikes per sample that cross a chip boundary, if each layer's spikes go to the next layer in plan
+    order (layers fill chips in plan order, NEURO_CORES_PER_CHIP cores each) and a spike from any of
+    the source's cores reaches any of the consumer's cores alike: the crossing fraction is
+    1 - sum over chips of (source's share of cores there) x (consumer's share there)."""
+    starts, used = [], 0
     for a in acts:
-        first.append(used // L.NEURO_CORES_PER_CHIP)
+        starts.append(used)
         used += a.cores
-        last.append((used - 1) // L.NEURO_CORES_PER_CHIP)
-    return float(sum(a.spikes_out for i, a in enumerate(acts[:-1]) if first[i + 1] != last[i]))
+    total = 0.0
+    for i, a in enumerate(acts[:-1]):
+        b = acts[i + 1]
+        src, dst = _per_chip(starts[i], a.cores), _per_chip(starts[i + 1], b.cores)
+        same = sum(n / a.cores * dst.get(chip, 0) / b.cores for chip, n in src.items())
+        total += a.spikes_out * (1.0 - same)
+    return total
 
 
 @dataclass

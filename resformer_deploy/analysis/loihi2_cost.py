@@ -1,7 +1,8 @@
-"""Per-core activity of a core plan from a recorded run: which layer's cores do the synaptic operations
-that analysis.operations counts, and how many spikes each layer sends.
+"""The Loihi 2 cost of a deployment, measured: per-core activity of a core plan from a recorded run, the
+estimate it gives (hardware/loihi2/estimate.py) and the systems the plan fits (hardware/loihi2/systems.py),
+as the JSON and lines of `compile --quantize` and `report`.
 
-A convolution's synaptic operations happen on the cores holding its synapses: its relay layer
+Activity: a convolution's synaptic operations happen on the cores holding its synapses: its relay layer
 (``<conv>:relay``) if the plan has one, else the neuron layer it feeds. A fused DSSA product runs
 on an embedded core (its MACs are returned apart); a synaptic-DSSA product on its product layer.
 Counts are per sample (the run's totals / samples), so they follow the official counting
@@ -15,6 +16,35 @@ import nir
 
 from exporters.nir_ext import SpikeMatMul
 from resformer_deploy.hardware.loihi2.estimate import EstimateError, LayerActivity
+
+ESTIMATE_SAMPLES = 16  # samples the emulator runs for the activity (bounded: compile stays quick)
+
+
+def cost_section(graph, prepared, T: int, x, source: str, violations=(), calibration=None) -> Tuple[dict, List[str]]:
+    """(JSON, printed lines) for the prepared (quantized, mapped) network run by the emulator on ``x``."""
+    est, acts, paper_mJ = measure_and_estimate(graph, prepared, x, T, calibration)
+    return section_json(prepared["core_plan"], est, acts, paper_mJ, int(x.shape[0]), source, violations)
+
+
+def section_json(plan, est, acts, paper_energy_mJ: float, samples: int, source: str,
+                 violations=()) -> Tuple[dict, List[str]]:
+    """(JSON, printed lines) of an estimate (estimate_from_spikes) for ``plan``."""
+    from resformer_deploy.hardware.loihi2.anchors import anchors_json
+    from resformer_deploy.hardware.loihi2.estimate import core_work_s
+    from resformer_deploy.hardware.loihi2.systems import fit_table
+    systems = fit_table(plan.totals, list(violations))
+    k = est.calibration.k_time.value
+    layers = [{"layer": a.layer, "cores": a.cores, "synops_per_sample": a.synops, "spikes_out_per_sample": a.spikes_out,
+               "core_time_per_step_s": k * core_work_s(a, est.T)} for a in acts]
+    d = {"kind": "estimate", "samples": samples, "samples_source": source, **est.to_json(), "layers": layers,
+         "paper_convention_energy_J": paper_energy_mJ * 1e-3,
+         "systems": systems, "anchors": anchors_json()}
+    lines = est.lines() + [f"  measured on {samples} sample(s): {source}"]
+    lines.append(f"  paper convention (0.9 pJ/AC, 45 nm, same spikes): {paper_energy_mJ:.4g} mJ per inference")
+    lines.append("  systems: " + "; ".join(
+        f"{r['system']} ({r['chips']:,} chip(s)) " + ("fits" if r["fits"] else f"refused: {r['refused_by'][0]}")
+        for r in systems))
+    return d, lines
 
 
 def activity_from_run(plan, graph: nir.NIRGraph, spikes: Dict, T: int, n_samples: int,
