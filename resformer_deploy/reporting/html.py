@@ -174,8 +174,8 @@ def _estimate_tables(est: dict):
                      "inference"), ("total_energy_J", "total energy per inference")):
         rows.append((label, f"{est[k]['value'] * 1e3:.4g} mJ", _err(est[k])))
     rows.append(("paper convention (0.9 pJ/AC, 45 nm)", f"{est['paper_convention_energy_J'] * 1e3:.4g} mJ", ""))
-    rows.append(("chips / chip-to-chip spikes per sample", f"{est['chips']} / {est['chip_crossing_spikes_per_sample']:,.0f}",
-                 "counted, not costed"))
+    rows.append(("chips / chip-to-chip spikes per sample",
+                 f"{est['chips']} / {est['chip_crossing_spikes_per_sample']:,.0f}", "counted, not costed"))
     rows.append(("embedded-core MACs per sample", f"{est['embedded_macs_per_sample']:,.0f}", "not costed"))
     systems = [(r["system"], f"{r['chips']:,}", "yes" if r["fits"] else "no", "; ".join(r["refused_by"]))
                for r in est["systems"]]
