@@ -312,41 +312,139 @@ def _estimate(say, name, graph, n, T, prepared, options) -> None:
     check_run_estimate(tgt, est, f"drift ladder: {n} samples")
 
 
-def check_rungs_fit(say, choices, graph, n_eval: int, lava_samples: int, T: int, dssa: str, element_bytes: int):
-    """Every rung's run sized before the PyTorch record (dvsg: 136 s for 48 samples), from the plan
-    alone (a fixed-point rung's network has its plan's sizes), beside what the ladder holds when it
-    runs: the packed PyTorch record, the record's forward chunk (TORCH_CHUNK_BYTES, a bound on the
-    pages not yet returned to the system; dvsg, 48 samples: 3.2 GiB sized, ~2.3 GiB measured) and,
-    for the rungs on the first samples, the fixed-point rung's spike record (1 B per neuron).
-    Refused with the figures of every rung that does not fit."""
+def rung_sizes(choices, graph, n_eval: int, lava_samples: int, T: int, dssa: str, element_bytes: int, cache=None):
+    """[(rung, samples, its run's Estimate, bytes the ladder holds beside it)] of every rung with a
+    cost model, sized from the plan alone (a fixed-point rung's network has its plan's sizes),
+    beside what the ladder holds when it runs: the packed PyTorch record, the record's forward
+    chunk (TORCH_CHUNK_BYTES, a bound on the pages not yet returned to the system; dvsg, 48
+    samples: 3.2 GiB sized, ~2.3 GiB measured) and, for the rungs on the first samples, the
+    fixed-point rung's spike record (1 B per neuron). ``cache``: the graph's costs and plans, kept
+    between calls on one graph."""
     from resformer_deploy.analysis.equivalence import (TORCH_CHUNK_BYTES, estimate_run, packed_record_bytes,
                                                        torch_forward_bytes)
     from resformer_deploy.flows import lava_plan
-    from resformer_deploy.util.memory_budget import MemoryBudgetError, budget_bytes, size
     from targets.reference import graph_costs
-    c = graph_costs(graph)
+    cache = {} if cache is None else cache
+    if "costs" not in cache:
+        cache["costs"] = graph_costs(graph)
+    c, plans = cache["costs"], cache.setdefault("plans", {})
     held = (packed_record_bytes(c, T, n_eval, element_bytes)
             + min(TORCH_CHUNK_BYTES, torch_forward_bytes(graph, T, n_eval, element_bytes)))
-    plans, bad, budget = {}, [], budget_bytes()
+    out = []
     for ch in choices:
         opts = _run_options(ch.target, dssa)
         key = opts.get("dssa", "fused")
-        plans.setdefault(key, lava_plan(graph, key))
+        if key not in plans:  # one plan per lowering (not setdefault: it would plan on every call)
+            plans[key] = lava_plan(graph, key)
         n = n_eval if ch.role == FIXED_POINT else lava_samples
         beside = held + (c.neurons * n_eval * T if ch.role in SUBSET_ROLES else 0)
         est = estimate_run(get_target(ch.target), graph, n, T, prepared={"lava_plan": plans[key]}, **opts)
-        if est is None:
-            continue
-        need = est.peak_bytes + beside
+        if est is not None:
+            out.append((ch, n, est, beside))
+    return out
+
+
+def check_rungs_fit(say, choices, graph, n_eval: int, lava_samples: int, T: int, dssa: str, element_bytes: int):
+    """Every rung's run sized before the PyTorch record (dvsg: 136 s for 48 samples; rung_sizes),
+    refused with the figures of every rung that does not fit and the options that would help."""
+    from resformer_deploy.util.memory_budget import MemoryBudgetError, budget_bytes, size
+    bad, budget, roles = [], budget_bytes(), set()
+    for ch, n, est, beside in rung_sizes(choices, graph, n_eval, lava_samples, T, dssa, element_bytes):
         say(f"sized before calibration: {ch.target} on {n} samples ~{size(est.peak_bytes)} beside the ladder's "
             f"{size(beside)}")
-        if need > budget:
+        if est.peak_bytes + beside > budget:
+            roles.add(ch.role)
             bad.append(f"{ch.target} on {n} samples needs about {size(est.peak_bytes)} ({est.basis}) beside the "
                        f"ladder's {size(beside)} (PyTorch record and chunk"
                        + (", fixed-point spikes" if ch.role in SUBSET_ROLES else "") + ")")
     if bad:
         raise MemoryBudgetError(f"drift ladder: {len(bad)} rung(s) do not fit the memory budget {size(budget)}: "
-                                + "; ".join(bad) + "; use fewer evaluation samples")
+                                + "; ".join(bad) + "; " + ladder_advice(roles, n_eval, lava_samples, dssa))
+
+
+def ladder_advice(roles, n_eval: int, lava_samples: int, dssa: str) -> str:
+    """The options that shrink the rungs that do not fit (``roles``)."""
+    from resformer_deploy.util.memory_budget import ENV
+    opts = []
+    if roles & set(SUBSET_ROLES) and lava_samples:
+        opts.append(f"a smaller --lava-samples (now {lava_samples}; 0 runs the fixed-point rung only)")
+    if n_eval > 1:
+        opts.append(f"a smaller --eval-samples (now {n_eval})")
+    if dssa == "synaptic":
+        opts.append("--dssa fused")
+    return "use " + (" or ".join(opts) if opts else f"a smaller --T, or set {ENV} (bytes) if more memory is free")
+
+
+def default_eval_count(in_shape) -> int:
+    """The ladder's evaluation samples when none are given: the held-out digits split, else 32
+    random inputs."""
+    return len(load_digits_split().y_test) if is_digits_input(in_shape) else 32
+
+
+def _read_back(m):
+    """The float64 graph a user deploys: exported, written to a NIR file and read back."""
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "model.nir"
+        write_nir(export_model(m, "float64"), path)
+        return read_nir(path)
+
+
+def fit_ladder(model, lowerings: Sequence[str], n_eval: int, lava_samples: int, asked: set, say,
+               targets: Optional[Sequence[str]] = None, lava: bool = True) -> tuple:
+    """(lowerings, n_eval, lava_samples) of drift ladders that fit the memory budget: what the
+    user did not ask for (``asked`` holds those given of "dssa", "eval", "lava") is lowered, each
+    change told by ``say``: a lowering of ``--dssa both`` that does not fit even on the fewest
+    samples is left out; then the evaluation samples, then the Lava samples, are lowered to the
+    most that fit. What was asked for stays (check_rungs_fit refuses it, with advice)."""
+    from resformer_deploy.model.summary import LADDER_RECORD_BYTES_PER_NEURON_STEP, neurons_per_step
+    from resformer_deploy.util.memory_budget import budget_bytes, size
+    from resformer_deploy.analysis.sizing import largest_that_fits
+
+    choices = choose_rungs(targets, subset=bool(lava and lava_samples))
+    T, budget = int(model.config.T), budget_bytes()
+    per_sample_record = neurons_per_step(model) * T * LADDER_RECORD_BYTES_PER_NEURON_STEP
+    if per_sample_record > budget:  # not even one sample's records: the caller's check refuses it
+        return list(lowerings), n_eval, lava_samples
+    with model_in_dtype(model, torch.float64) as m:
+        graph = _read_back(m.eval())
+    cache = {}
+
+    def need(e: int, lv: int, dssa: str) -> int:
+        sizes = rung_sizes(choices, graph, e, lv, T, dssa, 8, cache)
+        return max([est.peak_bytes + beside for _, _, est, beside in sizes] + [int(per_sample_record * e)])
+
+    def fits(e: int, lv: int, lows) -> bool:
+        return all(need(e, min(lv, e), d) <= budget for d in lows)
+
+    lows = list(lowerings)
+    lava_floor = lava_samples if "lava" in asked else min(1, lava_samples)
+    if len(lows) > 1 and "dssa" not in asked:
+        e0 = n_eval if "eval" in asked else 1
+        keep = [d for d in lows if fits(e0, lava_floor, [d])]
+        if keep and len(keep) < len(lows):
+            for d in (d for d in lows if d not in keep):
+                worst = need(e0, min(lava_floor, e0), d)
+                say(f"note: the default --dssa both: the {d} ladder needs about {size(worst)} on {e0} sample(s) > "
+                    f"memory budget {size(budget)}; running --dssa {', '.join(keep)} only")
+            lows = keep
+    if "eval" not in asked and not fits(n_eval, lava_floor, lows):
+        most = largest_that_fits(lambda e: fits(e, lava_floor, lows), n_eval - 1)
+        if most:
+            say(f"note: the default {n_eval} evaluation samples do not fit the memory budget {size(budget)}: "
+                f"running {most}, the most that fit")
+            n_eval = most
+    if "lava" not in asked and lava_samples:
+        if lava_samples > n_eval:  # a default beyond the evaluation samples: all of them
+            say(f"note: the default --lava-samples {lava_samples} exceeds the {n_eval} evaluation samples: "
+                f"running {n_eval}")
+            lava_samples = n_eval
+        if not fits(n_eval, lava_samples, lows):
+            most = largest_that_fits(lambda lv: fits(n_eval, lv, lows), lava_samples - 1)
+            if most:
+                say(f"note: the default --lava-samples {lava_samples} does not fit the memory budget "
+                    f"{size(budget)}: running {most}, the most that fit")
+                lava_samples = most
+    return lows, n_eval, lava_samples
 
 
 def _ladder(m, eval_samples, lava_samples, calib_samples, dssa, margin, seed, progress, choices, keep_runs,
@@ -356,7 +454,7 @@ def _ladder(m, eval_samples, lava_samples, calib_samples, dssa, margin, seed, pr
     dvs = cfg.T if cfg.neuron == "plif" else 0
     if inputs is not None:
         eval_samples = len(inputs[0])
-    n_eval = eval_samples or (len(load_digits_split().y_test) if is_digits_input(in_shape) else 32)
+    n_eval = eval_samples or default_eval_count(in_shape)
     subset = [c for c in choices if c.role in SUBSET_ROLES]
     (head,) = [c for c in choices if c.role == FIXED_POINT]
     checks = [c for c in subset if c.role == FIXED_POINT_CHECK]
@@ -370,10 +468,7 @@ def _ladder(m, eval_samples, lava_samples, calib_samples, dssa, margin, seed, pr
         raise DeployError(f"--lava-samples {lava_samples} exceeds the {n_eval} evaluation samples")
     x = x.double()
     say = progress or (lambda msg: None)
-    with tempfile.TemporaryDirectory() as d:  # what a user deploys: the file read back
-        path = Path(d) / "model.nir"
-        write_nir(export_model(m, "float64"), path)
-        graph = read_nir(path)
+    graph = _read_back(m)
     check_rungs_fit(say, choices, graph, n_eval, lava_samples if subset else 0, cfg.T, dssa, x.element_size())
     chunk = torch_record_batch(graph, cfg.T, x.element_size())
     say(f"PyTorch float64: {len(x)} samples ({min(chunk, len(x))} at a time), recording every LIF layer")

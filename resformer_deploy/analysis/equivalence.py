@@ -181,13 +181,14 @@ class VerificationEstimate:
                 + (f"target '{self.target}': {te.basis})" if te else
                    f"target '{self.target}' has no cost model: its time and memory are not included)"))
 
-    def check(self) -> None:
-        """Refuse, with the figures, a verification that does not fit the memory budget."""
+    def check(self, advice=None) -> None:
+        """Refuse, with the figures, a verification that does not fit the memory budget;
+        ``advice()``: an option that would help (analysis/sizing.py), asked only on refusal."""
         budget = budget_bytes()
         if self.peak_bytes > budget:
             raise MemoryBudgetError(
                 f"verify on target '{self.target}' [{self.tag}] needs about {size(self.peak_bytes)} > memory "
-                f"budget {size(budget)}: {self._figures()}; use fewer --samples")
+                f"budget {size(budget)}: {self._figures()}; " + (advice() if advice else "use fewer --samples"))
 
 
 def estimate_run(tgt, graph, n: int, T: int, prepared=None, **options) -> Optional[Estimate]:
@@ -214,11 +215,12 @@ def run_estimate_line(tgt, est: Optional[Estimate]) -> str:
             f"{size(est.peak_bytes)}; {est.basis})")
 
 
-def check_run_estimate(tgt, est: Optional[Estimate], what: str) -> None:
-    """Refuse, with the figures, a run whose estimated peak does not fit the memory budget."""
+def check_run_estimate(tgt, est: Optional[Estimate], what: str, advice=None) -> None:
+    """Refuse, with the figures, a run whose estimated peak does not fit the memory budget;
+    ``advice()``: an option that would help (analysis/sizing.py), asked only on refusal."""
     if est is not None and est.peak_bytes > budget_bytes():
         raise MemoryBudgetError(f"{what} on target '{tgt.label}' needs about {size(est.peak_bytes)} > memory "
-                                f"budget {size(budget_bytes())} ({est.basis})")
+                                f"budget {size(budget_bytes())} ({est.basis})" + (f"; {advice()}" if advice else ""))
 
 
 def streams(tgt) -> bool:
@@ -265,8 +267,9 @@ def preflight(model, n_samples: int, target: str, runs, say=None) -> List[Verifi
         if say:
             say(est.line(rss_bytes()))
         out.append(est)
-    for est in out:
-        est.check()
+    from resformer_deploy.analysis.sizing import verification_advice
+    for (precision, opts), est in zip(runs, out):
+        est.check(lambda: verification_advice(model, n_samples, target, precision, opts))
     return out
 
 

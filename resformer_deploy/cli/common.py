@@ -83,3 +83,12 @@ def data_options(evaluation: bool = True, calibration: bool = True, required: bo
             command = opt(command)
         return command
     return decorate
+
+
+def given(name: str) -> bool:
+    """The user gave option ``name`` (a parameter's name) on the command line or by environment,
+    rather than click filling in its default: defaults are lowered to fit the memory budget,
+    what was asked for is refused (analysis/sizing.py)."""
+    from click.core import ParameterSource
+    return click.get_current_context().get_parameter_source(name) not in (ParameterSource.DEFAULT,
+                                                                          ParameterSource.DEFAULT_MAP)

@@ -12,15 +12,11 @@ import click
 
 from resformer_deploy import __version__
 from resformer_deploy.cli.checks import run_checks
-from resformer_deploy.cli.common import COUNT, COUNT0, SEED, checkpoint_options, data_options, load_cli_checkpoint
+from resformer_deploy.cli.common import (COUNT, COUNT0, SEED, checkpoint_options, data_options, given,
+                                         load_cli_checkpoint)
 from resformer_deploy.errors import DeployError, one_line
-from resformer_deploy.model.summary import check_ladder_recording
 from resformer_deploy.util.outputs import check_outputs
 from resformer_deploy.reporting.html import REPORT_FILES
-
-# the drift ladder records every neuron of its evaluation samples; 0 means the held-out digits
-# split (359) or 32 random inputs (resformer_deploy/analysis/drift.py): 359 bounds both
-DRIFT_DEFAULT_EVAL = 359
 
 
 class Terminated(BaseException):
@@ -263,25 +259,38 @@ def verify(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, s
     md, cal = open_data_args(data_args, ck.config, ck.variant, calib_samples, caps.needs_quantized_net,
                              f"target '{target}' runs floating point")
     if caps.needs_quantized_net:  # fixed point: the drift ladder, with Lava rungs on a Lava target
-        from resformer_deploy.analysis.drift import rungs_by_capability
-        from resformer_deploy.cli.drift import run_drift
-        n_eval = eval_samples or (len(md.source) if md else DRIFT_DEFAULT_EVAL)
-        check_ladder_recording(ck.model, n_eval)
-        run_drift(ck, checkpoint, ["fused", "synaptic"] if dssa == "both" else [dssa], lava_samples, eval_samples,
-                  calib_samples, seed, json_out, lava=caps.engine == "lava",
-                  targets=rungs_by_capability(target, subset=caps.engine == "lava" and lava_samples > 0),
-                  inputs=ladder_inputs(md, eval_samples), calibration=cal)
+        from resformer_deploy.analysis.drift import default_eval_count, rungs_by_capability
+        from resformer_deploy.cli.drift import fit_counts, ladder_asked, run_drift
+        asked = ladder_asked()
+        if given("samples"):  # one --samples bounds every rung whose own count is not given
+            if "eval" not in asked:
+                eval_samples = min(samples, len(md.source) if md else
+                                   default_eval_count((ck.config.in_channels, ck.config.img_size, ck.config.img_size)))
+            lava_samples = lava_samples if "lava" in asked else min(lava_samples, samples)
+            asked |= {"eval", "lava"}
+            click.echo(f"--samples {samples} bounds the ladder: {eval_samples} evaluation samples, "
+                       f"{lava_samples} Lava samples", err=True)
+        lava = caps.engine == "lava"
+        rungs = rungs_by_capability(target, subset=lava and lava_samples > 0)
+        lowerings, eval_samples, lava_samples, inputs = fit_counts(
+            ck, ["fused", "synaptic"] if dssa == "both" else [dssa], eval_samples, lava_samples,
+            ladder_inputs(md, eval_samples), asked, lava=lava, targets=rungs)
+        run_drift(ck, checkpoint, lowerings, lava_samples, eval_samples, calib_samples, seed, json_out, lava=lava,
+                  targets=rungs, inputs=inputs, calibration=cal)
         _warn_skipped(md)
         return
-    x, source = verification_inputs(ck.model, samples, seed, packed=True, data=md)
-    _warn_skipped(md)
     lowerings = None
     if "dssa" in caps.options:  # the target lowers DSSA products one way or another
         lowerings = ["fused", "synaptic"] if dssa == "both" else [dssa]
+    precisions = ["float64", "float32"] if precision == "both" else [precision]
+    from resformer_deploy.analysis.sizing import fit_verification
+    samples, lowerings = fit_verification(ck.model, samples, target, precisions, lowerings, given("samples"),
+                                          given("dssa"), lambda m: click.echo(m, err=True))  # defaults that fit
+    x, source = verification_inputs(ck.model, samples, seed, packed=True, data=md)
+    _warn_skipped(md)
     click.echo(f"verify {ck.variant} on target '{target}' ({form} form): {int(x.shape[0])} samples of {source}, "
                f"T={ck.config.T}")
-    reports = run_checks(ck, x, source, target, ["float64", "float32"] if precision == "both" else [precision],
-                          form, lowerings)
+    reports = run_checks(ck, x, source, target, precisions, form, lowerings)
     if json_out:
         write_json(json_out, {"checkpoint": checkpoint, "variant": ck.variant, "inputs": source,
                               "skipped": [{"name": n, "reason": why} for n, why in (md.bad if md else [])],
@@ -334,18 +343,24 @@ def simulate(model, target, samples, dssa, seed, calib_samples, json_out, data_a
         from resformer_deploy.cli.data import open_data_args
         md, cal = open_data_args(data_args, *graph_model(graph, model), calib_samples,
                                  tgt.capabilities.needs_quantized_net, f"target '{target}' runs floating point")
+    opts = {"dssa": dssa} if "dssa" in tgt.capabilities.options else {}  # options the target takes
+    run_kw = dict(opts, record_spikes=False)
+    from resformer_deploy.analysis.sizing import count_advice, fit_default_count, simulate_sizer
+    fits = simulate_sizer(tgt, graph, T, run_kw, sum(prod(s) for s in shapes.values()), prod(out_shape))
+    if not given("samples"):  # the default count lowered to what fits, said on stderr
+        samples = fit_default_count(samples, fits, "--samples", lambda m: click.echo(m, err=True))
+    advice = lambda: count_advice(samples, fits, "--samples", opts.get("dssa"),  # noqa: E731
+                                  lambda: fits(1, dssa="fused"))
     if md is not None:
         x, labels, _ = md.take(samples, "--samples")
         samples, source = len(labels), md.describe()
         _warn_skipped(md)
     else:
         x, labels, source = inputs_for(in_shape, samples, seed)
-    opts = {"dssa": dssa} if "dssa" in tgt.capabilities.options else {}  # options the target takes
-    run_kw = dict(opts, record_spikes=False)
     est = estimate_run(tgt, graph, samples, T, **run_kw)
     if est is not None:
         click.echo(run_estimate_line(tgt, est))
-        check_run_estimate(tgt, est, f"simulate: {samples:,} samples of {model}")
+        check_run_estimate(tgt, est, f"simulate: {samples:,} samples of {model}", advice)
     else:  # no cost model before the flow: a step holds every node's value for the batch, float64
         n_values = sum(prod(s) for s in shapes.values())
         check_bytes(8 * samples * (n_values + T * prod(out_shape)),
@@ -363,7 +378,7 @@ def simulate(model, target, samples, dssa, seed, calib_samples, json_out, data_a
     if est is None:  # a cost model that needs the flow's artifacts
         est = estimate_run(tgt, graph, samples, T, prepared=prepared, **run_kw)
         click.echo(run_estimate_line(tgt, est))
-        check_run_estimate(tgt, est, f"simulate: {samples:,} samples of {model}")
+        check_run_estimate(tgt, est, f"simulate: {samples:,} samples of {model}", advice)
     t0 = time.time()
     with Progress(tgt.steps(graph, samples, T, prepared=prepared, **opts), f"{target} simulation",
                   unit="steps") as bar:
@@ -516,11 +531,12 @@ def report(checkpoint, variant, img_size, T, num_classes, unsafe_load, out_dir, 
 
     ck = load_cli_checkpoint(checkpoint, variant, img_size, T, num_classes, unsafe_load)
     md, cal = open_data_args(data_args, ck.config, ck.variant, calib_samples, True)
-    n_eval = eval_samples or (len(md.source) if md else DRIFT_DEFAULT_EVAL)
-    check_ladder_recording(ck.model, n_eval)
+    from resformer_deploy.cli.drift import fit_counts, ladder_asked
+    _, eval_samples, lava_samples, inputs = fit_counts(ck, [dssa], eval_samples, lava_samples,
+                                                       ladder_inputs(md, eval_samples), ladder_asked(),
+                                                       lava=lava_samples > 0)
     rep = build_report(ck, checkpoint, dssa, lava_samples, eval_samples, calib_samples,
-                       say=lambda m: click.echo(f"  {m} ...", err=True), inputs=ladder_inputs(md, eval_samples),
-                       calibration=cal)
+                       say=lambda m: click.echo(f"  {m} ...", err=True), inputs=inputs, calibration=cal)
     _warn_skipped(md)
     paths = write_report_files(Path(out_dir), rep)
     lad = rep["ladder"]
@@ -530,7 +546,8 @@ def report(checkpoint, variant, img_size, T, num_classes, unsafe_load, out_dir, 
                f"{100 * emu['accuracy']:.2f}% on {emu['samples']} samples" if emu["accuracy"] is not None else
                f"fixed point: {100 * emu['prediction_agreement_with_torch']:.2f}% same class as PyTorch")
     click.echo(f"Loihi 2: {m['neuro_cores']} neuro cores, {m['chips']} chip(s), "
-               f"{len(rep['mapping']['violations'])} design-rule violation(s); energy "
+               f"{len(rep['mapping']['violations'])} design-rule violation(s), "
+               f"{len(rep['mapping'].get('stock_models', []))} process(es) without a stock Lava model; energy "
                f"{rep['energy']['fixed']['energy_mJ'] * 1e3:.4f} uJ per image (fixed point)")
     for p in paths:
         click.echo(f"wrote {p}")
