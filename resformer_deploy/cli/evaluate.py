@@ -156,7 +156,11 @@ def engine_text(engine: dict) -> str:
                     ["worker", "host", "pid", "shards", "samples", "busy s", "samples/s", "restarted"])
     nodes = table([(nd["node"], nd["host"], nd["ip"], nd["workers"], nd["samples"], rate(nd["samples_per_second"]))
                    for nd in engine["per_node"]], ["node", "host", "ip", "workers", "samples", "samples/s"])
-    return "\n".join([head, workers, nodes])
+    # a shard run again (its node lost, its worker's process dead): which, why, and where it completed
+    retried = [f"retried: {r['shard']}: {'; '.join(r['reasons'])}; completed on node {r['completed_on']['node']} "
+               f"({r['completed_on']['host']}, raylet {r['completed_on']['raylet']})"
+               for r in engine.get("retried", [])]
+    return "\n".join([head, workers, nodes, *retried])
 
 
 def summary_text(rep: dict) -> str:

@@ -23,9 +23,19 @@ https://docs.ray.io/en/latest/ray-core/fault_tolerance/actors.html); a shard who
 (its error is deterministic) or whose worker keeps dying fails, is reported by name with its
 error, and the other shards complete (a worker Ray gave up on is replaced).
 
+A node lost mid-run (its raylet gone: Ray marks it dead after its health checks fail) takes its
+workers along; Ray would restart them only where CPUs are free, and their shards would wait for
+that. So the driver asks Ray every NODE_CHECK_S which nodes are alive, and a shard whose worker
+was on a dead node goes back to the queue for the surviving workers (its worker is stopped for
+good, and replaced at once only if the cluster has a free CPU for it). Every shard's node (id,
+host, IP, raylet address) and any retry with its reason are in the result (``engine.per_shard``,
+``engine.retried``).
+
 Fault injection for tests: ``RESFORMER_DEPLOY_RAY_FAULT=shard-00002[:always|:hang],...`` makes
 the worker running that shard exit at once (``os._exit``) on its first attempt only, or always,
-or hang (to interrupt a run that is surely still running).
+or hang (to interrupt a run that is surely still running); ``*`` stands for every shard. A
+worker takes the driver's value and its own node's (the environment its raylet was started
+with), so one node of a cluster can be made to fail.
 """
 import logging
 import os
@@ -64,6 +74,7 @@ WATCHDOG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ray_watchdo
 OBJECT_STORE_MIN = 256 << 20
 ERROR_CHARS = 400
 DECODE_THREADS = 1  # per worker: decoding overlaps the run, the cores go to the workers
+NODE_CHECK_S = 1.0  # how often the driver asks Ray which nodes are alive (ray.nodes(): one GCS call)
 
 
 class ShardsFailed(DeployError):
@@ -113,9 +124,11 @@ class ShardWorker:
 
     def __init__(self, faults: str, threads: int):
         torch.set_num_threads(max(1, threads))
-        self.faults = _faults(faults)
+        # this node's own faults (its raylet's environment), then the driver's
+        self.faults = dict(_faults(os.environ.get(FAULT_ENV, "")), **_faults(faults))
         self.ck = self.setup = self.data = None
         self.loads = 0  # times this process fetched the setup: 1
+        self.runs = 0  # shards this process ran (or began)
 
     def load(self, shipped: list) -> dict:
         if self.setup is None:
@@ -143,8 +156,9 @@ class ShardWorker:
 
     def where(self) -> dict:
         ctx = ray.get_runtime_context()
-        return {"worker": ctx.get_actor_id()[:8], "node": ctx.get_node_id()[:8], "host": socket.gethostname(),
-                "ip": ray.util.get_node_ip_address(), "pid": os.getpid(), "setup_loads": self.loads}
+        return {"worker": ctx.get_actor_id()[:8], "node": ctx.get_node_id()[:8], "node_id": ctx.get_node_id(),
+                "host": socket.gethostname(), "ip": ray.util.get_node_ip_address(), "pid": os.getpid(),
+                "setup_loads": self.loads}
 
     def run(self, shipped: list, key: str, index: int, start: int, stop: int) -> dict:
         from resformer_deploy.analysis.evaluation import evaluate_range
@@ -152,13 +166,21 @@ class ShardWorker:
 
         self.load(shipped)
         shard, restarted = Shard(index, start, stop), _reconstructed()
-        mode = self.faults.get(shard.name)
+        # the driver hands a worker one shard at a time: a restarted worker's first is the one
+        # its previous process died in, retried by Ray
+        retried = restarted and self.runs == 0
+        self.runs += 1
+        mode = self.faults.get(shard.name, self.faults.get("*"))
         if mode == "always" or (mode == "once" and not restarted):
             os._exit(FAULT_EXIT)
         if mode == "hang":
             time.sleep(3600)
+        cpu, thread_cpu = time.process_time(), time.thread_time()
         part = evaluate_range(self.setup, self.ck.model, self.data, start, stop, workers=DECODE_THREADS)
-        return shard_record(key, shard, part, dict(self.where(), restarted=restarted))
+        # CPU seconds of the whole worker process (Ray's own threads and the decoding thread
+        # included) and of the thread that ran the model: where a worker's time goes
+        cpu = {"cpu_seconds": time.process_time() - cpu, "main_thread_cpu_seconds": time.thread_time() - thread_cpu}
+        return shard_record(key, shard, part, dict(self.where(), restarted=restarted, retried_by_ray=retried, **cpu))
 
 
 # usage statistics off unless the user set them (https://docs.ray.io/en/latest/cluster/usage-stats.html)
@@ -405,10 +427,19 @@ def _error_text(e: BaseException) -> str:
     return text if len(text) <= ERROR_CHARS else text[:ERROR_CHARS] + " ..."
 
 
+def _nodes() -> Dict[str, dict]:
+    """Node id -> {alive, raylet address} of every node Ray knows, the dead ones included."""
+    return {n["NodeID"]: {"alive": bool(n.get("Alive")),
+                          "raylet": f"{n.get('NodeManagerAddress')}:{n.get('NodeManagerPort')}"}
+            for n in ray.nodes()}
+
+
 def _run_shards(cluster: RayCluster, make_worker: Callable, shipped: list, todo: list, store: ShardStore,
-                workers: int, update: Callable[[int], None]):
+                workers: int, update: Callable[[int], None], cpus_per_worker: int = 1,
+                warn: Callable[[str], None] = lambda m: None):
     """Every shard of ``todo`` on ``workers`` actors, one shard at a time each; returns (records of
-    finished shards, failures {shard: (error, user_error)}, seconds from the first dispatch)."""
+    finished shards, failures {shard: (error, user_error)}, seconds to set the workers up, seconds
+    from the first dispatch, retries {shard index: [reason, ...]} of shards whose node was lost)."""
     slots = [make_worker() for _ in range(workers)]
     cluster.actors = list(slots)
     t_ready = time.perf_counter()
@@ -418,17 +449,22 @@ def _run_shards(cluster: RayCluster, make_worker: Callable, shipped: list, todo:
         raise DeployError(f"{len(pending) - len(ready)} of {workers} Ray workers not set up after "
                           f"{READY_TIMEOUT_S:.0f} s (resources of the cluster: {cluster.resources()})")
     try:
-        ray.get(pending)
+        homes = ray.get(pending)  # where each worker runs
     except ray.exceptions.RayError as e:  # the set-up raised (data set missing on a node, ...)
         raise DeployError(f"a Ray worker could not be set up: {_error_text(e)}") from None
     ready_seconds = time.perf_counter() - t_ready
     queue, inflight, idle = deque(todo), {}, deque(range(workers))
-    records, failures, replaced = [], {}, 0
+    records, failures, replaced, retried = [], {}, 0, {}
+    next_check = time.monotonic() + NODE_CHECK_S
     t0 = time.perf_counter()
     while queue or inflight:
         while idle and queue:
             slot, s = idle.popleft(), queue.popleft()
             inflight[slots[slot].run.remote(shipped, store.key, s.index, s.start, s.stop)] = (s, slot)
+        if not inflight:  # every worker went with its node
+            for s in queue:
+                failures[s] = ("no Ray worker left: the nodes of all workers were lost", False)
+            break
         done, _ = ray.wait(list(inflight), num_returns=1, timeout=WAIT_S)
         for ref in done:
             s, slot = inflight.pop(ref)
@@ -440,15 +476,69 @@ def _run_shards(cluster: RayCluster, make_worker: Callable, shipped: list, todo:
                     replaced += 1
                     slots[slot] = make_worker()
                     cluster.actors.append(slots[slot])
+                    homes[slot] = None  # known from its first shard
             except ray.exceptions.RayTaskError as e:  # the shard's run raised: it would again
                 failures[s] = (_error_text(e), isinstance(e.cause, DeployError))
             except ray.exceptions.RayError as e:
                 failures[s] = (_error_text(e), False)
             else:
+                homes[slot] = rec["worker"]  # a worker Ray restarted may be on another node
                 records.append(store.write(s, rec))
                 update(s.size)
             idle.append(slot)
-    return records, failures, ready_seconds, time.perf_counter() - t0
+        if time.monotonic() >= next_check:
+            next_check = time.monotonic() + NODE_CHECK_S
+            _requeue_lost(slots, homes, inflight, idle, queue, retried, cluster, make_worker, cpus_per_worker, warn)
+    return records, failures, ready_seconds, time.perf_counter() - t0, retried
+
+
+def _requeue_lost(slots, homes, inflight, idle, queue, retried, cluster, make_worker, cpus_per_worker, warn):
+    """Workers on a node Ray reports dead: stopped for good (Ray would restart them, and retry their
+    shard, only where CPUs are free), their shards back at the head of the queue for the survivors,
+    the reason noted per shard; a lost worker is replaced only if the cluster has a CPU free now."""
+    nodes = _nodes()
+    lost = {slot for slot, h in enumerate(homes)
+            if h is not None and slots[slot] is not None and not nodes.get(h["node_id"], {}).get("alive", True)}
+    if not lost:
+        return
+    for ref, (s, slot) in list(inflight.items()):
+        if slot in lost:
+            del inflight[ref]
+            h = homes[slot]
+            why = (f"node {h['node']} ({h['host']}, {h['ip']}, raylet {nodes[h['node_id']]['raylet']}) was lost "
+                   f"while worker {h['worker']} ran the shard")
+            retried.setdefault(s.index, []).append(why)
+            queue.appendleft(s)
+            warn(f"{s.name}: {why}; it runs again on another worker")
+    for slot in lost:
+        try:
+            ray.kill(slots[slot], no_restart=True)
+        except Exception:  # noqa: BLE001 -- gone with its node already
+            pass
+        if slot in idle:
+            idle.remove(slot)
+        slots[slot] = None
+        if ray.available_resources().get("CPU", 0) >= cpus_per_worker:
+            slots[slot], homes[slot] = make_worker(), None
+            cluster.actors.append(slots[slot])
+            idle.append(slot)
+
+
+def per_shard(records: list, retried: dict, nodes: Dict[str, dict]) -> list:
+    """Where each shard of this run ran (worker, node id, host, IP, raylet) and why it was retried."""
+    out = []
+    for r in sorted(records, key=lambda r: r["shard"]["index"]):
+        w, sh = r["worker"], r["shard"]
+        why = list(retried.get(sh["index"], []))
+        if w.get("retried_by_ray"):
+            why.append(f"worker {w['worker']}'s process died while it ran the shard; Ray started it again and "
+                       f"retried the shard there")
+        out.append({"shard": f"shard-{sh['index']:05d}", "start": sh["start"], "stop": sh["stop"],
+                    "worker": w.get("worker"), "pid": w.get("pid"), "node": w.get("node"),
+                    "node_id": w.get("node_id"), "host": w.get("host"), "ip": w.get("ip"),
+                    "raylet": nodes.get(w.get("node_id"), {}).get("raylet"), "seconds": r["seconds"],
+                    "retried": why})
+    return out
 
 
 def worker_summary(records: list, wall: float) -> dict:
@@ -522,7 +612,8 @@ def evaluate_on_ray(ck, data, target: str, *, checkpoint: str, limit: Optional[i
         if todo:
             try:
                 records_new, failures, engine = _run_on_ray(ck, setup, data, todo, store, tgt, workers, address,
-                                                            retries, say, bar, label=f"evaluate ({target}) on Ray")
+                                                            retries, say, bar, label=f"evaluate ({target}) on Ray",
+                                                            warn=warn)
             except BaseException as e:
                 if not isinstance(e, Exception):  # Ctrl-C, SIGTERM: the cluster's work is stopped by now
                     warn(f"interrupted: {store.finished()} of {len(shards)} shard(s) finished"
@@ -559,7 +650,7 @@ def evaluate_on_ray(ck, data, target: str, *, checkpoint: str, limit: Optional[i
             shutil.rmtree(temp_out, ignore_errors=True)
 
 
-def _run_on_ray(ck, setup, data, todo, store, tgt, workers, address, retries, say, bar, label):
+def _run_on_ray(ck, setup, data, todo, store, tgt, workers, address, retries, say, bar, label, warn=None):
     payload = cloudpickle.dumps((ck, setup.shippable(), data_recipe(data)))
     lava = tgt is not None and tgt.capabilities.engine == "lava"
     local_cpus = psutil.cpu_count() or 1
@@ -589,10 +680,15 @@ def _run_on_ray(ck, setup, data, todo, store, tgt, workers, address, retries, sa
         shipped = [ray.put(payload)]  # once; each worker fetches it once
         options = dict(num_cpus=cpw, max_restarts=retries, max_task_retries=retries)
         remote = ray.remote(ShardWorker)
-        records, failures, ready_s, wall = _run_shards(
+        records, failures, ready_s, wall, retried = _run_shards(
             cluster, lambda: remote.options(**options).remote(os.environ.get(FAULT_ENV, ""), cpw), shipped,
-            todo, store, workers, b.update)
+            todo, store, workers, b.update, cpus_per_worker=cpw, warn=warn or say)
+        shards = per_shard(records, retried, _nodes())
     return records, failures, {"address": address or "local", "cluster": res, "workers": workers,
                                "cpus_per_worker": cpw, "retries": retries, "shipped_bytes": len(payload),
                                "seconds": {"ray_start": cluster.start_seconds, "workers_ready": ready_s,
-                                           "shards": wall, "ray_stop": cluster.stop_seconds}}
+                                           "shards": wall, "ray_stop": cluster.stop_seconds},
+                               "per_shard": shards,
+                               "retried": [{"shard": r["shard"], "reasons": r["retried"], "completed_on":
+                                            {k: r[k] for k in ("node", "host", "ip", "raylet", "worker")}}
+                                           for r in shards if r["retried"]]}

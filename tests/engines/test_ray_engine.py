@@ -101,7 +101,11 @@ def test_interrupted_run_resumes_to_the_same_result_through_a_killed_worker(in_p
     assert_same(rep, in_process)
     e = rep["engine"]
     assert (e["shards_run"], e["shards_resumed"]) == (1, 4) and [w["restarted"] for w in e["per_worker"]] == [True]
-    assert "yes" in r.output.split("restarted")[-1]
+    assert "yes" in r.output.split("restarted")[-1].split("\n")[2]  # the worker table's row
+    assert [(x["shard"], x["reasons"]) for x in e["retried"]] == [("shard-00004", [
+        f"worker {e['per_worker'][0]['worker']}'s process died while it ran the shard; Ray started it again and "
+        f"retried the shard there"])]
+    assert "retried: shard-00004: worker " in r.output
 
 
 def test_failing_shards_are_named_and_the_rest_completes(ck, tmp_path, monkeypatch):
