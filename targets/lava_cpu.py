@@ -210,6 +210,56 @@ def worker_plan(plan):
     return dataclasses.replace(plan, graph=graph, bias={n: plan.bias[n] for n in lhs if n in plan.bias})
 
 
+@dataclasses.dataclass
+class WorkerRun:
+    spikes: dict  # {LIF: [T, N, *shape] bool}
+    outputs: dict  # {output: [T, N, *shape]} as the network computes them (integers in fixed point)
+    info: dict  # the worker's: processes, steps, Lava compile/start/run seconds, channels
+    build_s: float
+    run_s: float
+    stalls_retried: list
+
+
+def run_in_worker(plan, host_values: dict, N: int, T: int, lowerings: dict, quant=None, *,
+                  record_spikes: bool = True, stock_models: bool = False, progress=None,
+                  stall_timeout: float = STALL_TIMEOUT, t_build: float = 0.0):
+    """The plan's Lava network run in the isolated worker (targets/lava_worker.py), the only way a
+    command runs Lava: its processes, workdir and shared memory are gone when this returns or
+    raises, however the run ended. ``host_values``: {input: [N, T, size]} (integers with ``quant``).
+    -> WorkerRun: spikes {LIF: [T, N, *shape] bool} (with record_spikes), outputs {output: [T, N, *shape]}."""
+    t0 = time.time()
+    total_steps = N * T + plan.total_latency
+    slim = worker_plan(plan)
+    job = (slim, host_values, N, T, lowerings, record_spikes,
+           dataclasses.replace(quant, plan=slim) if quant is not None else None, bool(stock_models))
+    t_build += time.time() - t0
+    attempts = []
+    for attempt in range(2):
+        d = new_workdir()  # created by the worker, removed here (or by the worker if we die)
+        try:
+            t1 = time.time()
+            try:
+                code, printed = supervise(d, job, total_steps, progress if attempt == 0 else None, stall_timeout)
+            except _Stall as e:
+                attempts.append(str(e))
+                continue
+            t_run = time.time() - t1
+            if code != 0:
+                raise LavaRunError(f"Lava simulation failed: {failure_message(d, code, printed)}")
+            with open(os.path.join(d, "info.json")) as f:
+                worker_info = json.load(f)
+
+            def read(n):  # [T, N, *shape]
+                r = read_probe(os.path.join(d, f"{n}.npy"), plan.shapes[n], spikes=n not in plan.outputs)
+                return r.reshape(N, T, *plan.shapes[n]).swapaxes(0, 1)
+            spikes = {n: read(n) > 0.5 for n in plan.neuro
+                      if isinstance(plan.graph.nodes[n], nir.LIF)} if record_spikes else {}
+            return WorkerRun(spikes, {o: read(o) for o in plan.outputs}, worker_info, t_build, t_run, attempts)
+        finally:
+            cleanup_workdir(d)
+    raise LavaRunError(f"Lava simulation stalled twice ({'; '.join(attempts)}); its processes were killed")
+
+
 def product_matrix_bytes(plan) -> int:
     """Memory of the synaptic DSSA lowering's matrices, all their copies (its own cost model,
     resformer_deploy.passes.dssa_lowering.product_cost; its channels are counted by wiring())."""
@@ -344,39 +394,12 @@ class LavaCpuTarget(Target):
         host_values = host_inputs(plan, host, x, T)  # [N, T, size]
         if quant is not None:
             host_values = quant.quantize_inputs(host_values)
-        total_steps = N * T + plan.total_latency
-        slim = worker_plan(plan)
-        job = (slim, host_values, N, T, lowerings, record_spikes,
-               dataclasses.replace(quant, plan=slim) if quant is not None else None, bool(stock_models))
-        t_build = time.time() - t0
-        attempts = []
-        for attempt in range(2):
-            d = new_workdir()  # created by the worker, removed here (or by the worker if we die)
-            try:
-                t1 = time.time()
-                try:
-                    code, printed = supervise(d, job, total_steps,
-                                     progress if attempt == 0 else None, stall_timeout)
-                except _Stall as e:
-                    attempts.append(str(e))
-                    continue
-                t_run = time.time() - t1
-                if code != 0:
-                    raise LavaRunError(f"Lava simulation failed: {failure_message(d, code, printed)}")
-                with open(os.path.join(d, "info.json")) as f:
-                    worker_info = json.load(f)
-
-                def read(n):  # [T, N, *shape]
-                    rec = read_probe(os.path.join(d, f"{n}.npy"), plan.shapes[n], spikes=n not in plan.outputs)
-                    return rec.reshape(N, T, *plan.shapes[n]).swapaxes(0, 1)
-                spikes = {n: torch.from_numpy(read(n) > 0.5) for n in plan.neuro
-                          if isinstance(graph.nodes[n], nir.LIF)} if record_spikes else {}
-                stream = {o: read(o) if quant is None else quant.dequantize(o, read(o)) for o in plan.outputs}
-                break
-            finally:
-                cleanup_workdir(d)
-        else:
-            raise LavaRunError(f"Lava simulation stalled twice ({'; '.join(attempts)}); its processes were killed")
+        lava = run_in_worker(plan, host_values, N, T, lowerings, quant, record_spikes=record_spikes,
+                             stock_models=stock_models, progress=progress, stall_timeout=stall_timeout,
+                             t_build=time.time() - t0)
+        spikes = {n: torch.from_numpy(r) for n, r in lava.spikes.items()}
+        stream = {o: r if quant is None else quant.dequantize(o, r) for o, r in lava.outputs.items()}
+        worker_info, attempts, t_build, t_run = lava.info, lava.stalls_retried, lava.build_s, lava.run_s
         out = host_readout(plan, host, stream, T, N)
         if info is not None:
             info.update({"dssa": dssa, "products": {n: {"cost": l.cost, "verification": l.verification}

@@ -58,13 +58,13 @@ class Loihi2HardwareTarget(Target):
         return RunResult(output=out, spikes={}, seconds=time.time() - t0)
 
 
-def refuse_fused(plan) -> None:
-    """The fused DSSA lowering has no hardware model: refused, naming its processes."""
+def refuse_fused(plan, who: str = "target loihi2", lacks: str = "Loihi 2 hardware model") -> None:
+    """The fused DSSA lowering has no hardware (or stock) model: refused, naming its processes."""
     if plan.dssa != "synaptic":
         fused = [n for n in plan.neuro if type(plan.graph.nodes[n]).__name__ == "SpikeMatMul"]
-        raise DeployError(f"target loihi2: the fused DSSA lowering runs {len(fused)} FusedSpikeMatMul process(es) "
-                          f"({', '.join(fused[:3])}{', ...' if len(fused) > 3 else ''}) that have no Loihi 2 "
-                          f"hardware model (they need an embedded-core program); deploy with --dssa synaptic")
+        raise DeployError(f"{who}: the fused DSSA lowering runs {len(fused)} FusedSpikeMatMul process(es) "
+                          f"({', '.join(fused[:3])}{', ...' if len(fused) > 3 else ''}) that have no "
+                          f"{lacks} (they need an embedded-core program); deploy with --dssa synaptic")
 
 
 def run_on_chip(art, x):

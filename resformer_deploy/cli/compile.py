@@ -23,6 +23,15 @@ def _is_nir(path: str) -> bool:
         return False
 
 
+def stock_models_line(findings, quantized: bool) -> str:
+    """One line (and one per finding) on the processes Lava's stock models would not run as planned."""
+    scope = "" if quantized else " (number formats not checked: add --quantize)"
+    if not findings:
+        return f"stock models: every process runs on Lava's stock fixed_pt models as planned{scope}"
+    return "\n".join([f"stock models: {len(findings)} process(es) need more than Lava's stock models{scope}:"]
+                     + [f"  {f}" for f in findings])
+
+
 @click.command("compile")
 @click.argument("model", type=click.Path(dir_okay=False, path_type=str))
 @click.option("--target", default="loihi2", show_default=True,
@@ -96,7 +105,7 @@ def compile_cmd(model, target, out_dir, dssa, as_json, quantize, calib_samples, 
     est_json, est_lines = None, []
     if quantize:  # Loihi 2 latency, throughput, energy and systems, from the emulator's activity on real samples
         from resformer_deploy.flows.fixed_point import graph_time_steps
-        from resformer_deploy.analysis.loihi2_cost import ESTIMATE_SAMPLES, cost_section
+        from resformer_deploy.hardware.loihi2.cost import ESTIMATE_SAMPLES, cost_section
         ci = prepared["calibration_inputs"]
         est_json, est_lines = cost_section(graph, prepared, graph_time_steps(graph), ci.x[:ESTIMATE_SAMPLES],
                                            ci.source, violations)
@@ -107,6 +116,8 @@ def compile_cmd(model, target, out_dir, dssa, as_json, quantize, calib_samples, 
         data["loihi2_estimate"] = est_json
     if quantize:
         data["calibration"] = prepared["quantized_net"].calibration
+    # what Lava's stock process models (and so the chip's own) would not run as planned, by process
+    data["stock_models"] = {"checked_quantized": bool(quantize), "findings": prepared["stock_models"]}
     out = Path(out_dir) / "loihi2_plan.json"
     write_json(out, data)  # creates OUT_DIR (and parents) if needed
     if quantize:  # the deployable artifact (resformer-deploy deploy writes the same file)
@@ -131,6 +142,7 @@ def compile_cmd(model, target, out_dir, dssa, as_json, quantize, calib_samples, 
             click.echo(f"warning: {w}")
         for s in skipped:
             click.echo(f"drc skipped: {s}")
+        click.echo(stock_models_line(prepared["stock_models"], quantize))
         click.echo(f"hardware: {hw['message']}")
         for line in est_lines:
             click.echo(line)

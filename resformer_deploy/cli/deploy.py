@@ -53,11 +53,15 @@ def artifact_line(path, fig) -> str:
                    "embedded-core program; not runnable on the chip).")
 @click.option("--calib-samples", type=COUNT, default=128, show_default=True)
 @click.option("--samples", type=COUNT, default=4, show_default=True,
-              help="With lava-loihi installed: samples of --data run on the chip.")
+              help="Samples of --data run on the chip (with lava-loihi) or with --simulate.")
+@click.option("--simulate", is_flag=True,
+              help="Also run --samples samples of --data through the artifact on Lava's CPU simulator with "
+                   "its stock process models only (Loihi2SimCfg fixed_pt, no exception map: the chip's "
+                   "arithmetic) and check every output value and spike against the bit-accurate emulator.")
 @checkpoint_options
 @data_options()
-def deploy_cmd(model, output, artifact_in, dssa, calib_samples, samples, variant, img_size, T, num_classes,
-               unsafe_load, data_args):
+def deploy_cmd(model, output, artifact_in, dssa, calib_samples, samples, simulate, variant, img_size, T,
+               num_classes, unsafe_load, data_args):
     """Write MODEL's deployable Loihi 2 artifact: one HDF5 file with the whole quantized network.
 
     MODEL is a checkpoint or NIR file; it is quantized (calibrated on --calib-data, or the flow's
@@ -77,6 +81,11 @@ def deploy_cmd(model, output, artifact_in, dssa, calib_samples, samples, variant
         raise DeployError(f"deploy {model}: -o/--output OUT.h5 names the artifact to write")
     if artifact_in is not None and output is not None:
         raise DeployError(f"--artifact {artifact_in}: an artifact is read, not written; drop -o {output}")
+    if simulate and data_args.data is None:
+        raise DeployError("--simulate runs samples of --data: give --data (e.g. --data digits)")
+    if simulate and model is not None and dssa != "synaptic":
+        raise DeployError(f"--simulate --dssa {dssa}: the fused lowering's FusedSpikeMatMul processes have no stock "
+                          f"Lava process model; use --dssa synaptic")
     check_outputs([p for p in (model, artifact_in) if p] + data_args.paths(), files=[output] if output else [])
     md = None
     if artifact_in is not None:
@@ -110,6 +119,8 @@ def deploy_cmd(model, output, artifact_in, dssa, calib_samples, samples, variant
                        f"(`resformer-deploy compile --quantize` lists them)")
         from targets.artifact import read_artifact
         art = read_artifact(output)
+    if simulate:
+        simulate_on_stock_models(art, md, samples)
     if not lava_loihi_installed():
         click.echo(f"Loihi 2: not run here: {loihi2_hardware_message()}")
         return
@@ -125,3 +136,22 @@ def deploy_cmd(model, output, artifact_in, dssa, calib_samples, samples, variant
         return
     correct = sum(int(p == int(t)) for p, t in zip(pred, y))
     click.echo(f"Loihi 2 (Loihi2HwCfg): {correct}/{len(pred)} correct on {md.describe()}; classes {pred}")
+
+
+def simulate_on_stock_models(art, md, samples: int) -> None:
+    """``deploy --simulate``: the artifact on stock-model Lava, checked against the emulator (targets.stock_check)."""
+    from resformer_deploy.util.progress import Progress
+    from targets.stock_check import check_on_stock_models
+    x, y, _ = md.take(samples, "--samples")
+    x = x.numpy() if hasattr(x, "numpy") else x
+    steps = x.shape[0] * art.T + art.plan.total_latency
+    with Progress(steps, f"Lava stock models, {x.shape[0]} sample(s)", unit="steps") as bar:
+        chk = check_on_stock_models(art, x, progress=bar.update)
+    pred = [int(c) for c in chk.logits.mean(0).argmax(-1)]
+    right = f"{sum(int(p == int(t)) for p, t in zip(pred, y))}/{len(pred)} correct, " if y is not None else ""
+    click.echo(f"Lava stock models (Loihi2SimCfg fixed_pt, no exception map; {chk.processes} processes, "
+               f"{chk.seconds:.1f} s): {right}classes {pred}; vs loihi2-emu: {chk.output_mismatches} of "
+               f"{chk.output_values:,} output values and {chk.spike_mismatches} of {chk.spikes:,} spikes differ")
+    if not chk.bit_exact:
+        raise DeployError("the artifact on Lava's stock models is not bit-exact with the emulator (a bug in the "
+                          "toolchain; please report it with the artifact)")

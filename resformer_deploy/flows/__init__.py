@@ -18,7 +18,7 @@ from targets import capabilities_of
 
 from resformer_deploy.flows.fixed_point import CALIBRATE, CHOOSE_CALIBRATION_DATA, QUANTIZE
 from resformer_deploy.flows.lava_passes import LOWER_DSSA_SYNAPTIC, PLAN_LAVA, PLAN_LAVA_TO_SIMULATE
-from resformer_deploy.flows.loihi2_mapping import MAP_TO_LOIHI2, RUN_DRC
+from resformer_deploy.flows.loihi2_mapping import CHECK_STOCK_MODELS, MAP_TO_LOIHI2, RUN_DRC
 
 
 def only_if(p: Pass, option: str) -> Pass:
@@ -45,8 +45,9 @@ FLOWS: Dict[str, Flow] = {f.name: f for f in (
          outputs=("lava_plan", "quantized_net", "product_lowerings"),
          doc="Lava plan calibrated and quantized to Loihi 2 fixed point (+ fixed-point synaptic lowering)"),
     Flow("loihi2-map", _PLAN + tuple(only_if(p, "quantize") for p in (CHOOSE_CALIBRATION_DATA, CALIBRATE, QUANTIZE))
-         + (MAP_TO_LOIHI2, RUN_DRC), outputs=("core_plan", "drc"),
-         doc="Loihi 2 core plan and design-rule check (quantize=True: also the number-format rules)"),
+         + (MAP_TO_LOIHI2, RUN_DRC, CHECK_STOCK_MODELS), outputs=("core_plan", "drc", "stock_models"),
+         doc="Loihi 2 core plan, design-rule check (quantize=True: also the number-format rules) and the "
+             "processes stock Lava models would not run"),
 )}
 
 

@@ -4,6 +4,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from resformer_deploy.hardware.loihi2 import map_to_loihi2, run_drc
+from resformer_deploy.hardware.loihi2.drc import stock_model_findings
 from resformer_deploy.passes.manager import Pass
 
 
@@ -36,3 +37,8 @@ MAP_TO_LOIHI2 = Pass("map-to-loihi2", lambda art, _o: {"core_plan": map_to_loihi
                      doc="neuron layers tiled onto neuro cores under the per-core limits (the plan's DSSA lowering)")
 RUN_DRC = Pass("run-drc", _drc, requires=("core_plan",), ensures=("drc",), uses=("quantized_net",),
                doc="every design rule at once: (violations, skipped checks)")
+CHECK_STOCK_MODELS = Pass("check-stock-models",
+                          lambda art, _o: {"stock_models": stock_model_findings(art["lava_plan"],
+                                                                                art.get("quantized_net"))},
+                          requires=("lava_plan",), ensures=("stock_models",), uses=("quantized_net",),
+                          doc="every process a stock Lava model (the chip's, too) would not run as planned")

@@ -56,7 +56,8 @@ def small_report(node=EVIL, **ladder_kw):
     mapping = {"totals": {"neuro_cores": 3, "embedded_programs": 1, "chips": 1},
                "layers": [{"layer": node, "kind": "LIF", "neurons": 4, "synapses": 8, "memory_bytes": 64, "cores": 3,
                            "max_fan_in": 2, "limiting": "neurons"}],
-               "violations": [f"{node}: fan-in 5000 > 4096"], "hardware_runtime": {"message": "needs <lava-loihi>"}}
+               "violations": [f"{node}: fan-in 5000 > 4096"], "hardware_runtime": {"message": "needs <lava-loihi>"},
+               "stock_models": [f"{node}: FusedSpikeMatMul has no stock Lava process model"]}
     return DeploymentReport(f"ckpt/{node}.pt", "digits", 4, "test machine", Timing(17, 4),
                             small_ladder(node, **ladder_kw),
                             EnergySection(2, counts, counts, energy_report(counts, 2), energy_report(counts, 2)),
@@ -211,6 +212,8 @@ def test_report_page_escapes_every_value_and_has_every_section():
     assert page.count("src='data:image/png;base64,") == 4
     # markup the template itself writes is kept
     assert "<b>NOT met</b>" in page and "goal &le; 1 pp" in page
+    assert ("1 process(es) need more than Lava's stock fixed_pt models (and so the chip's own):</p>\n<ul><li>"
+            "&lt;script&gt;alert(1)&lt;/script&gt;: FusedSpikeMatMul has no stock Lava process model</li></ul>") in page
     assert "fixed-point rung (loihi2-emu) bit-exact with fixed-point Lava (loihi2-sim) on 2\nsamples: yes" in page
     assert page.startswith("<!doctype html>") and page.endswith("</html>\n")
 
