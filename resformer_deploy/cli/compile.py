@@ -105,7 +105,7 @@ def compile_cmd(model, target, out_dir, dssa, as_json, quantize, calib_samples, 
     est_json, est_lines = None, []
     if quantize:  # Loihi 2 latency, throughput, energy and systems, from the emulator's activity on real samples
         from resformer_deploy.flows.fixed_point import graph_time_steps
-        from resformer_deploy.hardware.loihi2.cost import ESTIMATE_SAMPLES, cost_section
+        from resformer_deploy.analysis.loihi2_cost import ESTIMATE_SAMPLES, cost_section
         ci = prepared["calibration_inputs"]
         est_json, est_lines = cost_section(graph, prepared, graph_time_steps(graph), ci.x[:ESTIMATE_SAMPLES],
                                            ci.source, violations)

@@ -3,7 +3,7 @@ the drift ladder (accuracy and spike agreement, float and fixed point), operatio
 (PyTorch and fixed-point spikes), and the Loihi 2 core plan with its design-rule check."""
 import time
 from dataclasses import dataclass
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 
@@ -50,6 +50,7 @@ class DeploymentReport(Record):
     energy: EnergySection
     mapping: dict  # the Loihi 2 core plan's JSON form with its design-rule check (hardware.loihi2)
     seconds: float
+    loihi2_estimate: Optional[dict] = None  # latency / throughput / energy and systems (analysis/loihi2_cost.py)
 
     def __post_init__(self):
         require(self.energy.samples == self.ladder.fixed_point.samples,
@@ -83,6 +84,12 @@ def build_report(ck, checkpoint: str, dssa: str = "fused", lava_samples: int = 1
     violations, skipped = mapped["drc"]
     mapping = mapped["core_plan"].to_json(violations, skipped, hardware_runtime())
     mapping["stock_models"] = mapped["stock_models"]  # processes Lava's stock (and the chip's) models would not run
+    say("estimating Loihi 2 latency, throughput and energy from the emulator's activity")
+    from resformer_deploy.analysis.loihi2_cost import estimate_from_spikes, section_json
+    est = estimate_from_spikes(mapped["core_plan"], runs.graph, runs.emulator.spikes, T, N,
+                               runs.quant.plan.total_latency)
+    cost, _ = section_json(mapped["core_plan"], *est, N, ladder.evaluation.source, violations)
     ladder.runs = None  # the report holds numbers only (the runs' spikes can be large)
     return DeploymentReport(str(checkpoint), ck.variant, T, machine_description(),
-                            Timing(runs.quant.plan.total_latency, T), ladder, energy, mapping, time.time() - t0)
+                            Timing(runs.quant.plan.total_latency, T), ladder, energy, mapping, time.time() - t0,
+                            loihi2_estimate=cost)
