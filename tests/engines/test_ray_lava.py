@@ -1,0 +1,119 @@
+"""Lava targets on Ray: `evaluate --engine ray --workers 2 --target lava-cpu|loihi2-sim` on digits
+(a local Ray instance): the result equals the in-process evaluation's (the CLI, in process); each
+Ray worker runs its own Lava runtime (its own targets.lava_worker process); afterwards no process
+of the run is alive and no /dev/shm segment that any of them held open is left. A few samples
+only: a Lava run starts ~70 processes."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import psutil
+import pytest
+
+from tests.conftest import DIGITS_CKPT, REPO
+from tests.engines.test_ray_engine import SAME
+
+CLEANUP_WAIT_S = 20.0
+RUN_TIMEOUT_S = 400  # a bound for a hung run, not a timing assertion
+SHM = "/dev/shm/"
+
+
+def cli_argv(*args):
+    return [sys.executable, "-m", "resformer_deploy.cli.main", *args]
+
+
+class Watched:
+    """A CLI run in its own session and TMPDIR, polled until it exits: every process below it
+    (the raylet, the Ray workers, their Lava workers and Lava's processes) and the /dev/shm
+    files they hold open. Only those count as the run's: other runs share this machine."""
+
+    def __init__(self, argv, tmpdir):
+        self.tmpdir = tmpdir
+        self.proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     start_new_session=True, env=dict(os.environ, TMPDIR=str(tmpdir)))
+        self.root = psutil.Process(self.proc.pid)
+        self.procs, self.shm, self.lava_workers = {}, set(), {}
+
+    def poll(self):
+        try:
+            kids = self.root.children(recursive=True)
+        except psutil.NoSuchProcess:
+            return
+        for p in kids:
+            self.procs.setdefault(p.pid, p)
+            try:
+                if p.pid not in self.lava_workers and "targets.lava_worker" in " ".join(p.cmdline()):
+                    self.lava_workers[p.pid] = p.ppid()  # the Ray worker that started it
+                self.shm |= {f.path for f in p.open_files() if f.path.startswith(SHM)}
+            except psutil.Error:
+                pass
+
+    def finish(self):
+        """Poll until the CLI exits (or the bound); returns (returncode, stdout, stderr)."""
+        deadline = time.time() + RUN_TIMEOUT_S
+        while self.proc.poll() is None and time.time() < deadline:
+            self.poll()
+            time.sleep(0.1)
+        if self.proc.poll() is None:
+            self.proc.kill()
+        out, err = self.proc.communicate()
+        return self.proc.returncode, out, err
+
+    def leftovers(self):
+        procs = []
+        for p in self.procs.values():
+            try:
+                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                    procs.append(p.pid)
+            except psutil.NoSuchProcess:
+                pass
+        return procs, sorted(p for p in self.shm if os.path.exists(p)), sorted(os.listdir(self.tmpdir))
+
+
+@pytest.mark.parametrize("target", ["lava-cpu", "loihi2-sim"])
+def test_lava_target_on_two_ray_workers_is_the_in_process_result_and_leaves_nothing(target, tmp_path):
+    args = ["evaluate", str(DIGITS_CKPT), "--data", "digits", "--limit", "4", "--batch-size", "2",
+            "--calib-samples", "16", "--target", target]
+    ref = subprocess.run(cli_argv(*args, "--json-out", str(tmp_path / "in_process.json")), cwd=REPO,
+                         capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    assert ref.returncode == 0, ref.stderr
+    # short: multiprocessing's Unix sockets (Lava's) live under it, and their paths are limited to 107 bytes
+    tmpdir = tempfile.mkdtemp(prefix="rdl-", dir="/tmp")
+    try:
+        run = Watched(cli_argv(*args, "--engine", "ray", "--workers", "2", "--shard-size", "2", "--json-out",
+                               str(tmp_path / "ray.json")), tmpdir)
+        rc, out, err = run.finish()
+        check(run, rc, out, err, tmp_path)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def check(run, rc, out, err, tmp_path):
+    assert rc == 0, err
+    assert "ray: local instance, 1 node(s), 4 CPUs; 2 worker(s) of 2 CPU(s)" in out
+    a, b = (json.loads((tmp_path / n).read_text()) for n in ("in_process.json", "ray.json"))
+    untimed = lambda info: {k: v for k, v in info.items() if not k.endswith("_s")}  # noqa: E731 (Lava's timings)
+    for k in SAME:
+        assert (untimed(a[k]) == untimed(b[k])) if k == "target_info" else a[k] == b[k], k
+    assert b["target_info"]["processes"] > 0 and b["target_info"]["steps"] > 0
+    assert b["samples"] == 4 and b["agreement_with_torch"] is not None
+    e = b["engine"]
+    assert (e["workers"], e["shards_run"]) == (2, 2) and sorted(w["shards"] for w in e["per_worker"]) == [1, 1]
+    # one Lava runtime per Ray worker: a Lava worker process under each of the two Ray workers
+    ray_workers = {w["pid"] for w in e["per_worker"]}
+    # (Lava's own processes are forked from it and show its command line: not counted)
+    runtimes = {pid: parent for pid, parent in run.lava_workers.items() if parent not in run.lava_workers}
+    assert len(runtimes) == 2 and set(runtimes.values()) == ray_workers, (runtimes, ray_workers)
+    assert run.shm, "no /dev/shm segment of the run was ever seen"
+    assert len(run.procs) >= 40, "Lava's processes were never seen"
+    deadline = time.time() + CLEANUP_WAIT_S
+    while any(run.leftovers()) and time.time() < deadline:
+        time.sleep(0.2)
+    procs, shm, tmp = run.leftovers()
+    assert not procs, f"{len(procs)} of the run's {len(run.procs)} processes alive"
+    assert not shm, f"{len(shm)} of the {len(run.shm)} /dev/shm segments left: {shm[:5]}"
+    assert not tmp, f"left in the run's TMPDIR: {tmp}"
