@@ -267,12 +267,13 @@ def check_evaluation(graph, data, target: str, *, T: int, limit: Optional[int] =
 def prepare_evaluation(ck, data, target: str = TORCH, *, limit: Optional[int] = None, batch_size: int = 32,
                        dssa: str = "fused", calibration=None, calib_samples: int = 128, workers: int = 2,
                        torch_precision: str = "auto", say: Callable[[str], None] = lambda m: None,
-                       torch_runs: bool = True):
+                       torch_runs: bool = True, artifacts: Optional[dict] = None):
     """Export, estimate and prepare the target once: (setup, loader, first batch, iterator over the
     remaining batches, perf_counter when reading started). The flow is prepared with the first
     batch (a synaptic DSSA lowering is verified on it), so every engine prepares from the same
     samples. ``torch_precision``: of the PyTorch model (``torch_dtype``); ``torch_runs`` False:
-    its scores are given (not estimated)."""
+    its scores are given (not estimated). ``artifacts``: the flow's artifacts made already (e.g. the
+    drift ladder's plan and quantized network): its passes that make them do not run again."""
     from exporters.torch_to_nir import export_model
     from targets import get_target
     from resformer_deploy.analysis.equivalence import rss_bytes
@@ -307,7 +308,7 @@ def prepare_evaluation(ck, data, target: str = TORCH, *, limit: Optional[int] = 
     if tgt is not None:
         tp = time.perf_counter()
         # once for the whole evaluation; a synaptic DSSA lowering is verified on the first batch
-        prepared = prepare(tgt, graph, samples=first.x.double(), T=T, calibration=calibration,
+        prepared = prepare(tgt, graph, samples=first.x.double(), T=T, calibration=calibration, artifacts=artifacts,
                            **flow_options(tgt, {**opts, "calib_samples": calib_samples}))
         t_prepare = time.perf_counter() - tp
         qn = prepared.get("quantized_net")
@@ -414,14 +415,15 @@ def _per_class(tally: Tally, source) -> list:
 def evaluate(ck, data, target: str = TORCH, *, checkpoint: str = "", limit: Optional[int] = None,
              batch_size: int = 32, dssa: str = "fused", calibration=None, calib_samples: int = 128,
              workers: int = 2, torch_precision: str = "auto", say: Callable[[str], None] = lambda m: None,
-             bar=None, torch_scores: Optional[torch.Tensor] = None) -> dict:
+             bar=None, torch_scores: Optional[torch.Tensor] = None, artifacts: Optional[dict] = None) -> dict:
     """Evaluate ``ck`` (a loaded checkpoint) on ``data`` (analysis.data_inputs.ModelData) on
     ``target`` ("torch" or a registered target), in this process; returns the JSON record (keys
     RESULT_KEYS). ``calibration``: flows.fixed_point.CalibrationData for a fixed-point target (None:
     the flow's choice). ``say``: lines for the user (estimate, calibration); ``bar(total, label,
     unit)``: a progress context manager (util/progress.Progress). ``torch_precision``: of the
     PyTorch model (``torch_dtype``). ``torch_scores``: the PyTorch scores of every sample of
-    ``data`` [N, K], at that precision, computed already (run_batches)."""
+    ``data`` [N, K], at that precision, computed already (run_batches). ``artifacts``: the flow's
+    artifacts made already (prepare_evaluation)."""
     from resformer_deploy.analysis.equivalence import _NoBar
 
     if torch_scores is not None and tuple(torch_scores.shape) != (len(data.source), ck.config.num_classes):
@@ -431,7 +433,7 @@ def evaluate(ck, data, target: str = TORCH, *, checkpoint: str = "", limit: Opti
     setup, loader, first, rest, t_start = prepare_evaluation(
         ck, data, target, limit=limit, batch_size=batch_size, dssa=dssa, calibration=calibration,
         calib_samples=calib_samples, workers=workers, torch_precision=torch_precision, say=say,
-        torch_runs=torch_scores is None)
+        torch_runs=torch_scores is None, artifacts=artifacts)
     with bar(len(loader), f"evaluate ({target})", "samples") as b:
         part = run_batches(setup, ck.model, loader, chain([first], rest), b.update, t_start, torch_scores)
     wall = part.seconds - setup.t_prepare

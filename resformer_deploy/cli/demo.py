@@ -200,10 +200,12 @@ def demo(model_name, checkpoint, batch_size, json_out, lava_samples, dssa, eval_
                          ["DSSA", "samples", "Lava acc", "PyTorch acc", "same class", "min layer spikes",
                           "processes", "latency", "s/sample"]))
     if fixed_point:
-        result["fixed_point"] = _fixed_point(ck, checkpoint, split, n, eval_samples, calib_samples, out_dir)
+        quantized = []  # the ladder's quantized network: the whole split runs it (same calibration, same network)
+        result["fixed_point"] = _fixed_point(ck, checkpoint, split, n, eval_samples, calib_samples, out_dir,
+                                             quantized.append)
         if runs_whole_split:
             result["fixed_point"]["whole_split"] = _whole_split(ck, checkpoint, split, calib_samples, batch_size,
-                                                                logits)
+                                                                logits, quantized[0])
     if json_out:
         write_json(json_out, result)
         click.echo(f"wrote {json_out}")
@@ -242,7 +244,8 @@ def _lava_rows(reports, pred, y, n, accuracy):
     return rows
 
 
-def _fixed_point(ck, checkpoint, split: DemoSplit, n: int, eval_samples: int, calib_samples: int, out_dir) -> dict:
+def _fixed_point(ck, checkpoint, split: DemoSplit, n: int, eval_samples: int, calib_samples: int, out_dir,
+                 on_quantized=None) -> dict:
     from resformer_deploy.reporting.deploy import build_report
     from resformer_deploy.reporting.drift import ladder_table
     from resformer_deploy.reporting.html import write_report_files
@@ -255,7 +258,8 @@ def _fixed_point(ck, checkpoint, split: DemoSplit, n: int, eval_samples: int, ca
     click.echo(f"\nLoihi 2 fixed point: quantize (calibration: {cal}), run {n} samples on loihi2-sim "
                f"(Loihi2SimCfg fixed_pt) and {whole} on the bit-accurate emulator")
     rep = build_report(ck, checkpoint, "fused", n, eval_samples, calib_samples, inputs=inputs,
-                       calibration=split.calibration, say=lambda m: click.echo(f"  {m} ...", err=True))
+                       calibration=split.calibration, say=lambda m: click.echo(f"  {m} ...", err=True),
+                       on_quantized=on_quantized)
     lad, mp = rep["ladder"], rep["mapping"]
     click.echo(ladder_table(lad))
     click.echo(f"emulator bit-exact with fixed-point Lava: {lad['emulator_bit_exact_vs_lava']}; accuracy drop "
@@ -273,17 +277,21 @@ def _fixed_point(ck, checkpoint, split: DemoSplit, n: int, eval_samples: int, ca
     return out
 
 
-def _whole_split(ck, checkpoint, split: DemoSplit, calib_samples: int, batch_size: int, logits) -> dict:
+def _whole_split(ck, checkpoint, split: DemoSplit, calib_samples: int, batch_size: int, logits,
+                 quantized=None) -> dict:
     """The whole held-out split through the bit-accurate emulator, streamed (no per-neuron
     records), beside the PyTorch model: accuracy and agreement where the ladder ran a subset.
-    ``logits``: the float32 PyTorch scores of the split computed at the start (not computed again)."""
+    ``logits``: the float32 PyTorch scores of the split computed at the start (not computed again);
+    ``quantized``: the ladder's quantized network, run as it is (dvsg: quantizing again took 145 s),
+    else the split's calibration is quantized here."""
     from resformer_deploy.analysis.evaluation import evaluate
     from resformer_deploy.util.progress import Progress
 
     click.echo(f"\nfixed point on the whole held-out split ({len(split.y)} samples), streamed through loihi2-emu:")
     ev = evaluate(ck, split.data, "loihi2-emu", checkpoint=checkpoint, batch_size=batch_size,
                   calibration=split.calibration, calib_samples=calib_samples, say=click.echo, bar=Progress,
-                  torch_scores=logits)
+                  torch_scores=logits, artifacts=None if quantized is None else
+                  {"lava_plan": quantized.plan, "quantized_net": quantized})
     click.echo(f"  emulator accuracy {100 * ev['top1']:.2f}% vs PyTorch float32 {100 * ev['torch_top1']:.2f}% "
                f"({100 * (ev['top1'] - ev['torch_top1']):+.2f} pp), same class {100 * ev['agreement_with_torch']:.2f}% "
                f"of {ev['samples']}; {ev['throughput']['samples_per_second']:.2f} samples/s")

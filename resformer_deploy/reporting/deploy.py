@@ -59,9 +59,12 @@ class DeploymentReport(Record):
 
 
 def build_report(ck, checkpoint: str, dssa: str = "fused", lava_samples: int = 10, eval_samples: int = 0,
-                 calib_samples: int = 128, say=lambda m: None, inputs=None, calibration=None) -> DeploymentReport:
+                 calib_samples: int = 128, say=lambda m: None, inputs=None, calibration=None,
+                 on_quantized=None) -> DeploymentReport:
     """``inputs`` / ``calibration``: the evaluation set and the calibration data (``--data``,
-    ``--calib-data``; analysis.drift.drift_ladder), else the built-in ones; the report says which."""
+    ``--calib-data``; analysis.drift.drift_ladder), else the built-in ones; the report says which.
+    ``on_quantized(quantized_net)``: handed the ladder's quantized network, for a caller that runs
+    it again (demo's whole split) instead of quantizing a second time."""
     from resformer_deploy.flows import prepare
     from targets.loihi2_hardware import hardware_runtime
 
@@ -69,6 +72,8 @@ def build_report(ck, checkpoint: str, dssa: str = "fused", lava_samples: int = 1
     ladder = drift_ladder(ck.model, eval_samples, lava_samples, calib_samples, dssa, progress=say,
                           lava=lava_samples > 0, keep_runs=True, inputs=inputs, calibration=calibration)
     runs = ladder.runs
+    if on_quantized is not None:
+        on_quantized(runs.quant)
     say("counting operations")
     x, T, N = runs.x, ck.config.T, runs.x.shape[0]
     # in chunks: dvsg's 48 ladder samples in one float64 forward took >13 GiB beside the ladder's records

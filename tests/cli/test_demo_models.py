@@ -45,15 +45,20 @@ def test_demo_cifar_runs_the_chain_on_its_generated_split(tmp_path):
     assert "whole_split" not in fp  # --no-whole-split (the streamed path: the test below)
 
 
-def test_whole_split_streams_every_sample_through_the_emulator(tmp_path):
+def test_whole_split_streams_every_sample_through_the_emulator(tmp_path, monkeypatch):
     """demo's whole-split rung on a small generated set (20 held-out images): every sample
-    evaluated, PyTorch's accuracy as computed here, the emulator beside it."""
+    evaluated, PyTorch's accuracy as computed here, the emulator beside it; it runs the drift
+    ladder's quantized network as it is (issue 27: no second quantization)."""
     import torch
+    from exporters.nir_io import read_nir, write_nir
+    from exporters.torch_to_nir import export_model
     from resformer_deploy.analysis.data_inputs import DataArgs
     from resformer_deploy.cli.data import open_data_args
     from resformer_deploy.cli.demo import DemoSplit, _whole_split
     from resformer_deploy.data.generators import digits_images
+    from resformer_deploy.flows import fixed_point, prepare
     from resformer_deploy.model.checkpoint import load_checkpoint
+    from resformer_deploy.model.precision import model_in_dtype
 
     digits_images.build(tmp_path, limit=20)
     ck = load_checkpoint(RECORD.with_suffix(".pt"))
@@ -63,8 +68,18 @@ def test_whole_split_streams_every_sample_through_the_emulator(tmp_path):
     with torch.no_grad():
         scores = ck.model(x).mean(0)
     torch_acc = int((scores.argmax(-1) == y).sum()) / len(y)
+    calls = []
+    quantize = fixed_point.quantize
+    monkeypatch.setattr(fixed_point, "quantize", lambda *a, **k: calls.append(1) or quantize(*a, **k))
+    # the ladder's network: its fixed-point rung's flow on the file read back, the split's calibration
+    with model_in_dtype(ck.model, torch.float64) as m:
+        write_nir(export_model(m.eval(), "float64"), tmp_path / "m.nir")
+    ladder_qn = prepare("loihi2-emu", read_nir(tmp_path / "m.nir"), samples=x[:1].double(), T=ck.config.T,
+                        dssa="fused", calib_samples=16, calibration=cal)["quantized_net"]
+    assert len(calls) == 1
     w = _whole_split(ck, str(RECORD.with_suffix(".pt")), DemoSplit(x, y, md.describe(), cal, True, md), 16, 8,
-                     scores)
+                     scores, ladder_qn)
+    assert len(calls) == 1  # the ladder's network run as it is: quantized once
     assert w["samples"] == 20 and w["target"] == "loihi2-emu"
     assert w["torch_top1"] == torch_acc  # the scores computed here are the comparison's PyTorch side
     assert w["agreement_with_torch"] >= 0.85 and abs(w["top1"] - w["torch_top1"]) <= 0.15
