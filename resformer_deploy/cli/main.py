@@ -223,7 +223,10 @@ def inspect(model, as_json):
 @click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=str))
 @checkpoint_options
 @click.option("--target", default="reference", show_default=True, help="Registered target to run.")
-@click.option("--samples", type=COUNT, default=8, show_default=True)
+@click.option("--samples", type=COUNT, default=8, show_default=True,
+              help="Samples to verify; with a fixed-point target it bounds every rung of the drift ladder whose own "
+                   "count (--eval-samples, --lava-samples) is not given. A default that does not fit the memory "
+                   "budget is lowered to what fits (and said so).")
 @click.option("--precision", type=click.Choice(["float64", "float32", "both"]), default="both",
               show_default=True, help="float64 proves graph equivalence; float32 shows deployment rounding.")
 @click.option("--form", type=click.Choice(["extension", "standard"]), default="extension", show_default=True)
