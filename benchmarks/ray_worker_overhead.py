@@ -1,0 +1,221 @@
+"""Per-worker overhead of `evaluate --engine ray` on ti @224 (issue 28 item 4): 2 Ray workers of one
+thread each against one single-threaded in-process evaluation, in the same run, with Ray's
+start-up, the workers' set-up and Ray's stop stated apart.
+
+    .venv/bin/python benchmarks/ray_worker_overhead.py [--samples 16] [--batch-size 4] [--shard-size 4]
+        [--calib-samples 16] [--ti-checkpoint PATH] [--workdir DIR] [--json-out benchmarks/ray_worker_overhead.json]
+
+ti @224 with random weights (an official-layout checkpoint made by benchmarks/fullsize_models.py,
+as benchmarks/ray_evaluate.py does), N(0, 1) images (preset none), target loihi2-emu. The setup is
+prepared once here (export, calibration on other random images, quantization) and the same code a
+Ray worker runs, analysis.evaluation.evaluate_range over all samples, is timed in this process
+twice: (a) with PyTorch on one thread (``torch.set_num_threads(1)``: the "1 thread" baseline of
+benchmarks/ray_evaluate.py) and (b) with every thread pool on one thread (PyTorch's, OpenMP's and
+numpy's OpenBLAS through threadpoolctl): what a Ray worker of one CPU gets, since Ray starts it
+with OMP_NUM_THREADS=1 (checked: OpenBLAS and OpenMP report 1 thread there, 2 in a plain process
+on this machine). Each run records wall seconds, CPU seconds of the process and of its main thread:
+CPU/wall above 1 means a "single-threaded" run used more than one core. The Ray run
+(engines/ray_engine.evaluate_on_ray, local instance, 2 workers; run first, while this process
+holds no setup), whose shard records carry each
+worker's CPU and main-thread CPU seconds per shard. Results must be identical.
+
+Two controls isolate Ray from the rest: (c) the same in-process run on the setup as a worker
+receives it (cloudpickle dumps + loads, as shipped: ray_engine._run_on_ray), and (d) two plain
+processes at once (no Ray), each with every pool on one thread, each loading the shipped setup
+from a file and evaluating half of the samples (a worker's warm-up first): the concurrency of two
+Ray workers on the two cores without Ray.
+"""
+import _bench  # noqa: F401  (this checkout first on sys.path)
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+TARGET = "loihi2-emu"
+
+
+def timed_range(setup, ck, md, n, *, all_pools: bool) -> dict:
+    """evaluate_range over samples 0..n-1 in this process, one PyTorch thread (and, with
+    ``all_pools``, every native thread pool limited to one thread)."""
+    from contextlib import nullcontext
+    from threadpoolctl import threadpool_info, threadpool_limits
+    from resformer_deploy.analysis.evaluation import evaluate_range
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1) if all_pools else nullcontext():
+            pools = {i["internal_api"]: i["num_threads"] for i in threadpool_info()}
+            c0, t0, w0 = time.process_time(), time.thread_time(), time.perf_counter()
+            part = evaluate_range(setup, ck.model, md, 0, n, workers=1)  # as a Ray worker (DECODE_THREADS)
+            wall, cpu, main = time.perf_counter() - w0, time.process_time() - c0, time.thread_time() - t0
+    finally:
+        torch.set_num_threads(before)
+    return {"thread_pools": dict(pools, torch=1), "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+            "main_thread_cpu_s": round(main, 2), "cpu_per_wall": round(cpu / wall, 3),
+            "per_sample_s": round(wall / n, 3), "cpu_per_sample_s": round(cpu / n, 3),
+            "predictions": part.predictions, "load_average_after": [round(x, 2) for x in os.getloadavg()]}
+
+
+def child(payload: str, start: int, stop: int, out: str) -> None:
+    """Control (d): one plain process evaluating samples start..stop-1 as a Ray worker would."""
+    import ray.cloudpickle as cloudpickle
+    from threadpoolctl import threadpool_limits
+    from resformer_deploy.analysis.evaluation import evaluate_range
+    from resformer_deploy.engines.ray_engine import ShardWorker, reopen_data
+    torch.set_num_threads(1)
+    with threadpool_limits(limits=1):
+        w = ShardWorker.__new__(ShardWorker)  # not an actor: its set-up and warm-up, without Ray
+        w.ck, w.setup, recipe = cloudpickle.loads(Path(payload).read_bytes())
+        w.data = reopen_data(recipe, w.ck)
+        w._warm_up()
+        c0, t0, w0 = time.process_time(), time.thread_time(), time.perf_counter()
+        part = evaluate_range(w.setup, w.ck.model, w.data, start, stop, workers=1)
+        wall, cpu, main = time.perf_counter() - w0, time.process_time() - c0, time.thread_time() - t0
+    n = stop - start
+    Path(out).write_text(json.dumps({"samples": n, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+                                     "main_thread_cpu_s": round(main, 2), "per_sample_s": round(wall / n, 3),
+                                     "cpu_per_sample_s": round(cpu / n, 3),
+                                     "main_thread_cpu_per_sample_s": round(main / n, 3),
+                                     "cpu_per_wall": round(cpu / wall, 3), "predictions": part.predictions}))
+
+
+def two_plain_processes(ck, setup, md, n, workdir: Path) -> dict:
+    """Control (d): two plain processes at once, each with half of the samples."""
+    import subprocess
+    import sys
+    import ray.cloudpickle as cloudpickle
+    from resformer_deploy.engines.ray_engine import data_recipe
+    payload = workdir / "payload.pkl"
+    payload.write_bytes(cloudpickle.dumps((ck, setup.shippable(), data_recipe(md))))
+    half = n // 2
+    outs = [workdir / f"child-{i}.json" for i in range(2)]
+    try:
+        procs = [subprocess.Popen([sys.executable, __file__, "--child", str(payload), str(a), str(b), str(o)])
+                 for (a, b), o in zip(((0, half), (half, n)), outs)]
+        for q in procs:
+            assert q.wait() == 0, "a control process failed"
+        parts = [json.loads(o.read_text()) for o in outs]
+    finally:
+        payload.unlink()
+        for o in outs:
+            o.unlink(missing_ok=True)
+    return {"processes": parts, "predictions": [p for part in parts for p in part.pop("predictions")],
+            "load_average_after": [round(x, 2) for x in os.getloadavg()]}
+
+
+def ray_run(ck, md, cal, args, out_dir) -> dict:
+    from resformer_deploy.engines.ray_engine import evaluate_on_ray
+    t0 = time.perf_counter()
+    rep = evaluate_on_ray(ck, md, TARGET, checkpoint=str(args.ti_checkpoint), limit=args.samples,
+                          batch_size=args.batch_size, shard_size=args.shard_size, calibration=cal,
+                          calib_samples=args.calib_samples, workers=2, out_dir=str(out_dir),
+                          say=lambda m: print(m, flush=True))
+    total = time.perf_counter() - t0
+    e = rep["engine"]
+    workers = {}
+    for f in sorted((Path(out_dir) / "shards").glob("shard-*.json")):
+        r = json.loads(f.read_text())
+        w = workers.setdefault(r["worker"]["worker"], {"samples": 0, "busy_s": 0.0, "cpu_s": 0.0,
+                                                       "main_thread_cpu_s": 0.0})
+        w["samples"] += len(r["predictions"])
+        w["busy_s"] += r["seconds"]
+        w["cpu_s"] += r["worker"]["cpu_seconds"]
+        w["main_thread_cpu_s"] += r["worker"]["main_thread_cpu_seconds"]
+    for w in workers.values():
+        n = w["samples"]
+        w.update({k: round(v, 2) for k, v in w.items() if k != "samples"},
+                 per_sample_s=round(w["busy_s"] / n, 3), cpu_per_sample_s=round(w["cpu_s"] / n, 3),
+                 main_thread_cpu_per_sample_s=round(w["main_thread_cpu_s"] / n, 3),
+                 cpu_per_wall=round(w["cpu_s"] / w["busy_s"], 3))
+    s = e["seconds"]
+    return {"workers": e["workers"], "shards": e["shards"], "shipped_bytes": e["shipped_bytes"],
+            "prepare_s": round(rep["seconds"]["prepare"], 2), "ray_start_s": round(s["ray_start"], 2),
+            "workers_ready_s": round(s["workers_ready"], 2), "shards_s": round(s["shards"], 2),
+            "ray_stop_s": round(s["ray_stop"], 2), "total_s": round(total, 2), "per_worker": workers,
+            "predictions": rep["predictions"], "load_average_after": [round(x, 2) for x in os.getloadavg()]}
+
+
+def main():
+    import sys
+    if len(sys.argv) == 6 and sys.argv[1] == "--child":
+        return child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--samples", type=int, default=16)
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--shard-size", type=int, default=4)
+    ap.add_argument("--calib-samples", type=int, default=16)
+    ap.add_argument("--ti-checkpoint")
+    ap.add_argument("--workdir")
+    ap.add_argument("--json-out", default=str(REPO / "benchmarks" / "ray_worker_overhead.json"))
+    args = ap.parse_args()
+
+    from ray_evaluate import machine, random_npz
+    from resformer_deploy.analysis.data_inputs import DataArgs, calibration_data, open_data
+    from resformer_deploy.analysis.evaluation import prepare_evaluation
+    from resformer_deploy.model.checkpoint import load_checkpoint
+    from resformer_deploy.reporting.tables import write_json
+
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="ray-overhead-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    result = {"machine": machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "target": TARGET,
+              "samples": args.samples, "batch_size": args.batch_size, "shard_size": args.shard_size,
+              "calib_samples": args.calib_samples, "default_torch_threads": torch.get_num_threads(),
+              "cores_available": len(os.sched_getaffinity(0))}
+    if args.ti_checkpoint is None:
+        from fullsize_models import generate
+        args.ti_checkpoint = generate(workdir, "ti")["path"]
+    ck = load_checkpoint(args.ti_checkpoint)
+    cfg = ck.config
+    data = random_npz(workdir / "ti-eval.npz", cfg, args.samples, 0)
+    calib = random_npz(workdir / "ti-calib.npz", cfg, args.calib_samples, 1)
+    md = open_data(data, cfg, ck.variant, preset="none")
+    cal = calibration_data(DataArgs(data=data, calib_data=calib, preset="none"), cfg, ck.variant,
+                           args.calib_samples, md)
+    result["model"] = f"ti @{cfg.img_size}, T={cfg.T}, random weights ({args.ti_checkpoint})"
+    # Ray first, while this process holds no setup: the workers' memory (~2.5 GB each on ti) is the peak
+    ray = ray_run(ck, md, cal, args, tempfile.mkdtemp(prefix="shards-", dir=workdir))
+    print(json.dumps({k: v for k, v in ray.items() if k != "predictions"}), flush=True)
+    t0 = time.perf_counter()
+    setup, _, _, rest, _ = prepare_evaluation(ck, md, TARGET, limit=args.samples, batch_size=args.batch_size,
+                                              calibration=cal, calib_samples=args.calib_samples)
+    rest.close()
+    result["in_process_prepare_s"] = round(time.perf_counter() - t0, 2)
+    runs = {"torch_1_thread": timed_range(setup, ck, md, args.samples, all_pools=False),
+            "all_pools_1_thread": timed_range(setup, ck, md, args.samples, all_pools=True)}
+    print(json.dumps({k: {kk: vv for kk, vv in r.items() if kk != "predictions"} for k, r in runs.items()}), flush=True)
+    import ray.cloudpickle as cloudpickle
+    from resformer_deploy.engines.ray_engine import data_recipe
+    ck2, setup2, _ = cloudpickle.loads(cloudpickle.dumps((ck, setup.shippable(), data_recipe(md))))
+    runs["all_pools_1_thread_shipped_setup"] = timed_range(setup2, ck2, md, args.samples, all_pools=True)
+    del ck2, setup2
+    plain = two_plain_processes(ck, setup, md, args.samples, workdir)
+    keys = ("index", "prediction", "top5", "torch_prediction")
+    strip = lambda preds: [{k: p[k] for k in keys} for p in preds]  # noqa: E731
+    result["identical_predictions"] = all(strip(r["predictions"]) == strip(ray["predictions"])
+                                          for r in (*runs.values(), plain))
+    for r in (*runs.values(), ray, plain):
+        r.pop("predictions")
+    result.update(runs)
+    result["two_plain_processes"] = plain
+    result["ray"] = ray
+    speed = {name: round(r["wall_s"] / ray["shards_s"], 3) for name, r in runs.items()}
+    result["speed_up_2_workers"] = {"vs_" + k: v for k, v in speed.items()}
+    result["efficiency"] = {"vs_" + k: round(v / 2, 3) for k, v in speed.items()}
+    result["machine"]["load_average_after"] = list(os.getloadavg())
+    write_json(args.json_out, result)
+    print(json.dumps({k: result[k] for k in ("speed_up_2_workers", "efficiency", "identical_predictions")}))
+    print(json.dumps({k: {kk: vv for kk, vv in result[k].items() if kk != "per_worker"}
+                      for k in (*runs, "ray")}, indent=1))
+    print(json.dumps(plain, indent=1))
+    print(json.dumps(ray["per_worker"], indent=1))
+    print(f"wrote {args.json_out}")
+
+
+if __name__ == "__main__":
+    main()
