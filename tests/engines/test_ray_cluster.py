@@ -30,6 +30,10 @@ RAY = str(Path(sys.executable).parent / "ray")
 # i.e. ~15 s): the node-loss test then waits ~2 s, not ~15 s, for Ray to notice
 FAST_HEALTH_CHECKS = {"RAY_health_check_period_ms": "500", "RAY_health_check_failure_threshold": "3",
                       "RAY_health_check_timeout_ms": "1000"}
+# the same authentication mode on every node and the driver, whatever ~/.ray holds: Ray 2.60 may
+# write ~/.ray/auth_token (any local ray.init on this machine), and a head that picks it up refuses
+# a node or driver that does not (InvalidAuthToken)
+AUTH = {"RAY_AUTH_MODE": "disabled"}
 START_TIMEOUT_S = 120
 RUN_TIMEOUT_S = 300  # a bound for a hung run, not a timing assertion
 
@@ -53,7 +57,7 @@ class Cluster:
         temp = tempfile.mkdtemp(prefix="rdt-", dir="/tmp")  # short: Ray's socket paths live under it
         self.nodes.append((temp, free_port()))
         env = {k: v for k, v in os.environ.items() if k != FAULT_ENV}
-        env.update(RAY_USAGE_STATS_ENABLED="0", PYTHONPATH=str(REPO), **FAST_HEALTH_CHECKS, **{MARKER: temp})
+        env.update(RAY_USAGE_STATS_ENABLED="0", PYTHONPATH=str(REPO), **FAST_HEALTH_CHECKS, **AUTH, **{MARKER: temp})
         if faults:
             env[FAULT_ENV] = faults  # this node's workers inherit it (the raylet starts them)
         args = [RAY, "start", "--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--temp-dir", temp,
@@ -104,6 +108,10 @@ def evaluate_args(cluster, out):
             "--shard-size", str(SHARD), "--out-dir", str(out / "run"), "--json-out", str(out / "r.json")]
 
 
+def driver_env():
+    return dict({k: v for k, v in os.environ.items() if k != FAULT_ENV}, **AUTH)
+
+
 def finish(p, timeout=RUN_TIMEOUT_S):
     try:
         return p.communicate(timeout=timeout)
@@ -116,7 +124,7 @@ def finish(p, timeout=RUN_TIMEOUT_S):
 def test_two_nodes_give_the_in_process_result_and_both_run_shards(cluster, in_process, tmp_path):
     cluster.start_node()
     cluster.start_node()
-    p = cli(*evaluate_args(cluster, tmp_path), env={k: v for k, v in os.environ.items() if k != FAULT_ENV})
+    p = cli(*evaluate_args(cluster, tmp_path), env=driver_env())
     stdout, stderr = finish(p)
     assert p.returncode == 0, stderr
     assert f"ray: {cluster.address}, 2 node(s), 2 CPUs; 2 worker(s) of 1 CPU(s)" in stdout
@@ -138,7 +146,7 @@ def test_a_node_lost_mid_run_its_shard_reruns_on_the_other(cluster, in_process, 
     cluster.start_node()
     lost = cluster.start_node(faults="*:hang")
     head_port, lost_port = cluster.nodes[0][1], cluster.nodes[1][1]
-    p = cli(*evaluate_args(cluster, tmp_path), env={k: v for k, v in os.environ.items() if k != FAULT_ENV})
+    p = cli(*evaluate_args(cluster, tmp_path), env=driver_env())
     try:
         deadline = time.time() + RUN_TIMEOUT_S
         while len(shard_files(tmp_path / "run") if (tmp_path / "run" / "shards").is_dir() else []) < 4:
