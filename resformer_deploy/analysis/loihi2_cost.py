@@ -73,7 +73,10 @@ def activity_from_run(plan, graph: nir.NIRGraph, spikes: Dict, T: int, n_samples
             else:
                 embedded += c.ops / n_samples
             continue
-        dest = f"{n}:relay" if f"{n}:relay" in rows else next((s for s in succ.get(n, []) if s in rows), None)
+        # synaptic DSSA: a convolution feeding a product only lands on the product's operand relay
+        dest = f"{n}:relay" if f"{n}:relay" in rows else next(
+            (s for s in succ.get(n, []) if s in rows), None) or next(
+            (f"{s}:relay" for s in succ.get(n, []) if f"{s}:relay" in rows), None)
         if dest is None:
             raise EstimateError(f"{n}: no plan layer holds this convolution's synapses")
         synops[dest] += c.ops / n_samples
