@@ -123,8 +123,9 @@ def _merge_stats(a, b):
 
 def _quantize(art, opts):
     cal, margin = art["calibration"], opts.get("margin", MARGIN)
-    qn = quantize(art["lava_plan"], cal.stats, margin)
+    qn = quantize(art["lava_plan"], cal.stats, margin, bool(opts.get("netx_bias_grid", False)))
     qn.calibration = {"samples": cal.samples, "source": cal.source, "margin": margin,
+                      "netx_bias_grid": bool(opts.get("netx_bias_grid", False)),
                       "seconds": time.time() - cal.started, "data": cal.record}
     return {"quantized_net": qn}
 
@@ -138,15 +139,18 @@ CALIBRATE = Pass("calibrate", _calibrate, requires=("nir_graph", "lava_plan", "c
                  ensures=("calibration",), options=("T",),
                  doc="value ranges of a float run in the Lava representation (bias-free graded values)")
 QUANTIZE = Pass("quantize", _quantize, requires=("lava_plan", "calibration"), ensures=("quantized_net",),
-                options=("margin",), doc="power-of-two scales per group, Loihi 2 mantissas and exponents")
+                options=("margin", "netx_bias_grid"),
+                doc="power-of-two scales per group, Loihi 2 mantissas and exponents (netx_bias_grid: conv-fed "
+                    "LIF biases on lava-dl netx's 2^6 grid)")
 
 
 def calibrate_and_quantize(graph, x_calib: torch.Tensor, T: int, dssa: str = "fused", margin: float = MARGIN,
-                           plan=None, source: str = ""):
+                           plan=None, source: str = "", netx_bias_grid: bool = False):
     """The quantized network of ``graph`` calibrated on ``x_calib`` (flow ``loihi2-fixed``)."""
     from resformer_deploy.flows import run_flow
     art = {"nir_graph": graph, "calibration_inputs": CalibrationData(x_calib, source)}
     if plan is not None:
         art["lava_plan"] = plan
     # the quantized network only: a run lowers its products on its own samples (prepare)
-    return run_flow("loihi2-fixed", art, dssa=dssa, margin=margin, T=T, lower_products=False)["quantized_net"]
+    return run_flow("loihi2-fixed", art, dssa=dssa, margin=margin, T=T, lower_products=False,
+                    netx_bias_grid=netx_bias_grid)["quantized_net"]

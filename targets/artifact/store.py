@@ -12,7 +12,7 @@ Layout (format ``resformer-deploy.loihi2-artifact``, version ``FORMAT_VERSION``)
   stores it: NIR's (Cout, Cin/g, kh, kw), netx flips and reorders it exactly as
   resformer_deploy.lava.conv.to_lava_weight does) when netx would compute it bit for bit: weight
   exponent 0 (netx's Conv block has none) and every bias a multiple of 2^6 (netx fixes
-  ``bias_exp`` to 6; the quantizer puts such a LIF's bias on that grid). Everything else is an extension group with the same key vocabulary and a
+  ``bias_exp`` to 6; the quantizer's ``netx_bias_grid`` puts such a LIF's bias on that grid). Everything else is an extension group with the same key vocabulary and a
   type netx lacks: ``x-conv`` / ``x-dense`` (a synapse alone, ``wgtExp``), ``x-lif`` (a neuron
   alone, ``bias_mant`` / ``bias_exp``), ``x-junction`` (residual sum, GradedVec), ``x-product``
   (DSSA spike product: the SpikeMatMul's index arrays, integer operand bias ``lhsBias`` and its

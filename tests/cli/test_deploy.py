@@ -26,10 +26,11 @@ def test_deploy_is_the_first_command_in_help():
 def test_deploy_writes_the_artifact_and_reads_it_back(tmp_path):
     out = tmp_path / "sub" / "digits.h5"
     r = CliRunner().invoke(main, ["deploy", str(DIGITS_CKPT), "-o", str(out), "--calib-samples", "16",
-                                  "--data", "digits", "--simulate", "--samples", "1"])
+                                  "--netx-bias-grid", "--data", "digits", "--simulate", "--samples", "1"])
     assert r.exit_code == 0, r.output + r.stderr
     lines = r.stdout.strip().splitlines()
     # 17 convolutions, 20 LIFs: the 5 LIFs fed by one convolution alone are netx conv groups with it
+    # (--netx-bias-grid puts their biases on netx's 2^6 grid)
     assert lines[0].startswith(f"wrote {out}: 47 layer groups (5 in lava-dl netx schema; conv 5, x-conv 12, "
                                f"x-junction 9, x-lif 15, x-product 6)")
     # the file on stock-model Lava (in the worker) against the emulator: the first held-out digit is a 3
@@ -54,7 +55,9 @@ def test_compile_quantize_writes_the_artifact_beside_the_plan(tmp_path):
                                   "16", "-o", str(tmp_path)])
     assert r.exit_code == 0, r.output + r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["loihi2_network.h5", "loihi2_plan.json"]
-    assert f"wrote {tmp_path / 'loihi2_network.h5'}: 47 layer groups" in r.stdout
+    # default: the finest biases, which netx's fixed bias_exp 6 cannot hold: extension groups only
+    assert f"wrote {tmp_path / 'loihi2_network.h5'}: 52 layer groups (0 in lava-dl netx schema; x-conv 17, " \
+           f"x-junction 9, x-lif 20, x-product 6)" in r.stdout
     assert "stock models: every process runs on Lava's stock fixed_pt models as planned\n" in r.stdout
     plan = json.loads((tmp_path / "loihi2_plan.json").read_text())
     assert plan["stock_models"] == {"checked_quantized": True, "findings": []}
@@ -76,10 +79,13 @@ def test_compile_quantize_writes_the_artifact_beside_the_plan(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--simulate"], "--simulate runs samples of --data: give --data (e.g. --data digits)"),
+    (["--artifact", "x.h5", "--netx-bias-grid"],
+     "--artifact x.h5: an artifact is quantized already; --netx-bias-grid applies when writing one from a MODEL"),
     (["--simulate", "--data", "digits", "--dssa", "fused"],
      "--simulate --dssa fused: the fused lowering's FusedSpikeMatMul processes have no stock Lava process model; "
      "use --dssa synaptic")])
-def test_deploy_simulate_refuses_before_work(tmp_path, args, message):
-    r = CliRunner().invoke(main, ["deploy", str(DIGITS_CKPT), "-o", str(tmp_path / "d.h5"), *args])
+def test_deploy_refuses_before_work(tmp_path, args, message):
+    model = [] if "--artifact" in args else [str(DIGITS_CKPT), "-o", str(tmp_path / "d.h5")]
+    r = CliRunner().invoke(main, ["deploy", *model, *args])
     assert r.exit_code == 2 and r.stderr.strip() == f"error: {message}"
     assert list(tmp_path.iterdir()) == []

@@ -131,14 +131,22 @@ def test_quantized_parameters_fit_loihi2_formats(quant):
     assert quant.saturation_total() == 0
 
 
-def test_a_convolutions_only_lif_has_its_bias_on_netx_grid(quant):
-    """LIF fed by one convolution alone: bias = 64 round(S b) (netx's bias_exp 6); every other LIF
-    keeps the finest exponent: within half a unit of 64 S b."""
+def test_biases_are_finest_by_default_and_on_netx_grid_when_asked(quant, digits_graph):
+    """Default: every LIF bias within half a unit of 64 S b at its smallest exponent. netx_bias_grid:
+    a LIF fed by one convolution alone has bias 64 round(S b) (netx's bias_exp 6), the rest as before."""
     plan, g = quant.plan, quant.plan.graph
-    conv_fed = 0
     for n, q in quant.lif.items():
-        preds = [a for a, b in g.edges if b == n]
         want = plan.lif[n].bias * quant.scale[n] * 64
+        assert np.abs(q.bias_eff - want).max() <= 2 ** q.bias_exp / 2, n
+        assert q.bias_exp == 0 or np.abs(want).max() > 4095 * 2 ** (q.bias_exp - 1), n  # no coarser than needed
+    m, graph = digits_graph
+    xc, src = calibration_inputs((1, 8, 8), 32)
+    qx = calibrate_and_quantize(graph, xc.double(), m.config.T, source=src, netx_bias_grid=True)
+    assert qx.calibration["netx_bias_grid"] is True and quant.calibration["netx_bias_grid"] is False
+    conv_fed = 0
+    for n, q in qx.lif.items():
+        preds = [a for a, b in g.edges if b == n]
+        want = qx.plan.lif[n].bias * qx.scale[n] * 64
         if len(preds) == 1 and preds[0] in plan.synapses and plan.synapses[preds[0]].kind == "conv" \
                 and not plan.edge_delay.get((preds[0], n)):
             conv_fed += 1

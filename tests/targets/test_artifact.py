@@ -31,11 +31,11 @@ META_KEYS = {"checkpoint_sha256", "source", "variant", "img_size", "T", "preset"
 
 @pytest.fixture(scope="module")
 def digits_net(ck, tmp_path_factory):
-    """The digits model quantized for the synaptic lowering, its artifact, 2 held-out samples and
-    the emulator's integer run of them."""
+    """The digits model quantized for the synaptic lowering with conv-fed biases on netx's grid, its
+    artifact, 2 held-out samples and the emulator's integer run of them."""
     import torch
     g = export_model(ck.model)
-    q = prepare("loihi2", g, dssa="synaptic", quantize=True)["quantized_net"]
+    q = prepare("loihi2", g, dssa="synaptic", quantize=True, netx_bias_grid=True)["quantized_net"]
     path = tmp_path_factory.mktemp("artifact") / "digits.h5"
     written = write_artifact(path, q, g, artifact_meta(g, q, str(DIGITS_CKPT), "digits"))
     split = load_digits_split()
