@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import DIGITS_CKPT, REPO
 from tests.engines.test_ray_engine import SAME
+from tests.support.watched import WatchedCli
 
 CLEANUP_WAIT_S = 20.0
 RUN_TIMEOUT_S = 400  # a bound for a hung run, not a timing assertion
@@ -26,25 +27,17 @@ def cli_argv(*args):
     return [sys.executable, "-m", "resformer_deploy.cli.main", *args]
 
 
-class Watched:
+class Watched(WatchedCli):
     """A CLI run in its own session and TMPDIR, polled until it exits: every process below it
     (the raylet, the Ray workers, their Lava workers and Lava's processes) and the /dev/shm
     files they hold open. Only those count as the run's: other runs share this machine."""
 
     def __init__(self, argv, tmpdir):
-        self.tmpdir = tmpdir
-        self.proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     start_new_session=True, env=dict(os.environ, TMPDIR=str(tmpdir)))
-        self.root = psutil.Process(self.proc.pid)
-        self.procs, self.shm, self.lava_workers = {}, set(), {}
+        self.shm, self.lava_workers = set(), {}
+        super().__init__(argv, REPO, tmpdir)
 
     def poll(self):
-        try:
-            kids = self.root.children(recursive=True)
-        except psutil.NoSuchProcess:
-            return
-        for p in kids:
-            self.procs.setdefault(p.pid, p)
+        for p in self.children():
             try:
                 if p.pid not in self.lava_workers and "targets.lava_worker" in " ".join(p.cmdline()):
                     self.lava_workers[p.pid] = p.ppid()  # the Ray worker that started it
@@ -54,14 +47,7 @@ class Watched:
 
     def finish(self):
         """Poll until the CLI exits (or the bound); returns (returncode, stdout, stderr)."""
-        deadline = time.time() + RUN_TIMEOUT_S
-        while self.proc.poll() is None and time.time() < deadline:
-            self.poll()
-            time.sleep(0.1)
-        if self.proc.poll() is None:
-            self.proc.kill()
-        out, err = self.proc.communicate()
-        return self.proc.returncode, out, err
+        return self.wait(RUN_TIMEOUT_S, 0.1)
 
     def leftovers(self):
         procs = []

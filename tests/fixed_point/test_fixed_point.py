@@ -323,14 +323,19 @@ def test_verify_on_hardware_target_fails_with_one_line():
     assert r.exit_code == 2 and "lava-loihi" in r.output and len(r.output.strip().splitlines()) == 1
 
 
+def lad_nodes(ckpt):
+    """(name, NIR node type) of the checkpoint's exported graph."""
+    return [(n, type(node).__name__) for n, node in export_model(load_checkpoint(ckpt).model).nodes.items()]
+
+
 def test_report_command_writes_json_html_and_figures(tmp_path):
     out = tmp_path / "rep"
     r = CliRunner().invoke(main, ["report", str(DIGITS_CKPT), "-o", str(out), "--lava-samples", "1",
                                   "--eval-samples", "40", "--calib-samples", "64"])
     assert r.exit_code == 0, r.output
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["cores_per_layer.png", "firing_rates.png", "report.html", "report.json", "spike_agreement.png",
-                     "synaptic_ops.png"]  # nothing half-written left behind
+    assert names == ["cores_per_layer.png", "firing_rates.png", "loihi2_time_per_layer.png", "report.html",
+                     "report.json", "spike_agreement.png", "synaptic_ops.png"]  # nothing half-written left behind
     for p in out.glob("*.png"):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000
     rep = json.loads((out / "report.json").read_text())
@@ -341,6 +346,8 @@ def test_report_command_writes_json_html_and_figures(tmp_path):
     from tests.hardware.test_mapping import recounted_cores
     assert m["totals"]["neuro_cores"] == recounted_cores(m["layers"]) == 34 and m["violations"] == []
     assert m["drc_skipped"] == []  # the quantized network feeds the number-format checks
+    products = sorted(n for n, d in lad_nodes(DIGITS_CKPT) if d == "SpikeMatMul")
+    assert len(products) == 6 and sorted(f.split(":")[0] for f in m["stock_models"]) == products  # fused: no stock model
     assert m["hardware_runtime"]["lava_loihi_installed"] is False
     assert rep["timing"]["pipeline_latency_steps"] == 17 and rep["timing"]["steps_per_sample"] == 4  # cf. lava tests
     assert e["samples"] == 40 and e["torch"]["sops"] > 0 and e["fixed"]["sops"] > 0

@@ -6,7 +6,6 @@ import glob
 import os
 import re
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from exporters.torch_to_nir import export_model
 from resformer_deploy.model.checkpoint import load_checkpoint
 from tests.conftest import DIGITS_CKPT
 from tests.support.lava_util import descendants
+from tests.support.watched import WatchedCli
 
 CLI = str(Path(sys.executable).parent / "resformer-deploy")
 CLEANUP_WAIT = 20.0
@@ -42,29 +42,20 @@ def alive(p: psutil.Process) -> bool:
         return False
 
 
-class Run:
+class Run(WatchedCli):
     """A CLI run in its own session, watched through psutil: every process below it, and the
     Lava worker's work directory (its last argument) and the /dev/shm segments it holds open
     (Python's SharedMemory keeps its descriptor). Only those count as the run's, since other
-    runs may share this machine's /dev/shm and /tmp."""
+    runs may share this machine's /dev/shm and /tmp. ``tmpdir``: the run's own TMPDIR, or None."""
 
     def __init__(self, argv, cwd=None, tmpdir=None):
         self.shm_before = shm_names()
-        self.tmpdir = tmpdir  # the run's TMPDIR (a directory of its own), or None
-        env = dict(os.environ, TMPDIR=tmpdir) if tmpdir else None
-        self.proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     start_new_session=True, text=True, env=env)
-        self.root = psutil.Process(self.proc.pid)
-        self.procs, self.shm, self.workdir, self.worker = {}, set(), None, None
+        self.shm, self.workdir, self.worker = set(), None, None
         self.pymp = set()  # multiprocessing's temporary directories seen (Lava's managers' listeners)
+        super().__init__(argv, cwd, tmpdir)
 
     def poll(self):
-        try:
-            kids = self.root.children(recursive=True)
-        except psutil.NoSuchProcess:
-            return
-        for p in kids:
-            self.procs.setdefault(p.pid, p)
+        for p in self.children():
             try:
                 if self.worker is None and "targets.lava_worker" in " ".join(p.cmdline()):
                     self.worker, self.workdir = p, p.cmdline()[-1]
@@ -92,14 +83,8 @@ class Run:
 
     def finish(self, timeout=60.0):
         """Wait for the CLI to exit, watching meanwhile; returns (returncode, stderr)."""
-        deadline = time.time() + timeout
-        while self.proc.poll() is None and time.time() < deadline:
-            self.poll()
-            time.sleep(0.05)
-        if self.proc.poll() is None:
-            self.proc.kill()
-        out, err = self.proc.communicate()
-        return self.proc.returncode, err
+        code, _, err = self.wait(timeout, 0.05)
+        return code, err
 
     def leftovers(self):
         procs = [p.pid for p in self.procs.values() if alive(p)]
