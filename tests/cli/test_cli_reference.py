@@ -1,6 +1,7 @@
 """docs/cli.md is the generated CLI reference (resformer_deploy/cli/reference.py): it must equal
 the generator's output, cover every command and option that ``--help`` shows, and not depend on
 the terminal width."""
+import difflib
 import os
 import re
 import subprocess
@@ -19,8 +20,11 @@ DOC = ROOT / "docs" / "cli.md"
 
 def test_docs_cli_md_is_up_to_date():
     assert DOC.is_file(), f"docs/cli.md is missing: run `{REGENERATE}`"
-    assert DOC.read_text(encoding="utf-8") == render(), (
-        f"docs/cli.md is stale (the click commands changed): run `{REGENERATE}`")
+    have, want = DOC.read_text(encoding="utf-8"), render()
+    diff = [line for line in difflib.unified_diff(have.splitlines(), want.splitlines(), lineterm="",
+                                                  n=0) if line[:1] in "+-"][2:8]
+    assert have == want, (f"docs/cli.md is stale (the click commands changed): run `{REGENERATE}`; "
+                          "first differences: " + " / ".join(diff))
 
 
 def _sections(text):
