@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from resformer_deploy.errors import DeployError
+from resformer_deploy.errors import DeployError, InternalError
 from targets.loihi2_hardware import refuse_fused
 
 
@@ -46,8 +46,8 @@ def check_on_stock_models(art, x, progress=None) -> StockCheck:
     emu = LavaSemantics(art.plan, art.quant).run(vals, T)
     got, want = lava.outputs[o].reshape(T, N, -1), emu.outputs[o].reshape(T, N, -1)
     if set(lava.spikes) != set(emu.spikes):
-        raise DeployError(f"deploy --simulate: Lava recorded {len(lava.spikes)} LIF layers, the emulator "
-                          f"{len(emu.spikes)} (a bug in the toolchain)")
+        raise InternalError(f"deploy --simulate: Lava recorded {len(lava.spikes)} LIF layers, the emulator "
+                            f"{len(emu.spikes)}")
     spikes = sum(int(np.prod(s.shape)) for s in emu.spikes.values())
     spike_bad = sum(int((lava.spikes[n].reshape(T, N, -1) != emu.spikes[n].reshape(T, N, -1)).sum())
                     for n in emu.spikes)

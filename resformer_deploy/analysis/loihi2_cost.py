@@ -15,6 +15,7 @@ from typing import Dict, List, Tuple
 import nir
 
 from exporters.nir_ext import SpikeMatMul
+from resformer_deploy.errors import InternalError
 from resformer_deploy.hardware.loihi2.estimate import EstimateError, LayerActivity
 
 ESTIMATE_SAMPLES = 16  # samples the emulator runs for the activity (bounded: compile stays quick)
@@ -78,7 +79,8 @@ def activity_from_run(plan, graph: nir.NIRGraph, spikes: Dict, T: int, n_samples
             (s for s in succ.get(n, []) if s in rows), None) or next(
             (f"{s}:relay" for s in succ.get(n, []) if f"{s}:relay" in rows), None)
         if dest is None:
-            raise EstimateError(f"{n}: no plan layer holds this convolution's synapses")
+            # the mapper placed every convolution's synapses: a miss is a mapper/cost mismatch, a bug
+            raise InternalError(f"{n}: no plan layer holds this convolution's synapses")
         synops[dest] += c.ops / n_samples
     acts = []
     for name, r in rows.items():

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 from exporters.graph_check import check_graph
-from resformer_deploy.errors import DeployError
+from resformer_deploy.errors import InternalError
 
 # The artifacts passes exchange, by name. Descriptions are listed by `resformer-deploy targets`.
 ARTIFACTS: Dict[str, str] = {
@@ -40,8 +40,8 @@ ARTIFACTS: Dict[str, str] = {
 GRAPH_ARTIFACTS = ("nir_graph", "dense_form", "standard_form")  # checked by check_graph when written
 
 
-class PassError(DeployError):
-    """A pass or a flow broke its declared contract (a bug in the toolchain, stated in one line)."""
+class PassError(InternalError):
+    """A pass or a flow broke its declared contract: a bug in the toolchain, not in the user's input."""
 
 
 class Artifacts(dict):

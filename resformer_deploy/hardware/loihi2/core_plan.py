@@ -13,7 +13,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from resformer_deploy.errors import DeployError
+from resformer_deploy.errors import InternalError
 from resformer_deploy.hardware.loihi2 import limits as L
 from resformer_deploy.util.records import Record, is_count
 from resformer_deploy.util.serialize import to_jsonable
@@ -22,7 +22,7 @@ METRICS = ("neurons", "memory", "fan_in", "routes")  # per-core resources a tili
 DELAY_REALISATIONS = ("synaptic delay", "embedded buffer")
 
 
-class CorePlanError(DeployError):
+class CorePlanError(InternalError):
     """A core-plan record contradicts itself (a mapper bug, never a property of the network)."""
 
 

@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
-from resformer_deploy.errors import DeployError
+from resformer_deploy.errors import DeployError, InternalError
 from resformer_deploy.hardware.loihi2 import anchors as A
 from resformer_deploy.hardware.loihi2 import limits as L
 
@@ -224,7 +224,7 @@ def pilotnet_activity(plan) -> List[LayerActivity]:
     names = [n for n, *_ in A.PILOTNET_LAYERS]
     missing = [n for n in names if n not in rows]
     if missing:
-        raise EstimateError(f"PilotNet plan lacks layers {missing}")
+        raise InternalError(f"PilotNet plan lacks layers {missing}")  # pilotnet_plan() builds it from the anchors
     acts = []
     for i, n in enumerate(names):
         r = rows[n]
