@@ -1,7 +1,9 @@
 """`resformer-deploy` command line.
 
 Every user error (``DeployError``) is printed as one line ``error: ...`` with
-exit code 2; Ctrl-C exits 130. Machine-readable output: ``--json``.
+exit code 2; a bug (``InternalError`` or any other exception) as one line
+``error: internal error: ...`` with exit code 1, its traceback under ``--debug``
+(cli.failures); Ctrl-C exits 130. Machine-readable output: ``--json``.
 """
 import json
 import signal
@@ -14,7 +16,8 @@ from resformer_deploy import __version__
 from resformer_deploy.cli.checks import run_checks
 from resformer_deploy.cli.common import (COUNT, COUNT0, SEED, checkpoint_options, data_options, given,
                                          load_cli_checkpoint)
-from resformer_deploy.errors import DeployError, one_line
+from resformer_deploy.cli.failures import CLICK_CONTROL, report_failure
+from resformer_deploy.errors import DEBUG_ENV, DeployError, one_line
 from resformer_deploy.util.outputs import check_outputs
 from resformer_deploy.reporting.html import REPORT_FILES
 
@@ -82,9 +85,10 @@ class Group(click.Group):
             if _received:  # the exception was swallowed somewhere: the user still asked to stop
                 raise Terminated(_received[0])
             return rv
-        except DeployError as e:
-            click.echo(f"error: {one_line(e)}", err=True)
-            ctx.exit(e.exit_code)
+        except CLICK_CONTROL:  # ctx.exit, click.BadParameter, ... in a command: main() handles them
+            raise
+        except Exception as e:  # a DeployError (user error, exit 2), or a bug (exit 1)
+            ctx.exit(report_failure(ctx, e))
         except KeyboardInterrupt:
             click.echo("error: interrupted (SIGINT)", err=True)
             ctx.exit(130)
@@ -98,7 +102,9 @@ class Group(click.Group):
 
 @click.group("resformer-deploy", cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="resformer-deploy")
-def main():
+@click.option("--debug", is_flag=True, envvar=DEBUG_ENV, show_envvar=True,
+              help="On an error, print its traceback before the one-line message.")
+def main(debug):
     """Deploy trained SpikingResformer models to neuromorphic targets.
 
     Pipeline: checkpoint -> model -> NIR -> passes -> Lava -> target -> report.
