@@ -9,7 +9,9 @@ supervised here: on an error, Ctrl-C, SIGTERM/SIGHUP (resformer_deploy.cli.main.
 whole process group is killed, and a stalled run is retried once.
 No Lava process, shared memory segment (targets.lava_cleanup) or work directory survives a run,
 however it ends: if this process is killed outright, the worker notices (EOF on its job pipe)
-and cleans up itself. A worker that crashes is reported as a LavaRunError saying how.
+and cleans up itself. A worker killed by a signal, out of memory, or refusing its input is reported as a
+LavaRunError saying how; a Python exception in it that is none of these, as an InternalError (a bug:
+targets.worker_errors).
 """
 import dataclasses
 import json
@@ -38,6 +40,7 @@ from targets.base import Capabilities, Estimate, Target
 from targets.host_partition import host_inputs, host_readout
 from targets.lava_cleanup import unlink_logged
 from targets.lava_worker import CHANNEL_SLOTS, wiring
+from targets.worker_errors import failure, read_record
 from targets.product_lowering import lower_products
 from targets.reference import CompiledGraph, RunResult
 
@@ -173,22 +176,17 @@ def cleanup_workdir(workdir: str) -> None:
 
 
 
-def failure_message(workdir: str, code: int, last_printed: str = "") -> str:
-    """One line on why the worker failed: the signal that killed it, or its exception's first
-    line (error.txt), or the last line it printed."""
+def worker_failure(workdir: str, code: int, last_printed: str = "") -> Exception:
+    """What to raise for a failed worker: the signal that killed it (LavaRunError), else what it
+    recorded (targets.worker_errors: a bug becomes an InternalError), else the last line it printed."""
     if code < 0:
         try:
-            return f"Lava worker killed by {signal.Signals(-code).name}"
+            how = f"Lava worker killed by {signal.Signals(-code).name}"
         except ValueError:
-            return f"Lava worker killed by signal {-code}"
-    try:
-        with open(os.path.join(workdir, "error.txt"), errors="replace") as f:
-            lines = [line.strip() for line in f if line.strip()]
-        if lines:
-            return lines[0]
-    except OSError:
-        pass
-    return f"Lava worker exited with code {code}" + (f": {last_printed}" if last_printed else "")
+            how = f"Lava worker killed by signal {-code}"
+        return LavaRunError(f"Lava simulation failed: {how}")
+    return failure(read_record(workdir), f"Lava worker exited with code {code}"
+                   + (f": {last_printed}" if last_printed else ""), LavaRunError)
 
 
 def worker_plan(plan):
@@ -245,7 +243,7 @@ def run_in_worker(plan, host_values: dict, N: int, T: int, lowerings: dict, quan
                 continue
             t_run = time.time() - t1
             if code != 0:
-                raise LavaRunError(f"Lava simulation failed: {failure_message(d, code, printed)}")
+                raise worker_failure(d, code, printed)
             with open(os.path.join(d, "info.json")) as f:
                 worker_info = json.load(f)
 

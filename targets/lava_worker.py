@@ -9,7 +9,7 @@ the launcher puts REPO first on sys.path instead.
 
 Input: the job, length-prefixed pickle, on pipe FD. The worker creates WORKDIR (so a caller killed
 before it starts leaves nothing) and writes there: .npy probe records, info.json, progress,
-error.txt on failure, shm.names (targets.lava_cleanup). The pipe stays open while the caller
+error.json on failure (targets.worker_errors), shm.names (targets.lava_cleanup). The pipe stays open while the caller
 lives: its EOF tells the worker it is orphaned, and it then kills its group and removes its
 shared memory and WORKDIR. Each Lava process dies with the worker (PR_SET_PDEATHSIG).
 """
@@ -31,9 +31,10 @@ import nir
 import numpy as np
 
 from exporters.nir_ext import SpikeMatMul
-from resformer_deploy.lava.plan import LavaMappingError
+from resformer_deploy.errors import InternalError
 from targets.lava_cleanup import (freeze_shared_memory, kill_group_but_me, kill_own_group, track_shared_memory,
                                   unlink_logged)
+from targets.worker_errors import death_record, exception_record, write_record
 
 
 def _lava():
@@ -129,7 +130,7 @@ class LavaBuild:
         self.probes = {}
         (h, vals), = host_values.items()  # vals: [N, T, size]; the network has one input stream
         if h != net.input_node:
-            raise LavaMappingError(f"host values for '{h}', the network reads '{net.input_node}'")
+            raise InternalError(f"host values for '{h}', the network reads '{net.input_node}'")  # the caller's
         self.source = self._new("RingBuffer", data=net_mod.frames_to_stream(vals, self.total_steps))
         self.source.s_out.connect(net.inp)  # its channels are the network's links from inp
         g = plan.graph
@@ -246,8 +247,8 @@ def watch_actors(anchor, running: threading.Event, workdir: str) -> None:
     """End the worker when a Lava process dies during the run. Lava does not notice: a process
     model that raises hands the exception to its SystemProcess, which sends it up a pipe and
     exits (lava/magma/runtime/message_infrastructure/multiprocessing.py, runtime.py target_fn),
-    while the runtime waits for that process's reply forever. This thread writes the exception's
-    first line (or how the process died) to error.txt, kills the group, unlinks the shared memory
+    while the runtime waits for that process's reply forever. This thread records the exception
+    with its traceback (or how the process died) in error.json, kills the group, unlinks the shared memory
     and exits 1, so the caller reports it at once instead of as a stall."""
     from multiprocessing.connection import wait
 
@@ -271,16 +272,15 @@ def watch_actors(anchor, running: threading.Event, workdir: str) -> None:
                 return
             if actor is None or not running.is_set():  # checked after: only a death before stop() counts
                 continue
-            exc = actor.exception
+            exc = actor.exception  # (exception, its traceback text), Lava's SystemProcess
             if exc:
-                msg = f"{type(exc[0]).__name__}: {exc[0]}"
+                record = exception_record(exc[0], exc[1])
             else:
                 code = reaped_exitcode(actor)
                 how = ("ended" if code is None else signal.Signals(-code).name if code < 0 else
                        f"exit code {code}")
-                msg = f"a Lava process ({actor.name}) died ({how})"
-            with open(os.path.join(workdir, "error.txt"), "w") as f:
-                f.write(msg + "\n" + (exc[1] if exc else ""))
+                record = death_record(f"a Lava process ({actor.name}) died ({how})")
+            write_record(workdir, record)
             freeze_shared_memory()
             kill_group_but_me()
             unlink_logged(workdir)
@@ -340,7 +340,7 @@ def die_with_worker() -> None:
 
 def main(fd: int, workdir: str) -> int:
     """Run the job read from pipe ``fd`` in a new ``workdir``; exit code 0 on success, error in
-    error.txt. SIGINT is left at its default (terminate): the worker never sees a Ctrl-C of its
+    error.json. SIGINT is left at its default (terminate): the worker never sees a Ctrl-C of its
     own (own session), and a KeyboardInterrupt inside Lava's stop() could hang instead of ending."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     job = read_job(fd)  # raises (exit 1, nothing created) if the caller died meanwhile
@@ -365,9 +365,8 @@ def main(fd: int, workdir: str) -> int:
             json.dump(build.info(), f)
         os.replace(tmp, os.path.join(workdir, "info.json"))
         return 0
-    except BaseException as e:  # reported to the parent, which raises it as a DeployError
-        with open(os.path.join(workdir, "error.txt"), "w") as f:
-            f.write(f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
+    except BaseException as e:  # the parent raises it: a bug as InternalError, else one line
+        write_record(workdir, exception_record(e, traceback.format_exc()))
         return 1
     finally:
         unlink_logged(workdir)  # whatever Lava's manager left (see targets.lava_cleanup)

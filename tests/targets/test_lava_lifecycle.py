@@ -175,10 +175,12 @@ def test_crash_is_reported_in_one_line_and_leaves_nothing(digits_nir, victim, me
     run.assert_nothing_left()
 
 
-def test_lava_exception_is_reported_by_its_first_line(monkeypatch):
+def test_lava_exception_is_reported_as_a_bug_with_its_traceback(monkeypatch):
+    """A Python exception in a Lava process model is a bug (issue 26): an InternalError naming the
+    exception's type, in one line, with the process's traceback carried along for --debug."""
     from resformer_deploy.data.digits import load_digits_split
+    from resformer_deploy.errors import DeployError, InternalError
     from targets import get_target
-    from targets.lava_cpu import LavaRunError
     target = get_target("lava-cpu")
     g = export_model(load_checkpoint(DIGITS_CKPT).model)
     plan = target.plan(g, "fused")
@@ -189,10 +191,12 @@ def test_lava_exception_is_reported_by_its_first_line(monkeypatch):
     workdirs = []
     monkeypatch.setattr(lava_cpu, "new_workdir", lambda f=lava_cpu.new_workdir: workdirs.append(f()) or workdirs[-1])
     before = set(descendants())
-    with pytest.raises(LavaRunError) as e:
+    with pytest.raises(InternalError) as e:
         target.run(g, load_digits_split().x_test[:2], 4)
-    msg = str(e.value)
-    assert msg.startswith("Lava simulation failed: ") and "\n" not in msg and "interrupted" not in msg, msg
+    msg, err = str(e.value), e.value
+    assert not isinstance(err, DeployError) and msg.endswith("(in the Lava worker)") and "\n" not in msg, msg
+    assert "ufunc" in msg and "Error" in err.error_type, (err.error_type, msg)  # numpy's, comparing with a str
+    assert "lava/proc/lif/models.py" in err.remote_traceback, err.remote_traceback
     deadline = time.time() + CLEANUP_WAIT
     while set(descendants()) - before and time.time() < deadline:
         time.sleep(0.2)
