@@ -55,6 +55,7 @@ def lines(r):
      "error: internal error: PassError: pass 'lazy' returned list, not a dict of artifacts" + HINT),
 ])
 def test_a_bug_is_one_line_with_exit_1(monkeypatch, loader, line):
+    assert issubclass(PassError, InternalError) and not issubclass(InternalError, DeployError)
     r = invoke(monkeypatch, loader, env={"RESFORMER_DEPLOY_DEBUG": ""})
     assert r.exit_code == 1, (r.exit_code, r.stderr)
     assert lines(r) == [line] and "Traceback" not in r.stderr
