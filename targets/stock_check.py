@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from resformer_deploy.errors import DeployError, InternalError
+from resformer_deploy.errors import InternalError
 from targets.loihi2_hardware import refuse_fused
 
 
