@@ -42,7 +42,9 @@ def _interrupted_loader(*args, **kwargs):
 
 def invoke(monkeypatch, loader, *pre, env=None):
     monkeypatch.setattr(cli_main, "load_cli_checkpoint", loader)
-    return CliRunner().invoke(cli_main.main, [*pre, "info", "x.pth"], env=env or {})
+    # None: unset, so a RESFORMER_DEPLOY_DEBUG in the test's own environment changes nothing
+    env = {"RESFORMER_DEPLOY_DEBUG": None, **(env or {})}
+    return CliRunner().invoke(cli_main.main, [*pre, "info", "x.pth"], env=env)
 
 
 def lines(r):
@@ -56,7 +58,7 @@ def lines(r):
 ])
 def test_a_bug_is_one_line_with_exit_1(monkeypatch, loader, line):
     assert issubclass(PassError, InternalError) and not issubclass(InternalError, DeployError)
-    r = invoke(monkeypatch, loader, env={"RESFORMER_DEPLOY_DEBUG": ""})
+    r = invoke(monkeypatch, loader)
     assert r.exit_code == 1, (r.exit_code, r.stderr)
     assert lines(r) == [line] and "Traceback" not in r.stderr
     assert r.stdout == ""
@@ -99,7 +101,7 @@ def test_usage_errors_are_not_bugs(tmp_path):
     assert r.exit_code == 2 and len(lines(r)) == 1, r.stderr
     assert lines(r)[0].startswith("error: resformer-deploy info: ") and "'big' is not a valid integer" in r.stderr
     # a user error of the real loader
-    r = CliRunner().invoke(cli_main.main, ["info", str(tmp_path / "nope.pth")], env={"RESFORMER_DEPLOY_DEBUG": ""})
+    r = CliRunner().invoke(cli_main.main, ["info", str(tmp_path / "nope.pth")], env={"RESFORMER_DEPLOY_DEBUG": None})
     assert r.exit_code == 2 and len(lines(r)) == 1 and "internal error" not in r.stderr, r.stderr
 
 
