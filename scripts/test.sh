@@ -1,30 +1,59 @@
 #!/usr/bin/env bash
-# The test suite (`make test`): the whole suite, and beside it the float32 tests (marker
-# float32_rounding) once more with the SIMD kernels AVX2 and SSE4 CPUs dispatch to (ATen, oneDNN,
-# MKL), so every rounding CI may meet is checked on any machine. The re-runs are a few CPU-bound
-# tests; the main suite leaves a core idle much of the time (Lava and Ray start processes and
-# wait), so they run beside it, each in its own pytest base directory and without the cache.
+# The test suite (`make test`), as two pytest runs side by side on the 2 cores:
+#   shard "processes": the tests that start Lava runtimes, Ray clusters and CLI subprocesses. They
+#     wait on other processes much of the time (profiled: the suite alone kept 1.27 of 2 cores busy),
+#     and every test that starts Ray is here, because tests/engines checks for Ray processes
+#     machine-wide;
+#   shard "compute": every other test (PyTorch, the emulator, exporters, the CLI in process), then the
+#     float32 tests (marker float32_rounding) once more with the SIMD kernels AVX2 and SSE4 CPUs
+#     dispatch to (ATen, oneDNN, MKL), so every rounding CI may meet is checked on any machine.
+# Each shard gets one core's worth of threads (OpenMP, MKL): with two threads each, the shards'
+# OpenMP pools spin against each other and the pair was no faster than one run (18 min 54 s, as
+# the suite alone); with one each, 12 min 34 s (benchmarks/RESULTS.md, "Speed (issue 27)"). Each run has its own
+# pytest base directory and no cache; the processes shard streams to the terminal, the compute
+# shard's log follows it.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=.venv/bin/python
-work="$(mktemp -d "${TMPDIR:-/tmp}/resformer-f32.XXXXXX")"
-trap 'rm -rf "$work"' EXIT
+PROCESS_TESTS=(tests/engines tests/targets tests/cli/test_bad_input_catalogue.py tests/data/test_imagenet_classes.py)
+work="$(mktemp -d "${TMPDIR:-/tmp}/resformer-tests.XXXXXX")"
+cleanup() {
+  jobs -p | xargs -r kill 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+pytest() { "$PY" -m pytest -q -p no:cacheprovider "$@"; }
+
+ignore=()
+for p in "${PROCESS_TESTS[@]}"; do ignore+=(--ignore="$p"); done
 (
+  pytest --basetemp="$work/compute" "${ignore[@]}" tests
+  suite=$?
+  echo "--- float32 re-runs (AVX2, then SSE4 kernels):"
   ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
-    "$PY" -m pytest -q -p no:cacheprovider --basetemp="$work/avx2" -m float32_rounding && \
+    pytest --basetemp="$work/avx2" -m float32_rounding tests
+  avx2=$?
   ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 MKL_ENABLE_INSTRUCTIONS=SSE4_2 \
-    "$PY" -m pytest -q -p no:cacheprovider --basetemp="$work/sse4" -m float32_rounding
-) > "$work/float32.log" 2>&1 &
-f32=$!
+    pytest --basetemp="$work/sse4" -m float32_rounding tests
+  sse4=$?
+  [ "$suite" -eq 0 ] || exit 1
+  [ "$avx2" -eq 0 ] && [ "$sse4" -eq 0 ] || exit 2
+) > "$work/compute.log" 2>&1 &
+compute=$!
 
-"$PY" -m pytest -q
-main=$?
-wait "$f32"
-reruns=$?
-echo "--- float32 re-runs (AVX2, then SSE4 kernels), run beside the suite:"
-cat "$work/float32.log"
-if [ "$main" -ne 0 ] || [ "$reruns" -ne 0 ]; then
-  echo "test suite: exit $main; float32 re-runs: exit $reruns" >&2
+echo "--- shard processes: ${PROCESS_TESTS[*]}"
+pytest --basetemp="$work/processes" "${PROCESS_TESTS[@]}"
+processes=$?
+wait "$compute"
+computed=$?
+echo "--- shard compute: every other test, then the float32 re-runs"
+cat "$work/compute.log"
+if [ "$processes" -ne 0 ] || [ "$computed" -ne 0 ]; then
+  echo "test suite: processes shard exit $processes; compute shard exit $computed" \
+       "(1: its tests failed, 2: the float32 re-runs failed)" >&2
   exit 1
 fi

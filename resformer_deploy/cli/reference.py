@@ -19,8 +19,12 @@ REGENERATE = "python -m resformer_deploy.cli.reference > docs/cli.md"
 
 
 def _context(command: click.Command, name: str, parent: click.Context | None) -> click.Context:
+    # the command's own context_settings (the group's help_option_names), as make_context applies
+    # them: click caches each command's help option with the names of the first context it sees
+    settings = {k: v for k, v in command.context_settings.items()
+                if k not in ("terminal_width", "max_content_width")}
     return click.Context(command, info_name=name, parent=parent, terminal_width=WIDTH,
-                         max_content_width=WIDTH)
+                         max_content_width=WIDTH, **settings)
 
 
 def _paragraphs(text: str) -> list[str]:
