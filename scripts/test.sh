@@ -9,13 +9,15 @@
 #     dispatch to (ATen, oneDNN, MKL), so every rounding CI may meet is checked on any machine.
 # Each shard gets one core's worth of threads (OpenMP, MKL): with two threads each, the shards'
 # OpenMP pools spin against each other and the pair was no faster than one run (18 min 54 s, as
-# the suite alone); with one each, 12 min 34 s (benchmarks/RESULTS.md, "Speed (issue 27)"). Each run has its own
+# the suite alone); with one each, 12 min 34 s on a 2-core Intel Xeon (benchmarks/RESULTS.md, "Speed (issue 27)"). Each run has its own
 # pytest base directory and no cache; the processes shard streams to the terminal, the compute
 # shard's log follows it.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=.venv/bin/python
-PROCESS_TESTS=(tests/engines tests/targets tests/cli/test_bad_input_catalogue.py tests/data/test_imagenet_classes.py)
+# fixed point and deploy (Lava runs, ~95 s) balance the two shards (CI: 641 s vs 826 s without them)
+PROCESS_TESTS=(tests/engines tests/targets tests/cli/test_bad_input_catalogue.py tests/data/test_imagenet_classes.py
+               tests/fixed_point tests/cli/test_deploy.py)
 work="$(mktemp -d "${TMPDIR:-/tmp}/resformer-tests.XXXXXX")"
 cleanup() {
   jobs -p | xargs -r kill 2>/dev/null
