@@ -1,6 +1,7 @@
 """Bad deployment artifacts and `deploy` arguments: `deploy --artifact FILE` on a file that is not
 a readable artifact of a version this toolchain reads (targets/artifact/store.py read_artifact)
 is one line naming the file and the problem; nothing is written."""
+import atexit
 import shutil
 import tempfile
 from pathlib import Path
@@ -23,7 +24,9 @@ def _good() -> Path:
         from targets.artifact import artifact_meta, write_artifact
         g = export_model(load_checkpoint(DIGITS_CKPT).model)
         q = prepare("loihi2", g, dssa="synaptic", quantize=True, calib_samples=16)["quantized_net"]
-        path = Path(tempfile.mkdtemp(prefix="bad-artifacts-")) / "good.h5"
+        home = tempfile.mkdtemp(prefix="bad-artifacts-")
+        atexit.register(shutil.rmtree, home, ignore_errors=True)  # the session's copy, gone with it
+        path = Path(home) / "good.h5"
         write_artifact(path, q, g, artifact_meta(g, q, D))
         _GOOD["path"] = path
     return _GOOD["path"]
