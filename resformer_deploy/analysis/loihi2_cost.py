@@ -75,9 +75,8 @@ def activity_from_run(plan, graph: nir.NIRGraph, spikes: Dict, T: int, n_samples
                 embedded += c.ops / n_samples
             continue
         # synaptic DSSA: a convolution feeding a product only lands on the product's operand relay
-        dest = f"{n}:relay" if f"{n}:relay" in rows else next(
-            (s for s in succ.get(n, []) if s in rows), None) or next(
-            (f"{s}:relay" for s in succ.get(n, []) if f"{s}:relay" in rows), None)
+        held_by = [f"{n}:relay", *succ.get(n, []), *(f"{s}:relay" for s in succ.get(n, []))]
+        dest = next((h for h in held_by if h in rows), None)
         if dest is None:
             # the mapper placed every convolution's synapses: a miss is a mapper/cost mismatch, a bug
             raise InternalError(f"{n}: no plan layer holds this convolution's synapses")

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from resformer_deploy.cli.common import COUNT, checkpoint_options, data_options, load_cli_checkpoint
+from resformer_deploy.cli.common import COUNT, checkpoint_options, data_options, netx_bias_grid_option, load_cli_checkpoint
 from resformer_deploy.errors import DeployError, summarize
 from resformer_deploy.util.outputs import check_outputs
 
@@ -46,11 +46,7 @@ def stock_models_line(findings, quantized: bool) -> str:
               help="Quantize first (calibration data) so the DRC also checks weight exponents and graded "
                    "payload widths (simulates the network: small models only).")
 @click.option("--calib-samples", type=COUNT, default=128, show_default=True)
-@click.option("--netx-bias-grid", is_flag=True,
-              help="Quantize the bias of every LIF fed by one convolution alone on lava-dl netx's 2^6 grid, "
-                   "so those conv -> LIF pairs are netx `conv` layers of the artifact (netx's hdf5.Network "
-                   "runs them). Coarser biases: measured -1.39 pp on the dvsg model, within 0.5 pp on digits "
-                   "and cifar.")
+@netx_bias_grid_option
 @checkpoint_options
 @data_options(evaluation=False)
 def compile_cmd(model, target, out_dir, dssa, as_json, quantize, calib_samples, netx_bias_grid, variant, img_size, T,

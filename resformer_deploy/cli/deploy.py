@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from resformer_deploy.cli.common import COUNT, checkpoint_options, data_options
+from resformer_deploy.cli.common import COUNT, checkpoint_options, data_options, netx_bias_grid_option
 from resformer_deploy.errors import DeployError
 from resformer_deploy.util.outputs import check_outputs
 
@@ -52,11 +52,7 @@ def artifact_line(path, fig) -> str:
               help="DSSA products: synaptic primitives (stock Loihi 2 models) or fused (needs an "
                    "embedded-core program; not runnable on the chip).")
 @click.option("--calib-samples", type=COUNT, default=128, show_default=True)
-@click.option("--netx-bias-grid", is_flag=True,
-              help="Quantize the bias of every LIF fed by one convolution alone on lava-dl netx's 2^6 grid, "
-                   "so those conv -> LIF pairs are netx `conv` layers of the artifact (netx's hdf5.Network "
-                   "runs them). Coarser biases: measured -1.39 pp on the dvsg model, within 0.5 pp on digits "
-                   "and cifar.")
+@netx_bias_grid_option
 @click.option("--samples", type=COUNT, default=4, show_default=True,
               help="Samples of --data run on the chip (with lava-loihi) or with --simulate.")
 @click.option("--simulate", is_flag=True,

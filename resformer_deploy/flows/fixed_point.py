@@ -122,10 +122,9 @@ def _merge_stats(a, b):
 
 
 def _quantize(art, opts):
-    cal, margin = art["calibration"], opts.get("margin", MARGIN)
-    qn = quantize(art["lava_plan"], cal.stats, margin, bool(opts.get("netx_bias_grid", False)))
-    qn.calibration = {"samples": cal.samples, "source": cal.source, "margin": margin,
-                      "netx_bias_grid": bool(opts.get("netx_bias_grid", False)),
+    cal, margin, grid = art["calibration"], opts.get("margin", MARGIN), bool(opts.get("netx_bias_grid", False))
+    qn = quantize(art["lava_plan"], cal.stats, margin, grid)
+    qn.calibration = {"samples": cal.samples, "source": cal.source, "margin": margin, "netx_bias_grid": grid,
                       "seconds": time.time() - cal.started, "data": cal.record}
     return {"quantized_net": qn}
 
