@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Create (or reuse) the project's Python 3.10 virtual environment and link it as .venv.
 # The environment is cached under $RESFORMER_CACHE (default ~/.cache/resformer-deploy),
-# keyed by a hash of requirements.lock, pyproject.toml and the Python version, so an
-# unchanged checkout reuses it and a changed one builds a fresh one from the registry.
+# keyed by a hash of requirements.lock (every installed version; tests/test_dependency_pins.py
+# checks pyproject.toml's pins are in it) and the Python version, so an unchanged lock reuses it
+# and a changed one builds a fresh one from the registry. Other pyproject.toml edits (entry points,
+# tool settings) only need the editable install below.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY_VERSION="$(tr -d '[:space:]' < "$ROOT/.python-version")"
@@ -20,7 +22,7 @@ find_python() {
 PYTHON="$(find_python)" || { echo "error: Python $PY_VERSION not found (needed by lava-nc/lava-dl); install it with 'pyenv install $PY_VERSION'" >&2; exit 1; }
 
 CACHE="${RESFORMER_CACHE:-$HOME/.cache/resformer-deploy}"
-KEY="$(cat "$ROOT/requirements.lock" "$ROOT/pyproject.toml" | sha256sum | cut -c1-16)-$("$PYTHON" -c 'import platform; print(platform.python_version())')"
+KEY="$(sha256sum < "$ROOT/requirements.lock" | cut -c1-16)-$("$PYTHON" -c 'import platform; print(platform.python_version())')"
 VENV="$CACHE/venv-$KEY"
 
 if [ ! -f "$VENV/.complete" ]; then
