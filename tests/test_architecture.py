@@ -5,12 +5,13 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 # checkpoint -> model -> NIR -> passes -> plans (Lava, fixed point, hardware) -> targets -> flows
-# -> analysis -> reports -> engines (evaluation spread over a cluster) -> CLI; errors and util serve
+# -> analysis -> reports -> engines (evaluation spread over a cluster) -> API -> CLI; errors and util serve
 # every stage.
 STAGES = ["resformer_deploy.errors", "resformer_deploy.util", "resformer_deploy.model", "resformer_deploy.data",
           "resformer_deploy.training", "exporters", "resformer_deploy.passes", "resformer_deploy.lava",
           "resformer_deploy.fixed_point", "resformer_deploy.hardware", "targets", "resformer_deploy.flows",
-          "resformer_deploy.analysis", "resformer_deploy.reporting", "resformer_deploy.engines", "resformer_deploy.cli"]
+          "resformer_deploy.analysis", "resformer_deploy.reporting", "resformer_deploy.engines", "resformer_deploy.api",
+          "resformer_deploy.cli"]
 
 
 def stage_of(module: str):

@@ -1,4 +1,4 @@
-"""Options and loading shared by the CLI commands (cli/main.py, cli/compile.py)."""
+"""Options and loading shared by the CLI commands (cli/<command>.py), each declared once."""
 import click
 
 # Ranges of every numeric option, enforced by click while parsing (click.IntRange), so a bad value
@@ -28,6 +28,55 @@ def checkpoint_options(f):
     f = click.option("--variant", help="Force a variant (ti, s, m, l, cifar, dvsg, digits) "
                                        "instead of detecting it.")(f)
     return f
+
+
+checkpoint_argument = click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=str))
+
+
+def checkpoint_option_set(f):
+    """checkpoint_options handed to the command as one ``checkpoint_opts``
+    (resformer_deploy.api.options.CheckpointOptions), the form api.load takes."""
+    import functools
+
+    @functools.wraps(f)
+    def command(*args, variant, img_size, T, num_classes, unsafe_load, **kwargs):
+        from resformer_deploy.api.options import CheckpointOptions
+        return f(*args, checkpoint_opts=CheckpointOptions(variant, img_size, T, num_classes, unsafe_load), **kwargs)
+    return checkpoint_options(command)
+
+
+# options several commands share, declared once; ``help`` differs where the command uses them
+# differently (which target they apply to), the type, range and default do not
+def json_out_option(help=None):
+    return click.option("--json-out", type=click.Path(dir_okay=False, path_type=str), help=help)
+
+
+def calib_samples_option(help=None):
+    return click.option("--calib-samples", type=COUNT, default=128, show_default=True, help=help)
+
+
+def dssa_option(default="fused", both=False, help=None):
+    """--dssa: how DSSA products are lowered; ``both``: the command may run each lowering."""
+    choices = ["fused", "synaptic", "both"] if both else ["fused", "synaptic"]
+    return click.option("--dssa", type=click.Choice(choices), default=default, show_default=True, help=help)
+
+
+def lava_samples_option(help=None):
+    return click.option("--lava-samples", type=COUNT0, default=10, show_default=True, help=help)
+
+
+def eval_samples_option(help=None):
+    return click.option("--eval-samples", type=COUNT0, default=0, show_default=True, help=help)
+
+
+def seed_option(f):
+    return click.option("--seed", type=SEED, default=0, show_default=True,
+                        help="Seed of random inputs (non-digits).")(f)
+
+
+def asked(value, name: str):
+    """``value`` if the user gave option ``name``, else None: the API's "default, lowered to fit"."""
+    return value if given(name) else None
 
 
 def load_cli_checkpoint(checkpoint, variant, img_size, T, num_classes, unsafe_load):
