@@ -407,7 +407,7 @@ def check_verify(out, r):
         return _passed({"note": "no report in the JSON"}, False)
     rep = reps[0]
     layers = rep.get("layers") or []
-    worst = max((l.get("mismatches", 0) for l in layers), default=None)
+    worst = max((layer.get("mismatches", 0) for layer in layers), default=None)
     ti = rep.get("target_info") or {}
     return _passed({"lif_layers": len(layers), "total_mismatches": rep.get("total_mismatches"),
                     "max_layer_mismatches": worst, "min_layer_identical_pct": rep.get("min_layer_identical_pct"),
@@ -490,7 +490,10 @@ ROW_GOALS = {
 def key_figures(r) -> str:
     c = r.get("checks") or {}
     row = r["row"]
-    fmt = lambda v, f="{:.3g}": "?" if v is None else f.format(v)
+
+    def fmt(v, f="{:.3g}"):
+        return "?" if v is None else f.format(v)
+
     if row == "gen":
         o = r.get("output") or {}
         return (f"{o.get('bytes', 0) / 1e6:.1f} MB, {o.get('img_size')}px T={o.get('T')}, seed {o.get('seed')}, "

@@ -79,7 +79,7 @@ def part_trained(names):
                      "estimate": {k: v for k, v in (est or {}).items() if k != "anchors"},
                      "stderr_tail": r.stderr.strip().splitlines()[-3:] if r.returncode else []}
         print(name, json.dumps({k: out[name][k] for k in ("exit_code", "wall_s")}),
-              "\n".join(l for l in r.stdout.splitlines() if l.startswith("  ") or l.startswith("Loihi 2 est")),
+              "\n".join(ln for ln in r.stdout.splitlines() if ln.startswith("  ") or ln.startswith("Loihi 2 est")),
               flush=True)
     return out
 

@@ -33,7 +33,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
 import torch
 
 REPO = Path(__file__).resolve().parents[1]

@@ -122,10 +122,10 @@ class SpikeMatMul(ExtensionNode):
         m, k, n = self.product_dims()
         lcols, rcols = int(self.lhs_view[1]), int(self.rhs_view[1])
         g_, m_, n_, k_ = np.meshgrid(np.arange(self.groups), np.arange(m), np.arange(n), np.arange(k), indexing="ij")
-        l = self.lhs_rows[g_, k_] * lcols + m_ if self.transpose_lhs else self.lhs_rows[g_, m_] * lcols + k_
+        lhs = self.lhs_rows[g_, k_] * lcols + m_ if self.transpose_lhs else self.lhs_rows[g_, m_] * lcols + k_
         q = self.rhs_rows[g_, k_] * rcols + n_
         o = (g_ * m + m_) * n + n_
-        return l.reshape(-1), q.reshape(-1), o.reshape(-1)
+        return lhs.reshape(-1), q.reshape(-1), o.reshape(-1)
 
 
 @dataclass(eq=False)

@@ -74,7 +74,10 @@ def lif_node(module, shape, dtype=np.float32) -> nir.LIF:
         tau_val = DT * module.tau
     else:
         raise DeployError(f"unsupported neuron module {type(module).__name__}")
-    full = lambda v: np.full(shape, v, dtype=np.float64)
+
+    def full(v):
+        return np.full(shape, v, dtype=np.float64)
+
     return nir.LIF(tau=full(tau_val), r=full(1.0), v_leak=full(0.0), v_threshold=full(module.v_threshold),
                    v_reset=full(module.v_reset))
 

@@ -9,11 +9,9 @@ comparison is strict: any missing/unexpected key or shape mismatch is an error
 that names the keys.
 """
 import math
-import os
 import pickle
 import re
 import stat
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Optional

@@ -52,8 +52,8 @@ def ladder_text(rep: DriftLadder) -> str:
     out.append(ladder_table(rep))
     fixed = rep.fixed_point
     out.append(f"[{d} DSSA] {fixed.rung} ({fixed.target}), per LIF layer spike agreement with PyTorch:")
-    out.append(table([(l.node, f"{l.identical_pct:.3f}%", l.mismatches, f"{l.torch_rate:.3f}", f"{l.target_rate:.3f}")
-                      for l in fixed.layers], ["LIF layer", "identical", "mismatch", "torch rate", "fixed rate"]))
+    out.append(table([(layer.node, f"{layer.identical_pct:.3f}%", layer.mismatches, f"{layer.torch_rate:.3f}",
+                       f"{layer.target_rate:.3f}") for layer in fixed.layers], ["LIF layer", "identical", "mismatch", "torch rate", "fixed rate"]))
     for r in rep.with_role(FIXED_POINT_CHECK):
         e = r.emulator_match
         out.append(f"[{d} DSSA] {fixed.target} vs {r.target} ({r.rung}) on {r.samples} samples: "

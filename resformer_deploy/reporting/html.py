@@ -52,7 +52,7 @@ def figures(rep: dict) -> dict:
     fig, ax = plt.subplots(figsize=(11, 3.8))
     for r in lad.rungs:
         if r.layers is not None:  # every rung compared with PyTorch
-            ax.plot(list(x), [l.identical_pct for l in r.layers], marker="o", ms=3,
+            ax.plot(list(x), [layer.identical_pct for layer in r.layers], marker="o", ms=3,
                     label=f"{r.rung} ({r.samples} samples)")
     ax.set_xticks(list(x), names, rotation=70, ha="right", fontsize=7)
     ax.set_ylabel("spikes identical to PyTorch (%)")

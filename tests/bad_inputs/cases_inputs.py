@@ -5,7 +5,6 @@ damaged or foreign checkpoints and NIR files, NaN/inf and non-physical parameter
 memory budget. Foreign NIR graphs are built with nir's own node constructors and ``nir.write``.
 """
 import pickle
-import shutil
 
 import nir
 import numpy as np

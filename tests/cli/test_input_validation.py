@@ -36,10 +36,10 @@ def numpy_lif(graph, x, T):
     tau dv/dt = (v_leak - v) + r I, dt = 1 ms (no dt in the file), spike if v > v_threshold
     (NIR's strict test), reset to v_reset."""
     fc, lif = graph.nodes["fc"], graph.nodes["spk"]
-    I = x.numpy().astype(np.float64) @ fc.weight.T.astype(np.float64) + fc.bias
-    v, out = np.zeros_like(I), []
+    current = x.numpy().astype(np.float64) @ fc.weight.T.astype(np.float64) + fc.bias
+    v, out = np.zeros_like(current), []
     for _ in range(T):
-        v = v + 1e-3 / lif.tau * ((lif.v_leak - v) + lif.r * I)
+        v = v + 1e-3 / lif.tau * ((lif.v_leak - v) + lif.r * current)
         s = v > lif.v_threshold
         v = np.where(s, lif.v_reset, v)
         out.append(s)

@@ -411,7 +411,7 @@ def test_plif_dvs_model_quantizes_without_clipping_and_reports_decay_error():
     assert q.saturation_total() == 0
     for n, s in q.syn.items():
         assert s.saturated == 0 and s.exp <= F.WEIGHT_EXP_RANGE[1], n
-    errs = [l.decay_error for l in q.lif.values()]
+    errs = [lif.decay_error for lif in q.lif.values()]
     assert max(errs) > 0 and max(errs) <= 0.5 / 4096  # PLIF decays: rounded to the nearest 1/4096
     info = {}
     x = torch.poisson(torch.full((4, 4, 3, 16, 16), 0.5), generator=torch.Generator().manual_seed(5))

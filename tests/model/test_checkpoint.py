@@ -1,7 +1,6 @@
 """Checkpoint layouts, strict matching and the one-line errors for bad files."""
 import collections
 import os
-import pickle
 
 import pytest
 import torch

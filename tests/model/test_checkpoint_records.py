@@ -100,7 +100,7 @@ def test_info_on_every_shipped_checkpoint(name):
     data = ev["dataset"] if isinstance(ev["dataset"], str) else ev["dataset"]["generator"]
     r = CliRunner().invoke(main, ["info", str(SHIPPED[name])])
     assert r.exit_code == 0, (r.output, r.exception)
-    line = next(l for l in r.stdout.splitlines() if l.startswith("recorded eval"))
+    line = next(ln for ln in r.stdout.splitlines() if ln.startswith("recorded eval"))
     assert line.split(None, 2)[2] == f"{100 * ev['test_accuracy']:.2f}% on {n:,} held-out samples ({data})"
 
 
@@ -126,7 +126,7 @@ def test_max_acc1_of_any_type(tmp_path, value, shown):
     assert load_checkpoint(path).meta.get("max_acc1") == shown
     r = _info(path)
     assert r.exit_code == 0
-    training = next(l for l in r.stdout.splitlines() if l.startswith("training"))
+    training = next(ln for ln in r.stdout.splitlines() if ln.startswith("training"))
     assert training.split(None, 1)[1] == "epoch 40" + ("" if shown is None else f", max_acc1 {shown:.2f}")
 
 
@@ -145,7 +145,7 @@ def test_partial_evaluation_record_shows_what_it_states(tmp_path):
     path = _crafted(tmp_path, lambda o: o["resformer_deploy"].__setitem__(
         "evaluation", {"test_accuracy": 0.5, "n_test": -3, "dataset": {"path": "/data/x\nline"}}))
     r = _info(path)
-    line = next(l for l in r.stdout.splitlines() if l.startswith("recorded eval"))
+    line = next(ln for ln in r.stdout.splitlines() if ln.startswith("recorded eval"))
     assert line.split(None, 2)[2] == "50.00% (/data/x line)"
 
 

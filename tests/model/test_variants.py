@@ -29,7 +29,10 @@ def bn_keys(p, n):
 def expected_keys(name):
     """The official key list, generated from the naming rules of the upstream module tree."""
     planes, heads, k, G, K, plif = SPEC[name]
-    w = lambda p: [(f"{p}.w", ())] if plif else []
+
+    def w(p):
+        return [(f"{p}.w", ())] if plif else []
+
     keys = [("prologue.0.weight", (planes[0], 3, k, k))] + bn_keys("prologue.1", planes[0])
     patches = (4, 2, 1)
     for i, (C, h, p) in enumerate(zip(planes, heads, patches)):

@@ -17,7 +17,7 @@ from resformer_deploy.fixed_point import formats as F
 from resformer_deploy.fixed_point.network import LifQ
 from resformer_deploy.flows import prepare
 from resformer_deploy.lava.conv import conv2d
-from targets.artifact import (FORMAT, FORMAT_VERSION, ArtifactError, artifact_meta, netx_conv_pair, read_artifact,
+from targets.artifact import (FORMAT, FORMAT_VERSION, ArtifactError, artifact_meta, read_artifact,
                               write_artifact, write_netx_slice)
 from targets.host_partition import host_inputs
 from targets.loihi2_emulator import LavaSemantics

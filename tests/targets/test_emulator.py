@@ -5,7 +5,6 @@ straightforward int64 re-computation that uses the unrolled matrix (passes/unrol
 a test oracle only), Lava's LIF arithmetic (fixed_point/formats.lif_step) and the product's
 definition (passes/dssa_lowering.exact_product) on hand-made layers and on small models of the
 official topologies."""
-import math
 
 import nir
 import numpy as np

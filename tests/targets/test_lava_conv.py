@@ -35,8 +35,8 @@ def _kernels(rng, fixed):
     """Float kernels, or mixed-sign 8-bit mantissas: even, as Lava's Sparse keeps them
     (lava/utils/weightutils.py truncate_weights drops the LSB of mixed-sign weights)."""
     if fixed:
-        return [2 * rng.randint(-128, 128, size=l["kernel"]).astype(np.int64) for l in LAYERS]
-    return [rng.randn(*l["kernel"]) for l in LAYERS]
+        return [2 * rng.randint(-128, 128, size=layer["kernel"]).astype(np.int64) for layer in LAYERS]
+    return [rng.randn(*layer["kernel"]) for layer in LAYERS]
 
 
 def _run_network(job, workdir):
@@ -151,7 +151,7 @@ def _digits_conv_jobs():
                 dict(kernel=syn.mant.shape, stride=spec.stride, padding=spec.padding, dilation=spec.dilation,
                      groups=spec.groups), syn.mant))
     rng = np.random.RandomState(5)
-    return [dict(fixed=True, shape=shape, layers=[l for l, _ in convs], kernels=[k for _, k in convs],
+    return [dict(fixed=True, shape=shape, layers=[layer for layer, _ in convs], kernels=[k for _, k in convs],
                  x=(rng.rand(STEPS, *shape) < 0.3).astype(np.int64)) for shape, convs in by_shape.items()]
 
 
