@@ -27,3 +27,34 @@ def test_a_short_run_logs_only_its_start_and_end():
     lines = lines_of(3600.0, 5)
     assert lines[0] == "evaluate: 5 samples ..." and lines[1].startswith("evaluate: done, 5/5 samples in ")
     assert len(lines) == 2
+
+
+def test_a_log_has_no_carriage_returns():
+    out = io.StringIO()
+    bar = Progress(3, "evaluate", "samples", stream=out)
+    bar.LOG_EVERY_S = 0.0
+    with bar:
+        bar.update(2)
+        bar.reset(4)
+        bar.update(2)
+    assert "\r" not in out.getvalue()
+    assert out.getvalue().splitlines()[-1].startswith("evaluate: done, 4/4 samples in ")
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_a_terminal_gets_a_tqdm_bar_redrawn_in_place():
+    out = Terminal()
+    try:
+        with Progress(4, "evaluate", "samples", stream=out) as bar:
+            bar.update(2)
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        pass
+    text = out.getvalue()
+    assert text.startswith("\revaluate:   0%") and text.endswith("\n") and text.count("\n") == 1
+    last = text.rstrip("\n").split("\r")[-1]  # what the terminal shows at the end
+    assert last.startswith("evaluate (interrupted):  50%") and " 2/4 [" in last and "samples/s]" in last
