@@ -37,6 +37,7 @@ import nir
 import numpy as np
 
 from exporters.nir_ext import SpikeMatMul
+from resformer_deploy.errors import InternalError
 from resformer_deploy.lava.plan import LavaPlan, plan_lava
 from resformer_deploy.lava.specs import SynapseSpec
 from resformer_deploy.hardware.loihi2 import limits as L
@@ -64,7 +65,7 @@ class Layer:
     node: str
     shape: tuple  # 3-D coordinates: row-major reshape of the flat neuron index
     conns: List[Conn] = field(default_factory=list)
-    chunks: tuple = None
+    chunks: Optional[tuple] = None  # set by the mapper
     approx: bool = False  # some fan-in counts are upper bounds
     unmappable: List[Unmappable] = field(default_factory=list)
     row: Optional[CoreLayer] = None
@@ -435,7 +436,7 @@ class Mapper:
         ev = layer.ev
         cores = int(ev["neurons"].size)
         util = {k: float(ev[k].max()) / LIMIT_OF[k] for k in METRICS}
-        limiting = max(util, key=util.get) if cores > 1 else "-"
+        limiting = max(util, key=lambda k: util[k]) if cores > 1 else "-"
         if layer.unmappable:
             limiting = "UNMAPPABLE " + ",".join(u.metric for u in layer.unmappable)
         memory = int(round(ev["memory"].sum()))
@@ -453,12 +454,18 @@ class Mapper:
             delays=[InboundDelay(c.src, c.via, c.delay) for c in layer.conns if c.delay])
 
 
+def _row(layer: Layer) -> CoreLayer:
+    if layer.row is None:  # Mapper.run() gives every layer its row
+        raise InternalError(f"Loihi 2 mapping: layer '{layer.name}' has no core plan row")
+    return layer.row
+
+
 def map_to_loihi2(graph_or_plan, dssa: str = "fused") -> CorePlan:
     """Map a NIR graph (or a LavaPlan, whose own DSSA lowering is used) onto Loihi 2 neuro cores."""
     plan = graph_or_plan if isinstance(graph_or_plan, LavaPlan) else plan_lava(graph_or_plan, dssa)
     mp = Mapper(plan)
     mp.run()
-    rows = [lay.row for lay in mp.layers.values()]
+    rows = [_row(lay) for lay in mp.layers.values()]
     delays = [DelayLine(r.layer, d.src, d.via, d.delay, "synaptic delay") for r in rows for d in r.delays]
     delays += [DelayLine(p.product, k, p.product, v, "embedded buffer")
                for p in mp.programs for k, v in p.buffered_delays.items() if v]
