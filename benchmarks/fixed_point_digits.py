@@ -24,7 +24,7 @@ from resformer_deploy.model.checkpoint import load_checkpoint
 from resformer_deploy.data.digits import load_digits_split
 from resformer_deploy.flows.fixed_point import calibrate_and_quantize, calibration_inputs
 from resformer_deploy.util.processes import PeakSampler
-from targets import get_target
+from targets import RunRequest, get_target
 
 CKPT = Path(__file__).resolve().parents[1] / "examples" / "digits" / "digits_resformer.pt"
 
@@ -51,9 +51,9 @@ def main():
         t_q = time.perf_counter() - t0
         with PeakSampler() as s:
             t0 = time.perf_counter()
-            info = {}
-            emu = get_target("loihi2-emu").run(graph, x, T, quant=q, info=info)
+            emu = get_target("loihi2-emu").run(RunRequest.of(graph, x, T, quant=q))
             t_emu = time.perf_counter() - t0
+        info = emu.stats.to_json()
         pred = emu.output.mean(0).argmax(-1)
         row = {"calibrate_quantize_s": t_q, "emulator": {
             "accuracy": float((pred == y).float().mean()), "agreement_with_torch": float((pred == ref).float().mean()),
@@ -62,9 +62,9 @@ def main():
         for name, target, quant in (("lava_float", "lava-cpu", None), ("lava_fixed", "loihi2-sim", q)):
             with PeakSampler() as s:
                 t0 = time.perf_counter()
-                info = {}
-                out = get_target(target).run(graph, xs, T, dssa=dssa, quant=quant, info=info, record_spikes=False)
+                out = get_target(target).run(RunRequest.of(graph, xs, T, dssa=dssa, quant=quant, record_spikes=False))
                 wall = time.perf_counter() - t0
+            info = out.stats.to_json()
             row[name] = {"samples": len(xs), "s_per_sample": wall / len(xs), "peak_pss_MB": s.peak_kb / 1024,
                          "os_processes": 1 + s.peak_procs, "lava_processes": info["processes"],
                          "latency_steps": info["latency"]}

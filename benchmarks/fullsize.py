@@ -261,20 +261,19 @@ def worker(kind: str, args: dict, out: str) -> None:
         if kind == "emu-throughput":
             from exporters.torch_to_nir import export_model
             from resformer_deploy.flows import prepare
-            from targets import get_target
+            from targets import RunRequest, get_target
             tgt = get_target("loihi2-emu")
             graph = export_model(model)
             t0 = time.perf_counter()
             prepared = prepare(tgt, graph, samples=x.double(), T=cfg.T, calib_samples=int(args["calib_samples"]))
             res["prepare_s"] = time.perf_counter() - t0  # calibration + quantization, once per model
-            est = tgt.estimate(graph, n, cfg.T, prepared=prepared) if hasattr(tgt, "estimate") else None
+            est = tgt.estimate(RunRequest.sizing(graph, n, cfg.T, prepared=prepared))
             if est is not None:
                 res["estimate"] = {"seconds": est.seconds, "peak_GiB": est.peak_bytes / GiB, "basis": est.basis}
-            info = {}
             t0 = time.perf_counter()
-            run = tgt.run(graph, x.double(), cfg.T, record_spikes=False, prepared=prepared, info=info)
+            run = tgt.run(RunRequest.of(graph, x.double(), cfg.T, record_spikes=False, prepared=prepared))
             res["emulator_batched_s"] = time.perf_counter() - t0
-            res["saturation_events"] = sum(sum(v.values()) for v in info.get("saturation", {}).values())
+            res["saturation_events"] = sum(sum(v.values()) for v in (run.stats.saturation or {}).values())
             res["same_class_as_torch"] = float((run.output.mean(0).argmax(-1) == torch_pred).float().mean())
             res["throughput_ratio"] = res["torch_batched_s"] / res["emulator_batched_s"]
     Path(out).write_text(json.dumps(res, indent=2) + "\n")

@@ -24,7 +24,7 @@ from resformer_deploy.reporting.tables import machine_description
 from resformer_deploy.model.checkpoint import load_checkpoint
 from resformer_deploy.data.digits import load_digits_split
 from resformer_deploy.util.processes import PeakSampler as Sampler
-from targets import get_target
+from targets import RunRequest, get_target
 
 CKPT = Path(__file__).resolve().parents[1] / "examples" / "digits" / "digits_resformer.pt"
 
@@ -57,10 +57,10 @@ def main():
     for dssa, record in (("fused", False), ("fused", True), ("synaptic", False), ("synaptic", True)):
         s = Sampler()
         s.start()
-        info = {}
         t0 = time.perf_counter()
-        get_target("lava-cpu").run(graph, x, T, dssa=dssa, info=info, record_spikes=record)
+        run = get_target("lava-cpu").run(RunRequest.of(graph, x, T, dssa=dssa, record_spikes=record))
         wall = time.perf_counter() - t0
+        info = run.stats.to_json()
         s.stop_flag = True
         s.join()
         rows[f"lava-{dssa}" + (" + per-layer probes" if record else "")] = {"s_per_sample": wall / N, "wall_s": wall, "build_s": info["build_s"],

@@ -22,7 +22,7 @@ from resformer_deploy.analysis.data_inputs import DataArgs
 from resformer_deploy.cli.data import open_data_args
 from resformer_deploy.flows.fixed_point import calibrate_and_quantize
 from resformer_deploy.model.checkpoint import load_checkpoint
-from targets import get_target
+from targets import RunRequest, get_target
 
 CKPT = "examples/cifar_digits/cifar_digits_resformer.pt"
 
@@ -44,12 +44,12 @@ def main():
     t0 = time.time()
     q = calibrate_and_quantize(g, cal.x.double(), m.config.T, dssa="synaptic", source=cal.source)
     t_quant = time.time() - t0
-    info, emu_info = {}, {}
     t0 = time.time()
-    lava = get_target("loihi2-sim").run(g, x.double(), m.config.T, quant=q, dssa="synaptic", info=info,
-                                        stock_models=True)
+    lava = get_target("loihi2-sim").run(RunRequest.of(g, x.double(), m.config.T, quant=q, dssa="synaptic",
+                                                      stock_models=True))
     t_lava = time.time() - t0
-    emu = get_target("loihi2-emu").run(g, x.double(), m.config.T, quant=q, info=emu_info)
+    emu = get_target("loihi2-emu").run(RunRequest.of(g, x.double(), m.config.T, quant=q))
+    info, emu_info = lava.stats.to_json(), emu.stats.to_json()
     res = dict(samples=a.samples, quantize_s=round(t_quant, 1), lava_s=round(t_lava, 1),
                conv_weight_exps=sorted({s.exp for s in q.syn.values() if s.kind == "conv"}),
                spikes_differ=sum(int((lava.spikes[k] != emu.spikes[k]).sum()) for k in lava.spikes),

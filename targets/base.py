@@ -5,19 +5,105 @@ a target from another package (registered through the ``resformer_deploy.targets
 group, see targets/registry.py) is driven like the built-in ones. A graph is prepared for a
 target by the flow its capabilities name (resformer_deploy.flows.FLOWS); ``run`` receives the
 flow's artifacts as ``prepared``.
+
+The protocol is typed: ``run(RunRequest) -> RunResult`` (with ``RunStats``), ``steps`` and
+``estimate`` take the same request (``RunRequest.sizing``: a sample count instead of inputs).
 """
 import abc
-from dataclasses import asdict, dataclass
-from typing import ClassVar, Optional, Tuple
+from dataclasses import asdict, dataclass, field, fields
+from types import MappingProxyType
+from typing import Any, Callable, ClassVar, Dict, Mapping, Optional, Tuple
 
 from resformer_deploy.errors import DeployError
 
 ARITHMETIC = ("float", "fixed")
 EXECUTES = ("simulation", "hardware")
 ENGINES = ("pytorch", "lava", "numpy", "chip")
-# keywords every target's run() takes (steps() takes prepared, quant and the target's options):
-# ``prepared``: the artifacts of the target's flow; ``quant``: its quantized network, given directly
-COMMON_RUN_KEYWORDS = ("record_spikes", "record_membranes", "dtype", "progress", "info", "prepared", "quant")
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What a target is asked to run (``Target.run``) or to size (``steps``, ``estimate``).
+
+    ``x``: the inputs [N, ...] (None in a sizing request, which gives ``n_samples`` instead);
+    ``dtype``: of the output (None: the target's own); ``prepared``: the artifacts of the target's
+    flow; ``quant``: its quantized network, given directly; ``options``: the target's own options
+    (``Capabilities.options``, e.g. ``dssa``), any other is refused (``Target.refuse_unknown``)."""
+    graph: Any
+    x: Any
+    T: int
+    n_samples: Optional[int] = None
+    record_spikes: bool = True
+    record_membranes: bool = False
+    dtype: Any = None
+    progress: Optional[Callable[[int], None]] = None
+    prepared: Optional[Mapping[str, Any]] = None
+    quant: Any = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.n_samples is None:
+            if self.x is None:
+                raise ValueError("RunRequest needs inputs x or, to size a run, n_samples")
+            object.__setattr__(self, "n_samples", int(self.x.shape[0]))
+        object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
+
+    @classmethod
+    def of(cls, graph, x, T: int, *, record_spikes: bool = True, record_membranes: bool = False, dtype=None,
+           progress=None, prepared=None, quant=None, n_samples: Optional[int] = None, **options) -> "RunRequest":
+        """A run of ``graph`` on ``x``; keywords beyond the fields are the target's options."""
+        return cls(graph, x, T, n_samples, record_spikes, record_membranes, dtype, progress, prepared, quant,
+                   options)
+
+    @classmethod
+    def sizing(cls, graph, n_samples: int, T: int, **keywords) -> "RunRequest":
+        """A run of n_samples inputs, to count its steps or estimate its cost before it starts."""
+        return cls.of(graph, None, T, n_samples=int(n_samples), **keywords)
+
+    def option(self, name: str, default=None):
+        return self.options.get(name, default)
+
+
+# the fields of a request every target takes (its own options come on top, as request.options)
+COMMON_RUN_KEYWORDS = tuple(f.name for f in fields(RunRequest) if f.name not in ("graph", "x", "T", "n_samples",
+                                                                                   "options"))
+
+
+@dataclass(frozen=True)
+class RunStats:
+    """What a run measured, beyond its outputs; None where a target does not measure it."""
+    dssa: Optional[str] = None  # the DSSA lowering the Lava network ran
+    products: Optional[Mapping[str, Any]] = None  # per SpikeMatMul: lowering cost and verification
+    processes: Optional[int] = None  # Lava processes of the network
+    process_kinds: Optional[Mapping[str, int]] = None  # process class -> count
+    steps: Optional[int] = None  # simulated time steps
+    latency: Optional[int] = None  # pipeline latency of the plan, steps
+    build_s: Optional[float] = None  # host side before the worker
+    run_s: Optional[float] = None  # the worker's whole life
+    stalls_retried: Optional[int] = None
+    lava_build_s: Optional[float] = None  # inside the worker: process graph,
+    lava_compile_s: Optional[float] = None  # Lava compile,
+    lava_start_s: Optional[float] = None  # process start,
+    lava_steps_s: Optional[float] = None  # stepping
+    channel_slots: Optional[int] = None
+    channel_bytes: Optional[int] = None
+    shm_bytes: Optional[int] = None
+    saturation: Optional[Mapping[str, Mapping[str, int]]] = None  # node -> {kind: count} of fixed-point clips
+    exact_dtypes: Optional[Any] = None  # the integer dtypes the emulator proved exact
+
+    def to_json(self) -> Dict[str, Any]:
+        """The measured figures (fields that are None left out), as stored in reports."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+
+@dataclass
+class RunResult:
+    output: Any  # torch.Tensor [T, B, *output shape] (per-step logits)
+    spikes: Dict[str, Any] = field(default_factory=dict)  # LIF node -> bool [T, B, *shape]
+    membranes: Dict[str, Any] = field(default_factory=dict)  # pre-reset v [T, B, *shape]
+    seconds: float = 0.0
+    values: Dict[str, Any] = field(default_factory=dict)  # requested node outputs [T, B, *shape]
+    stats: RunStats = field(default_factory=RunStats)
 
 
 @dataclass(frozen=True)
@@ -28,7 +114,7 @@ class Capabilities:
     engine: str  # what executes the graph: "pytorch", "lava", "numpy" or "chip"
     executes: str = "simulation"  # "simulation" or "hardware"
     needs_quantized_net: bool = False  # run() needs the flow's quantized_net
-    options: Tuple[str, ...] = ()  # run()/steps() options beyond COMMON_RUN_KEYWORDS
+    options: Tuple[str, ...] = ()  # RunRequest.options it takes (beyond COMMON_RUN_KEYWORDS)
     records_spikes: bool = True  # RunResult.spikes of every LIF layer
     records_membranes: bool = False  # RunResult.membranes (pre-reset v) of every LIF layer
     supports_mapping: bool = False  # `compile` maps a graph onto its cores
@@ -64,10 +150,9 @@ class Estimate:
 
 class Target(abc.ABC):
     """A thing that executes a NIR graph. Subclasses set ``capabilities`` and implement ``steps``
-    (simulated steps of a run, for progress bars) and ``run`` (-> targets.reference.RunResult).
+    (simulated steps of a run, for progress bars) and ``run`` (RunRequest -> RunResult).
 
-    ``run(graph, x, T, *, <COMMON_RUN_KEYWORDS>, <capabilities.options>, **unknown)``: an option
-    outside both is an error (``refuse_unknown``), never ignored."""
+    A request option outside ``capabilities.options`` is an error (``refuse_unknown``), never ignored."""
     name: str = ""  # set by the registry (the entry point's name)
     capabilities: ClassVar[Capabilities]
 
@@ -76,19 +161,23 @@ class Target(abc.ABC):
         """Why this target cannot run on this machine, or None."""
         return None
 
+    @classmethod
+    def flows(cls) -> Tuple[Any, ...]:
+        """Flows this target brings (resformer_deploy.passes.manager.Flow), registered with it when
+        it is loaded from its entry point, so ``capabilities.flow`` may name one of them."""
+        return ()
+
     @abc.abstractmethod
-    def steps(self, graph, n_samples: int, T: int, *, prepared=None, quant=None, **options) -> int:
+    def steps(self, request: RunRequest) -> int:
         ...
 
     @abc.abstractmethod
-    def run(self, graph, x, T: int, **keywords):
+    def run(self, request: RunRequest) -> RunResult:
         ...
 
-    def estimate(self, graph, n_samples: int, T: int, *, prepared=None, quant=None, **options) -> Optional[Estimate]:
-        """Time and peak memory of ``run`` on n_samples (None: this target has no cost model).
+    def estimate(self, request: RunRequest) -> Optional[Estimate]:
+        """Time and peak memory of ``run`` on request.n_samples (None: this target has no cost model).
 
-        ``options``: the keywords ``run`` will get (the target's options, and those of
-        COMMON_RUN_KEYWORDS that change its cost: ``dtype``, ``record_spikes``, ``record_membranes``).
         Commands call it before any work, with ``prepared=None`` (then estimate from the graph, or
         return None: they ask again with the flow's artifacts before the run); a target that needs
         a quantized network is asked with the flow's artifacts, or before calibration with the
@@ -100,11 +189,12 @@ class Target(abc.ABC):
     def label(self) -> str:
         return self.name or type(self).__name__
 
-    def refuse_unknown(self, unknown: dict, allowed: Tuple[str, ...] = None) -> None:
-        """Raise naming every option this target does not take, and the ones it does."""
+    def refuse_unknown(self, request, allowed: Tuple[str, ...] = None) -> None:
+        """Raise naming every option of ``request`` (a RunRequest or its options) this target does
+        not take, and the ones it does."""
+        unknown = request.options if isinstance(request, RunRequest) else request
         allowed = self.capabilities.options if allowed is None else allowed
-        # the common keywords are every target's (estimate() receives them among its options)
-        bad = sorted(k for k in unknown if k not in allowed and k not in COMMON_RUN_KEYWORDS)
+        bad = sorted(k for k in unknown if k not in allowed)
         if bad:
             raise DeployError(f"target '{self.label}' has no option {', '.join(repr(b) for b in bad)} "
                               f"(its options: {', '.join(self.capabilities.options) or 'none'}; every target "

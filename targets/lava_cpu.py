@@ -26,7 +26,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional
 
 import nir
 import numpy as np
@@ -36,7 +35,7 @@ from resformer_deploy.lava.plan import plan_lava
 from resformer_deploy.util.signals import deferred_signals
 from resformer_deploy.errors import DeployError
 
-from targets.base import Capabilities, Estimate, Target
+from targets.base import Capabilities, Estimate, RunRequest, RunStats, Target
 from targets.host_partition import host_inputs, host_readout
 from targets.lava_cleanup import unlink_logged
 from targets.lava_worker import CHANNEL_SLOTS, wiring
@@ -212,7 +211,7 @@ def worker_plan(plan):
 class WorkerRun:
     spikes: dict  # {LIF: [T, N, *shape] bool}
     outputs: dict  # {output: [T, N, *shape]} as the network computes them (integers in fixed point)
-    info: dict  # the worker's: processes, steps, Lava compile/start/run seconds, channels
+    stats: RunStats  # the worker's: processes, steps, Lava compile/start/run seconds, channels
     build_s: float
     run_s: float
     stalls_retried: list
@@ -245,14 +244,18 @@ def run_in_worker(plan, host_values: dict, N: int, T: int, lowerings: dict, quan
             if code != 0:
                 raise worker_failure(d, code, printed)
             with open(os.path.join(d, "info.json")) as f:
-                worker_info = json.load(f)
+                w = json.load(f)
+            stats = RunStats(processes=w["processes"], process_kinds=w["process_kinds"], steps=w["steps"],
+                             lava_build_s=w["build_s"], lava_compile_s=w["compile_s"], lava_start_s=w["start_s"],
+                             lava_steps_s=w["run_s"], channel_slots=w["channel_slots"],
+                             channel_bytes=w["channel_bytes"], shm_bytes=w["shm_bytes"])
 
             def read(n):  # [T, N, *shape]
                 r = read_probe(os.path.join(d, f"{n}.npy"), plan.shapes[n], spikes=n not in plan.outputs)
                 return r.reshape(N, T, *plan.shapes[n]).swapaxes(0, 1)
             spikes = {n: read(n) > 0.5 for n in plan.neuro
                       if isinstance(plan.graph.nodes[n], nir.LIF)} if record_spikes else {}
-            return WorkerRun(spikes, {o: read(o) for o in plan.outputs}, worker_info, t_build, t_run, attempts)
+            return WorkerRun(spikes, {o: read(o) for o in plan.outputs}, stats, t_build, t_run, attempts)
         finally:
             cleanup_workdir(d)
     raise LavaRunError(f"Lava simulation stalled twice ({'; '.join(attempts)}); its processes were killed")
@@ -330,14 +333,14 @@ class LavaCpuTarget(Target):
             return prepared["lava_plan"]
         return self.plan(graph, dssa)
 
-    def estimate(self, graph, n_samples: int, T: int, *, prepared=None, quant=None, dssa: str = "fused",
-                 record_spikes: bool = True, **options) -> Estimate:
+    def estimate(self, request: RunRequest) -> Estimate:
         """Time and peak memory of run() from the plan: the processes and channels the worker
         will make (targets.lava_worker.wiring), values per step, kernel weights, MACs per step, and
         the constants below (measured on this machine)."""
-        self.refuse_unknown(options)
-        quant, plan = self.sized_by(prepared, quant)
-        plan = plan or self.plan_for(graph, dssa, prepared, quant)
+        self.refuse_unknown(request)
+        n_samples, T, record_spikes, prepared = request.n_samples, request.T, request.record_spikes, request.prepared
+        quant, plan = self.sized_by(prepared, request.quant)
+        plan = plan or self.plan_for(request.graph, request.option("dssa", "fused"), prepared, quant)
         w = wiring(plan, n_samples, T, record_spikes)
         steps = n_samples * T + plan.total_latency
         value = 4 if self.capabilities.arithmetic == "fixed" else 8  # int32 payloads, float64
@@ -363,23 +366,25 @@ class LavaCpuTarget(Target):
                                             f"{shm / 2**20:.0f} MiB; constants measured on ti @224 and cifar16 "
                                             f"(targets/lava_cpu.py)")
 
-    def steps(self, graph, n_samples: int, T: int, *, prepared=None, quant=None, dssa: str = "fused",
-              **options) -> int:
-        self.refuse_unknown(options)
-        quant = self.quantized_net(prepared, quant)
-        return n_samples * T + self.plan_for(graph, dssa, prepared, quant).total_latency
+    def steps(self, request: RunRequest) -> int:
+        self.refuse_unknown(request)
+        quant = self.quantized_net(request.prepared, request.quant)
+        plan = self.plan_for(request.graph, request.option("dssa", "fused"), request.prepared, quant)
+        return request.n_samples * request.T + plan.total_latency
 
-
-    def run(self, graph, x: torch.Tensor, T: int, record_spikes: bool = True, record_membranes: bool = False,
-            dtype=torch.float64, progress=None, info: Optional[dict] = None, prepared=None, quant=None,
-            dssa: str = "fused", stall_timeout: float = STALL_TIMEOUT, **unknown) -> RunResult:
-        # loihi2-sim's option (its run() names it); lava-cpu refuses it: the float network needs our models
-        stock_models = bool(unknown.pop("stock_models", False)) if "stock_models" in self.capabilities.options \
-            else False
-        self.refuse_unknown(unknown)
-        self.check_recording(record_spikes=record_spikes, record_membranes=record_membranes)
+    def run(self, request: RunRequest) -> RunResult:
+        """``stock_models`` (loihi2-sim's option; lava-cpu refuses it: the float network needs our
+        models): Lava's stock process models only (plain Loihi2SimCfg, no exception model map), as
+        hardware runs them: the synaptic lowering needs nothing else."""
+        self.refuse_unknown(request)
+        self.check_recording(record_spikes=request.record_spikes, record_membranes=request.record_membranes)
+        graph, x, T, prepared, record_spikes = request.graph, request.x, request.T, request.prepared, \
+            request.record_spikes
+        dtype = torch.float64 if request.dtype is None else request.dtype
+        dssa, stall_timeout = request.option("dssa", "fused"), request.option("stall_timeout", STALL_TIMEOUT)
+        stock_models = bool(request.option("stock_models", False))
         t0 = time.time()
-        quant = self.quantized_net(prepared, quant)
+        quant = self.quantized_net(prepared, request.quant)
         plan = self.plan_for(graph, dssa, prepared, quant)
         if plan.dssa != dssa:
             raise DeployError(f"the {'quantized ' if quant is not None else ''}plan was made for dssa={plan.dssa}, "
@@ -393,25 +398,17 @@ class LavaCpuTarget(Target):
         if quant is not None:
             host_values = quant.quantize_inputs(host_values)
         lava = run_in_worker(plan, host_values, N, T, lowerings, quant, record_spikes=record_spikes,
-                             stock_models=stock_models, progress=progress, stall_timeout=stall_timeout,
+                             stock_models=stock_models, progress=request.progress, stall_timeout=stall_timeout,
                              t_build=time.time() - t0)
         spikes = {n: torch.from_numpy(r) for n, r in lava.spikes.items()}
         stream = {o: r if quant is None else quant.dequantize(o, r) for o, r in lava.outputs.items()}
-        worker_info, attempts, t_build, t_run = lava.info, lava.stalls_retried, lava.build_s, lava.run_s
         out = host_readout(plan, host, stream, T, N)
-        if info is not None:
-            info.update({"dssa": dssa, "products": {n: {"cost": l.cost, "verification": l.verification}
-                                                     for n, l in lowerings.items()},
-                         "processes": worker_info["processes"], "process_kinds": worker_info["process_kinds"],
-                         "steps": worker_info["steps"], "latency": plan.total_latency,
-                         # build_s: host side before the worker; run_s: the worker's whole life;
-                         # lava_*: inside it (process graph, Lava compile, process start, stepping)
-                         "build_s": t_build, "run_s": t_run, "stalls_retried": attempts,
-                         "lava_build_s": worker_info["build_s"], "lava_compile_s": worker_info["compile_s"],
-                         "lava_start_s": worker_info["start_s"], "lava_steps_s": worker_info["run_s"],
-                         "channel_slots": worker_info["channel_slots"],
-                         "channel_bytes": worker_info["channel_bytes"], "shm_bytes": worker_info["shm_bytes"]})
-        return RunResult(output=out.to(dtype), spikes=spikes, seconds=time.time() - t0)
+        # build_s: host side before the worker; run_s: the worker's whole life; lava_*: inside it
+        stats = dataclasses.replace(
+            lava.stats, dssa=dssa, products={n: {"cost": low.cost, "verification": low.verification}
+                                             for n, low in lowerings.items()},
+            latency=plan.total_latency, build_s=lava.build_s, run_s=lava.run_s, stalls_retried=lava.stalls_retried)
+        return RunResult(output=out.to(dtype), spikes=spikes, seconds=time.time() - t0, stats=stats)
 
 
 class Loihi2SimTarget(LavaCpuTarget):
@@ -420,12 +417,3 @@ class Loihi2SimTarget(LavaCpuTarget):
     capabilities = Capabilities(arithmetic="fixed", flow="loihi2-fixed", engine="lava", needs_quantized_net=True,
                                 options=("dssa", "stall_timeout", "stock_models"), bit_exact_twin="loihi2-emu",
                                 summary="Lava on Loihi2SimCfg(select_tag='fixed_pt'): bit-accurate fixed point")
-
-    def run(self, graph, x: torch.Tensor, T: int, record_spikes: bool = True, record_membranes: bool = False,
-            dtype=torch.float64, progress=None, info: Optional[dict] = None, prepared=None, quant=None,
-            dssa: str = "fused", stall_timeout: float = STALL_TIMEOUT, stock_models: bool = False,
-            **unknown) -> RunResult:
-        """As lava-cpu's; ``stock_models``: Lava's stock process models only (plain Loihi2SimCfg, no
-        exception model map), as hardware runs them: the synaptic lowering needs nothing else."""
-        return super().run(graph, x, T, record_spikes, record_membranes, dtype, progress, info, prepared, quant,
-                           dssa, stall_timeout, stock_models=stock_models, **unknown)

@@ -47,7 +47,7 @@ from resformer_deploy.errors import DeployError
 from resformer_deploy.fixed_point import formats as F
 from resformer_deploy.lava.conv import FLOAT_EXACT, exact_bound
 
-from targets.base import Capabilities, Estimate, Target
+from targets.base import Capabilities, Estimate, RunRequest, RunStats, Target
 from targets.host_partition import host_inputs, host_readout
 from targets.reference import CompiledGraph, RunResult
 
@@ -490,17 +490,20 @@ class Loihi2EmulatorTarget(Target):
                                 summary="batched emulation of loihi2-sim (weight-shared convolutions), bit-exact "
                                         "with it")
 
-    def steps(self, graph, n_samples: int, T: int, *, prepared=None, quant=None, batch=None, **options) -> int:
-        self.refuse_unknown(options)
-        q = self.quantized_net(prepared, quant)
-        return T * math.ceil(max(n_samples, 1) / chunk_samples(q.plan, n_samples, batch))
+    def steps(self, request: RunRequest) -> int:
+        self.refuse_unknown(request)
+        q = self.quantized_net(request.prepared, request.quant)
+        n_samples = request.n_samples
+        return request.T * math.ceil(max(n_samples, 1) / chunk_samples(q.plan, n_samples, request.option("batch")))
 
-    def estimate(self, graph, n_samples: int, T: int, *, prepared=None, quant=None, batch=None,
-                 record_spikes: bool = True) -> Optional[Estimate]:
+    def estimate(self, request: RunRequest) -> Optional[Estimate]:
         """From the plan: MACs and values per step at the rates measured on this machine
         (EMU_MAC_PER_S, EMU_VALUES_PER_S), the working memory of a chunk of samples, the spike
         record and the host streams."""
-        _, plan = self.sized_by(prepared, quant)
+        self.refuse_unknown(request)
+        n_samples, T, record_spikes, batch = request.n_samples, request.T, request.record_spikes, \
+            request.option("batch")
+        _, plan = self.sized_by(request.prepared, request.quant)
         chunk = chunk_samples(plan, n_samples, batch)
         macs = plan_macs_per_step(plan) * n_samples * T
         values = plan.values_per_step * n_samples * T
@@ -515,22 +518,21 @@ class Loihi2EmulatorTarget(Target):
                         f"per sample-step at {EMU_MAC_PER_S / 1e9:.0f} GMAC/s, {EMU_VALUES_PER_S / 1e9:.1f} G "
                         f"values/s (measured); {chunk} samples at once")
 
-    def run(self, graph, x: torch.Tensor, T: int, record_spikes: bool = True, record_membranes: bool = False,
-            dtype=None, progress=None, info: Optional[dict] = None, prepared=None, quant=None, batch=None,
-            **unknown) -> RunResult:
-        self.refuse_unknown(unknown)
-        self.check_recording(record_spikes=record_spikes, record_membranes=record_membranes)
-        quant = self.quantized_net(prepared, quant)
+    def run(self, request: RunRequest) -> RunResult:
+        self.refuse_unknown(request)
+        self.check_recording(record_spikes=request.record_spikes, record_membranes=request.record_membranes)
+        graph, x, T, dtype, record_spikes = request.graph, request.x, request.T, request.dtype, request.record_spikes
+        quant = self.quantized_net(request.prepared, request.quant)
         t0 = time.time()
         plan = quant.plan  # the plan the network was quantized for (as loihi2-sim uses)
         host = CompiledGraph(graph, torch.float64)
         vals = quant.quantize_inputs(host_inputs(plan, host, x, T))
-        run = LavaSemantics(plan, quant).run(vals, T, record_spikes=record_spikes, progress=progress, batch=batch)
+        run = LavaSemantics(plan, quant).run(vals, T, record_spikes=record_spikes, progress=request.progress,
+                                         batch=request.option("batch"))
         stream = {o: quant.dequantize(o, run.outputs[o]) for o in plan.outputs}
         out = host_readout(plan, host, stream, T, x.shape[0])
         if dtype is not None:
             out = out.to(dtype)
-        if info is not None:
-            info.update({"saturation": run.saturation, "exact_dtypes": run.dtypes})
         return RunResult(output=out, spikes={n: torch.from_numpy(s).reshape(T, x.shape[0], *plan.shapes[n])
-                                             for n, s in run.spikes.items()}, seconds=time.time() - t0)
+                                             for n, s in run.spikes.items()}, seconds=time.time() - t0,
+                         stats=RunStats(saturation=run.saturation, exact_dtypes=run.dtypes))

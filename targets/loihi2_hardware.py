@@ -12,7 +12,7 @@ import tempfile
 
 from resformer_deploy.errors import DeployError
 
-from targets.base import Capabilities, Target
+from targets.base import Capabilities, RunRequest, Target
 
 
 class Loihi2HardwareTarget(Target):
@@ -32,20 +32,19 @@ class Loihi2HardwareTarget(Target):
         if not lava_loihi_installed():
             raise DeployError(loihi2_hardware_message())
 
-    def steps(self, graph, n_samples: int, T: int, *, prepared=None, quant=None, dssa: str = "synaptic",
-              **options) -> int:
-        self.refuse_unknown(options)
-        return n_samples * T + self.quantized_net(prepared, quant).plan.total_latency
+    def steps(self, request: RunRequest) -> int:
+        self.refuse_unknown(request)
+        return request.n_samples * request.T + self.quantized_net(request.prepared, request.quant).plan.total_latency
 
-    def run(self, graph, x, T: int, record_spikes: bool = True, record_membranes: bool = False, dtype=None,
-            progress=None, info=None, prepared=None, quant=None, dssa: str = "synaptic", **unknown):
+    def run(self, request: RunRequest):
         import torch
 
         from targets.artifact import artifact_meta, read_artifact, write_artifact
         from targets.reference import RunResult
-        self.refuse_unknown(unknown)
-        self.check_recording(record_spikes=False, record_membranes=record_membranes)
-        quant = self.quantized_net(prepared, quant)
+        self.refuse_unknown(request)
+        self.check_recording(record_spikes=False, record_membranes=request.record_membranes)
+        graph, x, dtype = request.graph, request.x, request.dtype
+        quant = self.quantized_net(request.prepared, request.quant)
         refuse_fused(quant.plan)
         with tempfile.TemporaryDirectory(prefix="resformer-loihi2-") as d:
             path = os.path.join(d, "network.h5")

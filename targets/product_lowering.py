@@ -13,6 +13,7 @@ import torch
 from exporters.nir_ext import SpikeMatMul
 from resformer_deploy.passes.dssa_lowering import check_synaptic_fits, lower_product, verify_lowering
 
+from targets.base import RunRequest
 from targets.reference import ReferenceTarget
 
 RECORD_SAMPLES = 4  # samples whose recorded operands verify each lowering
@@ -39,8 +40,8 @@ def lower_products(graph, plan, x, T, record_samples: int = RECORD_SAMPLES, quan
     check_products_fit(graph, plan, quant, budget)
     mms = {n: mm for n, (mm, _) in _products(graph, plan).items()}
     watch = sorted({v.lhs for v in mms.values()} | {v.rhs for v in mms.values()})
-    rec = ReferenceTarget().run(graph, x[:record_samples], T, record_spikes=False, dtype=torch.float64,
-                                record_nodes=watch).values
+    rec = ReferenceTarget().run(RunRequest.of(graph, x[:record_samples], T, record_spikes=False,
+                                              dtype=torch.float64, record_nodes=watch)).values
     out = {}
     for n, mm in mms.items():
         low = lower_product(n, mm, plan.bias[mm.lhs] if quant is None else quant.lhs_bias[mm.lhs])

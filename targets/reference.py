@@ -9,8 +9,8 @@ NIR's reading with a strict ``>`` threshold test):
 * SpikeMatMul gathers its two named operands (see exporters.nir_ext).
 """
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional
+from dataclasses import dataclass
+from typing import Callable, Dict
 
 import nir
 import numpy as np
@@ -21,16 +21,7 @@ from exporters.graph_check import check_graph, topological_order
 from exporters.nir_ext import MaxPool2d, SpikeMatMul
 from resformer_deploy.errors import DeployError, summarize
 
-from targets.base import Capabilities, Estimate, Target
-
-
-@dataclass
-class RunResult:
-    output: torch.Tensor  # [T, B, *output shape] (per-step logits)
-    spikes: Dict[str, torch.Tensor] = field(default_factory=dict)  # LIF node -> bool [T, B, *shape]
-    membranes: Dict[str, torch.Tensor] = field(default_factory=dict)  # pre-reset v [T, B, *shape]
-    seconds: float = 0.0
-    values: Dict[str, torch.Tensor] = field(default_factory=dict)  # requested node outputs [T, B, *shape]
+from targets.base import Capabilities, Estimate, RunRequest, RunResult, Target  # noqa: F401 (RunResult: re-exported)
 
 
 def last_uses(graph, order, preds) -> Dict[str, int]:
@@ -178,18 +169,19 @@ class ReferenceTarget(Target):
                                 options=("record_nodes", "on_spikes"), records_membranes=True,
                                 summary="NIR interpreter (PyTorch), any valid graph")
 
-    def steps(self, graph, n_samples: int, T: int, *, prepared=None, quant=None, **options) -> int:
-        self.refuse_unknown(options)
-        self.quantized_net(prepared, quant)
-        return T
+    def steps(self, request: RunRequest) -> int:
+        self.refuse_unknown(request)
+        self.quantized_net(request.prepared, request.quant)
+        return request.T
 
-    def estimate(self, graph, n_samples: int, T: int, *, prepared=None, quant=None, dtype=torch.float32,
-                 record_spikes: bool = True, record_membranes: bool = False, **options) -> Estimate:
-        self.refuse_unknown({k: v for k, v in options.items() if k not in ("progress", "info")})
-        self.quantized_net(prepared, quant)
-        c = graph_costs(graph)
+    def estimate(self, request: RunRequest) -> Estimate:
+        self.refuse_unknown(request)
+        self.quantized_net(request.prepared, request.quant)
+        T, record_spikes, record_membranes = request.T, request.record_spikes, request.record_membranes
+        dtype = torch.float32 if request.dtype is None else request.dtype
+        c = graph_costs(request.graph)
         e = torch.empty((), dtype=dtype).element_size()
-        B = int(n_samples)
+        B = int(request.n_samples)
         np_dtype = torch.empty((), dtype=dtype).numpy().dtype
         # parameters in another dtype are copied (torch.as_tensor shares arrays of the same dtype)
         copied = sum(n for dt, n in c.weight_dtypes.items() if np.dtype(dt) != np_dtype)
@@ -199,18 +191,20 @@ class ReferenceTarget(Target):
                 + T * B * c.output_values * e
                 + (T * B * c.neurons if record_spikes else 0)
                 + (T * B * c.neurons * e if record_membranes else 0)
-                + T * B * sum(c.values[n] for n in options.get("record_nodes", ())) * e)
+                + T * B * sum(c.values[n] for n in request.option("record_nodes", ())) * e)
         rate = MAC_PER_S.get(e, min(MAC_PER_S.values()))
         seconds = T * B * c.macs / rate + T * len(c.values) * SECONDS_PER_NODE_STEP
         return Estimate(seconds, int(peak), f"per sample-step {_si(c.macs)}MAC, {_si(c.values_total)} values, "
                                             f"{_si(c.neurons)} neurons; float{8 * e} at {rate / 1e9:.1f} GMAC/s "
                                             f"(measured)")
 
-    def run(self, graph, x: torch.Tensor, T: int, record_spikes: bool = True, record_membranes: bool = False,
-            dtype=torch.float32, progress: Optional[Callable[[int], None]] = None, info: Optional[dict] = None,
-            prepared=None, quant=None, record_nodes=(), on_spikes=None, **unknown) -> RunResult:
-        self.refuse_unknown(unknown)
-        self.quantized_net(prepared, quant)  # a float target: refuses a quantized network
+    def run(self, request: RunRequest) -> RunResult:
+        self.refuse_unknown(request)
+        self.quantized_net(request.prepared, request.quant)  # a float target: refuses a quantized network
+        graph, x, T, progress = request.graph, request.x, request.T, request.progress
+        record_spikes, record_membranes = request.record_spikes, request.record_membranes
+        dtype = torch.float32 if request.dtype is None else request.dtype
+        record_nodes, on_spikes = request.option("record_nodes", ()), request.option("on_spikes")
         cg = graph if isinstance(graph, CompiledGraph) else CompiledGraph(graph, dtype)
         for n in record_nodes:
             if n not in cg.graph.nodes:

@@ -52,4 +52,4 @@ def check_on_stock_models(art, x, progress=None) -> StockCheck:
     spike_bad = sum(int((lava.spikes[n].reshape(T, N, -1) != emu.spikes[n].reshape(T, N, -1)).sum())
                     for n in emu.spikes)
     return StockCheck(art.scores(np.swapaxes(got, 0, 1)), int(got.size), int((got != want).sum()), spikes, spike_bad,
-                      int(lava.info["processes"]), time.time() - t0)
+                      int(lava.stats.processes), time.time() - t0)

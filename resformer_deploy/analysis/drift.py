@@ -27,7 +27,7 @@ import torch
 
 from exporters.nir_io import read_nir, write_nir
 from exporters.torch_to_nir import export_model
-from targets import capabilities_of, get_target, target_class, target_names
+from targets import RunRequest, capabilities_of, get_target, target_class, target_names
 
 from resformer_deploy.data.digits import is_digits_input, load_digits_split
 from resformer_deploy.errors import DeployError
@@ -486,10 +486,9 @@ def _ladder(m, eval_samples, lava_samples, calib_samples, dssa, margin, seed, pr
     say(f"{head.target}: {head.label}, {n_eval} samples")
     _estimate(say, head.target, graph, n_eval, cfg.T, fixed, _run_options(head.target, dssa))
     t0 = time.time()
-    info = {}
-    emu = get_target(head.target).run(graph, x, cfg.T, prepared=fixed, info=info, **_run_options(head.target, dssa))
+    emu = get_target(head.target).run(RunRequest.of(graph, x, cfg.T, prepared=fixed, **_run_options(head.target, dssa)))
     t_emu = time.time() - t0
-    saturation = info.get("saturation", {})
+    saturation = emu.stats.saturation or {}
     emu_rung = Rung.compared(head.label, FIXED_POINT, head.target, compare_run(graph, rec, emu), y, t_emu,
                              saturation_events=sum(sum(v.values()) for v in saturation.values()))
     if subset:
@@ -497,13 +496,12 @@ def _ladder(m, eval_samples, lava_samples, calib_samples, dssa, margin, seed, pr
         for c in subset:
             say(f"{c.target}: {c.label}, {lava_samples} samples")
             t0 = time.time()
-            tinfo = {}
             opts = _run_options(c.target, dssa)
             prepared = fixed if c.role == FIXED_POINT_CHECK else prepare(
                 c.target, graph, samples=xs, T=cfg.T, **flow_options(c.target, opts))
             _estimate(say, c.target, graph, lava_samples, cfg.T, prepared, opts)
-            res = get_target(c.target).run(graph, xs, cfg.T, prepared=prepared, info=tinfo, **opts)
-            extra = {"processes": tinfo.get("processes"), "pipeline_latency": tinfo.get("latency")}
+            res = get_target(c.target).run(RunRequest.of(graph, xs, cfg.T, prepared=prepared, **opts))
+            extra = {"processes": res.stats.processes, "pipeline_latency": res.stats.latency}
             if c.role == FIXED_POINT_CHECK:  # the fixed-point rung's run of the same samples (samples are independent)
                 e_out = emu.output[:, :lava_samples]
                 both = [n for n in res.spikes if n in emu.spikes]  # bit-exact only if both record the same layers

@@ -22,7 +22,7 @@ from resformer_deploy.model.summary import PACKED_RECORD_BYTES_PER_NEURON_STEP, 
 from resformer_deploy.util.memory_budget import MemoryBudgetError, budget_bytes, check_bytes, duration, size
 from resformer_deploy.util.records import require
 from resformer_deploy.analysis.compare import Comparison, SpikeComparer, compare_run, lif_modules, record_torch
-from targets.base import Estimate
+from targets.base import Estimate, RunRequest
 
 LOGIT_REL_TOL = 1e-4
 
@@ -192,18 +192,12 @@ class VerificationEstimate:
 
 
 def estimate_run(tgt, graph, n: int, T: int, prepared=None, **options) -> Optional[Estimate]:
-    """tgt.estimate with the run's keywords ``options`` it takes (the target's own options always,
-    the common ones, e.g. dtype, where its signature has them). None before the flow
-    (``prepared`` None) for a target that needs the flow's quantized network: ask again after it."""
-    import inspect
+    """tgt.estimate of a run of n samples with the run's keywords ``options`` (RunRequest fields,
+    e.g. dtype, and the target's own options). None before the flow (``prepared`` None) for a
+    target that needs the flow's quantized network: ask again after it."""
     if prepared is None and tgt.capabilities.needs_quantized_net:
         return None
-    params = inspect.signature(tgt.estimate).parameters
-    open_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    common = {k: v for k, v in options.items() if k not in tgt.capabilities.options}
-    own = {k: v for k, v in options.items() if k in tgt.capabilities.options}
-    kw = {**own, **{k: v for k, v in common.items() if open_kw or k in params}}
-    return tgt.estimate(graph, n, T, prepared=prepared, **kw)
+    return tgt.estimate(RunRequest.sizing(graph, n, T, prepared=prepared, **options))
 
 
 def run_estimate_line(tgt, est: Optional[Estimate]) -> str:
@@ -325,7 +319,6 @@ def _verify(m, xs, target, precision, dtype, form, workdir, bars, say, target_op
         del graph  # the exported graph: only the one read back is run
         graph = read_nir(path)
     t_export += time.time() - t0
-    info = {}
     # the target's flow prepares the graph (its lowering verified on these inputs' operands)
     prepared = prepare(tgt, graph, samples=xs, T=T, **flow_options(tgt, target_options))
     if est.target_estimate is None:  # a cost model that needs the flow's artifacts: check it now
@@ -334,23 +327,23 @@ def _verify(m, xs, target, precision, dtype, form, workdir, bars, say, target_op
             if say:
                 say(est.line(rss_bytes()))
             est.check()
-    steps = tgt.steps(graph, xs.shape[0], T, prepared=prepared, **target_options)
+    steps = tgt.steps(RunRequest.sizing(graph, xs.shape[0], T, prepared=prepared, **target_options))
     if streams(tgt):  # compared as produced: the run keeps no spike or membrane record
         comparer = SpikeComparer(graph, rec)
         with bars(steps, f"{target} run + comparison ({tag})", "steps") as bar:
-            result = tgt.run(graph, xs, T, record_spikes=False, dtype=dtype, progress=bar.update, info=info,
-                             prepared=prepared, on_spikes=comparer.add, **target_options)
+            result = tgt.run(RunRequest.of(graph, xs, T, record_spikes=False, dtype=dtype, progress=bar.update,
+                                           prepared=prepared, on_spikes=comparer.add, **target_options))
         comparison = comparer.finish(result.output)
     else:
         # a target's membranes widen the near-threshold test (compare_run); PyTorch's alone suffice
         with bars(steps, f"{target} run ({tag})", "steps") as bar:
-            result = tgt.run(graph, xs, T, record_membranes=tgt.capabilities.records_membranes, dtype=dtype,
-                             progress=bar.update, info=info, prepared=prepared, **target_options)
+            result = tgt.run(RunRequest.of(graph, xs, T, record_membranes=tgt.capabilities.records_membranes,
+                                           dtype=dtype, progress=bar.update, prepared=prepared, **target_options))
         with bars(len(result.spikes), f"comparison ({tag})", "layers") as bar:
             comparison = compare_run(graph, rec, result, progress=bar.update)
     return EquivalenceReport.of(
         comparison, target=target, precision=precision, form=form, nir_bytes=nir_bytes,
-        target_options=target_options, target_info=info,
+        target_options=target_options, target_info=result.stats.to_json(),
         seconds={"torch": t_torch, "export_write_read": t_export, "target": result.seconds})
 
 

@@ -329,7 +329,7 @@ def run_batches(setup: EvaluationSetup, model, loader, batches, update: Callable
     ``update(samples)`` after each batch (skipped ones included). Wall time from ``t_start``.
     ``torch_scores``: the PyTorch model's mean-over-T scores [N, K] of these data by sample index,
     already computed at ``setup.torch_precision`` (the model is then not run again)."""
-    from targets import get_target
+    from targets import RunRequest, get_target
     from resformer_deploy.model.precision import model_in_dtype
 
     t_start = time.perf_counter() if t_start is None else t_start
@@ -345,10 +345,9 @@ def run_batches(setup: EvaluationSetup, model, loader, batches, update: Callable
             if tgt is None:
                 tally.add(batch.refs, batch.y, scores)
             else:
-                run_info = {}
-                res = tgt.run(setup.graph, batch.x.double(), setup.T, prepared=setup.prepared, info=run_info,
-                              **run_kw)
-                _merge_info(info, run_info)
+                res = tgt.run(RunRequest.of(setup.graph, batch.x.double(), setup.T, prepared=setup.prepared,
+                                            **run_kw))
+                _merge_info(info, res.stats.to_json())
                 tally.add(batch.refs, batch.y, res.output.mean(0), scores)
             update(len(batch.y) + len(loader.bad) - seen_bad)
             seen_bad = len(loader.bad)

@@ -105,7 +105,8 @@ def estimate_from_spikes(plan, graph, spikes, T: int, n_samples: int, pipeline_l
 def measure_and_estimate(graph, prepared, x, T: int, calibration=None):
     """``estimate_from_spikes`` of the fixed-point emulator's (loihi2-emu) run of the prepared (quantized,
     mapped) network on the samples ``x``."""
-    from targets import get_target
-    run = get_target("loihi2-emu").run(graph, x, T, prepared=prepared)  # the prepared network fixes the DSSA
+    from targets import RunRequest, get_target
+    # the prepared network fixes the DSSA
+    run = get_target("loihi2-emu").run(RunRequest.of(graph, x, T, prepared=prepared))
     return estimate_from_spikes(prepared["core_plan"], graph, run.spikes, T, x.shape[0],
                                 int(prepared["quantized_net"].plan.total_latency), calibration)

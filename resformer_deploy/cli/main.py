@@ -333,7 +333,7 @@ def simulate(model, target, samples, dssa, seed, calib_samples, json_out, data_a
     import time
     from math import prod
     from exporters.nir_io import interface, read_nir
-    from targets import get_target
+    from targets import RunRequest, get_target
     from resformer_deploy.flows import flow_options, prepare
     from resformer_deploy.util.memory_budget import check_bytes
     from resformer_deploy.util.progress import Progress
@@ -378,7 +378,6 @@ def simulate(model, target, samples, dssa, seed, calib_samples, json_out, data_a
     per_class = len(out_shape) == 1
     if labels is not None and md is None and out_shape != (10,):
         labels, source = None, f"{source}; no accuracy: the output is {out_shape}, not 10 class scores"
-    info = {}
     # the target's flow (fixed point: calibrate and quantize first); the options it takes of ours
     prepared = prepare(tgt, graph, samples=x.double(), T=T, calibration=cal,
                        **flow_options(tgt, {**opts, "calib_samples": calib_samples}))
@@ -389,10 +388,11 @@ def simulate(model, target, samples, dssa, seed, calib_samples, json_out, data_a
         click.echo(run_estimate_line(tgt, est))
         check_run_estimate(tgt, est, f"simulate: {samples:,} samples of {model}", advice)
     t0 = time.time()
-    with Progress(tgt.steps(graph, samples, T, prepared=prepared, **opts), f"{target} simulation",
+    with Progress(tgt.steps(RunRequest.sizing(graph, samples, T, prepared=prepared, **opts)), f"{target} simulation",
                   unit="steps") as bar:
-        res = tgt.run(graph, x.double(), T, record_spikes=False, progress=bar.update, info=info, prepared=prepared,
-                      **opts)
+        res = tgt.run(RunRequest.of(graph, x.double(), T, record_spikes=False, progress=bar.update, prepared=prepared,
+                                    **opts))
+    info = res.stats.to_json()
     wall = time.time() - t0
     pred = res.output.mean(0).argmax(-1) if per_class else None
     acc = accuracy(pred, labels)
@@ -431,7 +431,7 @@ def ops(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, samp
     from a target run, which must agree."""
     check_outputs([checkpoint, *data_args.paths()], files=[json_out])
     from exporters.torch_to_nir import export_model
-    from targets import capabilities_of, get_target
+    from targets import RunRequest, capabilities_of, get_target
     from resformer_deploy.cli.data import calibration_json, open_data_args
     from resformer_deploy.flows import prepare
     from resformer_deploy.analysis.operations import (count_graph, count_torch, energy_report, max_rel_diff,
@@ -472,15 +472,17 @@ def ops(checkpoint, variant, img_size, T, num_classes, unsafe_load, target, samp
     if caps.bit_exact_twin:
         twin = caps.bit_exact_twin
         twin_tgt = get_target(twin)
-        with Progress(twin_tgt.steps(graph, samples, ck.config.T, prepared=prepared), f"{twin} run",
-                      unit="steps") as bar:
-            emu = twin_tgt.run(graph, x, ck.config.T, prepared=prepared, progress=bar.update)
+        with Progress(twin_tgt.steps(RunRequest.sizing(graph, samples, ck.config.T, prepared=prepared)),
+                      f"{twin} run", unit="steps") as bar:
+            emu = twin_tgt.run(RunRequest.of(graph, x, ck.config.T, prepared=prepared, progress=bar.update))
         ct_torch, ct = ct, count_graph(graph, emu.spikes, ck.config.T, samples)
         for k in ct:
             ct[k].torch_ops = ct_torch[k].ops if k in ct_torch else None
         ref_name = "emulator" if capabilities_of(twin).engine == "numpy" else twin
-    with Progress(tgt.steps(graph, samples, ck.config.T, prepared=prepared), f"{target} run", unit="steps") as bar:
-        res = tgt.run(graph, x, ck.config.T, prepared=prepared, progress=bar.update, dtype=torch.float64)
+    with Progress(tgt.steps(RunRequest.sizing(graph, samples, ck.config.T, prepared=prepared)), f"{target} run",
+                  unit="steps") as bar:
+        res = tgt.run(RunRequest.of(graph, x, ck.config.T, prepared=prepared, progress=bar.update,
+                                    dtype=torch.float64))
     cg = count_graph(graph, res.spikes, ck.config.T, samples)
     if replayed:
         ct = replay_counts(ck.model, graph, x, res.spikes, ct)

@@ -142,7 +142,7 @@ class ShardWorker:
         """One zero input through the PyTorch model and the target, the result dropped: the lazy
         first-call costs (imports, allocations; ~0.2 s on digits) go to the set-up, not to a shard.
         Not on Lava targets, whose every run starts a Lava runtime anew."""
-        from targets import get_target
+        from targets import RunRequest, get_target
         from resformer_deploy.model.precision import model_in_dtype
 
         p, setup = self.data.preprocessor, self.setup
@@ -151,8 +151,8 @@ class ShardWorker:
             m.eval()
             m(x.to(setup.dtype))
         if setup.compared and get_target(setup.target).capabilities.engine != "lava":
-            get_target(setup.target).run(setup.graph, x.double(), setup.T, prepared=setup.prepared,
-                                         record_spikes=False, dtype=torch.float64, **setup.opts)
+            get_target(setup.target).run(RunRequest.of(setup.graph, x.double(), setup.T, prepared=setup.prepared,
+                                                      record_spikes=False, dtype=torch.float64, **setup.opts))
 
     def where(self) -> dict:
         ctx = ray.get_runtime_context()

@@ -17,6 +17,7 @@ from resformer_deploy.data.digits import load_digits_split
 from resformer_deploy.model.checkpoint import load_checkpoint
 from resformer_deploy.model.precision import model_in_dtype
 from targets import get_target
+from targets.base import RunRequest
 from tests.conftest import DIGITS_CKPT
 from tests.support.small_models import small_inputs, small_model
 
@@ -120,10 +121,10 @@ def check_bounded_equals_straight(model, x, precision, rel):
         rec = record_torch(m, x)
     ref = get_target("reference")
     T = model.config.T
-    full = ref.run(graph, x, T, dtype=dtype, record_membranes=True)
+    full = ref.run(RunRequest.of(graph, x, T, dtype=dtype, record_membranes=True))
     want = straight_comparison(graph, logits, spikes, membranes, full)
     comparer = SpikeComparer(graph, rec)
-    streamed = ref.run(graph, x, T, dtype=dtype, record_spikes=False, on_spikes=comparer.add)
+    streamed = ref.run(RunRequest.of(graph, x, T, dtype=dtype, record_spikes=False, on_spikes=comparer.add))
     assert streamed.spikes == {} and streamed.membranes == {}  # nothing of the run kept but its output
     assert torch.equal(streamed.output, full.output)
     got = comparer.finish(streamed.output)

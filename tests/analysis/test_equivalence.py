@@ -8,6 +8,7 @@ from resformer_deploy.analysis import equivalence
 from resformer_deploy.model.resformer import build_model
 from resformer_deploy.util.memory_budget import ENV, MemoryBudgetError
 from targets.reference import ReferenceTarget
+from targets.base import RunRequest
 from resformer_deploy.model.calibration import randomize_state
 
 
@@ -65,8 +66,8 @@ def test_estimate_has_the_targets_streamed_run_and_is_refused_only_beyond_the_bu
     tgt = ReferenceTarget()
     est = equivalence.estimate_verification(m, 100, g, tgt, torch.float64)
     # streamed: the target is estimated as run, keeping no spike record
-    assert est.streamed and est.target_estimate == tgt.estimate(g, 100, m.config.T, dtype=torch.float64,
-                                                                 record_spikes=False, on_spikes=print)
+    assert est.streamed and est.target_estimate == tgt.estimate(RunRequest.sizing(g, 100, m.config.T, dtype=torch.float64,
+                                                                 record_spikes=False, on_spikes=print))
     assert est.peak_bytes == max(est.torch_bytes + est.record_bytes, est.record_bytes + est.graph_bytes
                                  + est.target_estimate.peak_bytes + est.compare_bytes)
     monkeypatch.setenv(ENV, str(est.peak_bytes))

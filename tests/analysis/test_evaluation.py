@@ -14,6 +14,7 @@ from resformer_deploy.model.precision import model_in_dtype
 from resformer_deploy.util.memory_budget import ENV, MemoryBudgetError
 from targets import get_target
 from targets.reference import ReferenceTarget
+from targets.base import RunRequest
 
 
 @pytest.fixture(scope="module")
@@ -68,14 +69,14 @@ def test_target_runs_batches_on_one_prepared_flow(ck, digits, monkeypatch):
     and agreement as the reference interpreter and the float64 PyTorch model give them."""
     sizes, prepares = [], []
     run, prepare = ReferenceTarget.run, flows.prepare
-    monkeypatch.setattr(ReferenceTarget, "run", lambda self, g, x, T, **kw: sizes.append(len(x)) or run(self, g, x, T, **kw))
+    monkeypatch.setattr(ReferenceTarget, "run", lambda self, req: sizes.append(len(req.x)) or run(self, req))
     monkeypatch.setattr(flows, "prepare", lambda *a, **kw: prepares.append(1) or prepare(*a, **kw))
     n = 20
     rep = evaluate(ck, digits, "reference", limit=n, batch_size=8)
     assert sizes == [8, 8, 4] and len(prepares) == 1
     x = load_digits_split().x_test[:n].double()
     graph = export_model(ck.model, "float64")
-    out = get_target("reference").run(graph, x, 4, dtype=torch.float64, record_spikes=False).output.mean(0)
+    out = get_target("reference").run(RunRequest.of(graph, x, 4, dtype=torch.float64, record_spikes=False)).output.mean(0)
     with model_in_dtype(ck.model, torch.float64) as m, torch.no_grad():
         ref = m(x).mean(0)
     assert [p["prediction"] for p in rep["predictions"]] == top_classes(out, 1)[:, 0].tolist()

@@ -8,6 +8,7 @@ from resformer_deploy.model.checkpoint import load_checkpoint
 from resformer_deploy.data.digits import load_digits_split
 from resformer_deploy.analysis.operations import count_graph, count_torch, energy_report
 from targets import get_target
+from targets.base import RunRequest
 from tests.conftest import DIGITS_CKPT
 
 
@@ -108,7 +109,7 @@ def test_direct_count_of_the_paper_energy(setup):
 @pytest.mark.parametrize("target", ["reference", "lava-cpu"])
 def test_graph_run_counts_agree_with_pytorch(setup, target):
     m, x, ct, g = setup
-    r = get_target(target).run(g, x, 4)
+    r = get_target(target).run(RunRequest.of(g, x, 4))
     cg = count_graph(g, r.spikes, 4, len(x))
     for path, v in ct.items():
         assert cg[path]["ops"] == pytest.approx(v["ops"], rel=1e-12), path
@@ -190,7 +191,7 @@ def test_graph_counts_of_a_small_official_topology_equal_the_unrolled_count_and_
     x = small_inputs(m, 2)
     g = export_model(m)
     T = m.config.T
-    r = get_target("reference").run(g, x, T)
+    r = get_target("reference").run(RunRequest.of(g, x, T))
     cg = count_graph(g, r.spikes, T, len(x))
     shapes, _ = check_graph(g)
     checked = fewer_count = 0
@@ -229,10 +230,10 @@ def test_replayed_counts_of_a_fixed_point_run_equal_its_graph_count():
     g, T = export_model(m, "float64"), m.config.T
     with model_in_dtype(m, torch.float64) as m64:
         ct = count_torch(m64, x)
-    ref = get_target("reference").run(g, x, T)
+    ref = get_target("reference").run(RunRequest.of(g, x, T))
     assert max_rel_diff({k: v.ops for k, v in ct.items()}, replay_counts(m, g, x, ref.spikes, ct)) == 0.0
     emu = get_target("loihi2-emu")
-    res = emu.run(g, x, T, prepared=prepare(emu, g, samples=x, T=T))
+    res = emu.run(RunRequest.of(g, x, T, prepared=prepare(emu, g, samples=x, T=T)))
     cg = count_graph(g, res.spikes, T, 3)
     rc = replay_counts(m, g, x, res.spikes, ct)
     assert set(rc) == set(ct)
@@ -250,7 +251,7 @@ def test_counts_in_chunks_equal_one_forward():
     m = small_model("cifar16")
     x = small_inputs(m, 5).double()
     g, T = export_model(m, "float64"), m.config.T
-    ref = get_target("reference").run(g, x, T)
+    ref = get_target("reference").run(RunRequest.of(g, x, T))
     replay = {(node.metadata or {})["torch_module"]: ref.spikes[n] for n, node in g.nodes.items()
               if (node.metadata or {}).get("role") == "neuron"}
     with model_in_dtype(m, torch.float64) as m64:

@@ -21,6 +21,7 @@ from resformer_deploy.errors import DeployError
 from resformer_deploy.util.memory_budget import ENV, MemoryBudgetError
 from resformer_deploy.analysis.equivalence import inputs_for
 from targets import get_target
+from targets.base import RunRequest
 from tests.bad_inputs.cases_inputs import Opaque, _checkpoint, _edit_h5, foreign_graph, write_foreign
 from tests.conftest import DIGITS_CKPT
 
@@ -58,7 +59,7 @@ def test_foreign_graph_runs_on_reference_as_numpy_computes_it(tmp_path):
     x, _, _ = inputs_for((64,), 6, seed=0)  # what simulate feeds: random N(0,1), seed 0
     expect = numpy_lif(graph, x, 4)
     assert rep["predictions"] == expect.mean(0).argmax(-1).tolist() and rep["output_shape"] == [10]
-    res = get_target("reference").run(graph, x.double(), 4, dtype=torch.float64)
+    res = get_target("reference").run(RunRequest.of(graph, x.double(), 4, dtype=torch.float64))
     assert np.array_equal(res.output.numpy(), expect)
     assert 0 < expect.mean() < 1  # the comparison is not vacuous: some neurons fire, some do not
 
@@ -71,8 +72,8 @@ def test_foreign_graph_runs_on_lava_like_reference(tmp_path):
     assert {n: v.metadata["partition"] for n, v in graph.nodes.items()} == {
         "x_in": "host", "fc": "neuromorphic", "spk": "neuromorphic", "y_out": "host"}
     x = 2 * torch.randn(3, 64, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    ref = get_target("reference").run(graph, x, 4, dtype=torch.float64)
-    lava = get_target("lava-cpu").run(graph, x, 4)
+    ref = get_target("reference").run(RunRequest.of(graph, x, 4, dtype=torch.float64))
+    lava = get_target("lava-cpu").run(RunRequest.of(graph, x, 4))
     assert torch.equal(lava.output.double(), ref.output)
 
 
@@ -183,6 +184,6 @@ def test_library_calls_validate_too():
         inputs_for((1, 8, 8), 360)
     g = foreign_graph()
     with pytest.raises(DeployError, match="T = 0"):
-        get_target("reference").run(g, torch.zeros(1, 64), 0)
+        get_target("reference").run(RunRequest.of(g, torch.zeros(1, 64), 0))
     with pytest.raises(DeployError, match="1 NaN/inf"):
-        get_target("reference").run(g, torch.tensor([[float("nan")] + [0.0] * 63]), 4)
+        get_target("reference").run(RunRequest.of(g, torch.tensor([[float("nan")] + [0.0] * 63]), 4))

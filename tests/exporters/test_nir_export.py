@@ -14,6 +14,7 @@ from resformer_deploy.model.checkpoint import load_checkpoint
 from resformer_deploy.errors import CalibrationError
 from resformer_deploy.model.resformer import build_model
 from resformer_deploy.model.calibration import randomize_state
+from targets.base import RunRequest
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +113,7 @@ def test_grouped_conv_round_trip(tmp_path):
     assert g2.nodes["conv"].groups == 4 and list(g2.nodes["conv"].input_type["input"]) == [8, 5, 5]
     from targets import get_target
     x = torch.randn(2, 8, 5, 5)
-    out = get_target("reference").run(g2, x, T=1).output[0]
+    out = get_target("reference").run(RunRequest.of(g2, x, T=1)).output[0]
     torch.testing.assert_close(out, F.conv2d(x, torch.as_tensor(w), padding=1, groups=4))
 
 

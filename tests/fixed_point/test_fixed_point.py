@@ -22,6 +22,7 @@ from targets import get_target
 from targets.loihi2_emulator import LavaSemantics
 from targets.host_partition import host_inputs
 from targets.reference import CompiledGraph
+from targets.base import RunRequest
 from tests.conftest import DIGITS_CKPT
 from tests.support.lava_util import descendants
 
@@ -204,14 +205,13 @@ def test_float_emulator_reproduces_the_pytorch_model(digits_graph):
 def test_fixed_point_accuracy_on_the_full_held_out_split(quant, digits_graph):
     m, g = digits_graph
     split = load_digits_split()
-    info = {}
-    res = get_target("loihi2-emu").run(g, split.x_test.double(), m.config.T, quant=quant, info=info)
+    res = get_target("loihi2-emu").run(RunRequest.of(g, split.x_test.double(), m.config.T, quant=quant))
     with torch.no_grad():
         ref = m(split.x_test.double()).mean(0).argmax(-1)
     acc_fixed = float((res.output.mean(0).argmax(-1) == split.y_test).float().mean())
     acc_torch = float((ref == split.y_test).float().mean())
     assert len(split.y_test) == 359 and acc_fixed >= acc_torch - 0.01
-    assert info["saturation"] == {}
+    assert res.stats.saturation == {}
 
 
 def test_saturation_is_counted_per_layer_when_scales_are_too_large(digits_graph):
@@ -222,9 +222,8 @@ def test_saturation_is_counted_per_layer_when_scales_are_too_large(digits_graph)
     xc, _ = calibration_inputs((1, 8, 8), 32)
     q = calibrate_and_quantize(g, xc.double(), m.config.T)
     q = dataclasses.replace(q, scale={n: s * (2.0 ** 10 if n in q.plan.inputs else 1.0) for n, s in q.scale.items()})
-    info = {}
-    get_target("loihi2-emu").run(g, load_digits_split().x_test[:16].double(), m.config.T, quant=q, info=info)
-    sat = info["saturation"]
+    res = get_target("loihi2-emu").run(RunRequest.of(g, load_digits_split().x_test[:16].double(), m.config.T, quant=q))
+    sat = res.stats.saturation
     assert sat and all(n in q.plan.neuro for n in sat)
     kinds = {k for v in sat.values() for k in v}
     assert kinds <= {"u_wrap", "v_saturation", "graded_overflow"} and kinds & {"u_wrap", "v_saturation"}
@@ -242,11 +241,10 @@ def test_emulator_is_bit_exact_with_lava_fixed_point(digits_graph, dssa, stock):
     samples = 2 if stock else 3  # the stock Conv loops over channel pairs in Python: slower
     x = load_digits_split().x_test[:samples].double()
     before = set(descendants(os.getpid()))
-    info = {}
-    lava = get_target("loihi2-sim").run(g, x, m.config.T, quant=q, dssa=dssa, info=info, stock_models=stock)
-    emu = get_target("loihi2-emu").run(g, x, m.config.T, quant=q)
+    lava = get_target("loihi2-sim").run(RunRequest.of(g, x, m.config.T, quant=q, dssa=dssa, stock_models=stock))
+    emu = get_target("loihi2-emu").run(RunRequest.of(g, x, m.config.T, quant=q))
     assert set(descendants(os.getpid())) <= before  # no Lava process left behind
-    assert info["processes"] > 20 and set(lava.spikes) == set(emu.spikes) and len(lava.spikes) == 20
+    assert lava.stats.processes > 20 and set(lava.spikes) == set(emu.spikes) and len(lava.spikes) == 20
     for n in lava.spikes:
         assert torch.equal(lava.spikes[n], emu.spikes[n]), n
     assert lava.spikes["layers_2_2_down_0"].any()  # deep layers do spike
@@ -258,14 +256,14 @@ def test_fixed_point_targets_refuse_missing_quantization_and_hardware_is_explain
     x = load_digits_split().x_test[:1]
     for t in ("loihi2-sim", "loihi2-emu"):
         with pytest.raises(DeployError, match="quantized network"):
-            get_target(t).run(g, x, m.config.T)
+            get_target(t).run(RunRequest.of(g, x, m.config.T))
     with pytest.raises(DeployError, match="lava-loihi"):
         get_target("loihi2")
     with pytest.raises(DeployError, match="floating point"):
-        get_target("lava-cpu").run(g, x, m.config.T, quant=object())
+        get_target("lava-cpu").run(RunRequest.of(g, x, m.config.T, quant=object()))
     # Lava has no stock floating_pt models for GradedVec / ProdNeuron: stock-only is fixed point only
     with pytest.raises(DeployError, match="^target 'lava-cpu' has no option 'stock_models'"):
-        get_target("lava-cpu").run(g, x, m.config.T, stock_models=True)
+        get_target("lava-cpu").run(RunRequest.of(g, x, m.config.T, stock_models=True))
 
 
 def test_fixed_point_targets_are_sized_from_the_plan_before_calibration(quant, digits_graph):
@@ -275,9 +273,10 @@ def test_fixed_point_targets_are_sized_from_the_plan_before_calibration(quant, d
     for t in ("loihi2-sim", "loihi2-emu"):
         tgt = get_target(t)
         # a quantized network has its plan's sizes: the same estimate before calibration as after
-        assert tgt.estimate(g, 7, m.config.T, prepared=plan_only) == tgt.estimate(g, 7, m.config.T, quant=quant), t
+        before = tgt.estimate(RunRequest.sizing(g, 7, m.config.T, prepared=plan_only))
+        assert before == tgt.estimate(RunRequest.sizing(g, 7, m.config.T, quant=quant)), t
     with pytest.raises(DeployError, match="quantized network"):  # neither plan nor network: still refused
-        get_target("loihi2-emu").estimate(g, 7, m.config.T, prepared={})
+        get_target("loihi2-emu").estimate(RunRequest.sizing(g, 7, m.config.T, prepared={}))
 
 
 def test_drift_ladder_refuses_a_rung_that_cannot_fit_before_recording_pytorch(digits_graph, monkeypatch):
@@ -413,7 +412,6 @@ def test_plif_dvs_model_quantizes_without_clipping_and_reports_decay_error():
         assert s.saturated == 0 and s.exp <= F.WEIGHT_EXP_RANGE[1], n
     errs = [lif.decay_error for lif in q.lif.values()]
     assert max(errs) > 0 and max(errs) <= 0.5 / 4096  # PLIF decays: rounded to the nearest 1/4096
-    info = {}
     x = torch.poisson(torch.full((4, 4, 3, 16, 16), 0.5), generator=torch.Generator().manual_seed(5))
-    get_target("loihi2-emu").run(g, x.double(), 4, quant=q, info=info)
-    assert info["saturation"] == {}
+    res = get_target("loihi2-emu").run(RunRequest.of(g, x.double(), 4, quant=q))
+    assert res.stats.saturation == {}

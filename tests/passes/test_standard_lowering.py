@@ -14,6 +14,7 @@ from resformer_deploy.passes.spike_matmul_to_standard import lower_spike_matmuls
 from resformer_deploy.passes.unroll_dense import unroll_dense
 from resformer_deploy.analysis.compare import compare_run, record_torch
 from targets import get_target
+from targets.base import RunRequest
 from resformer_deploy.model.calibration import randomize_state
 
 
@@ -41,7 +42,7 @@ def test_standard_lowering_reproduces_pytorch_exactly_in_float64(tiny):
     m64 = m.double()
     rec = record_torch(m64, x.double())
     g = lower_spike_matmuls(unroll_dense(export_model(m64, "float64")))
-    r = get_target("reference").run(g, x.double(), 4, record_membranes=True, dtype=torch.float64)
+    r = get_target("reference").run(RunRequest.of(g, x.double(), 4, record_membranes=True, dtype=torch.float64))
     rep = compare_run(g, rec, r)
     m.float()
     assert rep["total_mismatches"] == 0 and rep["logits_max_rel_diff"] < 1e-12
@@ -54,7 +55,7 @@ def test_standard_lowering_reproduces_pytorch_exactly_in_float64(tiny):
 def test_norse_reproduces_the_interpreter_bit_exactly(tiny):
     m, x = tiny
     g = lower_spike_matmuls(unroll_dense(export_model(m)))
-    ours = get_target("reference").run(g, x, 4)
+    ours = get_target("reference").run(RunRequest.of(g, x, 4))
     out, spikes = run_norse(g, x, 4)
     assert set(spikes) == set(ours.spikes) and len(spikes) == 17
     for n in ours.spikes:
@@ -96,7 +97,7 @@ def test_norse_runs_conv_form_gwffn_and_downsample(tmp_path):
     sub = nir.NIRGraph(nodes=nodes, edges=edges, metadata=dict(g.metadata), type_check=False)
     assert check_graph(sub)[1] == [] and sub.nodes["layers_0_1_conv_0_1"].groups == 4
     x = torch.randn(6, 16, 8, 8, generator=torch.Generator().manual_seed(1)) + 0.5
-    ours = get_target("reference").run(sub, x, 4)
+    ours = get_target("reference").run(RunRequest.of(sub, x, 4))
     out, spikes = run_norse(sub, x, 4)
     for n in ours.spikes:
         assert torch.equal(spikes[n], ours.spikes[n]), n

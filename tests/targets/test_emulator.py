@@ -26,6 +26,7 @@ from targets import get_target
 from targets.host_partition import host_inputs, host_readout
 from targets.loihi2_emulator import InexactError, LavaSemantics, exact_dtype
 from targets.reference import CompiledGraph
+from targets.base import RunRequest
 from tests.support.small_models import small_inputs, small_model
 
 
@@ -292,4 +293,4 @@ def test_fixed_mode_equals_the_integer_recomputation(small):
     est = estimate_run(tgt, g, 3, T, {"quantized_net": q}, dtype=torch.float64, record_spikes=True)
     recorded = sum(p.size for p in q.plan.lif.values()) * 3 * T
     assert est.seconds > 0 and est.peak_bytes >= recorded
-    assert est.peak_bytes - tgt.estimate(g, 3, T, quant=q, record_spikes=False).peak_bytes == recorded
+    assert est.peak_bytes - tgt.estimate(RunRequest.sizing(g, 3, T, quant=q, record_spikes=False)).peak_bytes == recorded

@@ -17,6 +17,7 @@ from resformer_deploy.model.resformer import build_model
 from resformer_deploy.passes.dssa_lowering import exact_product, lower_product, verify_lowering
 from resformer_deploy.analysis.equivalence import verify_model
 from targets import get_target
+from targets.base import RunRequest
 from resformer_deploy.model.calibration import randomize_state
 from tests.conftest import DIGITS_CKPT
 from tests.support.lava_util import descendants
@@ -69,7 +70,7 @@ def test_unmappable_graph_lists_every_problem_before_any_process(digits):
     bad = nir.NIRGraph(nodes=nodes, edges=list(g.edges), metadata=dict(g.metadata), type_check=False)
     before = set(descendants())
     with pytest.raises(LavaMappingError) as e:
-        get_target("lava-cpu").run(bad, torch.zeros(1, 1, 8, 8), 4)
+        get_target("lava-cpu").run(RunRequest.of(bad, torch.zeros(1, 1, 8, 8), 4))
     msg = str(e.value)
     assert "3 node(s) cannot be mapped" in msg
     assert "layers_0_0_add: Threshold has no Lava mapping" in msg
@@ -149,7 +150,7 @@ def test_interrupt_stops_the_runtime(digits):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        get_target("lava-cpu").run(g, load_digits_split().x_test[:3], 4, progress=progress)
+        get_target("lava-cpu").run(RunRequest.of(g, load_digits_split().x_test[:3], 4, progress=progress))
     assert calls  # the run had started
     time.sleep(1.0)
     assert set(descendants()) <= before
@@ -162,7 +163,7 @@ def test_stalled_run_is_killed_retried_and_reported(digits):
     t0 = time.time()
     with pytest.raises(LavaRunError, match="stalled twice"):
         # 0.3 s without a simulated step counts as a stall: worker start-up alone exceeds it
-        get_target("lava-cpu").run(g, load_digits_split().x_test[:2], 4, stall_timeout=0.3)
+        get_target("lava-cpu").run(RunRequest.of(g, load_digits_split().x_test[:2], 4, stall_timeout=0.3))
     assert time.time() - t0 < 30
     time.sleep(0.5)
     assert set(descendants()) <= before  # both attempts' process groups were killed

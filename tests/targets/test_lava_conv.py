@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from tests.support import lava_util
+from targets.base import RunRequest
 
 
 # one input shape (C, H, W) for every layer of a run (a run compiles one connected graph: one
@@ -277,7 +278,7 @@ def test_small_official_topology_on_lava_conv_equals_pytorch(name):
     from targets.lava_worker import wiring
     graph = export_model(m, "float64")
     w = wiring(get_target("lava-cpu").plan(graph, "fused"), 2, m.config.T)
-    est = get_target("lava-cpu").estimate(graph, 2, m.config.T)
+    est = get_target("lava-cpu").estimate(RunRequest.sizing(graph, 2, m.config.T))
     assert est.basis.startswith(f"{info['processes']} Lava processes, {info['steps']} steps")
     assert est.peak_bytes > info["shm_bytes"] + info["processes"] * 2**20
     assert (w["processes"], w["process_kinds"]) == (info["processes"], info["process_kinds"])
@@ -298,11 +299,11 @@ def test_small_official_topology_fixed_point_on_lava_conv_equals_emulator():
     q = calibrate_and_quantize(g, small_inputs(m, 8, seed=3).double(), m.config.T)
     assert all(s.kind == "conv" for s in q.syn.values())
     x = small_inputs(m, 2, seed=7).double()
-    info = {}
-    lava = get_target("loihi2-sim").run(g, x, m.config.T, quant=q, info=info)
-    emu = get_target("loihi2-emu").run(g, x, m.config.T, quant=q)
-    assert info["process_kinds"]["Conv"] == 32 and len(lava.spikes) == 38 and set(lava.spikes) == set(emu.spikes)
-    assert 0 <= info["shm_bytes"] - info["channel_bytes"] < 0.01 * info["channel_bytes"]  # int32 channels
+    lava = get_target("loihi2-sim").run(RunRequest.of(g, x, m.config.T, quant=q))
+    info = lava.stats
+    emu = get_target("loihi2-emu").run(RunRequest.of(g, x, m.config.T, quant=q))
+    assert info.process_kinds["Conv"] == 32 and len(lava.spikes) == 38 and set(lava.spikes) == set(emu.spikes)
+    assert 0 <= info.shm_bytes - info.channel_bytes < 0.01 * info.channel_bytes  # int32 channels
     for n in lava.spikes:
         assert torch.equal(lava.spikes[n], emu.spikes[n]), n
     assert sum(float(s.double().mean()) > 0.01 for s in lava.spikes.values()) >= 20

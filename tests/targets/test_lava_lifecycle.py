@@ -19,6 +19,7 @@ from resformer_deploy.model.checkpoint import load_checkpoint
 from tests.conftest import DIGITS_CKPT
 from tests.support.lava_util import descendants
 from tests.support.watched import WatchedCli
+from targets.base import RunRequest
 
 CLI = str(Path(sys.executable).parent / "resformer-deploy")
 CLEANUP_WAIT = 20.0
@@ -192,7 +193,7 @@ def test_lava_exception_is_reported_as_a_bug_with_its_traceback(monkeypatch):
     monkeypatch.setattr(lava_cpu, "new_workdir", lambda f=lava_cpu.new_workdir: workdirs.append(f()) or workdirs[-1])
     before = set(descendants())
     with pytest.raises(InternalError) as e:
-        target.run(g, load_digits_split().x_test[:2], 4)
+        target.run(RunRequest.of(g, load_digits_split().x_test[:2], 4))
     msg, err = str(e.value), e.value
     assert not isinstance(err, DeployError) and msg.endswith("(in the Lava worker)") and "\n" not in msg, msg
     assert "ufunc" in msg and "Error" in err.error_type, (err.error_type, msg)  # numpy's, comparing with a str

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from tests.support import lava_util
+from targets.base import RunRequest
 
 REPO = Path(__file__).resolve().parents[2]
 N_SAMPLES = 2
@@ -93,9 +94,9 @@ def test_embedded_network_equals_independent_runs(digits_graph, fixed, dssa):
     quant = art.get("quantized_net")
     plan = quant.plan if fixed else art["lava_plan"]
     if fixed:
-        want = get_target(twin).run(g, x, T, prepared=art)
+        want = get_target(twin).run(RunRequest.of(g, x, T, prepared=art))
     else:
-        want = get_target(twin).run(g, x, T, dtype=torch.float64)
+        want = get_target(twin).run(RunRequest.of(g, x, T, dtype=torch.float64))
     host = CompiledGraph(g, torch.float64)
     frames = stem(plan, host, x, T, quant)
     assert frames.shape == (N_SAMPLES, T, int(np.prod(plan.shapes[plan_input(plan)])))

@@ -14,6 +14,7 @@ from resformer_deploy.data.digits import load_digits_split
 from resformer_deploy.errors import DeployError
 from resformer_deploy.flows import prepare
 from targets.artifact import artifact_meta, read_artifact, write_artifact
+from targets.base import RunRequest
 
 NC = "lava.magma.core.model.nc"
 
@@ -49,7 +50,7 @@ def test_fused_lowering_is_refused_naming_its_processes(lava_loihi, digits):
     assert Loihi2HardwareTarget.unavailable() is None
     products = [n for n in q["fused"].plan.neuro if type(g.nodes[n]).__name__ == "SpikeMatMul"]
     with pytest.raises(DeployError) as e:
-        t.run(g, x, 4, quant=q["fused"], dssa="fused")
+        t.run(RunRequest.of(g, x, 4, quant=q["fused"], dssa="fused"))
     msg = str(e.value)
     assert f"{len(products)} FusedSpikeMatMul process(es)" in msg and products[0] in msg
     assert "no Loihi 2 hardware model" in msg and "--dssa synaptic" in msg
@@ -68,7 +69,7 @@ def test_synaptic_run_goes_through_the_artifact_to_loihi2hwcfg(lava_loihi, digit
         (o,) = art.plan.outputs
         return np.zeros((4, len(xs), 10)), np.zeros((len(xs), 4, int(np.prod(art.plan.shapes[o]))))
     monkeypatch.setattr(network, "run_artifact", spy)
-    res = Loihi2HardwareTarget().run(g, x, 4, quant=q["synaptic"], dssa="synaptic")
+    res = Loihi2HardwareTarget().run(RunRequest.of(g, x, 4, quant=q["synaptic"], dssa="synaptic"))
     assert seen["hardware"] is True and tuple(res.output.shape) == (4, 2, 10)
     art = seen["art"]
     assert set(art.quant.syn) == set(q["synaptic"].syn)

@@ -7,6 +7,7 @@ from resformer_deploy.data.digits import load_digits_split
 from resformer_deploy.model.resformer import build_model
 from resformer_deploy.errors import DeployError
 from targets import get_target
+from targets.base import RunRequest
 from resformer_deploy.analysis.equivalence import verify_model
 from resformer_deploy.model.calibration import randomize_state
 from tests.conftest import DIGITS_CKPT
@@ -45,7 +46,7 @@ def test_verdict_catches_a_real_difference():
     conv = next(n for n, v in g.nodes.items() if type(v).__name__ == "Conv2d"
                 and v.metadata.get("partition") != "host")
     g.nodes[conv].weight = (g.nodes[conv].weight * np.float32(1.01)).astype(np.float32)
-    res = get_target("reference").run(g, x, ck.config.T, record_membranes=True)
+    res = get_target("reference").run(RunRequest.of(g, x, ck.config.T, record_membranes=True))
     rep = compare_run(g, rec, res)
     assert rep["samples_diverged"] > 0 and not rep["roots_all_ties"]
     assert verdict(rep, "float32") == "fail" and verdict(rep, "float64") == "fail"
@@ -111,7 +112,7 @@ def test_interpreter_input_errors():
     m = randomize_state(build_model("digits"), seed=0).eval()
     g = export_model(m)
     with pytest.raises(DeployError, match="does not fit graph input"):
-        get_target("reference").run(g, torch.zeros(2, 3, 8, 8), T=4)
+        get_target("reference").run(RunRequest.of(g, torch.zeros(2, 3, 8, 8), T=4))
     with pytest.raises(DeployError, match="unknown target 'loihi9'"):
         get_target("loihi9")
 
@@ -149,14 +150,14 @@ def test_reference_estimate_counts_what_the_run_keeps():
     g = _hand_graph()
     ref = get_target("reference")
     x = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(0))
-    neurons = sum(s[0, 0].numel() for s in ref.run(g, x, 3).spikes.values())
-    est = {(s, mem): ref.estimate(g, 5, 3, dtype=torch.float64, record_spikes=s, record_membranes=mem)
+    neurons = sum(s[0, 0].numel() for s in ref.run(RunRequest.of(g, x, 3)).spikes.values())
+    est = {(s, mem): ref.estimate(RunRequest.sizing(g, 5, 3, dtype=torch.float64, record_spikes=s, record_membranes=mem))
            for s in (False, True) for mem in (False, True)}
     assert est[True, False].peak_bytes - est[False, False].peak_bytes == 3 * 5 * neurons
     assert est[False, True].peak_bytes - est[False, False].peak_bytes == 3 * 5 * neurons * 8
     assert est[False, False].seconds > 0 and "MAC" in est[False, False].basis
     with pytest.raises(DeployError, match="has no option 'batch'"):
-        ref.estimate(g, 5, 3, batch=2)
+        ref.estimate(RunRequest.sizing(g, 5, 3, batch=2))
 
 
 def test_streamed_run_hands_over_every_layer_and_step_once_and_keeps_nothing():
@@ -165,13 +166,13 @@ def test_streamed_run_hands_over_every_layer_and_step_once_and_keeps_nothing():
     g = export_model(m)
     x = load_digits_split().x_test[:3]
     ref = get_target("reference")
-    full = ref.run(g, x, 4, record_membranes=True)
+    full = ref.run(RunRequest.of(g, x, 4, record_membranes=True))
     seen = {}
 
     def on_spikes(name, t, s, h):
         assert (name, t) not in seen
         seen[name, t] = (s.clone(), h.clone())
-    streamed = ref.run(g, x, 4, record_spikes=False, on_spikes=on_spikes)
+    streamed = ref.run(RunRequest.of(g, x, 4, record_spikes=False, on_spikes=on_spikes))
     assert set(seen) == {(n, t) for n in full.spikes for t in range(4)}
     for (n, t), (s, h) in seen.items():
         assert torch.equal(s, full.spikes[n][t]) and torch.equal(h, full.membranes[n][t])

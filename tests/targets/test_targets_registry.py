@@ -15,7 +15,7 @@ from resformer_deploy.cli.main import main
 from resformer_deploy.errors import DeployError
 from resformer_deploy.flows import FLOWS
 from targets import registry
-from targets.base import COMMON_RUN_KEYWORDS, Capabilities
+from targets.base import Capabilities, RunRequest
 from tests.passes.test_pass_manager import small_graph
 
 BUILT_IN = {"reference", "lava-cpu", "loihi2-sim", "loihi2-emu", "loihi2"}
@@ -45,8 +45,8 @@ class FakeTwinTarget(Loihi2EmulatorTarget):
 
 class FakeFlakyTarget(FakeTwinTarget):
     """Claims to be the emulator's twin, and flips the first spike it records."""
-    def run(self, graph, x, T, **keywords):
-        res = super().run(graph, x, T, **keywords)
+    def run(self, request):
+        res = super().run(request)
         first = res.spikes[sorted(res.spikes)[0]].view(-1)
         first[0] = ~first[0]
         return res
@@ -97,36 +97,46 @@ def test_built_in_targets_come_from_the_entry_points(fresh_registry):
 
 
 @pytest.mark.parametrize("name", sorted(BUILT_IN))
-def test_run_takes_exactly_the_common_keywords_and_the_declared_options(name):
+def test_run_steps_and_estimate_take_one_typed_request_and_every_declared_option(name):
     cls = targets.target_class(name)
-    params = inspect.signature(cls.run).parameters
-    named = {p for p, v in params.items() if v.kind not in (v.VAR_KEYWORD, v.VAR_POSITIONAL)} - {"self", "graph",
-                                                                                               "x", "T"}
-    assert named == set(COMMON_RUN_KEYWORDS) | set(cls.capabilities.options), name
-    assert any(v.kind == v.VAR_KEYWORD for v in params.values())  # caught, then refused by name
+    for method in ("run", "steps", "estimate"):
+        assert list(inspect.signature(getattr(cls, method)).parameters) == ["self", "request"], (name, method)
+    target = cls.__new__(cls)  # loihi2's constructor needs lava-loihi; the option check does not
+    target.refuse_unknown(RunRequest.sizing(small_graph(), 1, 2, **{o: None for o in cls.capabilities.options}))
+    with pytest.raises(DeployError, match="has no option 'undeclared'"):
+        target.refuse_unknown(RunRequest.sizing(small_graph(), 1, 2, undeclared=1))
+
+
+def test_a_run_request_keeps_fields_and_target_options_apart():
+    req = RunRequest.of(small_graph(), torch.zeros(3, 3), 2, dtype=torch.float64, dssa="fused")
+    assert (req.n_samples, req.dtype, dict(req.options)) == (3, torch.float64, {"dssa": "fused"})
+    with pytest.raises(TypeError):
+        req.options["dssa"] = "synaptic"  # frozen: a target cannot change what its caller asked
+    with pytest.raises(ValueError, match="needs inputs x or"):
+        RunRequest(small_graph(), None, 2)
 
 
 def test_unknown_options_are_refused_naming_the_accepted_ones():
     g, x = small_graph(), torch.zeros(1, 3)
     with pytest.raises(DeployError, match=r"target 'reference' has no option 'bogus' \(its options: record_nodes"):
-        targets.get_target("reference").run(g, x, 2, bogus=1)
+        targets.get_target("reference").run(RunRequest.of(g, x, 2, bogus=1))
     with pytest.raises(DeployError, match=r"target 'reference' has no option 'dssa'"):
-        targets.get_target("reference").steps(g, 1, 2, dssa="fused")
+        targets.get_target("reference").steps(RunRequest.sizing(g, 1, 2, dssa="fused"))
     # refused before any Lava work starts
     with pytest.raises(DeployError, match=r"target 'lava-cpu' has no option 'stall' \(its options: dssa, stall_timeout"):
-        targets.get_target("lava-cpu").run(g, x, 2, stall=3)
+        targets.get_target("lava-cpu").run(RunRequest.of(g, x, 2, stall=3))
     with pytest.raises(DeployError, match="target 'loihi2-emu' has no option 'dssa'"):
-        targets.get_target("loihi2-emu").run(g, x, 2, dssa="synaptic")
+        targets.get_target("loihi2-emu").run(RunRequest.of(g, x, 2, dssa="synaptic"))
     with pytest.raises(DeployError, match="does not record membranes"):
-        targets.get_target("lava-cpu").run(g, x, 2, record_membranes=True)
-    assert targets.get_target("reference").run(g, x, 2, record_membranes=True).membranes  # it can
+        targets.get_target("lava-cpu").run(RunRequest.of(g, x, 2, record_membranes=True))
+    assert targets.get_target("reference").run(RunRequest.of(g, x, 2, record_membranes=True)).membranes  # it can
 
 
 def test_a_plugin_target_is_listed_and_usable_by_name(plugin, tmp_path):
     from exporters.nir_io import write_nir
     assert {"fake-cpu", "fake-map"} <= set(targets.target_names())
     t = targets.get_target("fake-cpu")
-    assert t.name == "fake-cpu" and t.run(small_graph(), torch.ones(2, 3), 2).output.shape == (2, 2, 2)
+    assert t.name == "fake-cpu" and t.run(RunRequest.of(small_graph(), torch.ones(2, 3), 2)).output.shape == (2, 2, 2)
     write_nir(small_graph(), tmp_path / "g.nir")
     r = run("simulate", tmp_path / "g.nir", "--target", "fake-cpu", "--samples", "2")
     assert r.exit_code == 0, r.output  # prepared by its flow, options chosen by its capabilities
