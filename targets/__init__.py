@@ -5,5 +5,5 @@ declared in pyproject.toml): ``reference`` (our NIR interpreter), ``lava-cpu`` (
 ``loihi2`` (hardware: needs lava-loihi). ``resformer-deploy targets`` lists them.
 """
 from targets.base import RunRequest, RunResult, RunStats  # noqa: F401
-from targets.registry import (broken_targets, capabilities_of, get_target, listing, names_with,  # noqa: F401
-                              target_class, target_names)
+from targets.registry import (broken_targets, capabilities_of, flow_owner, get_target, listing,  # noqa: F401
+                              names_with, target_class, target_flows, target_names)

@@ -7,12 +7,18 @@ and found with ``importlib.metadata.entry_points(group=...)`` (Python docs, impo
 another package adds a target (e.g. a lava-loihi one) by declaring an entry point in its own
 metadata, without editing this project. A plug-in that fails to load or is not a Target is
 reported in one line naming it; the other targets stay usable.
+
+A target may bring its own flows (``Target.flows()``, as hls4ml registers flows per backend:
+https://fastmachinelearning.org/hls4ml/api/flows.html): they are registered when it is loaded,
+their pass order checked then (every pass's requirements ensured by an earlier pass or a flow
+input), and ``Capabilities.flow`` may name one (resformer_deploy.flows.FLOWS lists them too).
 """
 import importlib.metadata
 from typing import Dict, List, Optional
 
 from resformer_deploy.errors import DeployError, one_line
 
+from resformer_deploy.passes.manager import Flow
 from targets.base import Capabilities
 
 GROUP = "resformer_deploy.targets"
@@ -20,6 +26,8 @@ GROUP = "resformer_deploy.targets"
 _loaded: Optional[Dict[str, type]] = None  # name -> class, loaded once per process
 _sources: Dict[str, str] = {}  # name -> "module:Class (distribution)"
 _broken: Dict[str, str] = {}  # name -> one-line reason
+_flows: Dict[str, Flow] = {}  # flows the loaded targets bring: flow name -> Flow
+_flow_owner: Dict[str, str] = {}  # flow name -> the target that brings it
 
 
 def _source(ep) -> str:
@@ -36,12 +44,35 @@ def _check_class(cls) -> Optional[str]:
     return f"has no {' or '.join(missing)}() method" if missing else None
 
 
+def _check_flows(name: str, cls) -> Optional[str]:
+    """Why the flows ``cls`` brings cannot be registered (not Flows, out of order, a name another
+    target's flow has), or None; registered under their names when None."""
+    try:
+        flows = tuple(cls.flows()) if callable(getattr(cls, "flows", None)) else ()
+    except Exception as e:  # foreign code: one line
+        return f"cannot list its flows: {type(e).__name__}: {one_line(e)}"
+    for f in flows:
+        if not isinstance(f, Flow):
+            return f"brings a {type(f).__name__} as a flow, not a resformer_deploy.passes.manager.Flow"
+        problems = f.order_problems()
+        if problems:
+            return f"brings flow '{f.name}' with its passes out of order: {'; '.join(problems)}"
+        owner = _flow_owner.get(f.name)
+        if owner is not None and _flows[f.name] is not f:
+            return f"brings flow '{f.name}', which target '{owner}' brings already"
+    for f in flows:
+        _flows[f.name], _flow_owner[f.name] = f, _flow_owner.get(f.name, name)
+    return None
+
+
 def _load() -> Dict[str, type]:
     global _loaded
     if _loaded is not None:
         return _loaded
     _sources.clear()
     _broken.clear()
+    _flows.clear()
+    _flow_owner.clear()
     loaded = {}
     for ep in importlib.metadata.entry_points(group=GROUP):
         src = _source(ep)
@@ -56,7 +87,7 @@ def _load() -> Dict[str, type]:
             _broken[ep.name] = (f"target plug-in '{ep.name}' ({src}) cannot be loaded: "
                                 f"{type(e).__name__}: {one_line(e)}")
             continue
-        why = _check_class(cls)
+        why = _check_class(cls) or _check_flows(ep.name, cls)
         if why:
             _broken[ep.name] = f"target plug-in '{ep.name}' ({src}) {why}"
             continue
@@ -69,6 +100,18 @@ def reload() -> None:
     """Forget what was loaded (after installing a plug-in in-process; tests)."""
     global _loaded
     _loaded = None
+
+
+def target_flows() -> Dict[str, Flow]:
+    """The flows registered targets bring (name -> Flow), their order checked at registration."""
+    _load()
+    return dict(_flows)
+
+
+def flow_owner(flow: str) -> Optional[str]:
+    """The registered target that brings flow ``flow`` (None: a built-in flow, or none)."""
+    _load()
+    return _flow_owner.get(flow)
 
 
 def target_names() -> List[str]:

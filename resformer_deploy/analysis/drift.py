@@ -481,7 +481,7 @@ def _ladder(m, eval_samples, lava_samples, calib_samples, dssa, margin, seed, pr
     # also lowers the products for them (dssa synaptic), verified on the subset's samples
     fixed = prepare(head.target, graph, samples=xs, T=cfg.T, dssa=dssa, margin=margin, calib_samples=calib_samples,
                     lower_products=bool(checks), calibration=calibration)
-    qn = fixed["quantized_net"]
+    qn = fixed.quantized_net
     rungs = [Rung("PyTorch float64", REFERENCE, "torch", n_eval, t_torch, accuracy=accuracy(rec.logits.mean(0), y))]
     say(f"{head.target}: {head.label}, {n_eval} samples")
     _estimate(say, head.target, graph, n_eval, cfg.T, fixed, _run_options(head.target, dssa))

@@ -311,7 +311,7 @@ def prepare_evaluation(ck, data, target: str = TORCH, *, limit: Optional[int] = 
         prepared = prepare(tgt, graph, samples=first.x.double(), T=T, calibration=calibration, artifacts=artifacts,
                            **flow_options(tgt, {**opts, "calib_samples": calib_samples}))
         t_prepare = time.perf_counter() - tp
-        qn = prepared.get("quantized_net")
+        qn = prepared.quantized_net
         if qn is not None:
             say(f"quantized for Loihi 2 on {qn.calibration['source']}")
     classes = (data.source.classes if len(data.source.classes) == cfg.num_classes else

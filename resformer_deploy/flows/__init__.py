@@ -1,21 +1,24 @@
-"""Flows: the named sequences of passes that prepare a graph for each kind of target, all here.
+"""Flows: the named sequences of passes that prepare a graph for each kind of target.
 
 A target names its flow in its capabilities (``Capabilities.flow``); every command prepares a
 graph for a target with ``prepare(target, graph, ...)``, which runs that flow through the one
 pass manager (resformer_deploy.passes.manager) and returns the artifacts the target's ``run``
 takes as ``prepared``. Like hls4ml's flows (https://fastmachinelearning.org/hls4ml/api/flows.html),
-a flow is a name for an ordered list of passes; unlike hls4ml, which registers flows per backend,
-they are assembled in this one table so every command sees the same sequences.
+a flow is a name for an ordered list of passes. The built-in ones are assembled in the table
+below; a target may bring its own (``Target.flows()``, registered and order-checked when the
+target is loaded, targets/registry.py): ``FLOWS`` holds both.
 """
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import Dict
+from typing import Dict, Iterator
 
 from resformer_deploy.errors import DeployError
 from resformer_deploy.passes.graph_passes import BALANCE_DELAYS, CHECK_GRAPH, LOWER_SPIKE_MATMULS, UNROLL_DENSE
 from resformer_deploy.passes.manager import Artifacts, Flow, Pass, PassManager
 
-from targets import capabilities_of
+from targets import capabilities_of, flow_owner, target_flows
 
+from resformer_deploy.flows.artifacts import Prepared
 from resformer_deploy.flows.fixed_point import CALIBRATE, CHOOSE_CALIBRATION_DATA, QUANTIZE
 from resformer_deploy.flows.lava_passes import LOWER_DSSA_SYNAPTIC, PLAN_LAVA, PLAN_LAVA_TO_SIMULATE
 from resformer_deploy.flows.loihi2_mapping import CHECK_STOCK_MODELS, MAP_TO_LOIHI2, RUN_DRC
@@ -26,9 +29,34 @@ def only_if(p: Pass, option: str) -> Pass:
     return replace(p, when=lambda o: bool(o.get(option)), options=p.options + (option,))
 
 
+class FlowTable(Mapping):
+    """The built-in flows and those the registered targets bring (read anew: plug-ins load lazily).
+    A target's flow may not take a built-in flow's name: the built-in one would be ambiguous."""
+
+    def __init__(self, built_in: Dict[str, Flow]):
+        self.built_in = built_in
+
+    def _all(self) -> Dict[str, Flow]:
+        brought = target_flows()
+        clash = sorted(set(brought) & set(self.built_in))
+        if clash:
+            raise DeployError(f"target '{flow_owner(clash[0])}' brings flow '{clash[0]}', a built-in flow's name; "
+                              f"rename its flow")
+        return {**self.built_in, **brought}
+
+    def __getitem__(self, name: str) -> Flow:
+        return self._all()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
 _PLAN = (CHECK_GRAPH, BALANCE_DELAYS, PLAN_LAVA)
 _SIM_PLAN = (CHECK_GRAPH, BALANCE_DELAYS, PLAN_LAVA_TO_SIMULATE)  # + the synaptic lowering's cost check
-FLOWS: Dict[str, Flow] = {f.name: f for f in (
+FLOWS = FlowTable({f.name: f for f in (
     Flow("reference", (CHECK_GRAPH,), outputs=("graph_shapes",),
          doc="check the graph: the reference interpreter runs any valid graph as it is"),
     Flow("dense-form", (CHECK_GRAPH, UNROLL_DENSE), outputs=("dense_form",),
@@ -48,7 +76,7 @@ FLOWS: Dict[str, Flow] = {f.name: f for f in (
          + (MAP_TO_LOIHI2, RUN_DRC, CHECK_STOCK_MODELS), outputs=("core_plan", "drc", "stock_models"),
          doc="Loihi 2 core plan, design-rule check (quantize=True: also the number-format rules) and the "
              "processes stock Lava models would not run"),
-)}
+)})
 
 
 def get_flow(name: str) -> Flow:
@@ -59,7 +87,8 @@ def get_flow(name: str) -> Flow:
 
 def run_flow(name: str, artifacts=None, **options) -> Artifacts:
     """Run flow ``name`` over ``artifacts`` (at least its inputs) with flow options."""
-    return PassManager(get_flow(name)).run(artifacts, **options)
+    store = artifacts if isinstance(artifacts, Artifacts) else Prepared(artifacts or {})  # a caller's store: its log
+    return PassManager(get_flow(name)).run(store, **options)
 
 
 def lava_plan(graph, dssa: str = "fused"):
@@ -84,7 +113,7 @@ def flow_options(target, options: dict) -> dict:
     return {k: v for k, v in options.items() if k in takes}
 
 
-def prepare(target, graph, *, samples=None, T=None, artifacts=None, calibration=None, **options) -> Artifacts:
+def prepare(target, graph, *, samples=None, T=None, artifacts=None, calibration=None, **options) -> Prepared:
     """The artifacts ``target`` (a name or a Target) needs to run ``graph``: its flow, run.
 
     ``samples``: the inputs the run will see; the synaptic DSSA lowering is verified on operands
@@ -94,7 +123,7 @@ def prepare(target, graph, *, samples=None, T=None, artifacts=None, calibration=
     ``T`` and ``samples`` go to the flows that take them; every other option must be one of the
     flow's (an unknown one is an error)."""
     flow = flow_of(target)
-    art = Artifacts(artifacts or {})
+    art = Prepared(artifacts or {})
     art["nir_graph"] = graph
     if calibration is not None:
         if not any("calibration_inputs" in p.requires for p in flow.passes):

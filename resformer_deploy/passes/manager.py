@@ -21,7 +21,8 @@ from typing import Callable, Dict, Iterable, List, Optional, Tuple
 from exporters.graph_check import check_graph
 from resformer_deploy.errors import InternalError
 
-# The artifacts passes exchange, by name. Descriptions are listed by `resformer-deploy targets`.
+# The artifacts passes exchange, by name: a Pass or Flow naming any other fails where it is defined
+# (declare_artifact adds one, e.g. for a target's own flow). Descriptions are listed by `resformer-deploy targets`.
 ARTIFACTS: Dict[str, str] = {
     "nir_graph": "NIR graph in deployment-normal form (exporters.torch_to_nir / nir_io.read_nir)",
     "graph_shapes": "output shape of every node, inferred by exporters.graph_check",
@@ -36,6 +37,7 @@ ARTIFACTS: Dict[str, str] = {
     "quantized_net": "the network in Loihi 2 fixed point (fixed_point.quantize)",
     "core_plan": "the neuromorphic partition mapped onto Loihi 2 cores (hardware.loihi2.partition)",
     "drc": "design-rule violations and skipped checks of the core plan (hardware.loihi2.drc)",
+    "stock_models": "processes of the plan that stock Lava models would not run (hardware.loihi2.drc)",
 }
 GRAPH_ARTIFACTS = ("nir_graph", "dense_form", "standard_form")  # checked by check_graph when written
 
@@ -44,8 +46,22 @@ class PassError(InternalError):
     """A pass or a flow broke its declared contract: a bug in the toolchain, not in the user's input."""
 
 
+def declare_artifact(name: str, doc: str) -> None:
+    """Declare an artifact passes may require or ensure (a plug-in target's flow declares its own).
+    Declaring a name again with another description is an error: two meanings, one name."""
+    if not (isinstance(name, str) and name and doc):
+        raise PassError(f"an artifact needs a name and a description: {name!r}")
+    if ARTIFACTS.setdefault(name, doc) != doc:
+        raise PassError(f"artifact '{name}' is declared already ({ARTIFACTS[name]}); choose another name")
+
+
+def undeclared(names: Iterable[str]) -> List[str]:
+    return sorted({n for n in names if n not in ARTIFACTS})
+
+
 class Artifacts(dict):
-    """Named results of passes (``nir_graph``, ``lava_plan``, ...), plus the log of what ran."""
+    """Named results of passes (``nir_graph``, ``lava_plan``, ...), plus the log of what ran
+    (resformer_deploy.flows.artifacts.Prepared adds typed accessors)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -73,6 +89,12 @@ class Pass:
     when: Optional[Callable[[dict], bool]] = None
     doc: str = ""
 
+    def __post_init__(self):
+        bad = undeclared(self.requires + self.ensures + self.uses)
+        if bad:
+            raise PassError(f"pass '{self.name}' names undeclared artifact(s) {', '.join(bad)} "
+                            f"(declare them with resformer_deploy.passes.manager.declare_artifact)")
+
     def applies(self, options: dict) -> bool:
         return self.when is None or bool(self.when(options))
 
@@ -97,6 +119,9 @@ class Flow:
         names = [p.name for p in self.passes]
         if len(set(names)) != len(names):
             raise PassError(f"flow '{self.name}' lists a pass twice: {', '.join(names)}")
+        bad = undeclared(self.inputs + self.outputs)
+        if bad:
+            raise PassError(f"flow '{self.name}' names undeclared artifact(s) {', '.join(bad)}")
 
     @property
     def options(self) -> Tuple[str, ...]:

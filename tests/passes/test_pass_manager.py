@@ -130,3 +130,19 @@ def test_commands_reach_passes_only_through_flows():
                 if isinstance(node, ast.ImportFrom):
                     found += [f"{path.name}:{node.lineno} {a.name}" for a in node.names if a.name in pass_functions]
     assert found == []
+
+
+def test_a_pass_or_flow_naming_an_undeclared_artifact_fails_where_it_is_defined():
+    from resformer_deploy.passes.manager import ARTIFACTS, declare_artifact
+    with pytest.raises(PassError, match="pass 'typo' names undeclared artifact.s. lava_plna"):
+        Pass("typo", lambda art, o: {}, requires=("nir_graph",), ensures=("lava_plna",))
+    with pytest.raises(PassError, match="flow 'f' names undeclared artifact.s. core_pln"):
+        Flow("f", (), outputs=("core_pln",))
+    declare_artifact("test_only_marker", "a test's artifact")
+    try:
+        assert Pass("ok", lambda art, o: {}, requires=("nir_graph",), ensures=("test_only_marker",)).ensures
+        declare_artifact("test_only_marker", "a test's artifact")  # the same declaration again: fine
+        with pytest.raises(PassError, match="declared already"):
+            declare_artifact("test_only_marker", "another meaning")
+    finally:
+        ARTIFACTS.pop("test_only_marker")
