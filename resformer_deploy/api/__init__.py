@@ -4,10 +4,20 @@ The CLI (resformer_deploy.cli) is a thin shell over these functions: it parses o
 one of them and renders the result. A notebook user calls them directly, e.g.::
 
     from resformer_deploy import api
-    model = api.load("ckpt.pth")
-    result = api.verify(model, api.VerifyOptions(target="loihi2-emu", samples=4))
-    print(result.verdict)
+    from targets import names_with
+    model = api.load("examples/digits/digits_resformer.pt")
+    pytorch = names_with(engine="pytorch")[0]  # targets are chosen by capability
+    result = api.verify(model, api.VerifyOptions(target=pytorch, samples=4))
+    print(result.passed, result.verdicts)  # True ['exact', 'exact']: float64, float32
 
 Each job lives in its own module (api/<job>.py); the names below are the public surface.
 """
 # re-exports, one line per job module (keep sorted by module)
+from resformer_deploy.api.export import ExportOptions, ExportResult, export  # noqa: E402,F401
+from resformer_deploy.api.inspect import NirSummary, inspect_nir  # noqa: E402,F401
+from resformer_deploy.api.load import CheckpointInfo, inspect_checkpoint, load  # noqa: E402,F401
+from resformer_deploy.api.ops import LayerOpsComparison, OpsOptions, OpsResult, ops  # noqa: E402,F401
+from resformer_deploy.api.options import CheckpointOptions, DataOptions, Messages  # noqa: E402,F401
+from resformer_deploy.api.report import ReportOptions, ReportResult, report  # noqa: E402,F401
+from resformer_deploy.api.simulate import SimulateOptions, SimulateResult, simulate  # noqa: E402,F401
+from resformer_deploy.api.verify import VerifyOptions, VerifyResult, verify  # noqa: E402,F401

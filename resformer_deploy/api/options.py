@@ -58,7 +58,9 @@ class CheckpointOptions:
 class Messages:
     """Where a job's lines go: ``say`` its own output (the CLI's stdout: data used, estimates),
     ``note`` diagnostics (stderr: defaults lowered to fit, skipped samples, phases), ``bars`` a
-    progress-bar factory ``bars(total, label, unit=...)`` (util/progress.Progress)."""
+    progress-bar factory ``bars(total, label, unit=...)`` (util/progress.Progress), ``skipped`` the
+    samples a data set left out, told where the job reads them."""
     say: Say = silent
     note: Say = silent
     bars: Callable = _NoBar
+    skipped: Callable[[list], None] = silent  # the reasons --skip-bad left samples out (one per sample)

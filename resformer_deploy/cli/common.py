@@ -74,6 +74,13 @@ def seed_option(f):
                         help="Seed of random inputs (non-digits).")(f)
 
 
+def warn_skipped(reasons) -> None:
+    """The samples --skip-bad left out of --data (api.Messages.skipped), on stderr as evaluate lists them."""
+    from resformer_deploy.cli.evaluate import skipped_warnings
+    for line in skipped_warnings(list(reasons)):
+        click.echo(line, err=True)
+
+
 def asked(value, name: str):
     """``value`` if the user gave option ``name``, else None: the API's "default, lowered to fit"."""
     return value if given(name) else None

@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 import resformer_deploy.cli.main as cli_main
+from resformer_deploy import api
 from resformer_deploy.errors import DeployError, InternalError
 from resformer_deploy.passes.manager import Flow, Pass, PassError, PassManager
 from targets.worker_errors import exception_record, failure, read_record, write_record
@@ -41,7 +42,7 @@ def _interrupted_loader(*args, **kwargs):
 
 
 def invoke(monkeypatch, loader, *pre, env=None):
-    monkeypatch.setattr(cli_main, "load_cli_checkpoint", loader)
+    monkeypatch.setattr(api, "load", loader)  # `info` loads through the API
     # None: unset, so a RESFORMER_DEPLOY_DEBUG in the test's own environment changes nothing
     env = {"RESFORMER_DEPLOY_DEBUG": None, **(env or {})}
     return CliRunner().invoke(cli_main.main, [*pre, "info", "x.pth"], env=env)
@@ -106,12 +107,12 @@ def test_usage_errors_are_not_bugs(tmp_path):
 
 
 SITECUSTOMIZE = """\
-import resformer_deploy.cli.main as m
+from resformer_deploy import api
 
 def _broken_loader(*args, **kwargs):
     raise RuntimeError("planted bug")
 
-m.load_cli_checkpoint = _broken_loader
+api.load = _broken_loader
 """
 
 
