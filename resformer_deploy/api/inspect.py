@@ -1,7 +1,9 @@
 """Describe a NIR file: its nodes (type, shape, parameters, partition) and totals (`inspect`).
 
     >>> from resformer_deploy import api
-    >>> s = api.inspect_nir("digits.nir")  # written by api.export
+    >>> api.export(api.load("examples/digits/digits_resformer.pt"), "digits.nir").nodes
+    58
+    >>> s = api.inspect_nir("digits.nir")
     >>> s.types["LIF"], s.problems
     (20, [])
 """

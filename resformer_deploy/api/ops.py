@@ -9,9 +9,12 @@ from a target's run and from an independent reference, which must agree exactly.
     (True, 'PyTorch')
 """
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
 from resformer_deploy.api.options import DataOptions, Messages
+
+if TYPE_CHECKING:  # imports torch: only for the type checker
+    from resformer_deploy.analysis.operations import EnergyReport, LayerOps
 
 __all__ = ["LayerOpsComparison", "OpsOptions", "OpsResult", "ops"]
 
@@ -48,9 +51,9 @@ class OpsResult:
     T: int
     reference: str  # who counted the reference: "PyTorch", a bit-exact twin, "PyTorch (replayed)"
     layers: List[LayerOpsComparison]
-    reference_counts: Dict[str, object]  # analysis.operations.LayerOps per layer
-    target_counts: Dict[str, object]
-    energy: object  # analysis.operations.EnergyReport of the target's counts, per image
+    reference_counts: Dict[str, "LayerOps"]  # per layer
+    target_counts: Dict[str, "LayerOps"]
+    energy: "EnergyReport"  # of the target's counts, per image
     max_rel_diff: float
     replayed: bool  # fixed point without a twin: PyTorch's counter replayed the target's spikes
     float_rel_diff: Optional[float]  # replayed: how far the float model's own spikes' counts are

@@ -23,6 +23,10 @@ def silent(_line: str) -> None:
     """A callback that drops the line."""
 
 
+def _ignore(_reasons: list) -> None:
+    pass
+
+
 class _NoBar:
     """A progress bar that shows nothing (util/progress.Progress's interface)."""
 
@@ -63,4 +67,4 @@ class Messages:
     say: Say = silent
     note: Say = silent
     bars: Callable = _NoBar
-    skipped: Callable[[list], None] = silent  # the reasons --skip-bad left samples out (one per sample)
+    skipped: Callable[[list], None] = _ignore  # the reasons --skip-bad left samples out (one per sample)

@@ -5,13 +5,16 @@ written as report.json, report.html and PNG figures into one directory, whole or
     >>> ck = api.load("examples/digits/digits_resformer.pt")
     >>> r = api.report(ck, "digits-report", api.ReportOptions(lava_samples=0, eval_samples=20))
     >>> r.fixed_samples, r.chips
-    (20, 1)
+    (20, 2)
 """
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 from resformer_deploy.api.options import DataOptions, Messages
+
+if TYPE_CHECKING:  # imports torch: only for the type checker
+    from resformer_deploy.reporting.deploy import DeploymentReport
 
 __all__ = ["ReportOptions", "ReportResult", "report"]
 
@@ -34,7 +37,7 @@ class ReportResult:
     """The files written and the report's headline figures; the whole report in ``report``
     (reporting.deploy.DeploymentReport, as report.json holds it)."""
     paths: List[str]
-    report: object
+    report: "DeploymentReport"
     torch_accuracy: Optional[float]  # PyTorch float on the evaluation samples
     fixed_accuracy: Optional[float]  # fixed point (None: no labels)
     fixed_samples: int
@@ -67,7 +70,7 @@ def report(ck, out_dir: str, options: ReportOptions = ReportOptions(), messages:
     rep = build_report(ck, str(checkpoint or getattr(ck, "path", "")), o.dssa, lava_samples, eval_samples,
                        o.calib_samples, say=lambda m: messages.note(f"  {m} ..."), inputs=inputs, calibration=cal)
     messages.skipped([why for _, why in (md.bad if md else [])])
-    paths = write_report_files(Path(out_dir), rep)
+    paths = write_report_files(Path(out_dir), rep)  # type: ignore[arg-type]  # read by key, as a dict
     lad, m = rep["ladder"], rep["mapping"]
     emu = lad.fixed_point  # the rung of that role, wherever it stands
     return ReportResult([str(p) for p in paths], rep, lad.reference.accuracy, emu["accuracy"], emu["samples"],

@@ -9,7 +9,7 @@ wall time and the target's run statistics.
     (4, 4)
 """
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from resformer_deploy.api.options import DataOptions, Messages
 
@@ -78,7 +78,7 @@ def simulate(model: str, options: SimulateOptions, messages: Messages = Messages
         cfg, variant = graph_model(graph, model)
         md, cal = open_data(options.data, None, options.calib_samples, tgt.capabilities.needs_quantized_net,
                             f"target '{target}' runs floating point", messages.say, config=cfg, variant=variant)
-    opts = {"dssa": options.dssa} if "dssa" in tgt.capabilities.options else {}  # options the target takes
+    opts: Dict[str, Any] = {"dssa": options.dssa} if "dssa" in tgt.capabilities.options else {}  # target's own
     run_kw = dict(opts, record_spikes=False)
     n_values = sum(prod(s) for s in shapes.values())
     fits = simulate_sizer(tgt, graph, T, run_kw, n_values, prod(out_shape))

@@ -6,13 +6,17 @@ spike for spike, per precision and DSSA lowering; on a fixed-point target the dr
     >>> from targets import names_with
     >>> ck = api.load("examples/digits/digits_resformer.pt")
     >>> r = api.verify(ck, api.VerifyOptions(target=names_with(engine="pytorch")[0], samples=4, precision="float64"))
-    >>> r.passed, [c["verdict"] for c in r.checks]
+    >>> r.passed, r.verdicts
     (True, ['exact'])
 """
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple
 
 from resformer_deploy.api.options import DataOptions, Messages
+
+if TYPE_CHECKING:  # imports torch: only for the type checker
+    from resformer_deploy.analysis.equivalence import EquivalenceReport
+    from resformer_deploy.api.drift import DriftResult
 
 __all__ = ["DEFAULT_SAMPLES", "VerifyOptions", "VerifyResult", "ladder_inputs", "run_checks", "verify"]
 
@@ -49,18 +53,18 @@ class VerifyResult:
     variant: str
     target: str
     inputs: Optional[str]  # what the samples are (float targets; each ladder says its own)
-    checks: Tuple[object, ...]
-    ladder: Optional[object]
+    checks: Tuple["EquivalenceReport", ...]
+    ladder: Optional["DriftResult"]
     skipped: List[Tuple[str, str]]  # (sample, reason) that --skip-bad left out of the data
 
     @property
     def passed(self) -> bool:
-        return self.ladder.passed if self.ladder is not None else all(c["passed"] for c in self.checks)
+        return self.ladder.passed if self.ladder is not None else all(c.passed for c in self.checks)
 
     @property
     def verdicts(self) -> List[str]:
         """"exact", "rounding" or "fail" per check (float targets)."""
-        return [c["verdict"] for c in self.checks]
+        return [c.verdict for c in self.checks]
 
 
 def ladder_inputs(md, eval_samples: int):
@@ -74,13 +78,13 @@ def ladder_inputs(md, eval_samples: int):
 
 def run_checks(ck, x, target: str, precisions: Sequence[str], form: str = "extension",
                lowerings: Optional[Sequence[str]] = None, messages: Messages = Messages(),
-               on_check: Callable = lambda rep, precision, lowering: None) -> list:
+               on_check: Callable = lambda rep, precision, lowering: None) -> List["EquivalenceReport"]:
     """verify_model for each precision and lowering, every run estimated first (each estimate
     said) and refused before the first starts if one does not fit; ``on_check`` gets each report
     as it is done."""
     from resformer_deploy.analysis.equivalence import preflight, verify_model
 
-    runs = [(prec, {"dssa": low} if low else {}) for prec in precisions for low in (lowerings or [None])]
+    runs = [(prec, {"dssa": low} if low else {}) for prec in precisions for low in (lowerings or ("",))]
     preflight(ck.model, x.shape[0], target, runs, say=messages.say)
     reports = []
     for prec, opts in runs:
