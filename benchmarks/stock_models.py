@@ -36,8 +36,8 @@ def main():
     ck = load_checkpoint(CKPT)
     m = ck.model.double().eval()
     g = export_model(m, "float64")
-    rec = ck.meta.get("resformer_deploy", {}).get("evaluation") or {}
-    preset = (rec.get("preset") or {}).get("preset", "auto")
+    rec = ck.records.evaluation if ck.records else None
+    preset = ((rec.preset if rec else None) or {}).get("preset", "auto")
     md, cal = open_data_args(DataArgs(data=a.data, preset=preset, calib_data=a.data, calib_split="train"),
                              ck.config, ck.variant, 128, True)
     x, y, _ = md.take(a.samples, "held-out")

@@ -3,7 +3,8 @@
 Accepted layouts: the official training checkpoint ``{'model': state_dict,
 'optimizer': ..., 'epoch': ..., 'max_acc1': ..., 'lr_scheduler': ...}``, a bare
 state_dict, and our own ``{'model': ..., 'resformer_deploy': {'config': ...}}``
-which additionally records image size and T (the official files do not).
+which additionally records image size and T (the official files do not), and the training and
+evaluation records (typed and versioned: model/checkpoint_records.py).
 Loading is ``weights_only=True`` unless the caller opts out, and the key
 comparison is strict: any missing/unexpected key or shape mismatch is an error
 that names the keys.
@@ -23,9 +24,9 @@ from resformer_deploy.errors import CheckpointError, summarize
 from resformer_deploy.model.resformer import SpikingResformer
 from resformer_deploy.model.variants import VARIANTS, get_config, match_variant
 
-META_KEY = "resformer_deploy"
-FORMAT_VERSION = 1
-INT_FIELDS = ("in_channels", "num_classes", "group_size", "img_size", "T", "ffn_ratio")  # of a stored config
+from resformer_deploy.model.checkpoint_records import (FORMAT, META_KEY, CheckpointRecords, current, read_records,
+                                                       to_plain)
+
 ZIP_CHUNK = 1 << 20  # records are CRC-checked in pieces: no member is held whole for the check
 
 
@@ -36,8 +37,13 @@ class LoadedCheckpoint:
     config: ResformerConfig
     variant: str  # matched official/project variant name or 'custom'
     config_source: str  # 'checkpoint' (stored by us) or 'inferred' (from key shapes)
-    meta: Dict = field(default_factory=dict)  # epoch, max_acc1, training record, ...
+    meta: Dict = field(default_factory=dict)  # epoch, max_acc1, and META_KEY: our typed records
     notes: list = field(default_factory=list)  # e.g. dtype casts performed
+
+    @property
+    def records(self) -> Optional[CheckpointRecords]:
+        """Our records (None for an official or bare checkpoint)."""
+        return self.meta.get(META_KEY)
 
 
 # File signatures, to say what a file is when it is not a checkpoint: HDF5 (format spec,
@@ -161,25 +167,23 @@ def _counter(v, kind):
 
 
 def record(meta: dict, name: str) -> Optional[dict]:
-    """Our record ``name`` ('training', 'evaluation', 'config') of a loaded checkpoint's metadata, or
-    None when it is absent or not a mapping. The one way records are read: their content is the
-    file's, to be checked field by field by whoever uses it (model/summary.py, cli/demo.py)."""
+    """Our record ``name`` ('training', 'evaluation', 'config') of a loaded checkpoint's metadata as
+    plain values (None when the checkpoint has none); checked when the checkpoint was loaded."""
     ours = meta.get(META_KEY)
-    r = ours.get(name) if isinstance(ours, dict) else None
-    return r if isinstance(r, dict) else None
+    if ours is None:
+        return None
+    r = getattr(ours, name)
+    return None if r is None else dict(r) if name == "config" else to_plain(r)
 
 
-# the evaluation record's fields the tools read, with the types the example trainers write
-# (examples/train_digits.py, examples/train_common.py); a field of another type is left out
-EVALUATION_FIELDS = {"split": dict, "dataset": (dict, str), "preset": dict, "test_label_sha256": str,
-                     "n_test": int, "test_accuracy": (int, float)}
+# the evaluation record's fields the tools read (api/demo.py)
+EVALUATION_FIELDS = ("split", "dataset", "preset", "test_label_sha256", "n_test", "test_accuracy")
 
 
 def evaluation_record(meta: dict) -> dict:
-    """Our evaluation record with only the fields of the expected types ({} without a record)."""
+    """Our evaluation record's fields the tools read, those it states ({} without a record)."""
     ev = record(meta, "evaluation") or {}
-    return {k: ev[k] for k, kind in EVALUATION_FIELDS.items()
-            if isinstance(ev.get(k), kind) and not isinstance(ev.get(k), bool)}
+    return {k: ev[k] for k in EVALUATION_FIELDS if ev.get(k) is not None}
 
 
 def split_checkpoint(obj, path) -> (Dict[str, torch.Tensor], Dict):
@@ -193,8 +197,8 @@ def split_checkpoint(obj, path) -> (Dict[str, torch.Tensor], Dict):
         # training counters as plain numbers (anything else would break `info`'s formatting)
         meta = {k: n for k, n in (("epoch", _counter(obj.get("epoch"), int)),
                                   ("max_acc1", _counter(obj.get("max_acc1"), float))) if n is not None}
-        if isinstance(obj.get(META_KEY), dict):
-            meta[META_KEY] = obj[META_KEY]
+        if META_KEY in obj:
+            meta[META_KEY] = read_records(obj[META_KEY], path)
     elif "state_dict" in obj and isinstance(obj["state_dict"], dict):
         sd = obj["state_dict"]
     else:
@@ -336,15 +340,8 @@ def load_checkpoint(path, variant: Optional[str] = None, img_size: Optional[int]
         # refused before the model (whose classifier has num_classes rows) is allocated
         raise CheckpointError(f"{path}: {num_classes} classes requested, but classifier.weight has "
                               f"{rows.shape[0]} rows (the checkpoint's classes)")
-    ours = meta.get(META_KEY, {})
-    stored = ours.get("config")
-    if stored is not None and not isinstance(stored, dict):
-        raise CheckpointError(f"{path}: stored config is invalid (a {type(stored).__name__}, not a mapping of "
-                              f"fields)")
-    for k in INT_FIELDS if stored is not None else ():
-        v = stored.get(k)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int)):  # T = 1e9 as a float, a string
-            raise CheckpointError(f"{path}: stored config is invalid ({k} = {v!r:.40} is not an integer)")
+    ours = meta.get(META_KEY)
+    stored = ours.config if ours is not None else None  # its shape and integer fields checked in read_records
     if variant is not None:
         try:
             cfg = get_config(variant, img_size=img_size, T=T, num_classes=num_classes)
@@ -386,13 +383,18 @@ def atomic_write(path, write_fn) -> None:
 def save_checkpoint(path, model: SpikingResformer, epoch: int = 0, max_acc1: float = 0.0,
                     record: Optional[dict] = None) -> None:
     """Official layout plus our config record (still loadable by the official code's --resume
-    path for 'model', and by us without extra arguments)."""
-    payload = {
-        "model": model.state_dict(),
-        "epoch": int(epoch),
-        "max_acc1": float(max_acc1),
-        META_KEY: {"format": FORMAT_VERSION, "config": model.config.to_dict(), **(record or {})},
-    }
+    path for 'model', and by us without extra arguments). ``record``: ``{'training': ...,
+    'evaluation': ...}``, each a TrainingRecord / EvaluationRecord or a mapping of its fields;
+    written at the current version after the same checks a reader makes."""
+    unknown = sorted(set(record or {}) - {"training", "evaluation"})
+    if unknown:
+        raise CheckpointError(f"{path}: no checkpoint record named {', '.join(map(repr, unknown))} (training, "
+                              f"evaluation)")
+    ours = {"format": FORMAT, "config": model.config.to_dict()}
+    for kind, content in (record or {}).items():
+        if content is not None:
+            ours[kind] = to_plain(current(kind, content, path))
+    payload = {"model": model.state_dict(), "epoch": int(epoch), "max_acc1": float(max_acc1), META_KEY: ours}
     import io
     from resformer_deploy.util.outputs import write_bytes
     buf = io.BytesIO()  # serialised in memory: a full disk then fails in one plain write (outputs.py)

@@ -1,11 +1,12 @@
 """What `resformer-deploy info` reports about a loaded checkpoint."""
-import math
+from typing import Optional
 
 import torch
 
 from resformer_deploy.errors import one_line
 from resformer_deploy.util.memory_budget import check_bytes
-from resformer_deploy.model.checkpoint import LoadedCheckpoint, record
+from resformer_deploy.model.checkpoint import LoadedCheckpoint
+from resformer_deploy.model.checkpoint_records import EvaluationRecord, to_plain
 from resformer_deploy.model.resformer import count_parameters
 from resformer_deploy.model.variants import OFFICIAL_PARAMS_EX_BN, VARIANTS
 
@@ -24,8 +25,8 @@ def checkpoint_summary(ck: LoadedCheckpoint) -> dict:
                       "firing_rate_attn": m.firing_rate_attn.flatten().tolist(),
                       "c1": c1.flatten().tolist() if ok else None,
                       "c2": c2.flatten().tolist() if ok else None, "calibrated": ok})
-    evaluation = record(ck.meta, "evaluation")
-    recorded = recorded_accuracy(evaluation)
+    training = ck.records.training if ck.records else None
+    evaluation = ck.records.evaluation if ck.records else None  # both checked when the file was loaded
     params = count_parameters(model)
     official = OFFICIAL_PARAMS_EX_BN.get(ck.variant)
     if official is not None and cfg.num_classes != VARIANTS[ck.variant].num_classes:
@@ -45,66 +46,28 @@ def checkpoint_summary(ck: LoadedCheckpoint) -> dict:
         "state_dict_buffers": len(sd) - n_params,
         "epoch": ck.meta.get("epoch"),
         "max_acc1": ck.meta.get("max_acc1"),
-        "training_record": plain(record(ck.meta, "training")),
-        "evaluation_record": plain(evaluation),
-        "recorded_evaluation": recorded,
+        "training_record": None if training is None else to_plain(training),
+        "evaluation_record": None if evaluation is None else to_plain(evaluation),
+        "recorded_evaluation": recorded_accuracy(evaluation),
         "firing_rates": rates,
         "calibrated": all(r["calibrated"] for r in rates),
-        "notes": ck.notes + ([] if recorded or evaluation is None else
-                             ["the checkpoint's evaluation record has no accuracy in [0, 1]: not shown"]),
+        "notes": ck.notes,
     }
 
 
-# a record is the file's content: plain JSON values, nested at most this deep, tensors only if small
-PLAIN_DEPTH = 8
-PLAIN_TENSOR = 64
-TEXT = 120  # characters of a record's string shown in `info`'s table
+TEXT = 120  # characters of a record's data-set name shown in `info`'s table
 
 
-def plain(v, depth: int = PLAIN_DEPTH):
-    """A record as JSON values (strict JSON: non-finite floats become None); anything else is
-    described by its type, so `info --json` never fails on what a crafted checkpoint holds."""
-    if v is None or isinstance(v, (bool, int, str)):
-        return v
-    if isinstance(v, float):
-        return v if math.isfinite(v) else None
-    if depth <= 0:
-        return f"<{type(v).__name__} nested deeper than {PLAIN_DEPTH}>"
-    if isinstance(v, dict):
-        return {str(k): plain(x, depth - 1) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [plain(x, depth - 1) for x in v]
-    if isinstance(v, torch.Tensor) and v.numel() <= PLAIN_TENSOR and not v.is_complex():
-        return plain(v.tolist(), depth - 1)
-    if isinstance(v, torch.Tensor):
-        return f"<tensor {tuple(v.shape)} {str(v.dtype).replace('torch.', '')}>"
-    return f"<{type(v).__name__}>"
-
-
-def _count(v):
-    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
-
-
-def recorded_accuracy(evaluation) -> dict:
-    """The held-out accuracy an evaluation record states, or None when it states none usable.
-
-    Two layouts are shipped: examples/train_digits.py keeps ``n_test`` under ``split`` and names the
-    data set by a string; examples/train_common.py (cifar, dvs) keeps ``n_test`` at the top and the
-    data set as a dict of its generator. Any other content is the file's and is not trusted."""
-    if not isinstance(evaluation, dict):
+def recorded_accuracy(evaluation: Optional[EvaluationRecord]) -> Optional[dict]:
+    """The held-out accuracy an evaluation record states (None without a record), with the sample
+    count and the data set's name (a generated set: its generator; else its path) when it states them."""
+    if evaluation is None:
         return None
-    acc = evaluation.get("test_accuracy")
-    if isinstance(acc, bool) or not isinstance(acc, (int, float)) or not 0 <= acc <= 1:
-        return None  # also NaN, which fails both comparisons
-    split = evaluation.get("split")
-    n = _count(evaluation.get("n_test"))
-    if n is None and isinstance(split, dict):
-        n = _count(split.get("n_test"))
-    data = evaluation.get("dataset")
+    data = evaluation.dataset
     if isinstance(data, dict):
         data = data.get("generator") or data.get("path")
     data = one_line(data)[:TEXT] if isinstance(data, str) and data.strip() else None
-    return {"test_accuracy": float(acc), "n_test": n, "dataset": data}
+    return {"test_accuracy": evaluation.test_accuracy, "n_test": evaluation.n_test, "dataset": data}
 
 
 # ops, the drift ladder and the report keep, per neuron, step and sample, a target's whole spike record

@@ -230,6 +230,14 @@ def _demo_cifar_dataset_is_a_string(tmp):
     return ["demo", "--checkpoint", tmp / "c.pt", "--out-dir", tmp / "build"]
 
 
+def _record_from_a_newer_version(tmp):
+    return ["export", _stored(tmp, lambda r: r.__setitem__("format", 3)), "-o", tmp / "x.nir"]
+
+
+def _record_key_of_wrong_type(tmp):
+    return ["info", _stored(tmp, lambda r: r["evaluation"].__setitem__("test_accuracy", "98%"))]
+
+
 def _stored_config_string(tmp):
     return ["info", _stored(tmp, lambda r: r.__setitem__("config", "abc"))]
 
@@ -295,6 +303,10 @@ CASES = [
     Case("demo_record_dataset_is_a_string", _demo_cifar_dataset_is_a_string,
          ["c.pt", "3x32x32 input", "names a generated data set"]),
     Case("stored_config_is_a_string", _stored_config_string, ["c.pt", "stored config is invalid (a str"]),
+    Case("checkpoint_record_from_a_newer_version", _record_from_a_newer_version,
+         ["c.pt: checkpoint record 'resformer_deploy': key 'format' is 3: written by a newer resformer-deploy"]),
+    Case("checkpoint_record_key_of_wrong_type", _record_key_of_wrong_type,
+         ["c.pt: checkpoint record 'evaluation' (version 1): key 'test_accuracy' is a str, not a number"]),
     Case("stored_config_T_is_a_float", _stored_T_float, ["T = 1000000000.0 is not an integer"]),
     Case("stored_config_T_1e9_advice_names_T", _stored_T_huge,
          ["T=1,000,000,000 time steps", "use a smaller --T"]),

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from resformer_deploy.model.checkpoint import (infer_config, load_checkpoint, save_checkpoint)
+from resformer_deploy.model.checkpoint_records import TrainingRecord
 from resformer_deploy.errors import CheckpointError
 from resformer_deploy.model.resformer import build_model
 from resformer_deploy.model.calibration import randomize_state
@@ -69,7 +70,7 @@ def test_our_checkpoint_round_trip(tmp_path):
     save_checkpoint(p, ref, epoch=3, max_acc1=50.0, record={"training": {"seed": 1}})
     ck = load_checkpoint(p)
     assert ck.config_source == "checkpoint" and ck.config == ref.config
-    assert ck.meta["resformer_deploy"]["training"] == {"seed": 1}
+    assert ck.records.training == TrainingRecord(version=2, seed=1)  # written at the current version
     assert_same_weights(ck.model, ref)
     assert [f for f in os.listdir(tmp_path)] == ["d.pt"]  # no temp files left
 

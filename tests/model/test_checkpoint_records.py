@@ -1,7 +1,8 @@
-"""Checkpoint integrity (zip CRC of every record, regular files only) and the defensive reading
-of training/evaluation records that `info` shows (model/checkpoint.py, model/summary.py)."""
+"""Checkpoint integrity (zip CRC of every record, regular files only) and the typed, versioned
+training/evaluation records that `info` shows (model/checkpoint.py, model/checkpoint_records.py,
+model/summary.py): a malformed, unknown or newer record is one line naming the file, record and key."""
+import dataclasses
 import json
-import math
 import os
 import struct
 import threading
@@ -13,8 +14,10 @@ from click.testing import CliRunner
 
 from resformer_deploy.cli.main import main
 from resformer_deploy.errors import CheckpointError
-from resformer_deploy.model.checkpoint import load_checkpoint, read_checkpoint_file, record
-from resformer_deploy.model.summary import checkpoint_summary, plain, recorded_accuracy
+from resformer_deploy.model.checkpoint import (evaluation_record, load_checkpoint, read_checkpoint_file, record,
+                                               save_checkpoint)
+from resformer_deploy.model.checkpoint_records import FORMAT, EvaluationRecord, to_plain
+from resformer_deploy.model.summary import checkpoint_summary, recorded_accuracy
 from tests.conftest import DIGITS_CKPT, REPO
 
 SHIPPED = {"cifar": REPO / "examples" / "cifar_digits" / "cifar_digits_resformer.pt",
@@ -130,51 +133,99 @@ def test_max_acc1_of_any_type(tmp_path, value, shown):
     assert training.split(None, 1)[1] == "epoch 40" + ("" if shown is None else f", max_acc1 {shown:.2f}")
 
 
-@pytest.mark.parametrize("evaluation", [{"test_accuracy": "x", "split": 5}, {"test_accuracy": 1.5},
-                                        {"test_accuracy": float("nan")}, "text", [0.9], {"split": {"n_test": 3}}])
-def test_unusable_evaluation_record_is_noted_not_shown(tmp_path, evaluation):
+def _refused(path, *extra):
+    """`info` on ``path``: exit 2 with one line ``error: <path>: checkpoint record ...``; the line."""
+    r = _info(path, *extra)
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and lines[0].startswith(f"error: {path}: checkpoint record "), r.stderr
+    return lines[0]
+
+
+EVAL_V1 = "checkpoint record 'evaluation' (version 1)"
+
+
+@pytest.mark.parametrize("evaluation, fragment", [
+    ({"test_accuracy": "x"}, f"{EVAL_V1}: key 'test_accuracy' is a str, not a number"),
+    ({"test_accuracy": 0.5, "split": 5}, f"{EVAL_V1}: key 'split' is an int, not a mapping"),
+    ({"test_accuracy": 1.5}, f"{EVAL_V1}: key 'test_accuracy' = 1.5 is not an accuracy in [0, 1]"),
+    ({"test_accuracy": float("nan")}, f"{EVAL_V1}: key 'test_accuracy' is nan, not a finite number"),
+    ({"test_accuracy": True}, f"{EVAL_V1}: key 'test_accuracy' is a bool, not a number"),
+    ({"split": {"n_test": 3}}, f"{EVAL_V1}: key 'test_accuracy' is missing"),
+    ({"test_accuracy": 0.5, "n_test": -3}, f"{EVAL_V1}: key 'n_test' = -3 is not a count >= 0"),
+    ({"test_accuracy": 0.5, "test_label_sha256": "abc"}, f"{EVAL_V1}: key 'test_label_sha256' = 'abc' is not a sha256"),
+    ({"test_accuracy": 0.5, "dataset": 7}, f"{EVAL_V1}: key 'dataset' is an int, not text"),
+    ({"test_accuracy": 0.5, "seconds": torch.zeros(3)},
+     f"{EVAL_V1}: key 'seconds' is a tensor of shape (3,), not a plain value"),
+    ("text", "checkpoint record 'evaluation' is a str, not a mapping"),
+    ([0.9], "checkpoint record 'evaluation' is a list, not a mapping")])
+def test_malformed_evaluation_record_is_one_line_naming_the_key(tmp_path, evaluation, fragment):
     path = _crafted(tmp_path, lambda o: o["resformer_deploy"].__setitem__("evaluation", evaluation))
-    r = _info(path)
-    assert r.exit_code == 0
-    assert "recorded eval" not in r.stdout
-    noted = "note: the checkpoint's evaluation record has no accuracy in [0, 1]: not shown"
-    assert (noted in r.stderr) == isinstance(evaluation, dict)  # a non-mapping is no record at all
+    assert fragment in _refused(path)
 
 
 def test_partial_evaluation_record_shows_what_it_states(tmp_path):
     path = _crafted(tmp_path, lambda o: o["resformer_deploy"].__setitem__(
-        "evaluation", {"test_accuracy": 0.5, "n_test": -3, "dataset": {"path": "/data/x\nline"}}))
+        "evaluation", {"test_accuracy": 0.5, "dataset": {"path": "/data/x\nline"}}))
     r = _info(path)
     line = next(ln for ln in r.stdout.splitlines() if ln.startswith("recorded eval"))
     assert line.split(None, 2)[2] == "50.00% (/data/x line)"
 
 
-def test_odd_training_record_in_json(tmp_path):
-    deep = {}
-    node = deep
-    for _ in range(20):
+def _nested(depth):
+    node = top = {}
+    for _ in range(depth):
         node["d"] = {}
         node = node["d"]
-    record_ = {"big": torch.zeros(1000), "small": torch.arange(3), "cplx": torch.ones(2, dtype=torch.complex64),
-               "nan": float("nan"), "deep": deep, 7: "int key"}
-    path = _crafted(tmp_path, lambda o: o["resformer_deploy"].__setitem__("training", record_))
-    r = _info(path, "--json")
-    assert r.exit_code == 0
-    t = json.loads(r.stdout)["training_record"]
-    assert t["big"] == "<tensor (1000,) float32>" and t["small"] == [0, 1, 2]
-    assert t["cplx"] == "<tensor (2,) complex64>"
-    assert t["nan"] is None and t["7"] == "int key"
-    depth, node = 0, t["deep"]
-    while isinstance(node, dict):
-        node, depth = node["d"], depth + 1
-    assert node == "<dict nested deeper than 8>" and depth == 7  # the record is level 1, "deep" level 2
+    return top
 
 
-@pytest.mark.parametrize("training", [[1, 2], "text", None])
+@pytest.mark.parametrize("key, value, fragment", [
+    ("big", torch.zeros(1000), "key 'big' is a tensor of shape (1000,), not a plain value"),
+    ("nan", float("nan"), "key 'nan' is nan, not a finite number"),
+    ("deep", _nested(20), "key 'deep" + ".d" * 8 + "' nests deeper than 8 levels"),  # 'deep' is level 1
+    ("odd", {7: "int key"}, "key 'odd.7' is not a string key"),
+    ("seed", "zero", "key 'seed' is a str, not an integer"),
+    ("seconds", -1.0, "key 'seconds' = -1.0 is not a duration >= 0")])
+def test_malformed_training_record_is_one_line_naming_the_key(tmp_path, key, value, fragment):
+    path = _crafted(tmp_path, lambda o: o["resformer_deploy"]["training"].__setitem__(key, value))
+    assert f"checkpoint record 'training' (version 1): {fragment}" in _refused(path, "--json")
+
+
+@pytest.mark.parametrize("training", [[1, 2], "text"])
 def test_training_record_that_is_no_mapping(tmp_path, training):
     path = _crafted(tmp_path, lambda o: o["resformer_deploy"].__setitem__("training", training))
-    assert record(load_checkpoint(path).meta, "training") is None
+    assert f"checkpoint record 'training' is a {type(training).__name__}, not a mapping" in _refused(path)
+
+
+def test_absent_training_record_is_none(tmp_path):
+    path = _crafted(tmp_path, lambda o: o["resformer_deploy"].pop("training"))
+    assert load_checkpoint(path).records.training is None and record(load_checkpoint(path).meta, "training") is None
     assert json.loads(_info(path, "--json").stdout)["training_record"] is None
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda r: r.__setitem__("format", 3), "record 'resformer_deploy': key 'format' is 3: written by a newer "
+                                           "resformer-deploy (this one reads formats 1 to 2); not loaded"),
+    (lambda r: r.update(format=2, training=dict(r["training"], version=2), evaluation=dict(r["evaluation"], version=3)),
+     "record 'evaluation': key 'version' is 3: written by a newer resformer-deploy (this one reads versions 1 to 2)"),
+    (lambda r: r.update(format=2), "record 'training': key 'version' is missing"),
+    (lambda r: r.__setitem__("format", "1"), "record 'resformer_deploy': key 'format' is a str, not an integer"),
+    (lambda r: r.__setitem__("format", 0), "record 'resformer_deploy': key 'format' is 0, which no resformer-deploy "
+                                           "writes"),
+    (lambda r: r.update(format=2, training=dict(r["training"], version=1)),
+     "record 'training': key 'version' is 1, which no resformer-deploy writes in a format-2 file"),
+    (lambda r: r.pop("format"), "record 'resformer_deploy': key 'format' is missing"),
+    (lambda r: r.__setitem__("calibration", {}), "record 'resformer_deploy': key 'calibration' is no record this "
+                                                 "package knows"),
+    (lambda r: r.pop("config"), "record 'resformer_deploy': key 'config' is missing")])
+def test_future_old_or_unknown_records_are_refused(tmp_path, edit, fragment):
+    path = _crafted(tmp_path, lambda o: edit(o["resformer_deploy"]))
+    assert fragment in _refused(path)
+
+
+def test_our_entry_that_is_no_mapping(tmp_path):
+    path = _crafted(tmp_path, lambda o: o.__setitem__("resformer_deploy", [1]))
+    assert "checkpoint record 'resformer_deploy' is a list, not a mapping" in _refused(path)
 
 
 @pytest.mark.parametrize("config, fragment", [
@@ -194,21 +245,62 @@ def test_invalid_stored_config_is_one_line(tmp_path, config, fragment):
     assert fragment in lines[0]
 
 
-def test_recorded_accuracy_and_plain_directly():
-    assert recorded_accuracy({"test_accuracy": 1, "split": {"n_test": 7}, "dataset": "d"}) == \
-        {"test_accuracy": 1.0, "n_test": 7, "dataset": "d"}
-    assert recorded_accuracy({"test_accuracy": True}) is None
-    assert plain((1, 2.5, math.inf)) == [1, 2.5, None]
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_checkpoints_are_format_1_read_as_version_1(name):
+    """The shipped files predate versioned records: their layout is read as version 1, as stored."""
+    raw = _raw(SHIPPED[name])["resformer_deploy"]
+    recs = load_checkpoint(SHIPPED[name]).records
+    assert raw["format"] == 1 and recs.format == 1 and "version" not in raw["evaluation"]
+    assert recs.training.version == recs.evaluation.version == 1
+    ev = raw["evaluation"]
+    assert recs.evaluation.test_accuracy == ev["test_accuracy"]
+    assert recs.evaluation.n_test == (ev["n_test"] if "n_test" in ev else ev["split"]["n_test"])
+    assert to_plain(recs.training) == dict(raw["training"], version=1)  # nothing lost, nothing added
+
+
+def test_round_trip_writes_the_current_version(tmp_path):
+    ck = load_checkpoint(DIGITS_CKPT)
+    old = ck.records
+    path = tmp_path / "again.pt"
+    save_checkpoint(path, ck.model, epoch=40, max_acc1=98.6, record={"training": old.training,
+                                                                      "evaluation": old.evaluation})
+    raw = torch.load(str(path), map_location="cpu", weights_only=True)["resformer_deploy"]  # plain values only
+    assert raw["format"] == FORMAT == 2 and raw["training"]["version"] == raw["evaluation"]["version"] == 2
+    assert raw["evaluation"]["n_test"] == old.evaluation.n_test == 359  # version 2 keeps it at the top
+    new = load_checkpoint(path).records
+    assert new.training == dataclasses.replace(old.training, version=2)
+    assert new.evaluation == dataclasses.replace(old.evaluation, version=2)
+    assert new.config == old.config
+    r = _info(path)
+    line = next(ln for ln in r.stdout.splitlines() if ln.startswith("recorded eval"))
+    assert line.split(None, 2)[2] == f"{100 * old.evaluation.test_accuracy:.2f}% on 359 held-out samples " \
+                                     f"(sklearn.datasets.load_digits)"
+
+
+@pytest.mark.parametrize("record_, fragment", [
+    ({"training": {"seed": "0"}}, "checkpoint record 'training' (version 2): key 'seed' is a str, not an integer"),
+    ({"evaluation": {"test_accuracy": 2.0}}, "key 'test_accuracy' = 2.0 is not an accuracy in [0, 1]"),
+    ({"calibration": {}}, "no checkpoint record named 'calibration'")])
+def test_a_writer_cannot_write_a_bad_record(tmp_path, record_, fragment):
+    path = tmp_path / "w.pt"
+    with pytest.raises(CheckpointError) as e:
+        save_checkpoint(path, load_checkpoint(DIGITS_CKPT).model, record=record_)
+    assert fragment in str(e.value) and "\n" not in str(e.value) and not path.exists()
+
+
+def test_recorded_accuracy_directly():
+    ev = EvaluationRecord(version=2, test_accuracy=1.0, n_test=7, dataset={"generator": "g", "path": "p"})
+    assert recorded_accuracy(ev) == {"test_accuracy": 1.0, "n_test": 7, "dataset": "g"}
+    assert recorded_accuracy(None) is None
     s = checkpoint_summary(load_checkpoint(DIGITS_CKPT))
     ev = _raw()["resformer_deploy"]["evaluation"]
     assert s["recorded_evaluation"] == {"test_accuracy": ev["test_accuracy"], "n_test": ev["split"]["n_test"],
                                         "dataset": ev["dataset"]}
 
 
-def test_evaluation_record_keeps_fields_of_the_expected_types():
-    from resformer_deploy.model.checkpoint import META_KEY, evaluation_record
-    ev = {"split": {"n_test": 3}, "dataset": "d", "preset": "x", "test_label_sha256": 5, "n_test": True,
-          "test_accuracy": 0.5, "extra": 1}
-    assert evaluation_record({META_KEY: {"evaluation": ev}}) == {"split": {"n_test": 3}, "dataset": "d",
-                                                                 "test_accuracy": 0.5}
-    assert evaluation_record({META_KEY: {"evaluation": "text"}}) == {} == evaluation_record({})
+def test_evaluation_record_states_the_fields_the_tools_read():
+    ck = load_checkpoint(SHIPPED["cifar"])
+    ev = _raw(SHIPPED["cifar"])["resformer_deploy"]["evaluation"]
+    assert evaluation_record(ck.meta) == {k: ev[k] for k in ("dataset", "preset", "test_label_sha256", "n_test",
+                                                              "test_accuracy")}
+    assert evaluation_record({}) == {}

@@ -13,6 +13,7 @@ from resformer_deploy.data.generators import digits_events, digits_images
 from resformer_deploy.data.generators.common import sample_plan, sample_rng, source_digits
 from resformer_deploy.data.preprocess import preset_for
 from resformer_deploy.model.checkpoint import load_checkpoint
+from resformer_deploy.model.checkpoint_records import to_plain
 
 REPO = Path(__file__).resolve().parents[2]
 CIFAR = REPO / "examples" / "cifar_digits" / "cifar_digits_resformer.pt"
@@ -42,8 +43,9 @@ def test_checkpoint_loads_with_the_official_topology(path, name, stem_size, T, n
     assert preset_for(cfg.name, cfg.num_classes, "cifar10" if name == "cifar" else "frames") == \
         ("cifar10" if name == "cifar" else "dvs")
     rec = record(path)  # the JSON next to it is the checkpoint's record
-    meta = ck.meta["resformer_deploy"]
-    assert rec["training"] == meta["training"] and rec["evaluation"] == meta["evaluation"]
+    ours = ck.records  # read as version 1 (the files predate versioned records)
+    assert dict(rec["training"], version=1) == to_plain(ours.training)
+    assert dict(rec["evaluation"], version=1) == to_plain(ours.evaluation)
     assert rec["training"]["command"].startswith(f"python examples/{path.parent.name}/train.py")
     gen = digits_images if name == "cifar" else digits_events
     assert rec["evaluation"]["dataset"]["generator_version"] == gen.GENERATOR_VERSION
@@ -51,7 +53,7 @@ def test_checkpoint_loads_with_the_official_topology(path, name, stem_size, T, n
 
 def test_cifar_model_reaches_its_recorded_accuracy_on_the_whole_test_split():
     ck = load_checkpoint(CIFAR)
-    ev = ck.meta["resformer_deploy"]["evaluation"]
+    ev = ck.records.evaluation
     test = digits_images.generate("test")  # 718 images, 2 renderings of each held-out digit
     assert len(test.y) == ev["n_test"] == 718
     # the official CIFAR-10 eval transform by hand: /255, per-channel mean/std (float32)
@@ -73,8 +75,8 @@ def test_dvsg_model_reaches_its_recorded_accuracy_on_the_recorded_subset():
     class folder, then file number, i.e. generation order), rendered here sample by sample from
     the generator's per-sample streams, fed as raw event counts (the `dvs` preset), T=16."""
     ck = load_checkpoint(DVSG)
-    ev = ck.meta["resformer_deploy"]["evaluation"]
-    ds, sub = ev["dataset"], ev["test_subset"]
+    ev = ck.records.evaluation
+    ds, sub = ev.dataset, ev.details["test_subset"]
     assert ev["test_accuracy"] >= 0.90 and ev["n_test"] == 359 and sub["count"] == 48
     src = source_digits()
     plan = sample_plan(src, "test", ds["test_copies"])
