@@ -1,26 +1,16 @@
-"""`resformer-deploy compile`: map the neuromorphic partition onto Loihi 2 cores and run the DRC."""
+"""`resformer-deploy compile`: map the neuromorphic partition onto Loihi 2 cores and run the DRC
+(the job: resformer_deploy.api.compile; rendered here)."""
 import json
 from pathlib import Path
 
 import click
 
-from resformer_deploy.cli.common import COUNT, checkpoint_options, data_options, netx_bias_grid_option, load_cli_checkpoint
+from resformer_deploy.cli.common import (calib_samples_option, checkpoint_options, data_options, dssa_option,
+                                        load_cli_checkpoint, netx_bias_grid_option)
 from resformer_deploy.errors import DeployError, summarize
 from resformer_deploy.util.outputs import check_outputs
 
-
-
 ARTIFACT_NAME = "loihi2_network.h5"
-
-
-def _is_nir(path: str) -> bool:
-    if path.lower().endswith((".nir", ".h5", ".hdf5")):
-        return True
-    try:
-        with open(path, "rb") as f:
-            return f.read(8) == b"\x89HDF\r\n\x1a\n"
-    except OSError:
-        return False
 
 
 def stock_models_line(findings, quantized: bool) -> str:
@@ -29,7 +19,7 @@ def stock_models_line(findings, quantized: bool) -> str:
     if not findings:
         return f"stock models: every process runs on Lava's stock fixed_pt models as planned{scope}"
     return "\n".join([f"stock models: {len(findings)} process(es) need more than Lava's stock models{scope}:"]
-                     + [f"  {f}" for f in findings])
+                      + [f"  {f}" for f in findings])
 
 
 @click.command("compile")
@@ -39,13 +29,12 @@ def stock_models_line(findings, quantized: bool) -> str:
 @click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Directory for loihi2_plan.json and, with --quantize, the deployable artifact "
                    "loihi2_network.h5 (each written atomically).")
-@click.option("--dssa", type=click.Choice(["fused", "synaptic"]), default="fused", show_default=True,
-              help="DSSA products: embedded-core programs (fused) or synaptic primitives.")
+@dssa_option(help="DSSA products: embedded-core programs (fused) or synaptic primitives.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan JSON instead of the table.")
 @click.option("--quantize", is_flag=True,
               help="Quantize first (calibration data) so the DRC also checks weight exponents and graded "
                    "payload widths (simulates the network: small models only).")
-@click.option("--calib-samples", type=COUNT, default=128, show_default=True)
+@calib_samples_option()
 @netx_bias_grid_option
 @checkpoint_options
 @data_options(evaluation=False)
@@ -61,95 +50,50 @@ def compile_cmd(model, target, out_dir, dssa, as_json, quantize, calib_samples, 
     the command exits with code 2. The plan is an estimate: executing it on a chip
     needs Intel's non-public lava-loihi.
     """
-    artifact = Path(out_dir) / ARTIFACT_NAME
-    check_outputs([model, *data_args.paths()], files=[Path(out_dir) / "loihi2_plan.json"]
-                  + ([artifact] if quantize else []), dirs=[out_dir])
-    from targets import broken_targets, names_with
-    from targets.loihi2_hardware import hardware_runtime
-    from resformer_deploy.flows import prepare
-    from resformer_deploy.reporting.tables import table, write_json
+    from resformer_deploy import api
+    from resformer_deploy.reporting.tables import write_json
 
-    mappable = names_with(supports_mapping=True)  # the registry's list, not one kept here
-    if target in broken_targets():  # a plug-in that failed to load: its own one-line reason
-        raise DeployError(broken_targets()[target])
-    if target not in mappable:
-        raise DeployError(f"unknown compile target '{target}' (targets that support mapping: "
-                          f"{', '.join(mappable) or 'none'})")
+    out, artifact = Path(out_dir) / api.PLAN_NAME, Path(out_dir) / ARTIFACT_NAME
+    check_outputs([model, *data_args.paths()], files=[out] + ([artifact] if quantize else []), dirs=[out_dir])
+    opts = api.CompileOptions(target=api.mapping_target(target), dssa=dssa, quantize=quantize,
+                              calib_samples=calib_samples, netx_bias_grid=netx_bias_grid)
     if not Path(model).exists():
         raise DeployError(f"{model}: no such file")
     if data_args.calib_data is not None and not quantize:
         raise DeployError(f"--calib-data {data_args.calib_data}: compile quantizes only with --quantize; nothing is "
                           f"calibrated")
-    if _is_nir(model):
-        from exporters.nir_io import read_nir
-        from resformer_deploy.analysis.data_inputs import graph_model
-        graph = read_nir(model)
-        model_of = lambda: graph_model(graph, model)  # noqa: E731  (read only for --calib-data)
-    else:
-        from exporters.torch_to_nir import export_model
-        ck = load_cli_checkpoint(model, variant, img_size, T, num_classes, unsafe_load)
-        graph = export_model(ck.model)
-        model_of = lambda: (ck.config, ck.variant)  # noqa: E731
+    net = api.load_graph(model, lambda p: load_cli_checkpoint(p, variant, img_size, T, num_classes, unsafe_load))
     cal = None
     if data_args.calib_data is not None:
-        from resformer_deploy.cli.data import open_data_args
-        _, cal = open_data_args(data_args, *model_of(), calib_samples, True, out=lambda m: click.echo(m, err=True))
-    # the target's flow: plan, [calibrate and quantize: the number-format rules need the quantized
-    # network, calibrated on non-evaluation data (--calib-data or the flow's choice),] map onto
-    # cores, design-rule check
-    if netx_bias_grid and not quantize:
-        raise DeployError("--netx-bias-grid chooses how the network is quantized: add --quantize")
-    prepared = prepare(target, graph, dssa=dssa, quantize=quantize, calib_samples=calib_samples if quantize else None,
-                       calibration=cal, netx_bias_grid=netx_bias_grid if quantize else None)
-    if quantize:
-        click.echo(f"quantized on {prepared['quantized_net'].calibration['source']}", err=True)
-    plan = prepared["core_plan"]
-    violations, skipped = prepared["drc"]
-    est_json, est_lines = None, []
-    if quantize:  # Loihi 2 latency, throughput, energy and systems, from the emulator's activity on real samples
-        from resformer_deploy.flows.fixed_point import graph_time_steps
-        from resformer_deploy.analysis.loihi2_cost import ESTIMATE_SAMPLES, cost_section
-        ci = prepared["calibration_inputs"]
-        est_json, est_lines = cost_section(graph, prepared, graph_time_steps(graph), ci.x[:ESTIMATE_SAMPLES],
-                                           ci.source, violations)
-    hw = hardware_runtime()
-    data = plan.to_json(violations, skipped, hw)
-    data["input"] = model
-    if est_json is not None:
-        data["loihi2_estimate"] = est_json
-    if quantize:
-        data["calibration"] = prepared["quantized_net"].calibration
-    # what Lava's stock process models (and so the chip's own) would not run as planned, by process
-    data["stock_models"] = {"checked_quantized": bool(quantize), "findings": prepared["stock_models"]}
-    out = Path(out_dir) / "loihi2_plan.json"
-    write_json(out, data)  # creates OUT_DIR (and parents) if needed
+        _, cal = api.open_data(data_args, net.checkpoint, calib_samples, True, say=lambda m: click.echo(m, err=True),
+                               config=net.config, variant=net.variant)
+    res = api.compile(net, opts, calibration=cal, say=lambda m: click.echo(m, err=True))
+    write_json(out, res.plan_json)  # creates OUT_DIR (and parents) if needed
     if quantize:  # the deployable artifact (resformer-deploy deploy writes the same file)
-        from resformer_deploy.cli.deploy import artifact_line, write_deploy_artifact
-        fig = write_deploy_artifact(artifact, prepared, graph, model, data_args.preset)
+        from resformer_deploy.cli.deploy import artifact_line
+        fig = api.write_artifact(artifact, res, net, data_args.preset)
         if not as_json:
             click.echo(artifact_line(artifact, fig))
-    if as_json:
-        click.echo(json.dumps(data, indent=2))
-    else:
-        rows = [(r["layer"], r["kind"], f"{r['neurons']:,}", f"{r['synapses']:,}", f"{r['synaptic_memory_bytes']:,}",
-                 f"{r['memory_bytes']:,}", r["cores"], f"{r['max_fan_in']:,}", f"{r['max_fan_out_routes']:,}",
-                 r["limiting"]) for r in data["layers"]]
-        click.echo(table(rows, ["layer", "kind", "neurons", "synapses", "syn. memory B", "memory B", "cores",
-                                "max fan-in", "max routes", "limiting"]))
-        t = plan.totals
-        click.echo(f"\ntotal: {t.neuro_cores:,} neuro cores, {t.chips} chip(s), {t.neurons:,} neurons, "
-                   f"{t.synapses:,} synapses, {t.memory_bytes / 2 ** 20:.2f} MiB "
-                   f"({t.synaptic_memory_bytes / 2 ** 20:.2f} MiB synaptic); "
-                   f"{t.embedded_programs} embedded-core program(s) (DSSA {dssa})")
-        for w in plan.warnings:
-            click.echo(f"warning: {w}")
-        for s in skipped:
-            click.echo(f"drc skipped: {s}")
-        click.echo(stock_models_line(prepared["stock_models"], quantize))
-        click.echo(f"hardware: {hw['message']}")
-        for line in est_lines:
-            click.echo(line)
-        click.echo(f"wrote {out}")
-    if violations:
-        raise DeployError(f"{len(violations)} design-rule violation(s): {summarize(violations, 3)} "
+    click.echo(json.dumps(res.plan_json, indent=2) if as_json else plan_text(res, out))
+    if res.violations:
+        raise DeployError(f"{len(res.violations)} design-rule violation(s): {summarize(list(res.violations), 3)} "
                           f"(all listed in {out})")
+
+
+def plan_text(res, out) -> str:
+    """The per-layer table, totals, warnings and checks of a compile result."""
+    from resformer_deploy.reporting.tables import table
+    rows = [(r["layer"], r["kind"], f"{r['neurons']:,}", f"{r['synapses']:,}", f"{r['synaptic_memory_bytes']:,}",
+             f"{r['memory_bytes']:,}", r["cores"], f"{r['max_fan_in']:,}", f"{r['max_fan_out_routes']:,}",
+             r["limiting"]) for r in res.layers]
+    lines = [table(rows, ["layer", "kind", "neurons", "synapses", "syn. memory B", "memory B", "cores",
+                          "max fan-in", "max routes", "limiting"])]
+    t = res.totals
+    lines.append(f"\ntotal: {t.neuro_cores:,} neuro cores, {t.chips} chip(s), {t.neurons:,} neurons, "
+                 f"{t.synapses:,} synapses, {t.memory_bytes / 2 ** 20:.2f} MiB "
+                 f"({t.synaptic_memory_bytes / 2 ** 20:.2f} MiB synaptic); "
+                 f"{t.embedded_programs} embedded-core program(s) (DSSA {res.dssa})")
+    lines += [f"warning: {w}" for w in res.plan.warnings] + [f"drc skipped: {s}" for s in res.skipped]
+    lines.append(stock_models_line(list(res.stock_models), res.quantized))
+    lines.append(f"hardware: {res.hardware['message']}")
+    return "\n".join(lines + list(res.estimate_lines) + [f"wrote {out}"])

@@ -1,20 +1,20 @@
-"""`resformer-deploy evaluate`: accuracy of a checkpoint on a data set, in PyTorch or on a target
-(resformer_deploy/analysis/evaluation.py), in this process or shard by shard on a Ray cluster
-(--engine ray: resformer_deploy/engines/ray_engine.py, imported only then)."""
+"""`resformer-deploy evaluate`: accuracy of a checkpoint on a data set, in PyTorch or on a target,
+in this process or shard by shard on a Ray cluster (--engine ray): options parsed here, the job
+done by resformer_deploy.api.evaluate, its result rendered here."""
 import dataclasses
 import os
 
 import click
 
-from resformer_deploy.cli.common import COUNT, COUNT0, checkpoint_options, data_options, load_cli_checkpoint
+from resformer_deploy.api.evaluate import MAX_DECODE_THREADS, RETRIES, EvaluateOptions
+from resformer_deploy.cli.common import (COUNT, COUNT0, calib_samples_option, checkpoint_options, data_options,
+                                        dssa_option, json_out_option, load_cli_checkpoint)
 from resformer_deploy.engines import ENGINES
-from resformer_deploy.engines.shards import MANIFEST, SHARD_BATCHES, SHARD_DIR
+from resformer_deploy.engines.shards import MANIFEST, SHARD_DIR
 from resformer_deploy.util.outputs import check_outputs
 
 PER_CLASS_ROWS = 20  # more classes than this: per-class accuracy in the JSON only
 SKIPPED_SHOWN = 10
-MAX_DECODE_THREADS = 64
-RETRIES = 2
 
 
 @click.command("evaluate")
@@ -27,10 +27,8 @@ RETRIES = 2
 @click.option("--limit", type=COUNT, help="Evaluate the first N samples only.")
 @click.option("--batch-size", type=COUNT, default=32, show_default=True,
               help="Samples per batch (memory is bounded by it, not by the data set).")
-@click.option("--dssa", type=click.Choice(["fused", "synaptic"]), default="fused", show_default=True,
-              help="DSSA lowering on Lava targets.")
-@click.option("--calib-samples", type=COUNT, default=128, show_default=True,
-              help="Fixed-point targets: calibration samples (of --calib-data, else the flow's choice).")
+@dssa_option(help="DSSA lowering on Lava targets.")
+@calib_samples_option(help="Fixed-point targets: calibration samples (of --calib-data, else the flow's choice).")
 @click.option("--workers", type=click.IntRange(0, 4096),
               help="In process: decoding threads (default 2; 0: decode in the main thread; at most "
                    f"{MAX_DECODE_THREADS}). --engine ray: Ray workers (default: one per CPU of the cluster; a Lava "
@@ -51,8 +49,7 @@ RETRIES = 2
 @click.option("--torch-precision", type=click.Choice(["auto", "float32", "float64"]), default="auto",
               show_default=True, help="PyTorch model beside a target (agreement): auto = float64 beside a float "
                                       "target (exact agreement), float32 beside a fixed-point one.")
-@click.option("--json-out", type=click.Path(dir_okay=False, path_type=str),
-              help="Write the results, per-sample predictions included, as JSON.")
+@json_out_option(help="Write the results, per-sample predictions included, as JSON.")
 def evaluate_cmd(checkpoint, variant, img_size, T, num_classes, unsafe_load, data_args, target, limit, batch_size,
                  dssa, calib_samples, workers, engine, address, shard_size, out_dir, resume, retries,
                  torch_precision, json_out):
@@ -65,43 +62,33 @@ def evaluate_cmd(checkpoint, variant, img_size, T, num_classes, unsafe_load, dat
     --engine ray the data set is cut into shards run by Ray workers, the setup prepared once here
     and shipped once per worker; the merged result is the in-process one.
     """
-    on_ray = engine == "ray"
-    check_engine_options(on_ray, workers, address, shard_size, out_dir, resume, retries, batch_size)
+    opts = EvaluateOptions(target=target, limit=limit, batch_size=batch_size, dssa=dssa, calib_samples=calib_samples,
+                           workers=workers, torch_precision=torch_precision, engine=engine, address=address,
+                           shard_size=shard_size, out_dir=out_dir, resume=resume, retries=retries)
+    opts.check()
     # a Ray run's manifest and shards are read back on --resume: inputs no other output may replace
-    run_files = [os.path.join(out_dir, MANIFEST), os.path.join(out_dir, SHARD_DIR)] if on_ray and out_dir else []
+    run_files = [os.path.join(out_dir, MANIFEST), os.path.join(out_dir, SHARD_DIR)] if opts.on_ray and out_dir else []
     check_outputs([checkpoint, *data_args.paths(), *run_files], files=[json_out], dirs=[out_dir])
-    from targets import get_target
-    from resformer_deploy.analysis.evaluation import TORCH, evaluate
-    from resformer_deploy.cli.data import open_data_args
+    from resformer_deploy import api
     from resformer_deploy.reporting.tables import write_json
     from resformer_deploy.util.progress import Progress
 
-    if not on_ray and limit is not None:  # a folder scan stops at --limit (Ray workers reopen the whole set)
+    if not opts.on_ray and limit is not None:  # a folder scan stops at --limit (Ray workers reopen the whole set)
         data_args = dataclasses.replace(data_args, scan_limit=limit)
-    caps = None if target == TORCH else get_target(target).capabilities  # unknown target: before any work
+    quantizes = api.target_quantizes(target)  # unknown target: before any work
     ck = load_cli_checkpoint(checkpoint, variant, img_size, T, num_classes, unsafe_load)
-    quantizes = caps is not None and caps.needs_quantized_net
-    md, cal = open_data_args(data_args, ck.config, ck.variant, calib_samples, quantizes,
-                             f"target '{target}' runs floating point")
+    md, cal = api.open_data(data_args, ck, calib_samples, quantizes, f"target '{target}' runs floating point",
+                            say=click.echo)
     n = len(md.source) if limit is None else min(limit, len(md.source))
     click.echo(f"evaluate {ck.variant} on target '{target}': {n:,} of {len(md.source):,} samples, batches of "
                f"{min(batch_size, max(n, 1)):,}, T={ck.config.T:,}")  # a batch never holds more than n
-    if on_ray:
-        from resformer_deploy.engines.ray_engine import evaluate_on_ray
-        rep = evaluate_on_ray(ck, md, target, checkpoint=checkpoint, limit=limit, batch_size=batch_size,
-                              shard_size=shard_size or SHARD_BATCHES * batch_size, dssa=dssa, calibration=cal,
-                              calib_samples=calib_samples, torch_precision=torch_precision, workers=workers,
-                              address=address, out_dir=out_dir, resume=resume,
-                              retries=RETRIES if retries is None else retries, say=click.echo,
-                              warn=lambda m: click.echo(m, err=True), bar=Progress)
-    else:
-        rep = evaluate(ck, md, target, checkpoint=checkpoint, limit=limit, batch_size=batch_size, dssa=dssa,
-                       calibration=cal, calib_samples=calib_samples, workers=2 if workers is None else workers,
-                       torch_precision=torch_precision, say=click.echo, bar=Progress)
+    res = api.evaluate(ck, md, opts, calibration=cal, checkpoint=checkpoint, say=click.echo,
+                       warn=lambda m: click.echo(m, err=True), bar=Progress)
+    rep = res.record
     click.echo(summary_text(rep))
     if "engine" in rep:
         click.echo(engine_text(rep["engine"]))
-    for line in skipped_warnings([s["reason"] for s in rep["skipped"]]):
+    for line in skipped_warnings([reason for _, reason in res.skipped]):
         click.echo(line, err=True)
     if json_out:
         write_json(json_out, rep)
@@ -115,28 +102,6 @@ def skipped_warnings(reasons) -> list:
     if len(reasons) > SKIPPED_SHOWN:
         lines.append(f"warning: ... {len(reasons) - SKIPPED_SHOWN} more skipped (listed in the JSON)")
     return lines
-
-
-def check_engine_options(on_ray, workers, address, shard_size, out_dir, resume, retries, batch_size) -> None:
-    """Options that belong to the other engine, or that do not fit together: one error, before any work."""
-    from resformer_deploy.engines.shards import check_shard_size
-    from resformer_deploy.errors import DeployError
-
-    if not on_ray:
-        given = [name for name, v in (("--address", address), ("--shard-size", shard_size), ("--out-dir", out_dir),
-                                      ("--resume", resume), ("--retries", retries is not None)) if v]
-        if given:
-            raise DeployError(f"{', '.join(given)}: only with --engine ray")
-        if workers is not None and workers > MAX_DECODE_THREADS:
-            raise DeployError(f"--workers {workers}: at most {MAX_DECODE_THREADS} decoding threads in process "
-                              f"(more workers: --engine ray)")
-        return
-    if workers == 0:
-        raise DeployError("--workers 0: --engine ray needs at least one worker")
-    if resume and not out_dir:
-        raise DeployError("--resume: needs --out-dir (where the finished shards are)")
-    if shard_size is not None:
-        check_shard_size(shard_size, batch_size)
 
 
 def engine_text(engine: dict) -> str:

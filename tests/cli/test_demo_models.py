@@ -54,7 +54,7 @@ def test_whole_split_streams_every_sample_through_the_emulator(tmp_path, monkeyp
     from exporters.torch_to_nir import export_model
     from resformer_deploy.analysis.data_inputs import DataArgs
     from resformer_deploy.cli.data import open_data_args
-    from resformer_deploy.cli.demo import DemoSplit, _whole_split
+    from resformer_deploy.api.demo import DemoSplit, whole_split
     from resformer_deploy.data.generators import digits_images
     from resformer_deploy.flows import fixed_point, prepare
     from resformer_deploy.model.checkpoint import load_checkpoint
@@ -77,12 +77,12 @@ def test_whole_split_streams_every_sample_through_the_emulator(tmp_path, monkeyp
     ladder_qn = prepare("loihi2-emu", read_nir(tmp_path / "m.nir"), samples=x[:1].double(), T=ck.config.T,
                         dssa="fused", calib_samples=16, calibration=cal)["quantized_net"]
     assert len(calls) == 1
-    w = _whole_split(ck, str(RECORD.with_suffix(".pt")), DemoSplit(x, y, md.describe(), cal, True, md), 16, 8,
-                     scores, ladder_qn)
+    w = whole_split(ck, str(RECORD.with_suffix(".pt")), DemoSplit(x, y, md.describe(), cal, True, md), 16, 8,
+                    scores, ladder_qn)
     assert len(calls) == 1  # the ladder's network run as it is: quantized once
-    assert w["samples"] == 20 and w["target"] == "loihi2-emu"
-    assert w["torch_top1"] == torch_acc  # the scores computed here are the comparison's PyTorch side
-    assert w["agreement_with_torch"] >= 0.85 and abs(w["top1"] - w["torch_top1"]) <= 0.15
+    assert w.samples == 20 and w.target == "loihi2-emu"  # chosen by capability: the fixed-point rung's
+    assert w.torch_top1 == torch_acc  # the scores computed here are the comparison's PyTorch side
+    assert w.agreement_with_torch >= 0.85 and abs(w.top1 - w.torch_top1) <= 0.15
 
 
 def test_demo_refuses_a_ladder_that_cannot_fit_before_any_work(tmp_path, monkeypatch):

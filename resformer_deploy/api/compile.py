@@ -1,0 +1,162 @@
+"""Map a model's neuromorphic partition onto a mapping target's cores (Loihi 2) and check the
+design rules; optionally quantize first, so the number formats are checked too and the network
+can be written as the deployable artifact (api.deploy).
+
+    >>> from resformer_deploy import api
+    >>> net = api.load_graph("examples/digits/digits_resformer.pt")
+    >>> result = api.compile(net, api.CompileOptions(quantize=True))
+    >>> result.totals.neuro_cores, result.violations
+    (34, ())
+"""
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Tuple
+
+from resformer_deploy.errors import DeployError
+
+PLAN_NAME = "loihi2_plan.json"  # the plan's file in a compile output directory
+
+
+@dataclass(frozen=True)
+class ModelGraph:
+    """A model as a NIR graph, from a checkpoint (``checkpoint`` set: the loaded one) or a NIR file."""
+    path: str
+    graph: object  # nir.NIRGraph
+    config: object  # model.config.ResformerConfig
+    variant: str
+    checkpoint: object = None  # model.checkpoint.LoadedCheckpoint, None for a NIR file
+
+
+def is_nir(path: str) -> bool:
+    """``path`` holds a NIR graph (by its suffix, else by the HDF5 signature), not a checkpoint."""
+    if path.lower().endswith((".nir", ".h5", ".hdf5")):
+        return True
+    try:
+        with open(path, "rb") as f:
+            return f.read(8) == b"\x89HDF\r\n\x1a\n"
+    except OSError:
+        return False
+
+
+def load_graph(path: str, load: Optional[Callable] = None) -> ModelGraph:
+    """The NIR graph of a checkpoint (exported) or of a NIR file (read). ``load(path)``: how a
+    checkpoint is loaded (default: model.checkpoint.load_checkpoint, weights only)."""
+    if not Path(path).exists():
+        raise DeployError(f"{path}: no such file")
+    if is_nir(path):
+        from exporters.nir_io import read_nir
+        from resformer_deploy.analysis.data_inputs import graph_model
+        graph = read_nir(path)
+        return ModelGraph(path, graph, *graph_model(graph, path))
+    from exporters.torch_to_nir import export_model
+    if load is None:
+        from resformer_deploy.model.checkpoint import load_checkpoint as load
+    ck = load(path)
+    return ModelGraph(path, export_model(ck.model), ck.config, ck.variant, ck)
+
+
+def mapping_target(target: Optional[str] = None) -> str:
+    """``target`` if the registry has it and it supports mapping, else refused in one line;
+    None: the first registered target that supports mapping (chosen by capability)."""
+    from targets import broken_targets, names_with
+    mappable = names_with(supports_mapping=True)  # the registry's list, not one kept here
+    if target is None:
+        if not mappable:
+            raise DeployError("no registered target supports mapping (`resformer-deploy targets`)")
+        return mappable[0]
+    if target in broken_targets():  # a plug-in that failed to load: its own one-line reason
+        raise DeployError(broken_targets()[target])
+    if target not in mappable:
+        raise DeployError(f"unknown compile target '{target}' (targets that support mapping: "
+                          f"{', '.join(mappable) or 'none'})")
+    return target
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """``target``: a target that supports mapping (None: chosen by capability); ``quantize``:
+    calibrate and quantize first (simulates the network: small models only)."""
+    target: Optional[str] = None
+    dssa: str = "fused"
+    quantize: bool = False
+    calib_samples: int = 128
+    netx_bias_grid: bool = False
+
+    def check(self) -> None:
+        if self.netx_bias_grid and not self.quantize:
+            raise DeployError("--netx-bias-grid chooses how the network is quantized: add --quantize")
+
+
+@dataclass(frozen=True)
+class CompileResult:
+    """The core plan and its design-rule check. ``violations``: design rules broken (the plan is
+    still made); ``skipped``: rules not checked, and why; ``stock_models``: processes Lava's stock
+    models (and so the chip's) would not run as planned; ``estimate`` / ``estimate_lines``: the
+    Loihi 2 latency, throughput and energy measured on the calibration data (quantized only);
+    ``plan_json``: the loihi2_plan.json record; ``artifacts``: the flow's artifacts (the
+    quantized network for api.write_artifact)."""
+    target: str
+    dssa: str
+    quantized: bool
+    plan: object  # hardware.loihi2.core_plan.CorePlan
+    violations: Tuple[str, ...]
+    skipped: Tuple[str, ...]
+    stock_models: Tuple[str, ...]
+    hardware: dict  # whether the plan can run here (targets.loihi2_hardware.hardware_runtime)
+    calibration: Optional[dict]
+    estimate: Optional[dict]
+    estimate_lines: Tuple[str, ...]
+    plan_json: dict
+    artifacts: object = None
+
+    @property
+    def totals(self):
+        return self.plan.totals
+
+    @property
+    def layers(self) -> list:
+        return self.plan_json["layers"]
+
+
+def compile(net: ModelGraph, options: CompileOptions = CompileOptions(), *, calibration=None,
+            say: Callable[[str], None] = lambda m: None) -> CompileResult:
+    """Map ``net`` (api.load_graph) onto ``options.target``'s cores and check the design rules.
+    ``calibration``: flows.fixed_point.CalibrationData for ``quantize`` (None: the flow's choice;
+    refused without ``quantize``); ``say``: what was quantized on."""
+    from targets.loihi2_hardware import hardware_runtime
+    from resformer_deploy.flows import prepare
+
+    o = options
+    target = mapping_target(o.target)
+    if calibration is not None and not o.quantize:
+        raise DeployError(f"--calib-data {calibration.source}: compile quantizes only with --quantize; nothing is "
+                          f"calibrated")
+    o.check()
+    # the target's flow: plan, [calibrate and quantize: the number-format rules need the quantized
+    # network, calibrated on non-evaluation data,] map onto cores, design-rule check
+    prepared = prepare(target, net.graph, dssa=o.dssa, quantize=o.quantize,
+                       calib_samples=o.calib_samples if o.quantize else None, calibration=calibration,
+                       netx_bias_grid=o.netx_bias_grid if o.quantize else None)
+    calib = prepared.quantized_net.calibration if o.quantize else None
+    if o.quantize:
+        say(f"quantized on {calib['source']}")
+    plan = prepared.core_plan
+    violations, skipped = prepared.drc
+    est_json, est_lines = None, []
+    if o.quantize:  # Loihi 2 latency, throughput, energy and systems, from the emulator's activity on real samples
+        from resformer_deploy.analysis.loihi2_cost import ESTIMATE_SAMPLES, cost_section
+        from resformer_deploy.flows.fixed_point import graph_time_steps
+        ci = prepared["calibration_inputs"]
+        est_json, est_lines = cost_section(net.graph, prepared, graph_time_steps(net.graph), ci.x[:ESTIMATE_SAMPLES],
+                                           ci.source, violations)
+    hw = hardware_runtime()
+    data = plan.to_json(violations, skipped, hw)
+    data["input"] = net.path
+    if est_json is not None:
+        data["loihi2_estimate"] = est_json
+    if o.quantize:
+        data["calibration"] = calib
+    # what Lava's stock process models (and so the chip's own) would not run as planned, by process
+    data["stock_models"] = {"checked_quantized": bool(o.quantize), "findings": prepared.stock_models}
+    return CompileResult(target, o.dssa, o.quantize, plan, tuple(violations), tuple(skipped),
+                         tuple(prepared.stock_models), hw, calib, est_json, tuple(est_lines), data, prepared)

@@ -1,0 +1,414 @@
+"""The whole pipeline on a shipped trained model (or a checkpoint trained the same way): PyTorch
+accuracy on its held-out split, NIR export, float Lava against PyTorch (each DSSA lowering), the
+fixed-point drift ladder, core plan, energy and report, and the whole split streamed through the
+fixed-point target. Targets are chosen by capability (analysis.drift.choose_rungs).
+
+`digits` runs on scikit-learn's 8x8 digits split; `cifar` and `dvsg` on the data set their
+training record names, re-generated (deterministically, data.generators.recorded) under
+``data_dir`` and checked against the recorded labels before anything runs.
+
+    >>> from resformer_deploy import api
+    >>> result = api.demo(api.DemoOptions(lava_samples=0, fixed_point=False, out_dir="/tmp/demo"))
+    >>> result.torch.samples, round(result.torch.accuracy, 4)
+    (359, 0.9861)
+"""
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, List, Optional, Tuple
+
+from resformer_deploy.api.options import Messages
+from resformer_deploy.errors import DeployError
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@dataclass(frozen=True)
+class DemoModel:
+    checkpoint: Path
+    lava_samples: int  # default samples on Lava (float, each lowering; and fixed point)
+    batch_size: int    # PyTorch evaluation batch (the 64x64 attention maps bound dvsg's)
+    dssa: str          # DSSA lowerings run on float Lava
+    ladder_samples: int  # held-out samples of the drift ladder's fixed-point rung (0: all)
+
+
+# dvsg at 64x64, T=16 (6.5 M neurons a step): the synaptic lowering's product neurons need ~43 GiB
+# on float Lava even for one sample (the preflight estimate), so its demo runs fused; the ladder's
+# per-neuron records of all 359 held-out samples would take 43.7 GiB (check_ladder_recording), so
+# the ladder runs on 48 of them and the whole split streams through the emulator (evaluate); with 96
+# the emulator rung's spike record and working memory (15.1 GiB, its estimate) did not fit beside
+# the 7.9 GiB the ladder holds by then (budget 11.4 GiB on a 24 GiB machine)
+DEMO_MODELS = {
+    "digits": DemoModel(EXAMPLES / "digits" / "digits_resformer.pt", 20, 64, "both", 0),
+    "cifar": DemoModel(EXAMPLES / "cifar_digits" / "cifar_digits_resformer.pt", 4, 64, "both", 0),
+    "dvsg": DemoModel(EXAMPLES / "dvs_digits" / "dvs_digits_resformer.pt", 2, 16, "fused", 48),
+}
+DEFAULT_DIGITS_CHECKPOINT = DEMO_MODELS["digits"].checkpoint
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """``model``: one of DEMO_MODELS; ``checkpoint``: a trained checkpoint instead of its shipped
+    one. None: the model's default (``batch_size``, ``lava_samples``: float Lava samples, 0: none;
+    ``dssa``: "fused", "synaptic" or "both"; ``eval_samples``: the ladder's fixed-point rung, 0:
+    the whole split; ``data_dir``: OUT_DIR/data). ``whole_split``: when the ladder runs fewer
+    held-out samples, stream the whole split through the fixed-point target."""
+    model: str = "digits"
+    checkpoint: Optional[str] = None
+    batch_size: Optional[int] = None
+    lava_samples: Optional[int] = None
+    dssa: Optional[str] = None
+    eval_samples: Optional[int] = None
+    calib_samples: int = 128
+    out_dir: str = "build/demo"
+    data_dir: Optional[str] = None
+    fixed_point: bool = True
+    whole_split: bool = True
+
+    def resolved(self) -> "DemoOptions":
+        """Every None filled in from the model's defaults."""
+        if self.model not in DEMO_MODELS:
+            raise DeployError(f"demo model '{self.model}' (one of {', '.join(DEMO_MODELS)})")
+        spec = DEMO_MODELS[self.model]
+        pick = lambda v, d: d if v is None else v  # noqa: E731
+        return replace(self, checkpoint=self.checkpoint or str(spec.checkpoint),
+                       batch_size=self.batch_size or spec.batch_size,
+                       lava_samples=pick(self.lava_samples, spec.lava_samples), dssa=self.dssa or spec.dssa,
+                       eval_samples=pick(self.eval_samples, spec.ladder_samples),
+                       data_dir=self.data_dir or str(Path(self.out_dir) / "data"))
+
+    @property
+    def nir_path(self) -> Path:
+        return Path(self.out_dir) / f"{Path(self.checkpoint).stem}.nir"
+
+
+@dataclass
+class DemoSplit:
+    x: object          # torch.Tensor: the held-out inputs, preprocessed
+    y: object          # torch.Tensor: their labels
+    source: str        # what they are
+    calibration: object = None  # flows.fixed_point.CalibrationData (None: the flow's choice, digits training)
+    given: bool = False  # the inputs are handed to the drift ladder (else it takes the digits split itself)
+    data: object = None  # analysis.data_inputs.ModelData of a generated split (streamed by evaluate)
+
+
+@dataclass(frozen=True)
+class DemoSetup:
+    """The model and held-out split the demo runs (shown before any work)."""
+    checkpoint: str
+    variant: str
+    config: object  # model.config.ResformerConfig
+    data: str
+
+
+@dataclass(frozen=True)
+class ClassResult:
+    index: int
+    samples: int
+    accuracy: float  # correct / samples, exact; nan without samples
+
+
+@dataclass(frozen=True)
+class TorchAccuracy:
+    """PyTorch on the whole held-out split (float32): accuracy, the one recorded at training (None:
+    not recorded), per class, and every prediction."""
+    samples: int
+    accuracy: float
+    recorded_accuracy: Optional[float]
+    per_class: Tuple[ClassResult, ...]
+    predictions: List[int]
+
+
+@dataclass(frozen=True)
+class LavaStart:
+    nir_path: Path
+    nir_bytes: int
+    samples: int
+    target: str
+    lowerings: Tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LavaRun:
+    """Float Lava against PyTorch on the same first held-out samples, one DSSA lowering;
+    ``report``: analysis.equivalence's verification record (layers, divergences)."""
+    dssa: str
+    samples: int
+    accuracy: float
+    torch_accuracy: float
+    prediction_agreement: float
+    min_layer_identical_pct: float
+    processes: object
+    latency: object
+    seconds_per_sample: float
+    report: dict = field(repr=False)
+
+
+@dataclass(frozen=True)
+class FixedPointStart:
+    calibration: str
+    samples: int  # on the fixed-point-check target
+    check_target: str
+    ladder_samples: int  # on the fixed-point target
+    whole: bool  # the ladder runs the whole split
+
+
+@dataclass(frozen=True)
+class FixedPointResult:
+    """The deployment report's numbers: the drift ladder (analysis.drift.DriftLadder), the Loihi 2
+    core plan with its design-rule check (``mapping``), energy per image, where the report went."""
+    ladder: object
+    mapping: dict
+    energy: dict  # PyTorch's and fixed point's analysis.operations.EnergyReport (EnergySection's names)
+    report_paths: Tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class WholeSplitStart:
+    samples: int
+    target: str
+
+
+@dataclass(frozen=True)
+class WholeSplit:
+    """The whole held-out split through the fixed-point target beside PyTorch float32."""
+    target: str
+    samples: int
+    top1: float
+    torch_top1: float
+    agreement_with_torch: float
+    samples_per_second: Optional[float]
+    record: dict = field(repr=False)  # evaluation's record, without the per-sample predictions
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    setup: DemoSetup
+    torch: TorchAccuracy
+    lava: Tuple[LavaRun, ...]
+    fixed_point: Optional[FixedPointResult]
+    whole_split: Optional[WholeSplit]
+    torch_version: str
+
+    def to_json(self) -> dict:
+        """The record `demo --json-out` writes."""
+        t = self.torch
+        out = {"checkpoint": self.setup.checkpoint, "variant": self.setup.variant, "data": self.setup.data,
+               "samples": t.samples, "accuracy": t.accuracy, "recorded_accuracy": t.recorded_accuracy,
+               "per_class": [{"class": c.index, "samples": c.samples, "accuracy": c.accuracy} for c in t.per_class],
+               "predictions": t.predictions, "torch_version": self.torch_version}
+        if self.lava:
+            out["lava"] = [r.report for r in self.lava]
+        if self.fixed_point is not None:
+            fp = self.fixed_point
+            out["fixed_point"] = {"ladder": fp.ladder, "mapping": fp.mapping, "energy": fp.energy}
+            if self.whole_split is not None:
+                out["fixed_point"]["whole_split"] = self.whole_split.record
+        return out
+
+
+def _digits_split(ck, checkpoint, rec, check) -> DemoSplit:
+    from resformer_deploy.data.digits import load_digits_split
+    split = load_digits_split()
+    check(len(split.y_test), "the digits held-out split")
+    fp = str(rec.get("split", {}).get("test_index_sha256") or "")
+    if fp and fp != split.fingerprint():
+        raise DeployError(f"{checkpoint}: held-out split differs from the one recorded at training "
+                          f"(index hash {fp[:12]} vs {split.fingerprint()[:12]})")
+    return DemoSplit(split.x_test, split.y_test, "digits held-out split")
+
+
+def _generated_split(ck, checkpoint, rec, data_dir, calib_samples, check, say) -> DemoSplit:
+    from resformer_deploy.api.data import DataArgs, open_data
+    from resformer_deploy.data.generators.recorded import ensure_generated, labels_sha256, recipe
+
+    want = recipe(rec.get("dataset"), checkpoint)
+    if rec.get("n_test") is not None:  # the options checked before minutes of generation
+        check(int(rec["n_test"]), f"{want['generator'].rsplit('.', 1)[-1]} (training record)")
+    root = ensure_generated(want, Path(data_dir) / want["generator"].rsplit(".", 1)[-1], checkpoint, say=say)
+    preset = (rec.get("preset") or {}).get("preset", "auto")
+    args = DataArgs(data=str(root), preset=preset, calib_data=str(root), calib_split="train")
+    md, cal = open_data(args, ck, calib_samples, True, say=say)
+    x, y, _ = md.take(len(md.source), "demo")
+    want_labels = rec.get("test_label_sha256")
+    if want_labels and labels_sha256(y) != want_labels:
+        raise DeployError(f"{checkpoint}: the labels of {md.source.describe()} differ from those recorded at "
+                          f"training (sha256 {labels_sha256(y)[:12]} vs {want_labels[:12]})")
+    return DemoSplit(x, y, md.describe(), cal, given=True, data=md)
+
+
+def demo_split(ck, checkpoint, data_dir, calib_samples: int = 128, check=lambda n, what: None,
+               say: Callable[[str], None] = lambda m: None) -> DemoSplit:
+    """The held-out split a checkpoint was trained for: the digits split for a 1x8x8 digits
+    model, else the generated data set its training record names. ``check(n, what)``: called
+    with the split's size as soon as it is known (before any data is generated)."""
+    c = ck.config
+    from resformer_deploy.model.checkpoint import evaluation_record
+    rec = evaluation_record(ck.meta)  # fields of the expected types only: the file may hold anything
+    if (c.in_channels, c.img_size, c.num_classes) == (1, 8, 10):
+        return _digits_split(ck, checkpoint, rec, check)
+    if not (isinstance(rec.get("dataset"), dict) and rec["dataset"].get("generator")):
+        raise DeployError(f"{checkpoint}: variant '{ck.variant}' ({c.in_channels}x{c.img_size}x{c.img_size} input, "
+                          f"{c.num_classes} classes); demo needs a model of the digits split (1x8x8 input, 10 "
+                          f"classes) or one whose training record names a generated data set (evaluation.dataset."
+                          f"generator), e.g. the shipped {', '.join(m.checkpoint.name for m in DEMO_MODELS.values())}")
+    return _generated_split(ck, checkpoint, rec, data_dir, calib_samples, check, say)
+
+
+def rung_targets(lava: bool) -> dict:
+    """The registered target of each drift-ladder role (chosen by capability)."""
+    from resformer_deploy.analysis.drift import choose_rungs
+    return {c.role: c.target for c in reversed(choose_rungs(subset=lava))}  # the first of a role wins
+
+
+def demo(options: DemoOptions = DemoOptions(), messages: Messages = Messages(),
+         show: Callable[[object], None] = lambda stage: None) -> DemoResult:
+    """Run the demo; each stage's typed result is handed to ``show`` as soon as it is known
+    (DemoSetup, TorchAccuracy, LavaStart, each verification record, LavaRun..., FixedPointStart,
+    FixedPointResult, WholeSplitStart, WholeSplit); the preflight's lines and the phases go to
+    ``messages.note``, data and evaluation lines to ``messages.say``. The whole run is sized
+    before any work (refused with the figures when it does not fit)."""
+    import torch
+    from resformer_deploy.model.checkpoint import evaluation_record, load_checkpoint
+
+    o = options.resolved()
+    ck = load_checkpoint(o.checkpoint, unsafe_option=None)  # demo has no --unsafe-load: weights only
+
+    def check(n_test, what):
+        bad = [f"{opt} {n} exceeds the {n_test} held-out samples of {what}"
+               for opt, n in (("--lava-samples", o.lava_samples), ("--eval-samples", o.eval_samples)) if n > n_test]
+        if bad:
+            raise DeployError("; ".join(bad))
+
+    split = demo_split(ck, o.checkpoint, o.data_dir, o.calib_samples, check=check, say=messages.say)
+    n_test = len(split.y)
+    check(n_test, split.source)
+    show(DemoSetup(o.checkpoint, ck.variant, ck.config, split.source))
+    roles = rung_targets(o.lava_samples > 0)
+    runs_whole_split = o.fixed_point and o.whole_split and split.data is not None and 0 < o.eval_samples < n_test
+    if o.fixed_point:  # every later stage sized now, not after minutes of PyTorch and Lava
+        _preflight(ck, split, min(o.lava_samples, n_test), o.eval_samples or n_test, o.batch_size,
+                   runs_whole_split, roles, lambda m: messages.note(f"  preflight: {m}"))
+    logits, acc = _torch_accuracy(ck, split, o.batch_size, evaluation_record(ck.meta).get("test_accuracy"),
+                                  messages.bars)
+    show(acc)
+    n = min(o.lava_samples, n_test)
+    lava = _lava(ck, split, o, n, acc, roles, messages, show) if o.lava_samples > 0 else ()
+    fixed = whole = None
+    if o.fixed_point:
+        quantized = []  # the ladder's quantized network: the whole split runs it (same calibration, same network)
+        fixed = _fixed_point(ck, o, split, n, roles, messages, show, quantized.append)
+        if runs_whole_split:
+            show(WholeSplitStart(len(split.y), _fixed_role(roles)))
+            whole = whole_split(ck, o.checkpoint, split, o.calib_samples, o.batch_size, logits, quantized[0],
+                                target=_fixed_role(roles), messages=messages)
+            show(whole)
+    return DemoResult(DemoSetup(o.checkpoint, ck.variant, ck.config, split.source), acc, tuple(lava), fixed, whole,
+                      torch.__version__)
+
+
+def _fixed_role(roles: dict) -> str:
+    from resformer_deploy.analysis.drift import FIXED_POINT
+    return roles[FIXED_POINT]
+
+
+def _torch_accuracy(ck, split: DemoSplit, batch_size: int, recorded, bars):
+    from resformer_deploy.training.loop import accuracy, predict  # looked up now (tests replace predict)
+    n_test = len(split.y)
+    with bars(n_test, "PyTorch evaluation") as bar:
+        logits = predict(ck.model, split.x, batch_size=batch_size, progress=bar.update)
+    pred = logits.argmax(-1)
+    right = pred == split.y
+    per_class = []
+    for k in range(ck.config.num_classes):  # exact fractions (counted), not rounded for printing
+        n, correct = int((split.y == k).sum()), int(right[split.y == k].sum())
+        per_class.append(ClassResult(k, n, correct / n if n else float("nan")))
+    return logits, TorchAccuracy(len(pred), accuracy(pred, split.y), recorded, tuple(per_class), pred.tolist())
+
+
+def _preflight(ck, split: DemoSplit, lava_samples: int, eval_samples: int, batch_size: int, whole_split: bool,
+               roles: dict, say) -> None:
+    """The drift ladder's rungs and the whole split's streamed evaluation sized from the plan and
+    refused, with the figures, before any work (analysis.drift.check_rungs_fit, check_evaluation)."""
+    import torch
+    from exporters.torch_to_nir import export_model
+    from resformer_deploy.analysis.drift import check_rungs_fit, choose_rungs
+    from resformer_deploy.analysis.evaluation import check_evaluation
+    from resformer_deploy.model.precision import model_in_dtype
+
+    with model_in_dtype(ck.model, torch.float64) as m:
+        graph = export_model(m.eval(), "float64")
+    check_rungs_fit(say, choose_rungs(subset=lava_samples > 0), graph, eval_samples, lava_samples, ck.config.T,
+                    "fused", 8)
+    if whole_split:
+        check_evaluation(graph, split.data, _fixed_role(roles), T=ck.config.T, batch_size=batch_size,
+                         torch_runs=False, say=lambda m: say(f"whole split: {m}"))
+
+
+def _lava(ck, split: DemoSplit, o: DemoOptions, n: int, acc: TorchAccuracy, roles: dict, messages: Messages,
+          show) -> List[LavaRun]:
+    """NIR export, then float Lava against PyTorch on the first ``n`` samples, each lowering."""
+    import torch
+    from exporters.nir_io import write_nir
+    from exporters.torch_to_nir import export_model
+    from resformer_deploy.analysis.drift import FLOAT
+    from resformer_deploy.analysis.equivalence import preflight, verify_model
+    from resformer_deploy.training.loop import accuracy
+
+    write_nir(export_model(ck.model), o.nir_path)
+    lowerings = ("fused", "synaptic") if o.dssa == "both" else (o.dssa,)
+    target = roles[FLOAT]
+    show(LavaStart(o.nir_path, o.nir_path.stat().st_size, n, target, lowerings))
+    x, y, pred = split.x[:n], split.y[:n], torch.tensor(acc.predictions[:n])
+    runs = [("float32", {"dssa": low}) for low in lowerings]
+    preflight(ck.model, x.shape[0], target, runs, say=messages.say)  # every run sized before the first starts
+    out = []
+    for prec, opts in runs:
+        rep = verify_model(ck.model, x, target, prec, "extension", bars=messages.bars, **opts)
+        show(rep)
+        ti = rep["target_info"]
+        out.append(LavaRun(opts["dssa"], n, accuracy(torch.tensor(rep["predictions_target"]), y), accuracy(pred, y),
+                           rep["prediction_agreement"], rep["min_layer_identical_pct"], ti["processes"],
+                           ti["latency"], rep["seconds"]["target"] / n, rep))
+    show(tuple(out))
+    return out
+
+
+def _fixed_point(ck, o: DemoOptions, split: DemoSplit, n: int, roles: dict, messages: Messages, show,
+                 on_quantized=None) -> FixedPointResult:
+    from resformer_deploy.analysis.drift import FIXED_POINT_CHECK
+    from resformer_deploy.reporting.deploy import build_report
+    from resformer_deploy.reporting.html import write_report_files
+
+    ne = o.eval_samples or len(split.y)
+    inputs: Optional[tuple] = (split.x[:ne], split.y[:ne], split.source) if split.given else None
+    cal = (split.calibration.source if split.calibration is not None else
+           f"{o.calib_samples} samples of the digits training split")
+    show(FixedPointStart(cal, n, roles.get(FIXED_POINT_CHECK, ""), ne, ne == len(split.y)))
+    rep = build_report(ck, o.checkpoint, "fused", n, o.eval_samples, o.calib_samples, inputs=inputs,
+                       calibration=split.calibration, say=lambda m: messages.note(f"  {m} ..."),
+                       on_quantized=on_quantized)
+    paths = write_report_files(Path(o.out_dir) / "report", rep)
+    energy = rep.energy  # reporting.deploy.EnergySection: the JSON keeps its two energy reports
+    result = FixedPointResult(rep.ladder, rep.mapping, dict(torch=energy.torch, fixed=energy.fixed), tuple(paths))
+    show(result)
+    return result
+
+
+def whole_split(ck, checkpoint, split: DemoSplit, calib_samples: int, batch_size: int, logits, quantized=None,
+                target: Optional[str] = None, messages: Messages = Messages()) -> WholeSplit:
+    """The whole held-out split through the fixed-point target (None: chosen by capability),
+    streamed (no per-neuron records), beside the PyTorch model: accuracy and agreement where the
+    ladder ran a subset. ``logits``: the float32 PyTorch scores of the split computed at the
+    start (not computed again); ``quantized``: the ladder's quantized network, run as it is (dvsg:
+    quantizing again took 145 s), else the split's calibration is quantized here."""
+    from resformer_deploy.analysis.evaluation import evaluate
+
+    target = target or _fixed_role(rung_targets(False))
+    ev = evaluate(ck, split.data, target, checkpoint=checkpoint, batch_size=batch_size,
+                  calibration=split.calibration, calib_samples=calib_samples, say=messages.say, bar=messages.bars,
+                  torch_scores=logits, artifacts=None if quantized is None else
+                  {"lava_plan": quantized.plan, "quantized_net": quantized})
+    rec = {k: ev[k] for k in ("target", "samples", "top1", "torch_top1", "agreement_with_torch", "throughput",
+                              "seconds", "target_info")}
+    return WholeSplit(ev["target"], ev["samples"], ev["top1"], ev["torch_top1"], ev["agreement_with_torch"],
+                      ev["throughput"]["samples_per_second"], rec)
