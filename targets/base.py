@@ -16,6 +16,12 @@ from typing import Any, Callable, ClassVar, Dict, Mapping, Optional, Tuple
 
 from resformer_deploy.errors import DeployError
 
+# The name under which commands run the PyTorch model itself (`evaluate`'s default, the drift
+# ladder's first rung): a role, not a registered target; no plug-in may take it.
+PYTORCH_MODEL = "torch"
+# The target a command runs when none is named: the NIR interpreter, the yardstick of every other
+DEFAULT_TARGET = "reference"
+
 ARITHMETIC = ("float", "fixed")
 EXECUTES = ("simulation", "hardware")
 ENGINES = ("pytorch", "lava", "numpy", "chip")

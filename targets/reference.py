@@ -165,7 +165,7 @@ class ReferenceTarget(Target):
     LIF node and step as soon as it is computed, so a caller can compare spikes while they are
     made (analysis/compare.py SpikeComparer) with ``record_spikes=False``: the run then keeps only
     each step's live values and the neuron states, not a [T, B, ...] record of every layer."""
-    capabilities = Capabilities(arithmetic="float", flow="reference", engine="pytorch",
+    capabilities = Capabilities(arithmetic="float", flow="graph-check", engine="pytorch",
                                 options=("record_nodes", "on_spikes"), records_membranes=True,
                                 summary="NIR interpreter (PyTorch), any valid graph")
 

@@ -19,7 +19,7 @@ from typing import Dict, List, Optional
 from resformer_deploy.errors import DeployError, one_line
 
 from resformer_deploy.passes.manager import Flow
-from targets.base import Capabilities
+from targets.base import PYTORCH_MODEL, Capabilities
 
 GROUP = "resformer_deploy.targets"
 
@@ -81,6 +81,10 @@ def _load() -> Dict[str, type]:
             loaded.pop(ep.name, None)
             continue
         _sources[ep.name] = src
+        if ep.name == PYTORCH_MODEL:
+            _broken[ep.name] = (f"target plug-in '{ep.name}' ({src}) takes the name commands give the PyTorch "
+                                f"model itself; rename it")
+            continue
         try:
             cls = ep.load()
         except Exception as e:  # any failure of foreign code: one line, never a traceback

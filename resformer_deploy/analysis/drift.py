@@ -1,10 +1,10 @@
 """The drift ladder: PyTorch float -> float targets -> fixed-point targets, measured rung by rung.
 
-Every rung but the reference is a registered target (targets.registry), and its role comes from
+Every rung but PyTorch's is a registered target (targets.registry), and its role comes from
 its capabilities (targets.base.Capabilities), never from its name, so a plug-in target takes a
-rung like a built-in one. Each rung but the reference is compared with the PyTorch model, per LIF
+rung like a built-in one. Each rung but PyTorch's is compared with the PyTorch model, per LIF
 layer, with the first divergence; readers find rungs by role, never by position or name:
-* ``reference`` (one): PyTorch float64 on the evaluation set (0: the full held-out digits split).
+* ``pytorch`` (one): PyTorch float64 on the evaluation set (0: the full held-out digits split).
 * ``float`` (any number): a float-arithmetic target on the first ``lava_samples``: must be exact.
 * ``fixed-point-check`` (any number): a fixed-arithmetic target whose ``bit_exact_twin`` is the
   fixed-point rung's target, on the first ``lava_samples``: the same comparison, plus
@@ -27,7 +27,7 @@ import torch
 
 from exporters.nir_io import read_nir, write_nir
 from exporters.torch_to_nir import export_model
-from targets import RunRequest, capabilities_of, get_target, target_class, target_names
+from targets import PYTORCH_MODEL, RunRequest, capabilities_of, get_target, target_class, target_names
 
 from resformer_deploy.data.digits import is_digits_input, load_digits_split
 from resformer_deploy.errors import DeployError
@@ -40,8 +40,9 @@ from resformer_deploy.analysis.equivalence import inputs_for, torch_record_batch
 from resformer_deploy.analysis.compare import Comparison, FirstDivergence, LayerComparison, compare_run, record_torch
 
 MAX_ACCURACY_DROP_PP = 1.0
-REFERENCE, FLOAT, FIXED_POINT_CHECK, FIXED_POINT = "reference", "float", "fixed-point-check", "fixed-point"
-ROLES = (REFERENCE, FLOAT, FIXED_POINT_CHECK, FIXED_POINT)  # drift_ladder's order; readers go by role
+# roles; PYTORCH is the PyTorch model itself (targets.PYTORCH_MODEL), the one every other rung is compared with
+PYTORCH, FLOAT, FIXED_POINT_CHECK, FIXED_POINT = "pytorch", "float", "fixed-point-check", "fixed-point"
+ROLES = (PYTORCH, FLOAT, FIXED_POINT_CHECK, FIXED_POINT)  # drift_ladder's order; readers go by role
 SUBSET_ROLES = (FLOAT, FIXED_POINT_CHECK)  # run on the first lava_samples only
 # how a rung's shown name says what executes it (targets.base.ENGINES)
 ENGINE_LABEL = {"pytorch": "PyTorch", "lava": "Lava", "numpy": "emulator", "chip": "Loihi 2 chip"}
@@ -50,12 +51,12 @@ ENGINE_LABEL = {"pytorch": "PyTorch", "lava": "Lava", "numpy": "emulator", "chip
 @dataclass(frozen=True)
 class RungChoice:
     """A registered target chosen as a rung, and the role its capabilities give it."""
-    role: str  # one of ROLES but the reference (PyTorch itself, no registered target)
+    role: str  # one of ROLES but PYTORCH (PyTorch itself, no registered target)
     target: str
     label: str  # the rung's shown name
 
     def __post_init__(self):
-        require(self.role in ROLES and self.role != REFERENCE, f"{self.target}: rung role '{self.role}'")
+        require(self.role in ROLES and self.role != PYTORCH, f"{self.target}: rung role '{self.role}'")
 
 
 def _twins_of(name: str, among: Sequence[str]) -> List[str]:
@@ -163,11 +164,11 @@ class Rung(Record):
     """One rung: a target's run of (a prefix of) the evaluation set, and what it plays (``role``)."""
     rung: str  # shown name
     role: str  # one of ROLES
-    target: str  # "torch" or a registered target name
+    target: str  # targets.PYTORCH_MODEL or a registered target name
     samples: int
     seconds: float
     accuracy: Optional[float] = None  # None without labels
-    # against PyTorch (every role but the reference)
+    # against PyTorch (every role but PyTorch's)
     prediction_agreement_with_torch: Optional[float] = None
     min_layer_identical_pct: Optional[float] = None
     total_mismatches: Optional[int] = None
@@ -182,9 +183,9 @@ class Rung(Record):
         require(self.role in ROLES, f"rung role '{self.role}' (known: {', '.join(ROLES)})")
         require(is_count(self.samples) and self.samples > 0 and is_fraction(self.accuracy),
                 f"{self.rung}: {self.samples} samples, accuracy {self.accuracy}")
-        compared = self.role != REFERENCE
+        compared = self.role != PYTORCH
         require((self.layers is not None) == compared and (self.total_mismatches is not None) == compared,
-                f"{self.rung}: a comparison with PyTorch exactly when the rung is not the reference")
+                f"{self.rung}: a comparison with PyTorch exactly when the rung is not PyTorch's")
         require((self.emulator_match is not None) == (self.role == FIXED_POINT_CHECK),
                 f"{self.rung}: the emulator match belongs to the fixed-point Lava rung")
 
@@ -232,9 +233,9 @@ class DriftLadder(Record):
 
     def __post_init__(self):
         roles = [r.role for r in self.rungs]
-        require(roles.count(REFERENCE) == 1 and roles.count(FIXED_POINT) == 1,
-                f"rungs {roles}: want one reference and one fixed-point rung")
-        acc_t, acc_f = self.reference.accuracy, self.fixed_point.accuracy
+        require(roles.count(PYTORCH) == 1 and roles.count(FIXED_POINT) == 1,
+                f"rungs {roles}: want one PyTorch and one fixed-point rung")
+        acc_t, acc_f = self.pytorch.accuracy, self.fixed_point.accuracy
         self.accuracy_drop_pp = None if acc_t is None else 100.0 * (acc_t - acc_f)
         self.accuracy_goal_met = None if acc_t is None else self.accuracy_drop_pp <= self.goal_max_drop_pp
         checks = self.with_role(FIXED_POINT_CHECK)
@@ -250,8 +251,11 @@ class DriftLadder(Record):
         return next(iter(self.with_role(role)), None)
 
     @property
-    def reference(self) -> Rung:
-        return self.find(REFERENCE)
+    def pytorch(self) -> Rung:
+        """The PyTorch model's rung, the one every other is compared with."""
+        return self.find(PYTORCH)
+
+    reference = pytorch  # its former name (callers of the API)
 
     @property
     def fixed_point(self) -> Rung:
@@ -482,7 +486,7 @@ def _ladder(m, eval_samples, lava_samples, calib_samples, dssa, margin, seed, pr
     fixed = prepare(head.target, graph, samples=xs, T=cfg.T, dssa=dssa, margin=margin, calib_samples=calib_samples,
                     lower_products=bool(checks), calibration=calibration)
     qn = fixed.quantized_net
-    rungs = [Rung("PyTorch float64", REFERENCE, "torch", n_eval, t_torch, accuracy=accuracy(rec.logits.mean(0), y))]
+    rungs = [Rung("PyTorch float64", PYTORCH, PYTORCH_MODEL, n_eval, t_torch, accuracy=accuracy(rec.logits.mean(0), y))]
     say(f"{head.target}: {head.label}, {n_eval} samples")
     _estimate(say, head.target, graph, n_eval, cfg.T, fixed, _run_options(head.target, dssa))
     t0 = time.time()

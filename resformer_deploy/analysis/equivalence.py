@@ -11,7 +11,7 @@ import torch
 
 from exporters.nir_io import read_nir, write_nir
 from exporters.torch_to_nir import export_model
-from targets import get_target
+from targets import DEFAULT_TARGET, get_target
 
 from resformer_deploy.flows import flow_options, prepare
 
@@ -270,7 +270,7 @@ def preflight(model, n_samples: int, target: str, runs, say=None) -> List[Verifi
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
-def verify_model(model, x, target: str = "reference", precision: str = "float64", form: str = "extension",
+def verify_model(model, x, target: str = DEFAULT_TARGET, precision: str = "float64", form: str = "extension",
                  workdir=None, bars=None, say=None, **target_options) -> EquivalenceReport:
     """Verify ``model`` on ``target`` with inputs x: estimate (refused before any run when it does
     not fit the memory budget), record PyTorch (packed spikes and near-threshold masks), export and

@@ -22,10 +22,11 @@ from typing import Callable, Optional
 import torch
 
 from resformer_deploy.errors import DeployError
+from targets.base import PYTORCH_MODEL
 from resformer_deploy.util.memory_budget import MemoryBudgetError, budget_bytes, duration, size
 
 TOP_K = 5
-TORCH = "torch"  # the PyTorch model itself, as a target name
+TORCH = PYTORCH_MODEL  # the PyTorch model itself: a role under a reserved name, no registered target
 RESULT_KEYS = ("checkpoint", "variant", "target", "target_options", "data", "preset", "calibration", "samples",
                "limit", "batch_size", "skipped", "top1", "top5", "top5_k", "per_class", "torch_top1",
                "torch_precision", "agreement_with_torch", "throughput", "seconds", "estimate", "target_info",

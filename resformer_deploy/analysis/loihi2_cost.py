@@ -102,11 +102,22 @@ def estimate_from_spikes(plan, graph, spikes, T: int, n_samples: int, pipeline_l
     return est, acts, energy_report(counts, n_samples).energy_mJ
 
 
+def bit_exact_emulator() -> str:
+    """The fixed-point target other fixed-point targets declare as their bit-exact twin (the
+    batched emulator), chosen by capability."""
+    from targets import capabilities_of, names_with
+    fixed = names_with(arithmetic="fixed")
+    twins = sorted({capabilities_of(n).bit_exact_twin for n in fixed} & set(fixed))
+    if not twins:
+        raise InternalError(f"no fixed-point target is another's bit-exact twin (fixed point: {', '.join(fixed)})")
+    return twins[0]
+
+
 def measure_and_estimate(graph, prepared, x, T: int, calibration=None):
-    """``estimate_from_spikes`` of the fixed-point emulator's (loihi2-emu) run of the prepared (quantized,
-    mapped) network on the samples ``x``."""
+    """``estimate_from_spikes`` of the fixed-point emulator's (``bit_exact_emulator``) run of the
+    prepared (quantized, mapped) network on the samples ``x``."""
     from targets import RunRequest, get_target
     # the prepared network fixes the DSSA
-    run = get_target("loihi2-emu").run(RunRequest.of(graph, x, T, prepared=prepared))
+    run = get_target(bit_exact_emulator()).run(RunRequest.of(graph, x, T, prepared=prepared))
     return estimate_from_spikes(prepared["core_plan"], graph, run.spikes, T, x.shape[0],
                                 int(prepared["quantized_net"].plan.total_latency), calibration)

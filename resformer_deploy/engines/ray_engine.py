@@ -579,13 +579,13 @@ def evaluate_on_ray(ck, data, target: str, *, checkpoint: str, limit: Optional[i
     of the same run found there. Raises ShardsFailed naming the shards that failed."""
     from resformer_deploy.analysis.equivalence import _NoBar
     from resformer_deploy.analysis.evaluation import TOP_K, evaluation_record, prepare_evaluation, torch_dtype
-    from targets import get_target
+    from targets import PYTORCH_MODEL, get_target
 
     warn = warn or say
     bar = bar or _NoBar
     n = len(data.source) if limit is None else min(limit, len(data.source))
     shards = plan_shards(n, shard_size, batch_size)
-    tgt = None if target == "torch" else get_target(target)
+    tgt = None if target == PYTORCH_MODEL else get_target(target)
     opts = {"dssa": dssa} if tgt is not None and "dssa" in tgt.capabilities.options else {}
     quantizes = tgt is not None and tgt.capabilities.needs_quantized_net
     identity = run_identity(checkpoint=checkpoint, ck=ck, target=target, target_options=opts,

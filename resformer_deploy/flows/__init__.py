@@ -57,7 +57,7 @@ class FlowTable(Mapping):
 _PLAN = (CHECK_GRAPH, BALANCE_DELAYS, PLAN_LAVA)
 _SIM_PLAN = (CHECK_GRAPH, BALANCE_DELAYS, PLAN_LAVA_TO_SIMULATE)  # + the synaptic lowering's cost check
 FLOWS = FlowTable({f.name: f for f in (
-    Flow("reference", (CHECK_GRAPH,), outputs=("graph_shapes",),
+    Flow("graph-check", (CHECK_GRAPH,), outputs=("graph_shapes",),
          doc="check the graph: the reference interpreter runs any valid graph as it is"),
     Flow("dense-form", (CHECK_GRAPH, UNROLL_DENSE), outputs=("dense_form",),
          doc="every node 1-D, convolutions and pools unrolled (small models)"),

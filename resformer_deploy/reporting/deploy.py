@@ -58,6 +58,17 @@ class DeploymentReport(Record):
         require(self.timing.steps_per_sample == self.T, f"T={self.T}, {self.timing.steps_per_sample} steps/sample")
 
 
+def mapping_target() -> str:
+    """The target whose flow maps a network onto Loihi 2 cores, chosen by capability (a hardware
+    target that supports mapping: its flow runs here even where the chip itself is absent)."""
+    from targets import names_with
+    names = names_with(supports_mapping=True, executes="hardware") or names_with(supports_mapping=True)
+    if not names:
+        from resformer_deploy.errors import DeployError
+        raise DeployError("the deployment report maps onto Loihi 2 cores: no registered target supports mapping")
+    return names[0]
+
+
 def build_report(ck, checkpoint: str, dssa: str = "fused", lava_samples: int = 10, eval_samples: int = 0,
                  calib_samples: int = 128, say=lambda m: None, inputs=None, calibration=None,
                  on_quantized=None) -> DeploymentReport:
@@ -82,9 +93,9 @@ def build_report(ck, checkpoint: str, dssa: str = "fused", lava_samples: int = 1
     cf = count_graph(runs.graph, runs.emulator.spikes, T, N)
     energy = EnergySection(N, ct, cf, energy_report(ct, N), energy_report(cf, N))
     say("mapping onto Loihi 2 cores")
-    # the hardware target's flow (loihi2-map) on the ladder's plan and quantized network: both are
+    # the mapping target's flow (a core plan) on the ladder's plan and quantized network: both are
     # supplied, so only the mapping and the design-rule check (number formats included) run
-    mapped = prepare("loihi2", runs.graph, artifacts={"lava_plan": runs.quant.plan, "quantized_net": runs.quant},
+    mapped = prepare(mapping_target(), runs.graph, artifacts={"lava_plan": runs.quant.plan, "quantized_net": runs.quant},
                      quantize=True)
     violations, skipped = mapped["drc"]
     mapping = mapped["core_plan"].to_json(violations, skipped, hardware_runtime())

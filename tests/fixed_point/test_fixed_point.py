@@ -303,7 +303,7 @@ def test_verify_loihi2_sim_cli_reports_the_drift_ladder(tmp_path):
     assert "drift ladder" in r.output and "BIT-EXACT" in r.output
     rep = json.loads(out.read_text())["ladders"][0]
     assert [(x["role"], x["target"]) for x in rep["rungs"]] == [
-        ("reference", "torch"), ("float", "lava-cpu"), ("fixed-point-check", "loihi2-sim"),
+        ("pytorch", "torch"), ("float", "lava-cpu"), ("fixed-point-check", "loihi2-sim"),
         ("fixed-point", "loihi2-emu")]
     rung = {x["role"]: x for x in rep["rungs"]}  # readers find rungs by role
     assert rung["float"]["total_mismatches"] == 0 and rep["emulator_bit_exact_vs_lava"] is True

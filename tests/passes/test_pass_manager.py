@@ -97,7 +97,7 @@ def test_real_flows_on_a_small_graph():
     assert art["lava_plan"].latency == art["timing"].latency  # the plan uses the pass's timing
     mapped = prepare("loihi2", g, dssa="fused")
     assert mapped["core_plan"].totals["neuro_cores"] >= 1 and mapped["drc"][0] == []
-    with pytest.raises(PassError, match="flow 'reference' has no option 'dssa'"):
+    with pytest.raises(PassError, match="flow 'graph-check' has no option 'dssa'"):
         prepare("reference", g, dssa="fused")
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from resformer_deploy.analysis.compare import Comparison, FirstDivergence, LayerComparison, RootDivergence
-from resformer_deploy.analysis.drift import (FIXED_POINT, FIXED_POINT_CHECK, FLOAT, REFERENCE, DriftLadder,
+from resformer_deploy.analysis.drift import (FIXED_POINT, FIXED_POINT_CHECK, FLOAT, PYTORCH, DriftLadder,
                                              EmulatorMatch, Evaluation, Rung)
 from resformer_deploy.analysis.equivalence import EquivalenceReport
 from resformer_deploy.analysis.operations import LayerOps, energy_report
@@ -36,7 +36,7 @@ def compared_rung(name, role, target, node="l0", mismatches=0, samples=2, accura
 
 
 def small_ladder(node="l0", order=None, fixed_accuracy=0.5, calibration_source="digits training split"):
-    rungs = {REFERENCE: Rung("PyTorch float64", REFERENCE, "torch", 2, 0.1, accuracy=0.5),
+    rungs = {PYTORCH: Rung("PyTorch float64", PYTORCH, "torch", 2, 0.1, accuracy=0.5),
              FLOAT: compared_rung("float Lava", FLOAT, "lava-cpu", node),
              FIXED_POINT_CHECK: compared_rung("fixed-point Lava", FIXED_POINT_CHECK, "loihi2-sim", node, mismatches=1,
                                               emulator_match=EmulatorMatch(0, 400, 0.0, True)),
@@ -66,7 +66,7 @@ def small_report(node=EVIL, **ladder_kw):
 
 # ---------------------------------------------------------------- typed reports check themselves
 def test_rungs_say_their_role_and_readers_find_them_by_it():
-    lad = small_ladder(order=[FIXED_POINT, FIXED_POINT_CHECK, REFERENCE, FLOAT], fixed_accuracy=0.4)
+    lad = small_ladder(order=[FIXED_POINT, FIXED_POINT_CHECK, PYTORCH, FLOAT], fixed_accuracy=0.4)
     assert lad.rungs[-1].role == FLOAT  # the emulator is not last here, and nothing may assume it is
     assert lad.fixed_point.target == "loihi2-emu" and lad.reference.target == "torch"
     assert lad.accuracy_drop_pp == pytest.approx(10.0) and lad.accuracy_goal_met is False
@@ -76,7 +76,7 @@ def test_rungs_say_their_role_and_readers_find_them_by_it():
     text = ladder_text(lad)
     assert "PyTorch 50.00% -> fixed point 40.00%" in text and "BIT-EXACT" in text
     j = to_jsonable(lad)
-    assert [r["role"] for r in j["rungs"]] == [FIXED_POINT, FIXED_POINT_CHECK, REFERENCE, FLOAT]
+    assert [r["role"] for r in j["rungs"]] == [FIXED_POINT, FIXED_POINT_CHECK, PYTORCH, FLOAT]
     assert "runs" not in j and j["accuracy_drop_pp"] == pytest.approx(10.0)
     assert lad["rungs"][0]["layers"][0]["node"] == "l0"  # reports read by field name, like their JSON
 
@@ -118,10 +118,10 @@ def test_inconsistent_reports_are_refused():
         Rung("x", "emulator", "loihi2-emu", 2, 0.0)
     with pytest.raises(ValueError, match="comparison with PyTorch"):
         Rung("x", FIXED_POINT, "loihi2-emu", 2, 0.0)  # a fixed-point rung without its comparison
-    with pytest.raises(ValueError, match="one reference and one fixed-point rung"):
-        DriftLadder(Evaluation("x", 2), "fused", {}, [Rung("t", REFERENCE, "torch", 2, 0.0)], {}, {})
+    with pytest.raises(ValueError, match="one PyTorch and one fixed-point rung"):
+        DriftLadder(Evaluation("x", 2), "fused", {}, [Rung("t", PYTORCH, "torch", 2, 0.0)], {}, {})
     two = small_ladder()
-    with pytest.raises(ValueError, match="one reference and one fixed-point rung"):
+    with pytest.raises(ValueError, match="one PyTorch and one fixed-point rung"):
         DriftLadder(two.evaluation, "fused", {}, two.rungs + [two.fixed_point], {}, {})
     with pytest.raises(ValueError, match="mismatches of 10"):
         layer(mismatches=11, compared=10)
@@ -223,7 +223,7 @@ def test_report_files_from_a_typed_report(tmp_path):
     paths = write_report_files(tmp_path / "rep", small_report("layers_0_0_act"))
     assert sorted(p.name for p in paths) == sorted(FIGURES + ("report.html", "report.json"))
     j = json.loads((tmp_path / "rep" / "report.json").read_text())
-    assert [r["role"] for r in j["ladder"]["rungs"]] == [REFERENCE, FLOAT, FIXED_POINT_CHECK, FIXED_POINT]
+    assert [r["role"] for r in j["ladder"]["rungs"]] == [PYTORCH, FLOAT, FIXED_POINT_CHECK, FIXED_POINT]
     assert j["energy"]["torch_counts"]["classifier"] == {"kind": "classifier_mac", "ops": 4.0}
     assert j["timing"]["pipeline_latency_steps"] == 17
     assert "data:image/png;base64," in (tmp_path / "rep" / "report.html").read_text()

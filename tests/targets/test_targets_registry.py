@@ -28,7 +28,7 @@ from targets.reference import ReferenceTarget
 
 class FakeCpuTarget(ReferenceTarget):
     """A target from another distribution: the reference interpreter under another name."""
-    capabilities = Capabilities(arithmetic="float", flow="reference", engine="pytorch", options=("record_nodes",),
+    capabilities = Capabilities(arithmetic="float", flow="graph-check", engine="pytorch", options=("record_nodes",),
                                 records_membranes=True, summary="fake plug-in")
 
 
@@ -227,7 +227,7 @@ def test_plugin_targets_run_rungs_of_a_real_ladder_and_a_false_twin_is_caught(pl
     lad = drift_ladder(digits, eval_samples=24, lava_samples=3, calib_samples=32, keep_runs=True,
                        targets=["fake-flaky", "fake-cpu", "fake-twin", "loihi2-emu"])
     assert [(r.role, r.target) for r in lad.rungs] == [
-        ("reference", "torch"), ("float", "fake-cpu"), ("fixed-point-check", "fake-flaky"),
+        ("pytorch", "torch"), ("float", "fake-cpu"), ("fixed-point-check", "fake-flaky"),
         ("fixed-point-check", "fake-twin"), ("fixed-point", "loihi2-emu")]
     rung = {r.target: r for r in lad.rungs}
     assert rung["fake-cpu"].samples == 3 and rung["fake-cpu"].total_mismatches == 0  # float64 interpreter: exact
@@ -260,7 +260,7 @@ def test_drift_command_takes_any_registered_targets(plugin, tmp_path):
     assert r.exit_code == 0, r.output
     (lad,) = json.loads(out.read_text())["ladders"]
     assert [(x["role"], x["target"]) for x in lad["rungs"]] == [
-        ("reference", "torch"), ("float", "fake-cpu"), ("fixed-point-check", "fake-twin"),
+        ("pytorch", "torch"), ("float", "fake-cpu"), ("fixed-point-check", "fake-twin"),
         ("fixed-point", "loihi2-emu")]
     assert lad["emulator_bit_exact_vs_lava"] is True
     assert "loihi2-emu vs fake-twin (fixed-point emulator) on 2 samples: 0 of" in r.output
