@@ -55,13 +55,13 @@ def csr_bytes(rows: int, cols: int, nnz: int, value_bytes: int = 8) -> int:
 
 
 def _operand_grid(mm: SpikeMatMul):
-    """Per (group, m, k) -- every term with the n axis left out -- the flat lhs index l and the
-    rhs row r of its term: l does not depend on n, and q = r * rcols + n (term_indices)."""
+    """Per (group, m, k) -- every term with the n axis left out -- the flat lhs index li and the
+    rhs row r of its term: li does not depend on n, and q = r * rcols + n (term_indices)."""
     m, k, _ = mm.product_dims()
     lcols = int(mm.lhs_view[1])
     g_, m_, k_ = np.meshgrid(np.arange(mm.groups), np.arange(m), np.arange(k), indexing="ij")
-    l = mm.lhs_rows[g_, k_] * lcols + m_ if mm.transpose_lhs else mm.lhs_rows[g_, m_] * lcols + k_
-    return g_, m_, l, mm.rhs_rows[g_, k_]
+    li = mm.lhs_rows[g_, k_] * lcols + m_ if mm.transpose_lhs else mm.lhs_rows[g_, m_] * lcols + k_
+    return g_, m_, li, mm.rhs_rows[g_, k_]
 
 
 def product_cost(mm: SpikeMatMul, lhs_bias: np.ndarray, channel_slots: int = LAVA_CHANNEL_SLOTS) -> Dict[str, dict]:
@@ -71,19 +71,19 @@ def product_cost(mm: SpikeMatMul, lhs_bias: np.ndarray, channel_slots: int = LAV
     m, k, n = mm.product_dims()
     G = mm.groups
     U = G * m * k * n
-    L_size, R_size, O = int(np.prod(mm.lhs_shape)), int(np.prod(mm.rhs_shape)), int(np.prod(mm.output_shape))
-    g_, m_, l, r = (a.reshape(-1) for a in _operand_grid(mm))
-    # bias_term[(g, m, n), (r, n)] = sum over k with rhs row r of lhs_bias[l]: the same for every n
+    L_size, R_size, n_out = int(np.prod(mm.lhs_shape)), int(np.prod(mm.rhs_shape)), int(np.prod(mm.output_shape))
+    g_, m_, li, r = (a.reshape(-1) for a in _operand_grid(mm))
+    # bias_term[(g, m, n), (r, n)] = sum over k with rhs row r of lhs_bias[li]: the same for every n
     key = (g_ * m + m_) * int(mm.rhs_view[0]) + r
     keys, inv = np.unique(key, return_inverse=True)
-    b = np.bincount(inv, weights=np.asarray(lhs_bias, dtype=np.float64)[l], minlength=len(keys))
+    b = np.bincount(inv, weights=np.asarray(lhs_bias, dtype=np.float64)[li], minlength=len(keys))
     nz = b != 0
     bias_nnz = int(nz.sum()) * n
     bias_per_row = np.bincount((keys % int(mm.rhs_view[0]))[nz], minlength=int(mm.rhs_view[0]))
     per_rhs_row = np.bincount(r, minlength=int(mm.rhs_view[0]))  # terms fed by each rhs element (any n)
-    per_lhs = np.bincount(l, minlength=L_size) * n  # terms fed by each lhs element
-    matrices = (csr_bytes(U, L_size, U) + csr_bytes(U, R_size, U) + csr_bytes(O, U, U)
-                + 2 * csr_bytes(O, R_size, bias_nnz))  # + DelaySparse's delays, same pattern
+    per_lhs = np.bincount(li, minlength=L_size) * n  # terms fed by each lhs element
+    matrices = (csr_bytes(U, L_size, U) + csr_bytes(U, R_size, U) + csr_bytes(n_out, U, U)
+                + 2 * csr_bytes(n_out, R_size, bias_nnz))  # + DelaySparse's delays, same pattern
     # building, and verifying (three float64 per term and row evaluated: 48 B/term), never at once
     transient = max(BUILD_BYTES_PER_TERM, 3 * 8 * VERIFY_ROWS) * U
     channels = U_CHANNELS * 8 * U * int(channel_slots)
@@ -95,7 +95,7 @@ def product_cost(mm: SpikeMatMul, lhs_bias: np.ndarray, channel_slots: int = LAV
                      "latency_steps": PRODUCT_HOPS, "matrix_bytes": matrices, "channel_bytes": channels,
                      "peak_bytes": MATRIX_COPIES * matrices + transient + channels},
         "fused": {"neurons": 0, "synapses": 0, "processes": 1, "fan_in_max": L_size + R_size,
-                  "fan_out_max": O, "latency_steps": 0, "macs_per_step": int(G * m * k * n)},
+                  "fan_out_max": n_out, "latency_steps": 0, "macs_per_step": int(G * m * k * n)},
     }
 
 
@@ -140,8 +140,8 @@ class ProductLowering:
     name: str
     sel_lhs: sp.csr_matrix  # U x lhs
     sel_rhs: sp.csr_matrix  # U x rhs
-    reduce: sp.csr_matrix  # O x U
-    bias_term: sp.csr_matrix  # O x rhs
+    reduce: sp.csr_matrix  # n_out x U
+    bias_term: sp.csr_matrix  # n_out x rhs
     lhs_bias: np.ndarray
     cost: Dict[str, dict] = field(default_factory=dict)
     verification: Dict[str, float] = field(default_factory=dict)
@@ -165,14 +165,14 @@ class ProductLowering:
 
 def lower_product(name: str, mm: SpikeMatMul, lhs_bias: np.ndarray, lhs_bound: np.ndarray = None,
                   **cost_options) -> ProductLowering:
-    l, q, o = mm.term_indices()
-    U = len(l)
-    L_size, R_size, O = int(np.prod(mm.lhs_shape)), int(np.prod(mm.rhs_shape)), int(np.prod(mm.output_shape))
+    li, q, o = mm.term_indices()
+    U = len(li)
+    L_size, R_size, n_out = int(np.prod(mm.lhs_shape)), int(np.prod(mm.rhs_shape)), int(np.prod(mm.output_shape))
     ones = np.ones(U)
-    sel_l = sp.csr_matrix((ones, (np.arange(U), l)), shape=(U, L_size))
+    sel_l = sp.csr_matrix((ones, (np.arange(U), li)), shape=(U, L_size))
     sel_r = sp.csr_matrix((ones, (np.arange(U), q)), shape=(U, R_size))
-    red = sp.csr_matrix((ones, (o, np.arange(U))), shape=(O, U))
-    bias = sp.csr_matrix((np.asarray(lhs_bias, dtype=np.float64)[l], (o, q)), shape=(O, R_size))  # sums dups
+    red = sp.csr_matrix((ones, (o, np.arange(U))), shape=(n_out, U))
+    bias = sp.csr_matrix((np.asarray(lhs_bias, dtype=np.float64)[li], (o, q)), shape=(n_out, R_size))  # sums dups
     bias.eliminate_zeros()
     low = ProductLowering(name, sel_l, sel_r, red, bias, np.asarray(lhs_bias, dtype=np.float64))
     low.cost = product_cost(mm, lhs_bias, **cost_options)  # the figures the up-front check refused on

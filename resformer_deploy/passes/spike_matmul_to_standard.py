@@ -25,7 +25,9 @@ SPIKING = (nir.LIF, nir.IF, nir.Threshold)
 def lower_spike_matmuls(graph: nir.NIRGraph, max_units: int = 100_000) -> nir.NIRGraph:
     nodes, edges = dict(graph.nodes), list(graph.edges)
     dt = float(graph.metadata.get("discretisation", {}).get("dt", 1e-3))
-    preds = lambda n: [a for a, b in edges if b == n]
+
+    def preds(n):  # reads ``edges`` as it is when called (it is rebound below)
+        return [a for a, b in edges if b == n]
     mms = [n for n, v in nodes.items() if isinstance(v, SpikeMatMul)]
     problems = []
     for name in mms:
@@ -40,9 +42,9 @@ def lower_spike_matmuls(graph: nir.NIRGraph, max_units: int = 100_000) -> nir.NI
             continue
         M = np.asarray(A.weight, dtype=np.float64)
         b = np.asarray(A.bias, dtype=np.float64)
-        l, q, o = mm.term_indices()
-        # coincidence pairs (j, q) with a nonzero weight M[l, j]
-        rows, cols = np.nonzero(M[l])  # rows index into (l,q,o) triples, cols = j
+        li, q, o = mm.term_indices()
+        # coincidence pairs (j, q) with a nonzero weight M[li, j]
+        rows, cols = np.nonzero(M[li])  # rows index into (li,q,o) triples, cols = j
         pair_j, pair_q = cols, q[rows]
         key = pair_j.astype(np.int64) * (int(q.max()) + 1) + pair_q
         uniq, unit_of = np.unique(key, return_inverse=True)
@@ -51,21 +53,23 @@ def lower_spike_matmuls(graph: nir.NIRGraph, max_units: int = 100_000) -> nir.NI
             problems.append(f"{name}: needs {U:,} coincidence neurons (limit {max_units:,}); use the "
                             f"extension node for models this size")
             continue
-        S, R, O = M.shape[1], int(np.prod(nodes[mm.rhs].v_threshold.shape if not isinstance(
+        S, R, n_out = M.shape[1], int(np.prod(nodes[mm.rhs].v_threshold.shape if not isinstance(
             nodes[mm.rhs], nir.Threshold) else np.shape(nodes[mm.rhs].threshold))), int(np.prod(mm.output_shape))
         uj, uq = uniq // (int(q.max()) + 1), uniq % (int(q.max()) + 1)
         sel_s = np.zeros((U, S), dtype=np.float32)
         sel_s[np.arange(U), uj] = 1.0
         sel_r = np.zeros((U, R), dtype=np.float32)
         sel_r[np.arange(U), uq] = 1.0
-        red = np.zeros((O, U), dtype=np.float64)
-        np.add.at(red, (o[rows], unit_of), M[l[rows], cols])
-        red_b = np.zeros((O, R), dtype=np.float64)
-        np.add.at(red_b, (o, q), b[l])
+        red = np.zeros((n_out, U), dtype=np.float64)
+        np.add.at(red, (o[rows], unit_of), M[li[rows], cols])
+        red_b = np.zeros((n_out, R), dtype=np.float64)
+        np.add.at(red_b, (o, q), b[li])
         dtype = np.asarray(A.weight).dtype
         base = dict(partition="neuromorphic", torch_module=mm.metadata.get("torch_module", ""),
                     lowered_from=name)
-        full = lambda v: np.full((U,), v, dtype=np.float64)
+
+        def full(v, U=U):
+            return np.full((U,), v, dtype=np.float64)
         new = {
             f"{name}_sel_s": nir.Linear(weight=sel_s), f"{name}_sel_r": nir.Linear(weight=sel_r),
             f"{name}_and": nir.LIF(tau=full(dt), r=full(1.0), v_leak=full(0.0), v_threshold=full(1.5),

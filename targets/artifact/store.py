@@ -457,7 +457,7 @@ def _read(f, path, where) -> Artifact:
     for k in ("T", "dssa", "checkpoint_sha256", "variant", "img_size"):
         if k not in meta:
             raise KeyError(f"meta attribute '{k}' missing")
-    T = int(meta["T"])
+    int(meta["T"])  # checked: an integer step count, or the read fails here
     where[0] = "graph/structure"
     st = json.loads(_str(f["graph"]["structure"]))
     nodes_info, neuro = st["nodes"], list(st["neuro"])
