@@ -57,7 +57,7 @@ def main(argv=None):
     out = Path(args.out)
     save_checkpoint(out, model, epoch=args.epochs, max_acc1=100 * test_acc, record=record)
     summary = dict(record, params_ex_bn=count_parameters(model), params_total=count_parameters(model, False),
-                   checkpoint=str(out), history=history)
+                   checkpoint=str(out), history=[h.to_plain() for h in history])
     atomic_write(out.with_suffix(".json"),
                  lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2) + "\n"))
     print(f"test accuracy {100 * test_acc:.2f}% ({len(split.y_test)} held-out samples), "

@@ -81,7 +81,7 @@ def main(argv=None):
             "test_accuracy": test_acc, "train_accuracy": train_acc,
         },
     }
-    tc.save(args.out, model, args.epochs, record, history)
+    tc.save(args.out, model, args.epochs, record, [h.to_plain() for h in history])
     print(f"test accuracy {100 * test_acc:.2f}% ({len(y_test)} held-out images), train accuracy "
           f"{100 * train_acc:.2f}%, {seconds:.0f} s -> {args.out}", flush=True)
 

@@ -156,7 +156,7 @@ def main(argv=None):
             log(f"phase {size}x{size} T={T}: {len(xt)} samples x {epochs} epochs, lr {lr}, batch {batch}")
             h = train(net, xt, yt, epochs=epochs, batch_size=batch, lr=lr, seed=args.seed + len(history),
                       log=log, eval_fn=lambda: accuracy(predict(net, xm, batch_size=16), y_test[monitor]))
-            history += [dict(r, size=size, T=T, monitor=f"{len(monitor)} held-out samples") for r in h]
+            history += [dict(r.to_plain(), size=size, T=T, monitor=f"{len(monitor)} held-out samples") for r in h]
             state = model.state_dict()
             phase_seconds.append(clock())
             atomic_write(phase_file(args.state_dir, k, phases, args.seed), lambda tmp: torch.save(

@@ -3,14 +3,38 @@
 Loss and evaluation follow the official recipe: cross-entropy on the logits
 averaged over T, AdamW, cosine schedule, official DSSA firing-rate EMA.
 """
+import dataclasses
 import math
 import time
-from typing import Callable, Optional
+from dataclasses import dataclass
+from typing import Callable, List, Optional
 
 import torch
 import torch.nn.functional as F
 
 from resformer_deploy.model.resformer import SpikingResformer
+from resformer_deploy.util.records import Record
+
+EPOCH_RECORD_VERSION = 1
+
+
+@dataclass(frozen=True)
+class EpochRecord(Record):
+    """One epoch of ``train``: the history the example trainers keep in their JSON summaries."""
+    version: int
+    epoch: int
+    loss: float  # mean cross-entropy over the epoch's samples
+    train_acc: float  # on the augmented training batches, as they were trained
+    seconds: float
+    test_acc: Optional[float] = None  # ``eval_fn()`` after the epoch, when one was given
+
+    def to_plain(self) -> dict:
+        """The record as the summaries store it (``test_acc`` only when measured)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+    def log_line(self) -> str:
+        return " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                        for k, v in self.to_plain().items() if k != "version")
 
 
 @torch.no_grad()
@@ -54,7 +78,8 @@ def augment_shift(x: torch.Tensor, gen: torch.Generator, max_shift: int = 1) -> 
 
 def train(model: SpikingResformer, x_train, y_train, epochs: int = 30, batch_size: int = 64,
           lr: float = 2e-3, weight_decay: float = 0.01, seed: int = 0, max_shift: int = 1,
-          log: Optional[Callable[[str], None]] = None, eval_fn: Optional[Callable[[], float]] = None):
+          log: Optional[Callable[[str], None]] = None,
+          eval_fn: Optional[Callable[[], float]] = None) -> List[EpochRecord]:
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     steps_per_epoch = math.ceil(len(x_train) / batch_size)
@@ -78,12 +103,11 @@ def train(model: SpikingResformer, x_train, y_train, epochs: int = 30, batch_siz
             sched.step()
             loss_sum += float(loss) * len(idx)
             correct += int((logits.argmax(-1) == yb).sum())
-        rec = {"epoch": epoch + 1, "loss": loss_sum / len(x_train), "train_acc": correct / len(x_train),
-               "seconds": time.time() - t0}
-        if eval_fn is not None:
-            rec["test_acc"] = eval_fn()
+        seconds = time.time() - t0
+        rec = EpochRecord(EPOCH_RECORD_VERSION, epoch + 1, loss_sum / len(x_train), correct / len(x_train), seconds,
+                          None if eval_fn is None else eval_fn())
         history.append(rec)
         if log:
-            log(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()))
+            log(rec.log_line())
     model.eval()
     return history
