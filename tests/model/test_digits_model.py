@@ -21,13 +21,13 @@ def test_split_is_fixed_stratified_and_disjoint():
 def test_shipped_model_accuracy_on_held_out_split(digits_ckpt):
     ck = load_checkpoint(digits_ckpt)
     split = load_digits_split()
-    rec = ck.meta["resformer_deploy"]["evaluation"]
-    assert rec["split"]["test_index_sha256"] == split.fingerprint()
+    rec = ck.records.evaluation
+    assert rec.split["test_index_sha256"] == split.fingerprint()
     with torch.no_grad():
         logits = ck.model(split.x_test).mean(0)  # plain forward, no helper from the package
     acc = float((logits.argmax(-1) == split.y_test).float().mean())
     assert acc >= 0.90
-    assert abs(acc - rec["test_accuracy"]) < 1e-9  # the recorded figure is reproducible
+    assert abs(acc - rec.test_accuracy) < 1e-9  # the recorded figure is reproducible
     # The accuracy is not a fluke of a constant predictor: every class is predicted.
     assert set(logits.argmax(-1).tolist()) == set(range(10))
 
