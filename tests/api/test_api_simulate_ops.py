@@ -28,10 +28,11 @@ def test_option_and_result_fields_are_exactly_these():
     assert fields(api.LayerOpsComparison) == ["layer", "kind", "reference_ops", "target_ops", "rel_diff"]
 
 
-def test_simulate_predicts_what_pytorch_predicts(ck, tmp_path):
+def test_simulate_predicts_what_pytorch_predicts(ck, tmp_path, capsys):
     nir_file = api.export(ck, str(tmp_path / "d.nir"), api.ExportOptions(dtype="float64")).path
     said = []
     r = api.simulate(nir_file, api.SimulateOptions(PYTORCH, samples=6), api.Messages(say=said.append))
+    assert capsys.readouterr() == ("", "")  # nothing printed by the API itself
     from resformer_deploy.data.digits import load_digits_split
     split = load_digits_split()
     x, y = split.x_test, split.y_test
@@ -48,8 +49,9 @@ def test_simulate_predicts_what_pytorch_predicts(ck, tmp_path):
     assert json.loads(out.read_text())["predictions"] == r.predictions
 
 
-def test_ops_counts_agree_and_the_energy_follows_from_them(ck, tmp_path):
+def test_ops_counts_agree_and_the_energy_follows_from_them(ck, tmp_path, capsys):
     r = api.ops(ck, api.OpsOptions(PYTORCH, samples=3))
+    assert capsys.readouterr() == ("", "")  # nothing printed by the API itself
     assert (r.reference, r.replayed, r.float_rel_diff, r.calibration) == ("PyTorch", False, None, None)
     assert r.agree and r.max_rel_diff == 0.0 and len(r.layers) == len(r.reference_counts)
     for c in r.layers:  # each layer's numbers are the two counts' own

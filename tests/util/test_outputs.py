@@ -94,7 +94,7 @@ def test_unwritable_destination_found_before_the_work(monkeypatch, tmp_path):
     the checkpoint is even loaded."""
     import resformer_deploy.reporting.deploy as dr
     monkeypatch.setattr(dr, "build_report", lambda *a, **k: pytest.fail("work started"))
-    monkeypatch.setattr("resformer_deploy.cli.main.load_cli_checkpoint", lambda *a: pytest.fail("loaded"))
+    monkeypatch.setattr("resformer_deploy.api.load", lambda *a: pytest.fail("loaded"))
     real = outputs.tempfile.mkstemp
     monkeypatch.setattr(outputs.tempfile, "mkstemp", lambda **k: (_ for _ in ()).throw(
         OSError(errno.EROFS, os.strerror(errno.EROFS))) if "probe" in k.get("prefix", "") else real(**k))
