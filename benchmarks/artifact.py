@@ -30,7 +30,7 @@ RUNNER = """
 import importlib.abc, json, sys, time
 sys.path.insert(0, sys.argv[1])
 BLOCKED = ("torch", "resformer_deploy.model", "exporters.torch_to_nir", "exporters.nir_io", "exporters.fold_bn",
-           "targets.reference", "targets.host_partition", "lava.lib.dl")
+           "targets.reference", "resformer_deploy.lava.host_partition", "lava.lib.dl")
 
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
@@ -55,7 +55,7 @@ def round_trip(path: Path, samples: int, workdir: Path, measure) -> dict:
     import numpy as np
 
     from targets.artifact import read_artifact
-    from targets.loihi2_emulator import LavaSemantics
+    from resformer_deploy.fixed_point.emulator import LavaSemantics
     art = read_artifact(path)
     shape = art.host.nodes[art.host.input].shape
     rng = np.random.default_rng(0)

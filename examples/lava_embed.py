@@ -2,7 +2,7 @@
 
 The chip part of the model is one hierarchical Lava process (targets.lava_network.ResformerNetwork)
 with an input port ``inp`` and an output port ``out``; the host parts before and after it (the
-stem, the classifier head) are plain functions (targets.host_partition.stem / head). Here the
+stem, the classifier head) are plain functions (resformer_deploy.lava.host_partition.stem / head). Here the
 network is fed from a stock ``Injector`` and read by a stock ``Extractor`` (lava.proc.io), one
 frame per time step, from an ordinary Python loop, and the classes are checked against PyTorch.
 
@@ -27,7 +27,7 @@ from exporters.torch_to_nir import export_model  # noqa: E402
 from resformer_deploy.data.digits import load_digits_split  # noqa: E402
 from resformer_deploy.flows import prepare  # noqa: E402
 from resformer_deploy.model.checkpoint import load_checkpoint  # noqa: E402
-from targets.host_partition import head, stem  # noqa: E402
+from resformer_deploy.lava.host_partition import head, stem  # noqa: E402
 from targets.lava_network import build_network, run_config  # noqa: E402
 from targets.reference import CompiledGraph  # noqa: E402
 

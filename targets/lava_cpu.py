@@ -36,11 +36,11 @@ from resformer_deploy.util.signals import deferred_signals
 from resformer_deploy.errors import DeployError
 
 from targets.base import Capabilities, Estimate, RunRequest, RunStats, Target
-from targets.host_partition import host_inputs, host_readout
+from resformer_deploy.lava.host_partition import host_inputs, host_readout
 from targets.lava_cleanup import unlink_logged
 from targets.lava_worker import CHANNEL_SLOTS, wiring
 from targets.worker_errors import failure, read_record
-from targets.product_lowering import lower_products
+from resformer_deploy.passes.product_lowering import lower_products
 from targets.reference import CompiledGraph, RunResult
 
 

@@ -34,7 +34,7 @@ def check_on_stock_models(art, x, progress=None) -> StockCheck:
     import time
 
     from targets.lava_cpu import run_in_worker
-    from targets.loihi2_emulator import LavaSemantics
+    from resformer_deploy.fixed_point.emulator import LavaSemantics
     refuse_fused(art.plan, "deploy --simulate", "stock Lava process model")
     x = np.asarray(x)
     N, T = x.shape[0], art.T

@@ -2,7 +2,7 @@
 
 Three ``Pass`` objects (the flows ``loihi2-fixed`` and ``loihi2-map`` list them):
 ``choose-calibration-data`` -> ``calibration_inputs``; ``calibrate`` (a float run of the Lava
-plan's arithmetic, targets.loihi2_emulator.LavaSemantics: weight-shared convolutions, never
+plan's arithmetic, resformer_deploy.fixed_point.emulator.LavaSemantics: weight-shared convolutions, never
 unrolled, batched) -> ``calibration``; ``quantize`` (resformer_deploy.fixed_point.quantize, on
 the convolution kernels themselves) -> ``quantized_net``.
 Calibration data is never the evaluation data: the caller's (``prepare(..., calibration=
@@ -18,14 +18,13 @@ from typing import Optional
 import nir
 import torch
 
+from exporters.interpreter import CompiledGraph
 from resformer_deploy.data.digits import is_digits_input, load_digits_split
+from resformer_deploy.fixed_point.emulator import LavaSemantics, chunk_samples, work_bytes_per_sample
 from resformer_deploy.fixed_point.quantize import MARGIN, quantize
+from resformer_deploy.lava.host_partition import host_inputs
 from resformer_deploy.passes.manager import Pass
 from resformer_deploy.util.progress import Progress
-
-from targets.host_partition import host_inputs
-from targets.loihi2_emulator import LavaSemantics, chunk_samples, work_bytes_per_sample
-from targets.reference import CompiledGraph
 
 CALIB_SEED = 12345
 
@@ -61,7 +60,7 @@ class CalibrationData:
 @dataclass
 class Calibration:
     """What a float run of the plan's Lava arithmetic recorded, for the quantizer."""
-    stats: object  # targets.loihi2_emulator.EmulatorRun with value ranges
+    stats: object  # resformer_deploy.fixed_point.emulator.EmulatorRun with value ranges
     samples: int
     source: str
     started: float = field(default_factory=time.time)

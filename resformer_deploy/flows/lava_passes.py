@@ -1,11 +1,11 @@
 """Lava planning and the synaptic DSSA lowering as ``Pass`` objects (wrapping, not rewriting,
-resformer_deploy.lava.plan.plan_lava and targets.product_lowering.lower_products)."""
+resformer_deploy.lava.plan.plan_lava and resformer_deploy.passes.product_lowering.lower_products)."""
 from dataclasses import replace
 
 from resformer_deploy.lava.plan import plan_lava
 from resformer_deploy.passes.manager import Pass
 
-from targets.product_lowering import check_products_fit, lower_products
+from resformer_deploy.passes.product_lowering import check_products_fit, lower_products
 
 
 def time_steps(graph, opts) -> int:

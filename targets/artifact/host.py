@@ -1,6 +1,6 @@
 """The host partition of a deployment artifact, in numpy: the stem that turns an image (or DVS
 frames) into the chip's input stream and the head that turns the chip's output stream into class
-scores, without torch (targets.host_partition runs the same nodes with the reference
+scores, without torch (resformer_deploy.lava.host_partition runs the same nodes with the reference
 interpreter's torch closures; this is the artifact's lighter runtime).
 
 Node semantics are NIR's (nir/ir/*.py) as the reference interpreter (targets/reference.py

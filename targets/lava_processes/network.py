@@ -43,7 +43,7 @@ class ResformerNetwork(AbstractProcess):
                        and n not in (lowerings or {})]
             if missing:
                 raise LavaMappingError(f"synaptic DSSA lowering: no product lowering for {', '.join(missing)} "
-                                       f"(targets.product_lowering.lower_products)")
+                                       f"(resformer_deploy.passes.product_lowering.lower_products)")
         self.plan, self.T, self.q = plan, int(T), quant
         self.lowerings = lowerings or {}
         self.input_node = next(iter(plan.inputs))

@@ -19,8 +19,8 @@ from resformer_deploy.flows.fixed_point import calibrate_and_quantize, calibrati
 from resformer_deploy.fixed_point.quantize import scale_groups
 from resformer_deploy.fixed_point import formats as F
 from targets import get_target
-from targets.loihi2_emulator import LavaSemantics
-from targets.host_partition import host_inputs
+from resformer_deploy.fixed_point.emulator import LavaSemantics
+from resformer_deploy.lava.host_partition import host_inputs
 from targets.reference import CompiledGraph
 from targets.base import RunRequest
 from tests.conftest import DIGITS_CKPT
@@ -188,7 +188,7 @@ def test_float_emulator_reproduces_the_pytorch_model(digits_graph):
     """The emulator's float mode (Lava arithmetic, no quantization) is the model: spikes identical."""
     from resformer_deploy.analysis.compare import compare_run, record_torch
     from resformer_deploy.lava.plan import plan_lava
-    from targets.host_partition import host_readout
+    from resformer_deploy.lava.host_partition import host_readout
     m, g = digits_graph
     x = load_digits_split().x_test[:16].double()
     plan = plan_lava(g)

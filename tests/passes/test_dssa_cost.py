@@ -113,7 +113,7 @@ def test_a_lowering_that_does_not_fit_is_refused_before_any_work_naming_every_un
     ran = [r["pass"] for r in art.log if r["status"] == "ran"]
     assert ran == ["check-graph", "choose-calibration-data", "balance-delays"]  # no calibration, no lowering
     with pytest.raises(DeployError, match="7 product"):  # a direct Lava run refuses the same way
-        from targets.product_lowering import lower_products
+        from resformer_deploy.passes.product_lowering import lower_products
         lower_products(g, plan_lava(g, "synaptic"), x.double(), T)
     # the fused lowering and the chip's core plan build no matrices: not refused
     assert run_flow("lava-float", {"nir_graph": g, "operand_samples": x.double()}, dssa="fused", T=T)["lava_plan"]

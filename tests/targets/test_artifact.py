@@ -19,8 +19,8 @@ from resformer_deploy.flows import prepare
 from resformer_deploy.lava.conv import conv2d
 from targets.artifact import (FORMAT, FORMAT_VERSION, ArtifactError, artifact_meta, read_artifact,
                               write_artifact, write_netx_slice)
-from targets.host_partition import host_inputs
-from targets.loihi2_emulator import LavaSemantics
+from resformer_deploy.lava.host_partition import host_inputs
+from resformer_deploy.fixed_point.emulator import LavaSemantics
 from targets.reference import CompiledGraph
 from tests.conftest import DIGITS_CKPT, REPO
 
@@ -180,7 +180,7 @@ RUNNER = textwrap.dedent("""
     import importlib.abc, json, sys
     sys.path.insert(0, sys.argv[1])
     BLOCKED = ("torch", "resformer_deploy.model", "exporters.torch_to_nir", "exporters.nir_io", "exporters.fold_bn",
-               "exporters.norse_adapter", "targets.reference", "targets.host_partition", "lava.lib.dl")
+               "exporters.norse_adapter", "targets.reference", "resformer_deploy.lava.host_partition", "lava.lib.dl")
 
     class Block(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path, target=None):

@@ -23,8 +23,8 @@ from resformer_deploy.lava.specs import SynapseSpec
 from resformer_deploy.passes.dssa_lowering import exact_product
 from resformer_deploy.passes.unroll_dense import window_matrix
 from targets import get_target
-from targets.host_partition import host_inputs, host_readout
-from targets.loihi2_emulator import InexactError, LavaSemantics, exact_dtype
+from resformer_deploy.lava.host_partition import host_inputs, host_readout
+from resformer_deploy.fixed_point.emulator import InexactError, LavaSemantics, exact_dtype
 from targets.reference import CompiledGraph
 from targets.base import RunRequest
 from tests.support.small_models import small_inputs, small_model
@@ -208,7 +208,7 @@ def test_the_exactness_guard_refuses_sums_beyond_float64_integers(hand):
 def test_products_follow_the_nodes_definition(transpose, consecutive):
     """The emulator's batched product against the node's definition (exact_product) on integers:
     groups of consecutive rows (DSSA's heads, taken as views) and rows in any order."""
-    from targets.loihi2_emulator import _matmul_groups
+    from resformer_deploy.fixed_point.emulator import _matmul_groups
     rng = np.random.RandomState(6)
     G, r = 2, 3
     k = r if transpose else 5  # contraction length: L_g is (rows x 5) transposed, or not

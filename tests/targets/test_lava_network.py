@@ -82,7 +82,7 @@ def test_embedded_network_equals_independent_runs(digits_graph, fixed, dssa):
     import torch
     from resformer_deploy.flows import prepare
     from targets import get_target
-    from targets.host_partition import head, stem
+    from resformer_deploy.lava.host_partition import head, stem
     from targets.lava_cpu import worker_plan
     from targets.lava_network import stream_to_frames
     from targets.lava_worker import wiring
@@ -144,7 +144,7 @@ def test_builder_refuses_what_it_cannot_build(digits_graph):
     plan = lava_plan(g, "synaptic")
     with pytest.raises(LavaMappingError, match=r"^synaptic DSSA lowering: no product lowering for layers_0_0_matmul1, "
                                                r"layers_0_0_matmul2, layers_1_1_matmul1, layers_1_1_matmul2, "
-                                               r"layers_2_1_matmul1, layers_2_1_matmul2 \(targets.product_lowering"
+                                               r"layers_2_1_matmul1, layers_2_1_matmul2 \(resformer_deploy.passes.product_lowering"
                                                r".lower_products\)$"):
         build_network(plan, T)
     two = dataclasses.replace(lava_plan(g), inputs=dict(plan.inputs, extra=["layers_0_0_add"]))

@@ -1,20 +1,18 @@
 """The synaptic DSSA lowering of a whole plan, verified on operands the reference interpreter
 records from the run's first samples (passes.dssa_lowering does the per-product work).
 
-It lives with the targets because recording needs the reference interpreter; the flows run it
-as their ``lower-dssa-synaptic`` pass (resformer_deploy.flows.lava_passes). A Lava target run
-directly, without the flow's artifacts, calls it itself (library use; commands use the flows).
+Recording runs the NIR interpreter (exporters/interpreter.py); the flows run this as their
+``lower-dssa-synaptic`` pass (resformer_deploy.flows.lava_passes). A Lava target run directly,
+without the flow's artifacts, calls it itself (library use; commands use the flows).
 Before any work (recording, building) ``check_products_fit`` states the lowering's cost from
 shapes and refuses, with the figures, every product that does not fit the memory budget.
 """
 import numpy as np
 import torch
 
+from exporters.interpreter import CompiledGraph, interpret
 from exporters.nir_ext import SpikeMatMul
 from resformer_deploy.passes.dssa_lowering import check_synaptic_fits, lower_product, verify_lowering
-
-from targets.base import RunRequest
-from targets.reference import ReferenceTarget
 
 RECORD_SAMPLES = 4  # samples whose recorded operands verify each lowering
 
@@ -40,8 +38,8 @@ def lower_products(graph, plan, x, T, record_samples: int = RECORD_SAMPLES, quan
     check_products_fit(graph, plan, quant, budget)
     mms = {n: mm for n, (mm, _) in _products(graph, plan).items()}
     watch = sorted({v.lhs for v in mms.values()} | {v.rhs for v in mms.values()})
-    rec = ReferenceTarget().run(RunRequest.of(graph, x[:record_samples], T, record_spikes=False,
-                                              dtype=torch.float64, record_nodes=watch)).values
+    _, _, _, rec = interpret(CompiledGraph(graph, torch.float64), x[:record_samples], T, record_spikes=False,
+                             record_nodes=watch)
     out = {}
     for n, mm in mms.items():
         low = lower_product(n, mm, plan.bias[mm.lhs] if quant is None else quant.lhs_bias[mm.lhs])
