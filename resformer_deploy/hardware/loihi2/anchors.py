@@ -9,6 +9,8 @@ Not found with a public source, so left out (never invented): Loihi 2 per-operat
 time (Intel has not published a Loihi 2 counterpart of Davies et al. 2018, Table 2); Loihi 2
 chip-to-chip link energy and latency; embedded (Lakemont) core time and energy per operation; the
 numeric tables of Shrestha et al. 2024 (arXiv 2310.03251; not retrievable here); Hala Point power.
+The two-neuron Oheo Gulch runs (PAIR_LIF) measure what a step costs when almost nothing runs: they
+calibrate the static power and check the time/energy model out of sample (estimate.pair_check).
 """
 from dataclasses import dataclass
 from typing import Dict
@@ -69,6 +71,31 @@ PILOTNET_SDNN: Dict[str, Anchor] = {
     "neuro_cores": Anchor(61, "cores", "published", SDNN_NB + ": Intel compiler's per-core table, Total"),
 }
 
+# Two-neuron network timed and metered on an Oheo Gulch board (Balafrej, Bahadi, Rouat, Alibart, 'Enhancing
+# temporal learning in recurrent spiking networks for neuromorphic applications', Neuromorph. Comput. Eng.
+# 2025, doi 10.1088/2634-4386/add293; data and script: github NECOTIS/TemporalLearningInRSNNs @ 3e64b51
+# loihi_experiment/res.json (means of 100 runs of 10^7 steps each) and delay.py). Network (delay.py): a
+# source LIF of 1 neuron driven by a bias to spike at 25, 50 or 100 Hz (dt = 1 ms: dv = 410/4096 with
+# tau = 10 ms), a 1x1 Dense synapse of weight 128, a destination LIF of 1 neuron (vth 64, du = dv = 4095:
+# it forgets each step, so one input spike of weight 128 makes one spike). Rows: synaptic delay 0 (Dense).
+PAIR_SRC = ("Balafrej et al., Neuromorph. Comput. Eng. 2025 (doi 10.1088/2634-4386/add293); github "
+            "NECOTIS/TemporalLearningInRSNNs @ 3e64b51 loihi_experiment/res.json + delay.py (Oheo Gulch "
+            "ncl-ext-og-05, lava-nc 0.10.0; mean of 100 runs x 10^7 steps, synaptic delay 0)")
+PAIR_STEPS_PER_RUN = 10_000_000
+# source firing rate (Hz) -> {quantity: Anchor} (energies and time per run of PAIR_STEPS_PER_RUN steps)
+PAIR_LIF: Dict[int, Dict[str, Anchor]] = {
+    hz: {"dynamic_energy": Anchor(dyn, "J", "published", PAIR_SRC + f": {hz} Hz, dynamic_energy mean (std {sd} J)"),
+         "static_power": Anchor(stat, "W", "published", PAIR_SRC + f": {hz} Hz, static_power mean"),
+         "total_time": Anchor(t, "s", "published", PAIR_SRC + f": {hz} Hz, total_time mean")}
+    for hz, dyn, sd, stat, t in ((25, 0.26722025399517835, 0.19993648346212567, 0.21460215555555556,
+                                  11.637382776475679),
+                                 (50, 0.3167534986598539, 0.18202477644958143, 0.21259630952380953,
+                                  11.639218619837314),
+                                 (100, 0.325827752621702, 0.18587004144986974, 0.2142557777777778,
+                                  11.643384501700206))}
+PAIR_LAYERS = (("src", "input", (1, 1, 1), None, None, None),  # a bias-driven neuron: fed by the host here
+               ("dest", "dense", (1,), None, None, None))
+
 # Intel compiler's per-core tables (both notebooks): layer -> (cores, neurons per core); the SDNN
 # network is the same without the input layer (skip_layers=1), so 74 - 13 = 61 cores.
 PILOTNET_INTEL_CORES = {"input": (13, 3168), "conv0": (25, 3072), "conv1": (13, 2160), "conv2": (3, 2688),
@@ -105,5 +132,5 @@ SYSTEMS = {
 
 def anchors_json() -> dict:
     groups = {"per_operation": PER_OP, "pilotnet_snn": PILOTNET_SNN, "pilotnet_sdnn": PILOTNET_SDNN,
-              "systems": SYSTEMS}
+              **{f"pair_lif_{hz}Hz": d for hz, d in PAIR_LIF.items()}, "systems": SYSTEMS}
     return {g: {k: a.to_json() for k, a in d.items()} for g, d in groups.items()}

@@ -246,5 +246,48 @@ def calibrate(pilotnet_plan) -> Calibration:
     k_energy = fit_scale({"pilotnet_snn": (A.PILOTNET_SNN["dynamic_energy"].value, dynamic_energy_J(acts, T))},
                          prior=1.0)
     static = fit_scale({"pilotnet_snn": (A.PILOTNET_SNN["static_power"].value, 1.0),
-                        "pilotnet_sdnn": (A.PILOTNET_SDNN["static_power"].value, 1.0)})
+                        "pilotnet_sdnn": (A.PILOTNET_SDNN["static_power"].value, 1.0),
+                        "pair_lif": (pair_static_power_W(), 1.0)})
     return Calibration(k_time, k_energy, static)
+
+
+# ---- the two-neuron Oheo Gulch runs (anchors.PAIR_LIF) ------------------------------------------
+
+def pair_static_power_W() -> float:
+    """Static power of the two-neuron runs' chip: the mean over the three firing rates (one board)."""
+    return sum(d["static_power"].value for d in A.PAIR_LIF.values()) / len(A.PAIR_LIF)
+
+
+def pair_activity(plan, hz: int) -> List[LayerActivity]:
+    """One step of the two-neuron network on ``plan`` (pilotnet.pair_plan): the source neuron spikes
+    hz x 1 ms times per step (driven by its bias: no synaptic ops), each spike is one synaptic op into
+    the destination neuron, which then spikes once (du = dv = 4095, weight 128 > vth 64)."""
+    rows = {r.layer: r for r in plan.layers}
+    rate = hz * 1e-3
+    return [LayerActivity("src", rows["src"].cores, rows["src"].neurons, 0.0, rate),
+            LayerActivity("dest", rows["dest"].cores, rows["dest"].neurons,
+                          rate * rows["dest"].synapses / rows["src"].neurons, rate)]
+
+
+def pair_check(pair_plan, cal: Calibration) -> dict:
+    """The PilotNet-calibrated model on the two-neuron runs (out of sample): per firing rate the measured
+    and modelled time and dynamic energy per step; and what folding these runs into k_time / k_energy
+    (one scale each, geometric mean) would give, with its leave-one-out error."""
+    rows, t_pairs, e_pairs = {}, {}, {}
+    for hz, d in A.PAIR_LIF.items():
+        acts = pair_activity(pair_plan, hz)
+        slow = max(core_work_s(a, 1) for a in acts)
+        t_meas = d["total_time"].value / A.PAIR_STEPS_PER_RUN
+        e_meas = d["dynamic_energy"].value / A.PAIR_STEPS_PER_RUN
+        t_mod = cal.k_time.value * slow + OP["barrier_sync_time"]
+        e_mod = cal.k_energy.value * dynamic_energy_J(acts, 1)
+        rows[hz] = {"step_time_s": t_meas, "model_step_time_s": t_mod, "step_time_rel_error": t_mod / t_meas - 1,
+                    "dynamic_energy_per_step_J": e_meas, "model_dynamic_energy_per_step_J": e_mod,
+                    "dynamic_energy_rel_error": e_mod / e_meas - 1}
+        t_pairs[f"pair_lif_{hz}Hz"] = (t_meas - OP["barrier_sync_time"], slow)
+        e_pairs[f"pair_lif_{hz}Hz"] = (e_meas, dynamic_energy_J(acts, 1))
+    first = f"pair_lif_{min(A.PAIR_LIF)}Hz"  # one rate stands for the runs (they agree within their spread)
+    # PilotNet's own ratio (measured / modelled) is the calibrated scale itself
+    folded = {"k_time": fit_scale({"pilotnet_snn": (cal.k_time.value, 1.0), "pair_lif": t_pairs[first]}),
+              "k_energy": fit_scale({"pilotnet_snn": (cal.k_energy.value, 1.0), "pair_lif": e_pairs[first]})}
+    return {"per_rate": rows, "if_folded_into_scales": {k: v.to_json() for k, v in folded.items()}}

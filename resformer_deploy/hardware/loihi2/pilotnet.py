@@ -20,12 +20,14 @@ def _lif(shape):
     return nir.LIF(*(np.full(shape, v, dtype=np.float64) for v in (0.01, 1.0, 0.0, 1.0, 0.0)))
 
 
-def pilotnet_graph(seed: int = 0) -> nir.NIRGraph:
+def pilotnet_graph(seed: int = 0, layers=A.PILOTNET_LAYERS) -> nir.NIRGraph:
+    """``layers``: (name, kind, shape, kernel, stride, padding) rows as anchors.PILOTNET_LAYERS (the first
+    an ``input`` layer); PAIR_LAYERS rebuilds the two-neuron network of anchors.PAIR_LIF the same way."""
     rng = np.random.default_rng(seed)
-    first = A.PILOTNET_LAYERS[0][2]
+    first = layers[0][2]
     nodes = {"frame": nir.Input({"input": np.array(first)}, metadata={"partition": "host"})}
     edges, prev, prev_shape = [], "frame", first
-    for name, kind, shape, k, stride, pad in A.PILOTNET_LAYERS:
+    for name, kind, shape, k, stride, pad in layers:
         if kind == "input":
             edges.append((prev, name))
         else:
@@ -47,6 +49,12 @@ def pilotnet_graph(seed: int = 0) -> nir.NIRGraph:
 def pilotnet_plan():
     from resformer_deploy.hardware.loihi2.partition import map_to_loihi2
     return map_to_loihi2(pilotnet_graph())
+
+
+def pair_plan():
+    """The two-neuron network of anchors.PAIR_LIF, mapped by the project's planner."""
+    from resformer_deploy.hardware.loihi2.partition import map_to_loihi2
+    return map_to_loihi2(pilotnet_graph(layers=A.PAIR_LAYERS))
 
 
 def compare_with_intel(plan) -> Tuple[List[Dict], Dict]:
