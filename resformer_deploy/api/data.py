@@ -5,6 +5,8 @@ through a callback (the API prints nothing itself).
     >>> from resformer_deploy import api
     >>> model = api.load("examples/digits/digits_resformer.pt")
     >>> data, calibration = api.open_data(api.DataArgs(data="digits"), model)
+    >>> len(data.source), calibration
+    (359, None)
 """
 from typing import Callable, Optional, Tuple
 

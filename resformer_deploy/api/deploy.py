@@ -4,7 +4,7 @@ emulator, and on Loihi 2 where Intel's lava-loihi is installed.
 
     >>> from resformer_deploy import api
     >>> net = api.load_graph("examples/digits/digits_resformer.pt")
-    >>> result = api.deploy(net, "/tmp/digits.h5")
+    >>> result = api.deploy(net, "digits.h5")
     >>> result.figures.layers, result.figures.netx_layers  # netx_bias_grid=True: 47, 5
     (52, 0)
 """

@@ -5,9 +5,9 @@ named.
 
     >>> from resformer_deploy import api
     >>> model = api.load("examples/digits/digits_resformer.pt")
-    >>> result = api.drift(model, api.DriftOptions(lava_samples=0))
-    >>> result.passed, round(result.ladders[0].accuracy_drop_pp, 2)
-    (True, -0.84)
+    >>> result = api.drift(model, api.DriftOptions(lava_samples=0, eval_samples=64))
+    >>> result.passed, result.ladders[0].fixed_point.samples, round(result.ladders[0].accuracy_drop_pp, 2)
+    (True, 64, 0.0)
 """
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence, Tuple

@@ -1,23 +1,5 @@
-"""The equivalence checks `verify` and `demo` print: verify_model per precision and DSSA lowering,
-with the per-layer spike-agreement table and a PASS / FAIL verdict that says why."""
-import click
-
-
-def run_checks(ck, x, source, target, precisions, form="extension", dssa=None, out=click.echo):
-    """Run verify_model for each precision (and lowering), print tables; return the reports."""
-    from resformer_deploy.util.progress import Progress
-    from resformer_deploy.analysis.equivalence import preflight, verify_model
-
-    runs = [(prec, {"dssa": low} if low else {}) for prec in precisions for low in (dssa or [None])]
-    # every run estimated (and refused if one does not fit) before the first starts
-    preflight(ck.model, x.shape[0], target, runs, say=out)
-    reports = []
-    for prec, opts in runs:
-        low = opts.get("dssa")
-        rep = verify_model(ck.model, x, target, prec, form, bars=Progress, **opts)
-        reports.append(rep)
-        out(check_text(rep, prec, low))
-    return reports
+"""The equivalence checks `verify` and `demo` print (run by api.verify.run_checks): the per-layer
+spike-agreement table and a PASS / FAIL verdict that says why."""
 
 
 def check_text(rep, prec: str, low=None) -> str:

@@ -8,6 +8,7 @@ import torch
 from click.testing import CliRunner
 
 from resformer_deploy import api
+from resformer_deploy.analysis.drift import FIXED_POINT, PYTORCH
 from resformer_deploy.cli.main import main
 from resformer_deploy.errors import DeployError
 from tests.conftest import DIGITS_CKPT
@@ -27,16 +28,16 @@ def test_the_ladder_equals_the_cli_json_and_pytorch_recomputed(ck, tmp_path):
                     checkpoint=str(DIGITS_CKPT), on_ladder=shown.append)
     assert len(res.ladders) == 1 and shown == list(res.ladders)
     lad = res.ladders[0]
-    assert [r.role for r in lad.rungs] == ["reference", "fixed-point"]
+    assert [r.role for r in lad.rungs] == [PYTORCH, FIXED_POINT]
     assert res.passed == (res.failures == ()) == (lad.failures() == [])
-    # independent: PyTorch (float64, as the reference rung runs it) on the first N held-out digits
+    # independent: PyTorch (float64, as its rung runs it) on the first N held-out digits
     from resformer_deploy.data.digits import load_digits_split
     split = load_digits_split()
     with torch.no_grad():
         pred = ck.model.double()(split.x_test[:N].double()).mean(0).argmax(-1)
     ck.model.float()
-    assert lad.reference.samples == lad.fixed_point.samples == N
-    assert lad.reference.accuracy == float((pred == split.y_test[:N]).float().mean())
+    assert lad.pytorch.samples == lad.fixed_point.samples == N
+    assert lad.pytorch.accuracy == float((pred == split.y_test[:N]).float().mean())
     out = tmp_path / "drift.json"
     r = CliRunner().invoke(main, ["drift", str(DIGITS_CKPT), "--lava-samples", "0", "--eval-samples", str(N),
                                   "--calib-samples", "16", "--json-out", str(out)])
