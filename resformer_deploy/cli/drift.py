@@ -1,40 +1,16 @@
-"""The drift ladder on the command line: `resformer-deploy verify --target <fixed point>` (run_drift)
-and `resformer-deploy drift` (drift_cmd, any registered targets as rungs), printed, optionally
-written as JSON, and failed (exit 2) when fixed point does not hold up. The job:
-resformer_deploy.api.drift."""
+"""`resformer-deploy drift`: the drift ladder, any registered targets as rungs (the job:
+resformer_deploy.api.drift), each ladder printed as it finishes, optionally written as JSON, and
+failed (exit 2) when fixed point does not hold up."""
 import click
 
 from resformer_deploy.cli.common import (asked, calib_samples_option, checkpoint_options, dssa_option,
-                                        eval_samples_option, given, json_out_option, lava_samples_option,
+                                        eval_samples_option, json_out_option, lava_samples_option,
                                         load_cli_checkpoint, seed_option)
 from resformer_deploy.errors import DeployError
 
 
 def _note(m: str) -> None:
     click.echo(m, err=True)
-
-
-def ladder_asked() -> set:
-    """The ladder's counts and lowering the user gave ("dssa", "eval", "lava"): the others are
-    defaults, lowered to fit (fit_counts)."""
-    return {k for k, o in (("dssa", "dssa"), ("eval", "eval_samples"), ("lava", "lava_samples")) if given(o)}
-
-
-def fit_counts(ck, lowerings, eval_samples: int, lava_samples: int, inputs, asked: set, lava: bool = True,
-               targets=None):
-    """api.drift.fit_counts, its changes said on stderr."""
-    from resformer_deploy.api.drift import fit_counts as fit
-    return fit(ck, lowerings, eval_samples, lava_samples, inputs, asked, lava, targets, note=_note)
-
-
-def run_drift(ck, checkpoint, lowerings, lava_samples, eval_samples, calib_samples, seed, json_out, lava=True,
-              targets=None, inputs=None, calibration=None):
-    """The ladders (api.drift.run_ladders) printed as they finish, written to ``json_out``, and
-    failed when fixed point does not hold up."""
-    from resformer_deploy.api.drift import run_ladders
-    res = run_ladders(ck, checkpoint, lowerings, lava_samples, eval_samples, calib_samples, seed, lava=lava,
-                      targets=targets, inputs=inputs, calibration=calibration, note=_note, on_ladder=_show)
-    _finish(res, json_out)
 
 
 def _show(ladder) -> None:
