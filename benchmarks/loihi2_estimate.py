@@ -13,9 +13,15 @@ Parts:
 * ti224: the official ti variant at 224 px (random calibrated weights: no checkpoint is downloaded),
   quantized on random N(0,1) images and run by the emulator on a few of them;
 * systems: which systems the official variants fit at native size (fused DSSA), the largest image
-  size (multiples of 16) of each that fits each system, and the shipped
-  models. Each size is mapped in a child process under --mem-gib of address space (this machine is
-  shared); a size whose export needs more is listed as not measured and treated as not fitting.
+  size (multiples of 16) of each that fits each system, and the shipped models. Planned from the
+  shape-only graph (hardware/loihi2/shape_graph.py; checked against the exported graph's plan on every
+  size whose neuron bound is at most --compare-neurons), each size in a child process under --mem-gib
+  of address space. Per system, every size below the first whose neuron lower bound exceeds the
+  system's neurons (certain refusal there and above: the bound grows with the size) is scanned from the
+  top down to the first that fits; sizes above the answer are each listed with their refusal, or as
+  not planned (bound above --budget-neurons, or the child ran out of memory): then the answer is not exact.
+* pilotnet also checks the PilotNet-calibrated model on Balafrej et al. 2025's two-neuron runs
+  (anchors.PAIR_LIF, estimate.pair_check).
 """
 import _bench  # noqa: F401  (this checkout first on sys.path)
 import argparse
@@ -31,8 +37,8 @@ from pathlib import Path
 import numpy as np
 
 from resformer_deploy.hardware.loihi2 import anchors as A
-from resformer_deploy.hardware.loihi2.estimate import calibrate
-from resformer_deploy.hardware.loihi2.pilotnet import compare_with_intel, pilotnet_plan
+from resformer_deploy.hardware.loihi2.estimate import calibrate, pair_check
+from resformer_deploy.hardware.loihi2.pilotnet import compare_with_intel, pair_plan, pilotnet_plan
 from resformer_deploy.reporting.tables import machine_description
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,7 +55,8 @@ GTS_FILES = {"input": "input.npy", "conv0": "conv-0.npy", "conv1": "conv-1.npy",
 def part_pilotnet(lava_dl):
     plan = pilotnet_plan()
     rows, total = compare_with_intel(plan)
-    out = {"layers": rows, "total": total, "calibration": calibrate(plan).to_json()}
+    cal = calibrate(plan)
+    out = {"layers": rows, "total": total, "calibration": cal.to_json(), "pair_lif_check": pair_check(pair_plan(), cal)}
     if lava_dl:
         got = {}
         for layer, f in GTS_FILES.items():
@@ -102,15 +109,32 @@ def part_ti224(calib_samples, run_samples):
             if hasattr(p["core_plan"].totals, "to_json") else dict(vars(p["core_plan"].totals)), "estimate": d}
 
 
-def probe(name, img_size):
-    """Plan totals and design-rule violations of variant ``name`` at ``img_size`` (random weights), as JSON."""
+def probe(name, img_size, compare_neurons, budget_neurons):
+    """Plan of variant ``name`` at ``img_size`` (random weights) from its shape-only graph, as JSON: totals,
+    design-rule violations and the neuron lower bound. Not planned (``planned`` false) when the bound
+    exceeds ``budget_neurons`` (planning holds ~20 B per neuron). When the bound is at most
+    ``compare_neurons`` the exported graph is planned too and the two plans' JSON compared."""
     from exporters.torch_to_nir import export_model
     from resformer_deploy.hardware.loihi2 import map_to_loihi2, run_drc
+    from resformer_deploy.hardware.loihi2.shape_graph import neuron_lower_bound, shape_graph
     from resformer_deploy.model.calibration import random_buffers
     from resformer_deploy.model.resformer import build_model
-    plan = map_to_loihi2(export_model(random_buffers(build_model(name, img_size=img_size))), "fused")
-    return {"totals": plan.totals.to_json() if hasattr(plan.totals, "to_json") else dict(vars(plan.totals)),
-            "violations": run_drc(plan)[0]}
+    t0 = time.perf_counter()
+    model = random_buffers(build_model(name, img_size=img_size))
+    g = shape_graph(model)
+    out = {"neuron_lower_bound": neuron_lower_bound(g), "planned": False}
+    if out["neuron_lower_bound"] > budget_neurons:
+        return out
+    plan = map_to_loihi2(g, "fused")
+    drc = run_drc(plan)
+    out.update(planned=True, totals=dict(vars(plan.totals)), violations=drc[0], plan_s=round(time.perf_counter() - t0, 1))
+    if out["neuron_lower_bound"] <= compare_neurons:
+        del g
+        full = map_to_loihi2(export_model(model), "fused")
+        out["equals_exported_plan"] = plan.to_json(*drc) == full.to_json(*run_drc(full))
+    import resource
+    out["peak_rss_GiB"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20, 2)
+    return out
 
 
 def _limit_memory(gib):
@@ -118,40 +142,103 @@ def _limit_memory(gib):
     return lambda: resource.setrlimit(resource.RLIMIT_AS, (int(gib * 2 ** 30),) * 2)
 
 
-def _totals(name, img_size, mem_gib, log):
-    """``probe`` in a child process under an address-space cap (a size whose export needs more is not
-    measured: the search then treats it as not fitting, and says so)."""
-    r = subprocess.run([sys.executable, __file__, "--probe", f"{name}:{img_size}"], capture_output=True, text=True,
-                       preexec_fn=_limit_memory(mem_gib), timeout=1800)
+def _probe_child(name, img_size, args, log):
+    """``probe`` in a child process under an address-space cap (a child that fails is logged; None)."""
+    r = subprocess.run([sys.executable, __file__, "--probe", f"{name}:{img_size}", "--compare-neurons",
+                        str(args.compare_neurons), "--budget-neurons", str(args.budget_neurons)],
+                       capture_output=True, text=True, preexec_fn=_limit_memory(args.mem_gib), timeout=3600)
     if r.returncode != 0:
         why = (r.stderr.strip().splitlines() or ["killed"])[-1][:100]
         log.append(f"{name} @{img_size}: not measured ({why})")
         print("  " + log[-1], flush=True)
         return None
     d = json.loads(r.stdout.strip().splitlines()[-1])
-    return d["totals"], d["violations"]
+    print(f"  {name} @{img_size}: " + json.dumps({k: d.get(k) for k in ("neuron_lower_bound", "planned", "plan_s",
+                                                                         "peak_rss_GiB", "equals_exported_plan")})
+          + (f" cores {d['totals']['neuro_cores']:,}" if d["planned"] else ""), flush=True)
+    return d
 
 
-def part_systems(variants, max_size, mem_gib):
-    from resformer_deploy.hardware.loihi2.systems import fit_table, largest_fitting, system_chips
+def bounds(name, sizes, stop):
+    """Neuron lower bound (shape_graph.neuron_lower_bound) of variant ``name`` at each of ``sizes``
+    (ascending) up to the first above ``stop``; no planning."""
+    from resformer_deploy.hardware.loihi2.shape_graph import neuron_lower_bound, shape_graph
+    from resformer_deploy.model.calibration import random_buffers
+    from resformer_deploy.model.resformer import build_model
+    out = {}
+    for z in sizes:
+        out[z] = neuron_lower_bound(shape_graph(random_buffers(build_model(name, img_size=z))))
+        if out[z] > stop:
+            break
+    return out
+
+
+def _bounds_child(name, sizes, stop, args):
+    r = subprocess.run([sys.executable, __file__, "--bounds", f"{name}:{stop}:{','.join(map(str, sizes))}"],
+                       capture_output=True, text=True, preexec_fn=_limit_memory(args.mem_gib), timeout=3600, check=True)
+    got = {int(k): v for k, v in json.loads(r.stdout.strip().splitlines()[-1]).items()}
+    vals = [got[z] for z in sizes if z in got]
+    if not all(a < b for a, b in zip(vals, vals[1:])):  # the certainty argument needs a growing bound
+        raise SystemExit(f"{name}: neuron lower bound does not grow with the size: {got}")
+    return got
+
+
+def part_systems(variants, args):
+    """Per variant and system: every multiple of 16 up to the first size whose neuron lower bound exceeds
+    the system's neurons (that size and all larger are refused: the bound grows with the size), scanned
+    from the top down to the first size that fits. No monotonicity of cores or design rules is assumed:
+    every size above the answer is planned and its refusal recorded, or listed as not planned."""
+    from resformer_deploy.hardware.loihi2 import limits as L
+    from resformer_deploy.hardware.loihi2.systems import fit_table, refusals, system_chips
     from resformer_deploy.model.variants import get_config
-    out = {"native": {}, "largest_img_size": {}, "trained": {}, "not_measured": [], "memory_cap_GiB": mem_gib}
+    out = {"native": {}, "largest_img_size": {}, "per_size": {}, "neuron_lower_bounds": {}, "trained": {},
+           "not_measured": [],
+           "memory_cap_GiB": args.mem_gib, "budget_neurons": args.budget_neurons,
+           "compare_neurons": args.compare_neurons}
     for v in variants:
-        native = get_config(v).img_size
         cache = {}
 
         def at(size, v=v, cache=cache):
             if size not in cache:
-                cache[size] = _totals(v, size, mem_gib, out["not_measured"])
+                cache[size] = _probe_child(v, size, args, out["not_measured"])
             return cache[size]
+        most = max(system_chips().values()) * L.MAX_NEURONS_PER_CHIP
+        bounds = _bounds_child(v, list(range(16, args.max_size + 1, 16)), most, args)
+        all_sizes = sorted(bounds)
+        out["neuron_lower_bounds"][v] = bounds
+        native = get_config(v).img_size
         got = at(native)
-        if got is None:
-            continue
-        out["native"][v] = {"img_size": native, "chips": got[0]["chips"], "neuro_cores": got[0]["neuro_cores"],
-                            "systems": fit_table(got[0], got[1])}
-        sizes = list(range(16, max_size + 1, 16))
-        out["largest_img_size"][v] = {s: largest_fitting(sizes, at, c) for s, c in system_chips().items()}
-        print(v, json.dumps(out["native"][v]["chips"]), json.dumps(out["largest_img_size"][v]), flush=True)
+        if got and got["planned"]:
+            out["native"][v] = {"img_size": native, "chips": got["totals"]["chips"],
+                                "neuro_cores": got["totals"]["neuro_cores"],
+                                "systems": fit_table(got["totals"], got["violations"])}
+        out["largest_img_size"][v] = {}
+        for system, chips in system_chips().items():
+            cap = chips * L.MAX_NEURONS_PER_CHIP
+            sizes = [z for z in all_sizes if bounds[z] <= cap]
+            beyond = [z for z in all_sizes if bounds[z] > cap]
+            certain_from = beyond[0] if beyond else None  # a suffix of all_sizes: the bound grows
+            answer, above = None, []
+            for size in reversed(sizes):
+                if bounds[size] > args.budget_neurons:
+                    above.append({"size": size, "refused_by": None, "why": "not planned (neuron bound "
+                                  f"{bounds[size]:,} > budget {args.budget_neurons:,})"})
+                    continue
+                d = at(size)
+                if d is None or not d["planned"]:
+                    above.append({"size": size, "refused_by": None, "why": "not measured (child failed)"})
+                    continue
+                why = refusals(d["totals"], chips, d["violations"])
+                if not why:
+                    answer = size
+                    break
+                above.append({"size": size, "refused_by": why})
+            out["largest_img_size"][v][system] = {
+                "largest": answer, "exact": certain_from is not None and all(a["refused_by"] for a in above),
+                "refused_from_by_neuron_bound": certain_from, "sizes_above": sorted(above, key=lambda a: a["size"])}
+            print(v, system, json.dumps({k: out["largest_img_size"][v][system][k]
+                                         for k in ("largest", "exact", "refused_from_by_neuron_bound")}), flush=True)
+        out["per_size"][v] = {z: d for z, d in sorted(cache.items())}
     from exporters.torch_to_nir import export_model
     from resformer_deploy.hardware.loihi2 import map_to_loihi2, run_drc
     from resformer_deploy.model.checkpoint import load_checkpoint
@@ -171,13 +258,22 @@ def main():
     ap.add_argument("--max-size", type=int, default=1024)
     ap.add_argument("--ti-calib-samples", type=int, default=4)
     ap.add_argument("--ti-run-samples", type=int, default=2)
-    ap.add_argument("--mem-gib", type=float, default=6.0, help="address-space cap of each systems probe")
+    ap.add_argument("--mem-gib", type=float, default=10.0, help="address-space cap of each systems probe")
+    ap.add_argument("--budget-neurons", type=int, default=380_000_000,
+                    help="plan a size only when its neuron lower bound is at most this (memory: ~20 B/neuron)")
+    ap.add_argument("--compare-neurons", type=int, default=40_000_000,
+                    help="also plan the exported graph and compare, when the neuron bound is at most this")
+    ap.add_argument("--bounds", default=None, help=argparse.SUPPRESS)  # VARIANT:S1,S2,..., run by the systems part
     ap.add_argument("--probe", default=None, help=argparse.SUPPRESS)  # VARIANT:SIZE, run by the systems part
     ap.add_argument("--json-out", default=str(REPO / "benchmarks" / "loihi2_estimate.json"))
     args = ap.parse_args()
+    if args.bounds:
+        name, stop, sizes = args.bounds.split(":")
+        print(json.dumps(bounds(name, [int(z) for z in sizes.split(",")], int(stop))))
+        return
     if args.probe:
         name, size = args.probe.split(":")
-        print(json.dumps(probe(name, int(size)), default=str))
+        print(json.dumps(probe(name, int(size), args.compare_neurons, args.budget_neurons), default=str))
         return
     parts = args.parts.split(",")
     res = {"benchmark": "loihi2_estimate", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -190,7 +286,7 @@ def main():
     if "ti224" in parts:
         res["ti224"] = part_ti224(args.ti_calib_samples, args.ti_run_samples)
     if "systems" in parts:
-        res["systems"] = part_systems(args.variants.split(","), args.max_size, args.mem_gib)
+        res["systems"] = part_systems(args.variants.split(","), args)
     Path(args.json_out).write_text(json.dumps(res, indent=1, default=str) + "\n")
     print(f"wrote {args.json_out}")
 
