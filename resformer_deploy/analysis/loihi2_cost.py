@@ -24,7 +24,7 @@ ESTIMATE_SAMPLES = 16  # samples the emulator runs for the activity (bounded: co
 def cost_section(graph, prepared, T: int, x, source: str, violations=(), calibration=None) -> Tuple[dict, List[str]]:
     """(JSON, printed lines) for the prepared (quantized, mapped) network run by the emulator on ``x``."""
     est, acts, paper_mJ = measure_and_estimate(graph, prepared, x, T, calibration)
-    return section_json(prepared["core_plan"], est, acts, paper_mJ, int(x.shape[0]), source, violations)
+    return section_json(prepared.core_plan, est, acts, paper_mJ, int(x.shape[0]), source, violations)
 
 
 def section_json(plan, est, acts, paper_energy_mJ: float, samples: int, source: str,
@@ -119,5 +119,5 @@ def measure_and_estimate(graph, prepared, x, T: int, calibration=None):
     from targets import RunRequest, get_target
     # the prepared network fixes the DSSA
     run = get_target(bit_exact_emulator()).run(RunRequest.of(graph, x, T, prepared=prepared))
-    return estimate_from_spikes(prepared["core_plan"], graph, run.spikes, T, x.shape[0],
-                                int(prepared["quantized_net"].plan.total_latency), calibration)
+    return estimate_from_spikes(prepared.core_plan, graph, run.spikes, T, x.shape[0],
+                                int(prepared.quantized_net.plan.total_latency), calibration)

@@ -97,14 +97,14 @@ def build_report(ck, checkpoint: str, dssa: str = "fused", lava_samples: int = 1
     # supplied, so only the mapping and the design-rule check (number formats included) run
     mapped = prepare(mapping_target(), runs.graph, artifacts={"lava_plan": runs.quant.plan, "quantized_net": runs.quant},
                      quantize=True)
-    violations, skipped = mapped["drc"]
-    mapping = mapped["core_plan"].to_json(violations, skipped, hardware_runtime())
-    mapping["stock_models"] = mapped["stock_models"]  # processes Lava's stock (and the chip's) models would not run
+    violations, skipped = mapped.drc
+    mapping = mapped.core_plan.to_json(violations, skipped, hardware_runtime())
+    mapping["stock_models"] = mapped.stock_models  # processes Lava's stock (and the chip's) models would not run
     say("estimating Loihi 2 latency, throughput and energy from the emulator's activity")
     from resformer_deploy.analysis.loihi2_cost import estimate_from_spikes, section_json
-    est = estimate_from_spikes(mapped["core_plan"], runs.graph, runs.emulator.spikes, T, N,
+    est = estimate_from_spikes(mapped.core_plan, runs.graph, runs.emulator.spikes, T, N,
                                runs.quant.plan.total_latency)
-    cost, _ = section_json(mapped["core_plan"], *est, N, ladder.evaluation.source, violations)
+    cost, _ = section_json(mapped.core_plan, *est, N, ladder.evaluation.source, violations)
     ladder.runs = None  # the report holds numbers only (the runs' spikes can be large)
     return DeploymentReport(str(checkpoint), ck.variant, T, machine_description(),
                             Timing(runs.quant.plan.total_latency, T), ladder, energy, mapping, time.time() - t0,

@@ -308,12 +308,12 @@ def test_verify_loihi2_sim_cli_reports_the_drift_ladder(tmp_path):
     rung = {x["role"]: x for x in rep["rungs"]}  # readers find rungs by role
     assert rung["float"]["total_mismatches"] == 0 and rep["emulator_bit_exact_vs_lava"] is True
     assert rung["fixed-point"]["samples"] == 60 and len(rung["fixed-point"]["layers"]) == 20
-    # the reference accuracy, recomputed from the model on the same 60 held-out samples
+    # the PyTorch rung's accuracy, recomputed from the model on the same 60 held-out samples
     from resformer_deploy.training.loop import predict
     split = load_digits_split()
     pred = predict(load_checkpoint(DIGITS_CKPT).model.double(), split.x_test[:60].double()).argmax(-1)
-    assert rung["reference"]["accuracy"] == float((pred == split.y_test[:60]).double().mean())
-    assert rep["accuracy_drop_pp"] == pytest.approx(100 * (rung["reference"]["accuracy"]
+    assert rung["pytorch"]["accuracy"] == float((pred == split.y_test[:60]).double().mean())
+    assert rep["accuracy_drop_pp"] == pytest.approx(100 * (rung["pytorch"]["accuracy"]
                                                            - rung["fixed-point"]["accuracy"]))
 
 
