@@ -195,7 +195,7 @@ class Target(abc.ABC):
     def label(self) -> str:
         return self.name or type(self).__name__
 
-    def refuse_unknown(self, request, allowed: Tuple[str, ...] = None) -> None:
+    def refuse_unknown(self, request, allowed: Optional[Tuple[str, ...]] = None) -> None:
         """Raise naming every option of ``request`` (a RunRequest or its options) this target does
         not take, and the ones it does."""
         unknown = request.options if isinstance(request, RunRequest) else request

@@ -14,16 +14,16 @@ their pass order checked then (every pass's requirements ensured by an earlier p
 input), and ``Capabilities.flow`` may name one (resformer_deploy.flows.FLOWS lists them too).
 """
 import importlib.metadata
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Type
 
 from resformer_deploy.errors import DeployError, one_line
 
 from resformer_deploy.passes.manager import Flow
-from targets.base import PYTORCH_MODEL, Capabilities
+from targets.base import PYTORCH_MODEL, Capabilities, Target
 
 GROUP = "resformer_deploy.targets"
 
-_loaded: Optional[Dict[str, type]] = None  # name -> class, loaded once per process
+_loaded: Optional[Dict[str, Type[Target]]] = None  # name -> class, loaded once per process
 _sources: Dict[str, str] = {}  # name -> "module:Class (distribution)"
 _broken: Dict[str, str] = {}  # name -> one-line reason
 _flows: Dict[str, Flow] = {}  # flows the loaded targets bring: flow name -> Flow
@@ -50,7 +50,7 @@ def _check_flows(name: str, cls) -> Optional[str]:
     try:
         flows = tuple(cls.flows()) if callable(getattr(cls, "flows", None)) else ()
     except Exception as e:  # foreign code: one line
-        return f"cannot list its flows: {type(e).__name__}: {one_line(e)}"
+        return f"cannot list its flows: {type(e).__name__}: {one_line(str(e))}"
     for f in flows:
         if not isinstance(f, Flow):
             return f"brings a {type(f).__name__} as a flow, not a resformer_deploy.passes.manager.Flow"
@@ -65,7 +65,7 @@ def _check_flows(name: str, cls) -> Optional[str]:
     return None
 
 
-def _load() -> Dict[str, type]:
+def _load() -> Dict[str, Type[Target]]:
     global _loaded
     if _loaded is not None:
         return _loaded
@@ -73,7 +73,7 @@ def _load() -> Dict[str, type]:
     _broken.clear()
     _flows.clear()
     _flow_owner.clear()
-    loaded = {}
+    loaded: Dict[str, Type[Target]] = {}
     for ep in importlib.metadata.entry_points(group=GROUP):
         src = _source(ep)
         if ep.name in loaded or ep.name in _broken:
@@ -89,7 +89,7 @@ def _load() -> Dict[str, type]:
             cls = ep.load()
         except Exception as e:  # any failure of foreign code: one line, never a traceback
             _broken[ep.name] = (f"target plug-in '{ep.name}' ({src}) cannot be loaded: "
-                                f"{type(e).__name__}: {one_line(e)}")
+                                f"{type(e).__name__}: {one_line(str(e))}")
             continue
         why = _check_class(cls) or _check_flows(ep.name, cls)
         if why:
@@ -129,7 +129,7 @@ def broken_targets() -> Dict[str, str]:
     return dict(_broken)
 
 
-def target_class(name: str) -> type:
+def target_class(name: str) -> Type[Target]:
     targets = _load()
     if name in _broken:
         raise DeployError(_broken[name])
