@@ -41,7 +41,8 @@ from targets.lava_cleanup import unlink_logged
 from targets.lava_worker import CHANNEL_SLOTS, wiring
 from targets.worker_errors import failure, read_record
 from resformer_deploy.passes.product_lowering import lower_products
-from targets.reference import CompiledGraph, RunResult
+from exporters.interpreter import CompiledGraph
+from targets.base import RunResult
 
 
 STALL_TIMEOUT = 120.0

@@ -14,7 +14,8 @@ from resformer_deploy.fixed_point.emulator import (InexactError, LavaSemantics, 
 from resformer_deploy.lava.host_partition import host_inputs, host_readout
 
 from targets.base import Capabilities, Estimate, RunRequest, RunStats, Target
-from targets.reference import CompiledGraph, RunResult
+from exporters.interpreter import CompiledGraph
+from targets.base import RunResult
 
 # Throughput of this machine (2 cores, x86_64), measured on ti @224 (random weights, 16 samples
 # batched, T = 4; loihi2-emu and PyTorch in one process, the issue-11 full-size measurement):

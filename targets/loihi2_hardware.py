@@ -40,7 +40,7 @@ class Loihi2HardwareTarget(Target):
         import torch
 
         from targets.artifact import artifact_meta, read_artifact, write_artifact
-        from targets.reference import RunResult
+        from targets.base import RunResult
         self.refuse_unknown(request)
         self.check_recording(record_spikes=False, record_membranes=request.record_membranes)
         graph, x, dtype = request.graph, request.x, request.dtype

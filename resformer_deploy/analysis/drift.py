@@ -327,7 +327,7 @@ def rung_sizes(choices, graph, n_eval: int, lava_samples: int, T: int, dssa: str
     from resformer_deploy.analysis.equivalence import (TORCH_CHUNK_BYTES, estimate_run, packed_record_bytes,
                                                        torch_forward_bytes)
     from resformer_deploy.flows import lava_plan
-    from targets.reference import graph_costs
+    from exporters.interpreter_costs import graph_costs
     cache = {} if cache is None else cache
     if "costs" not in cache:
         cache["costs"] = graph_costs(graph)

@@ -122,7 +122,7 @@ TORCH_CHUNK_BYTES = 2 * 2 ** 30
 
 def torch_forward_bytes(graph, T: int, n: int, element_bytes: int) -> int:
     """Peak memory a PyTorch forward (with the record's hooks) adds for n samples at once."""
-    from targets.reference import graph_costs
+    from exporters.interpreter_costs import graph_costs
     c = graph_costs(graph)
     return int(TORCH_FORWARD_FACTOR * max(c.values.values()) * T * n * element_bytes)
 
@@ -226,7 +226,7 @@ def estimate_verification(model, n_samples: int, graph, tgt, dtype, tag: str = "
                           **target_options) -> VerificationEstimate:
     """The cost of verify_model on n_samples: PyTorch record, the target's run (Target.estimate),
     the comparison. Sizes from the graph (targets/reference.py graph_costs)."""
-    from targets.reference import MAC_PER_S, graph_costs
+    from exporters.interpreter_costs import MAC_PER_S, graph_costs
     c = graph_costs(graph)
     T, B = int(model.config.T), int(n_samples)
     e = torch.empty((), dtype=dtype).element_size()

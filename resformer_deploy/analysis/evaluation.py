@@ -153,7 +153,7 @@ def estimate_evaluation(graph, tgt, n: int, batch_size: int, T: int, sample_byte
     factor of analysis/equivalence.py) and the target's own estimate of one batch. Before the flow
     a fixed-point target is sized from the plan alone (its quantized network has the plan's sizes).
     ``torch_runs`` False: the PyTorch scores are given (evaluate's ``torch_scores``), no forward."""
-    from targets.reference import MAC_PER_S, SECONDS_PER_NODE_STEP, graph_costs
+    from exporters.interpreter_costs import MAC_PER_S, SECONDS_PER_NODE_STEP, graph_costs
     from resformer_deploy.analysis.equivalence import TORCH_FORWARD_FACTOR, TORCH_SECONDS_PER_REFERENCE, estimate_run
     from resformer_deploy.flows import lava_plan
 

@@ -135,7 +135,7 @@ def _hand_graph():
 
 
 def test_graph_costs_of_a_hand_built_graph():
-    from targets.reference import graph_costs
+    from exporters.interpreter_costs import graph_costs
     c = graph_costs(_hand_graph())
     assert c.macs == 4 * 8 * 8 * 9 + 10 * 256  # conv outputs x (Cin x kh x kw), affine out x in
     assert c.neurons == 256 and c.input_values == 64 and c.output_values == 10
