@@ -10,9 +10,9 @@ can be written as the deployable artifact (api.deploy).
 """
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Tuple
+from typing import Callable, List, Optional, Tuple, TypeVar
 
-from resformer_deploy.errors import DeployError
+from resformer_deploy.errors import DeployError, InternalError
 
 PLAN_NAME = "loihi2_plan.json"  # the plan's file in a compile output directory
 
@@ -49,9 +49,8 @@ def load_graph(path: str, load: Optional[Callable] = None) -> ModelGraph:
         graph = read_nir(path)
         return ModelGraph(path, graph, *graph_model(graph, path))
     from exporters.torch_to_nir import export_model
-    if load is None:
-        from resformer_deploy.model.checkpoint import load_checkpoint as load
-    ck = load(path)
+    from resformer_deploy.model.checkpoint import load_checkpoint
+    ck = (load or load_checkpoint)(path)
     return ModelGraph(path, export_model(ck.model), ck.config, ck.variant, ck)
 
 
@@ -137,12 +136,14 @@ def compile(net: ModelGraph, options: CompileOptions = CompileOptions(), *, cali
     prepared = prepare(target, net.graph, dssa=o.dssa, quantize=o.quantize,
                        calib_samples=o.calib_samples if o.quantize else None, calibration=calibration,
                        netx_bias_grid=o.netx_bias_grid if o.quantize else None)
-    calib = prepared.quantized_net.calibration if o.quantize else None
-    if o.quantize:
+    calib = made(prepared.quantized_net, "quantized_net", target).calibration if o.quantize else None
+    if calib is not None:
         say(f"quantized on {calib['source']}")
-    plan = prepared.core_plan
-    violations, skipped = prepared.drc
-    est_json, est_lines = None, []
+    plan = made(prepared.core_plan, "core_plan", target)
+    violations, skipped = made(prepared.drc, "drc", target)
+    stock = made(prepared.stock_models, "stock_models", target)
+    est_json: Optional[dict] = None
+    est_lines: List[str] = []
     if o.quantize:  # Loihi 2 latency, throughput, energy and systems, from the emulator's activity on real samples
         from resformer_deploy.analysis.loihi2_cost import ESTIMATE_SAMPLES, cost_section
         from resformer_deploy.flows.fixed_point import graph_time_steps
@@ -157,6 +158,16 @@ def compile(net: ModelGraph, options: CompileOptions = CompileOptions(), *, cali
     if o.quantize:
         data["calibration"] = calib
     # what Lava's stock process models (and so the chip's own) would not run as planned, by process
-    data["stock_models"] = {"checked_quantized": bool(o.quantize), "findings": prepared.stock_models}
-    return CompileResult(target, o.dssa, o.quantize, plan, tuple(violations), tuple(skipped),
-                         tuple(prepared.stock_models), hw, calib, est_json, tuple(est_lines), data, prepared)
+    data["stock_models"] = {"checked_quantized": bool(o.quantize), "findings": stock}
+    return CompileResult(target, o.dssa, o.quantize, plan, tuple(violations), tuple(skipped), tuple(stock), hw, calib,
+                         est_json, tuple(est_lines), data, prepared)
+
+
+T = TypeVar("T")
+
+
+def made(artifact: Optional[T], name: str, target: str) -> T:
+    """A flow artifact the job needs; its absence is a bug of the target's flow, not a user error."""
+    if artifact is None:
+        raise InternalError(f"the flow of target '{target}' made no {name}")
+    return artifact

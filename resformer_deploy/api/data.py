@@ -25,12 +25,13 @@ def open_data(args: DataArgs, model, calib_samples: int = 128, quantizes: bool =
     ``quantizes``: the job calibrates a quantization (else ``calib_data`` is refused with
     ``why_not``, never silently unused). Without ``data`` / ``calib_data`` the job keeps its own
     inputs and the flow's calibration choice."""
-    cfg, var = (model.config, model.variant) if model is not None else (config, variant)
+    cfg, var = (model.config, model.variant) if model is not None else (config, str(variant))
     md = evaluation_data(args, cfg, var)
     if md is not None:
         say(f"data: {md.describe()}")
-        if md.source.class_mapping is not None:
-            say(md.source.class_mapping.line())
+        mapping = getattr(md.source, "class_mapping", None)
+        if mapping is not None:
+            say(mapping.line())
     if not quantizes:
         refuse_calibration(args, why_not)
         return md, None

@@ -10,9 +10,9 @@ The shipped models and the held-out split each runs on: api/demo_split.py.
     >>> result.torch.samples, round(result.torch.accuracy, 4)
     (359, 0.9861)
 """
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union, cast
 
 from resformer_deploy.api.demo_split import DEMO_MODELS, DemoSplit, demo_split
 from resformer_deploy.api.options import Messages
@@ -37,21 +37,39 @@ class DemoOptions:
     fixed_point: bool = True
     whole_split: bool = True
 
-    def resolved(self) -> "DemoOptions":
+    def resolved(self) -> "DemoRun":
         """Every None filled in from the model's defaults."""
         if self.model not in DEMO_MODELS:
             raise DeployError(f"demo model '{self.model}' (one of {', '.join(DEMO_MODELS)})")
         spec = DEMO_MODELS[self.model]
-        pick = lambda v, d: d if v is None else v  # noqa: E731
-        return replace(self, checkpoint=self.checkpoint or str(spec.checkpoint),
-                       batch_size=self.batch_size or spec.batch_size,
-                       lava_samples=pick(self.lava_samples, spec.lava_samples), dssa=self.dssa or spec.dssa,
-                       eval_samples=pick(self.eval_samples, spec.ladder_samples),
-                       data_dir=self.data_dir or str(Path(self.out_dir) / "data"))
+        return DemoRun(self.model, self.checkpoint or str(spec.checkpoint), self.batch_size or spec.batch_size,
+                       spec.lava_samples if self.lava_samples is None else self.lava_samples, self.dssa or spec.dssa,
+                       spec.ladder_samples if self.eval_samples is None else self.eval_samples, self.calib_samples,
+                       self.out_dir, self.data_dir or str(Path(self.out_dir) / "data"), self.fixed_point,
+                       self.whole_split)
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """DemoOptions with every default filled in (DemoOptions.resolved)."""
+    model: str
+    checkpoint: str
+    batch_size: int
+    lava_samples: int
+    dssa: str
+    eval_samples: int
+    calib_samples: int
+    out_dir: str
+    data_dir: str
+    fixed_point: bool
+    whole_split: bool
 
     @property
     def nir_path(self) -> Path:
         return Path(self.out_dir) / f"{Path(self.checkpoint).stem}.nir"
+
+    def resolved(self) -> "DemoRun":
+        return self
 
 
 @dataclass(frozen=True)
@@ -103,7 +121,7 @@ class LavaRun:
     processes: object
     latency: object
     seconds_per_sample: float
-    report: dict = field(repr=False)
+    report: Any = field(repr=False)  # analysis.equivalence.EquivalenceReport
 
 
 @dataclass(frozen=True)
@@ -155,7 +173,7 @@ class DemoResult:
     def to_json(self) -> dict:
         """The record `demo --json-out` writes."""
         t = self.torch
-        out = {"checkpoint": self.setup.checkpoint, "variant": self.setup.variant, "data": self.setup.data,
+        out: Dict[str, Any] = {"checkpoint": self.setup.checkpoint, "variant": self.setup.variant, "data": self.setup.data,
                "samples": t.samples, "accuracy": t.accuracy, "recorded_accuracy": t.recorded_accuracy,
                "per_class": [{"class": c.index, "samples": c.samples, "accuracy": c.accuracy} for c in t.per_class],
                "predictions": t.predictions, "torch_version": self.torch_version}
@@ -175,7 +193,7 @@ def rung_targets(lava: bool) -> dict:
     return {c.role: c.target for c in reversed(choose_rungs(subset=lava))}  # the first of a role wins
 
 
-def demo(options: DemoOptions = DemoOptions(), messages: Messages = Messages(),
+def demo(options: Union[DemoOptions, DemoRun] = DemoOptions(), messages: Messages = Messages(),
          show: Callable[[object], None] = lambda stage: None) -> DemoResult:
     """Run the demo; each stage's typed result is handed to ``show`` as soon as it is known
     (DemoSetup, TorchAccuracy, LavaStart, each verification record, LavaRun..., FixedPointStart,
@@ -210,7 +228,7 @@ def demo(options: DemoOptions = DemoOptions(), messages: Messages = Messages(),
     lava = _lava(ck, split, o, n, acc, roles, messages, show) if o.lava_samples > 0 else ()
     fixed = whole = None
     if o.fixed_point:
-        quantized = []  # the ladder's quantized network: the whole split runs it (same calibration, same network)
+        quantized: List[Any] = []  # the ladder's quantized network: the whole split runs it (same calibration, same network)
         fixed = _fixed_point(ck, o, split, n, roles, messages, show, quantized.append)
         if runs_whole_split:
             show(WholeSplitStart(len(split.y), _fixed_role(roles)))
@@ -227,7 +245,7 @@ def _fixed_role(roles: dict) -> str:
 
 
 def _torch_accuracy(ck, split: DemoSplit, batch_size: int, recorded, bars):
-    from resformer_deploy.training.loop import accuracy, predict  # looked up now (tests replace predict)
+    from resformer_deploy.training.loop import predict  # looked up now (tests replace predict)
     n_test = len(split.y)
     with bars(n_test, "PyTorch evaluation") as bar:
         logits = predict(ck.model, split.x, batch_size=batch_size, progress=bar.update)
@@ -237,7 +255,13 @@ def _torch_accuracy(ck, split: DemoSplit, batch_size: int, recorded, bars):
     for k in range(ck.config.num_classes):  # exact fractions (counted), not rounded for printing
         n, correct = int((split.y == k).sum()), int(right[split.y == k].sum())
         per_class.append(ClassResult(k, n, correct / n if n else float("nan")))
-    return logits, TorchAccuracy(len(pred), accuracy(pred, split.y), recorded, tuple(per_class), pred.tolist())
+    return logits, TorchAccuracy(len(pred), _accuracy(pred, split.y), recorded, tuple(per_class), pred.tolist())
+
+
+def _accuracy(pred, y) -> float:
+    """training.loop.accuracy of predictions with labels (never None: the demo's splits have labels)."""
+    from resformer_deploy.training.loop import accuracy
+    return cast(float, accuracy(pred, y))
 
 
 def _preflight(ck, split: DemoSplit, lava_samples: int, eval_samples: int, batch_size: int, whole_split: bool,
@@ -259,7 +283,7 @@ def _preflight(ck, split: DemoSplit, lava_samples: int, eval_samples: int, batch
                          torch_runs=False, say=lambda m: say(f"whole split: {m}"))
 
 
-def _lava(ck, split: DemoSplit, o: DemoOptions, n: int, acc: TorchAccuracy, roles: dict, messages: Messages,
+def _lava(ck, split: DemoSplit, o: DemoRun, n: int, acc: TorchAccuracy, roles: dict, messages: Messages,
           show) -> List[LavaRun]:
     """NIR export, then float Lava against PyTorch on the first ``n`` samples, each lowering."""
     import torch
@@ -267,7 +291,6 @@ def _lava(ck, split: DemoSplit, o: DemoOptions, n: int, acc: TorchAccuracy, role
     from exporters.torch_to_nir import export_model
     from resformer_deploy.analysis.drift import FLOAT
     from resformer_deploy.api.verify import run_checks
-    from resformer_deploy.training.loop import accuracy
 
     write_nir(export_model(ck.model), o.nir_path)
     lowerings = ("fused", "synaptic") if o.dssa == "both" else (o.dssa,)
@@ -279,14 +302,14 @@ def _lava(ck, split: DemoSplit, o: DemoOptions, n: int, acc: TorchAccuracy, role
     out = []
     for low, rep in zip(lowerings, reports):
         ti = rep["target_info"]
-        out.append(LavaRun(low, n, accuracy(torch.tensor(rep["predictions_target"]), y), accuracy(pred, y),
+        out.append(LavaRun(low, n, _accuracy(torch.tensor(rep["predictions_target"]), y), _accuracy(pred, y),
                            rep["prediction_agreement"], rep["min_layer_identical_pct"], ti["processes"],
                            ti["latency"], rep["seconds"]["target"] / n, rep))
     show(tuple(out))
     return out
 
 
-def _fixed_point(ck, o: DemoOptions, split: DemoSplit, n: int, roles: dict, messages: Messages, show,
+def _fixed_point(ck, o: DemoRun, split: DemoSplit, n: int, roles: dict, messages: Messages, show,
                  on_quantized=None) -> FixedPointResult:
     from resformer_deploy.analysis.drift import FIXED_POINT_CHECK
     from resformer_deploy.reporting.deploy import build_report
@@ -297,7 +320,7 @@ def _fixed_point(ck, o: DemoOptions, split: DemoSplit, n: int, roles: dict, mess
     cal = (split.calibration.source if split.calibration is not None else
            f"{o.calib_samples} samples of the digits training split")
     show(FixedPointStart(cal, n, roles.get(FIXED_POINT_CHECK, ""), ne, ne == len(split.y)))
-    rep = build_report(ck, o.checkpoint, "fused", n, o.eval_samples, o.calib_samples, inputs=inputs,
+    rep: Any = build_report(ck, o.checkpoint, "fused", n, o.eval_samples, o.calib_samples, inputs=inputs,
                        calibration=split.calibration, say=lambda m: messages.note(f"  {m} ..."),
                        on_quantized=on_quantized)
     paths = write_report_files(Path(o.out_dir) / "report", rep)

@@ -13,9 +13,9 @@ training record names, re-generated (deterministically, data.generators.recorded
 """
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
-from resformer_deploy.errors import DeployError
+from resformer_deploy.errors import DeployError, InternalError
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -45,12 +45,12 @@ DEFAULT_DIGITS_CHECKPOINT = DEMO_MODELS["digits"].checkpoint
 
 @dataclass
 class DemoSplit:
-    x: object          # torch.Tensor: the held-out inputs, preprocessed
-    y: object          # torch.Tensor: their labels
+    x: Any             # torch.Tensor: the held-out inputs, preprocessed
+    y: Any             # torch.Tensor: their labels
     source: str        # what they are
-    calibration: object = None  # flows.fixed_point.CalibrationData (None: the flow's choice, digits training)
+    calibration: Any = None  # flows.fixed_point.CalibrationData (None: the flow's choice, digits training)
     given: bool = False  # the inputs are handed to the drift ladder (else it takes the digits split itself)
-    data: object = None  # analysis.data_inputs.ModelData of a generated split (streamed by evaluate)
+    data: Any = None  # analysis.data_inputs.ModelData of a generated split (streamed by evaluate)
 
 
 def _digits_split(ck, checkpoint, rec, check) -> DemoSplit:
@@ -75,10 +75,13 @@ def _generated_split(ck, checkpoint, rec, data_dir, calib_samples, check, say) -
     preset = (rec.get("preset") or {}).get("preset", "auto")
     args = DataArgs(data=str(root), preset=preset, calib_data=str(root), calib_split="train")
     md, cal = open_data(args, ck, calib_samples, True, say=say)
-    x, y, _ = md.take(len(md.source), "demo")
+    if md is None:
+        raise InternalError(f"{root}: a generated data set that opened as no data")
+    source: Any = md.source  # data.sources.DataSource
+    x, y, _ = md.take(len(source), "demo")
     want_labels = rec.get("test_label_sha256")
     if want_labels and labels_sha256(y) != want_labels:
-        raise DeployError(f"{checkpoint}: the labels of {md.source.describe()} differ from those recorded at "
+        raise DeployError(f"{checkpoint}: the labels of {source.describe()} differ from those recorded at "
                           f"training (sha256 {labels_sha256(y)[:12]} vs {want_labels[:12]})")
     return DemoSplit(x, y, md.describe(), cal, given=True, data=md)
 

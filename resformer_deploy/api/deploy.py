@@ -94,15 +94,16 @@ def deploy(net, output, options: DeployOptions = DeployOptions(), *, calibration
            say: Callable[[str], None] = lambda m: None) -> DeployResult:
     """Quantize ``net`` (api.load_graph; calibrated on ``calibration``, else the flow's choice) for
     the mapping target (chosen by capability) and write its artifact to ``output``."""
-    from resformer_deploy.api.compile import mapping_target
+    from resformer_deploy.api.compile import made, mapping_target
     from resformer_deploy.flows import prepare
     o = options
-    prepared = prepare(mapping_target(None), net.graph, dssa=o.dssa, quantize=True, calib_samples=o.calib_samples,
+    target = mapping_target(None)
+    prepared = prepare(target, net.graph, dssa=o.dssa, quantize=True, calib_samples=o.calib_samples,
                        calibration=calibration, netx_bias_grid=o.netx_bias_grid)
-    calib = prepared.quantized_net.calibration
+    calib = made(prepared.quantized_net, "quantized_net", target).calibration
     say(f"quantized on {calib['source']}")
     fig = write_artifact(output, prepared, net, preset)
-    violations, _ = prepared.drc
+    violations, _ = made(prepared.drc, "drc", target)
     return DeployResult(str(output), fig, tuple(violations), calib, read_artifact(output))
 
 
