@@ -16,8 +16,15 @@ checkpoint = str(api.DEMO_MODELS["digits"].checkpoint)
 model = api.load(checkpoint)
 print(f"model: {model.variant}, T={model.config.T}, {model.config.num_classes} classes")
 
-# %% verify: the fixed-point network (Loihi 2 integer arithmetic, on the bit-accurate emulator)
-# against PyTorch on the first 64 held-out digits; no Lava rungs (lava_samples=0) keeps it quick
+# %% verify: the exported graph on the NIR interpreter ("reference") against PyTorch, spike for
+# spike in every LIF layer, in float64 (where the two must agree exactly)
+checked = api.verify(model, api.VerifyOptions(target="reference", samples=8, precision="float64"),
+                     checkpoint=checkpoint)
+print(f"verify reference verdicts: {','.join(checked.verdicts)}")
+print(f"verify reference mismatches: {sum(c.total_mismatches for c in checked.checks)}")
+
+# %% verify fixed point: the quantized network (Loihi 2 integer arithmetic, on the bit-accurate
+# emulator) against PyTorch on the first 64 held-out digits; no Lava rungs (lava_samples=0): quick
 verified = api.drift(model, api.DriftOptions(lava_samples=0, eval_samples=64), checkpoint=checkpoint)
 ladder = verified.ladders[0]
 print(f"verify passed: {verified.passed}")

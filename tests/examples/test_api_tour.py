@@ -24,7 +24,14 @@ def test_the_tour_runs_and_prints_true_figures(tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     f = _figures(p.stdout)
     assert f["model"] == "digits, T=4, 10 classes"
-    # verify: the fixed-point rung of the same ladder, from the CLI
+    # verify on the reference target: the CLI's verdicts and mismatch counts
+    r = CliRunner().invoke(main, ["verify", str(DIGITS_CKPT), "--target", "reference", "--samples", "8",
+                                  "--precision", "float64", "--json-out", str(tmp_path / "verify.json")])
+    assert r.exit_code == 0, r.output
+    reports = json.loads((tmp_path / "verify.json").read_text())["reports"]
+    assert f["verify reference verdicts"] == ",".join(rep["verdict"] for rep in reports) == "exact"
+    assert int(f["verify reference mismatches"]) == sum(rep["total_mismatches"] for rep in reports) == 0
+    # verify fixed point: the fixed-point rung of the same ladder, from the CLI
     r = CliRunner().invoke(main, ["drift", str(DIGITS_CKPT), "--lava-samples", "0", "--eval-samples", "64",
                                   "--json-out", str(tmp_path / "drift.json")])
     assert r.exit_code == 0, r.output
