@@ -6,12 +6,20 @@ advances, an end line with the count and the time.
 Callers use ``with Progress(total, label, unit) as bar: ... bar.update(n)`` (or pass
 ``progress=bar.update``), and ``bar.reset(total)`` once the total is known."""
 import sys
+import threading
 
 from tqdm import tqdm
 
 
 class _Tqdm(tqdm):
     monitor_interval = 0  # no monitor thread: our bars never need their refresh rate lowered
+
+
+# tqdm's default write lock includes a multiprocessing.RLock, whose creation fixes the process's
+# start method; importing Lava then calls multiprocessing.set_start_method("fork") (lava-nc
+# lava/magma/runtime/message_infrastructure/multiprocessing.py) and fails with "context has already been set". Our bars are drawn from one process:
+# a thread lock is all they need.
+_Tqdm.set_lock(threading.RLock())
 
 
 class _Lines:

@@ -1,6 +1,8 @@
 """Progress on a stream that is not a terminal (CI logs, redirected output): a start line, a
 line per LOG_EVERY_S seconds while work advances, an end line with the count and time."""
 import io
+import subprocess
+import sys
 
 from resformer_deploy.util.progress import Progress
 
@@ -58,3 +60,17 @@ def test_a_terminal_gets_a_tqdm_bar_redrawn_in_place():
     assert text.startswith("\revaluate:   0%") and text.endswith("\n") and text.count("\n") == 1
     last = text.rstrip("\n").split("\r")[-1]  # what the terminal shows at the end
     assert last.startswith("evaluate (interrupted):  50%") and " 2/4 [" in last and "samples/s]" in last
+
+
+def test_a_drawn_bar_leaves_the_start_method_unset_for_lava():
+    # Lava's import calls multiprocessing.set_start_method("fork"), which fails once anything has
+    # fixed the start method (tqdm's default lock holds a multiprocessing lock); fresh interpreter
+    # because pytest's own process may have fixed it already
+    code = ("import io, multiprocessing\n"
+            "from resformer_deploy.util.progress import Progress\n"
+            "class T(io.StringIO):\n    def isatty(self): return True\n"
+            "for stream in (io.StringIO(), T()):\n"
+            "    with Progress(3, 'x', stream=stream) as bar: bar.update(3)\n"
+            "multiprocessing.set_start_method('fork')\nprint('set')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "set", out.stderr[-500:]
