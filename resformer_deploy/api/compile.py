@@ -9,8 +9,9 @@ can be written as the deployable artifact (api.deploy).
     (34, ())
 """
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple, TypeVar
+from typing import Any, Callable, List, Optional, Tuple, TypeVar
 
 from resformer_deploy.errors import DeployError, InternalError
 
@@ -19,12 +20,28 @@ PLAN_NAME = "loihi2_plan.json"  # the plan's file in a compile output directory
 
 @dataclass(frozen=True)
 class ModelGraph:
-    """A model as a NIR graph, from a checkpoint (``checkpoint`` set: the loaded one) or a NIR file."""
+    """A model as a NIR graph, from a checkpoint (``checkpoint`` set: the loaded one) or a NIR file.
+    ``config``/``variant`` of a NIR file are read from the graph when first asked (only data and
+    calibration need them), so a graph that is no image classifier can still be compiled."""
     path: str
     graph: object  # nir.NIRGraph
-    config: object  # model.config.ResformerConfig
-    variant: str
     checkpoint: object = None  # model.checkpoint.LoadedCheckpoint, None for a NIR file
+
+    @cached_property
+    def _model(self) -> tuple:
+        ck: Any = self.checkpoint
+        if ck is not None:
+            return ck.config, ck.variant
+        from resformer_deploy.analysis.data_inputs import graph_model
+        return graph_model(self.graph, self.path)
+
+    @property
+    def config(self):  # model.config.ResformerConfig
+        return self._model[0]
+
+    @property
+    def variant(self) -> str:
+        return self._model[1]
 
 
 def is_nir(path: str) -> bool:
@@ -45,13 +62,11 @@ def load_graph(path: str, load: Optional[Callable] = None) -> ModelGraph:
         raise DeployError(f"{path}: no such file")
     if is_nir(path):
         from exporters.nir_io import read_nir
-        from resformer_deploy.analysis.data_inputs import graph_model
-        graph = read_nir(path)
-        return ModelGraph(path, graph, *graph_model(graph, path))
+        return ModelGraph(path, read_nir(path))
     from exporters.torch_to_nir import export_model
     from resformer_deploy.model.checkpoint import load_checkpoint
     ck = (load or load_checkpoint)(path)
-    return ModelGraph(path, export_model(ck.model), ck.config, ck.variant, ck)
+    return ModelGraph(path, export_model(ck.model), ck)
 
 
 def mapping_target(target: Optional[str] = None) -> str:

@@ -16,8 +16,7 @@ def test_result_fields_are_exactly_these():
     assert [f.name for f in dataclasses.fields(api.CompileResult)] == [
         "target", "dssa", "quantized", "plan", "violations", "skipped", "stock_models", "hardware", "calibration",
         "estimate", "estimate_lines", "plan_json", "artifacts"]
-    assert [f.name for f in dataclasses.fields(api.ModelGraph)] == ["path", "graph", "config", "variant",
-                                                                    "checkpoint"]
+    assert [f.name for f in dataclasses.fields(api.ModelGraph)] == ["path", "graph", "checkpoint"]
 
 
 def test_the_plan_equals_the_cli_json(tmp_path):
