@@ -2,12 +2,11 @@
 load -> verify -> evaluate -> compile -> deploy, each job with typed options in and a typed
 result out. Cells are marked ``# %%`` (VS Code, Jupytext and Spyder run them one by one).
 
-    python examples/api_tour.py [OUT_DIR]    # the artifact goes to OUT_DIR (default: a temp dir)
+    python examples/api_tour.py [OUT_DIR]    # the artifact goes to OUT_DIR (default: ./api_tour_out)
 
 Every figure is printed as ``name: value`` (tests/examples/test_api_tour.py checks them)."""
 # %% load the shipped digits checkpoint (trained by examples/train_digits.py)
 import sys
-import tempfile
 from pathlib import Path
 
 from resformer_deploy import api
@@ -48,7 +47,8 @@ print(f"compile neuro cores: {plan.totals.neuro_cores}")
 print(f"compile violations: {len(plan.violations)}")
 
 # %% deploy: the quantized network as one HDF5 artifact, written and read back
-out_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp(prefix="api-tour-"))
+out_dir = Path(sys.argv[1] if len(sys.argv) > 1 else "api_tour_out")
+out_dir.mkdir(parents=True, exist_ok=True)
 deployed = api.deploy(net, out_dir / "digits.h5", api.DeployOptions())
 print(f"deploy artifact: {deployed.path}")
 print(f"deploy layer groups: {deployed.figures.layers}")
