@@ -8,10 +8,11 @@ emulator, and on Loihi 2 where Intel's lava-loihi is installed.
     >>> result.figures.layers, result.figures.netx_layers  # netx_bias_grid=True: 47, 5
     (52, 0)
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Callable, Dict, List, Optional, Tuple
 
 from resformer_deploy.errors import DeployError
+from targets.stock_check import StockCheck
 
 
 @dataclass(frozen=True)
@@ -46,22 +47,13 @@ class DeployResult:
     artifact: object
 
 
-@dataclass(frozen=True)
-class StockModelsCheck:
-    """An artifact on Lava's stock process models against the bit-accurate emulator: the classes
-    (and how many are correct, None without labels) and the mismatches (none: ``bit_exact``)."""
+@dataclass
+class StockModelsCheck(StockCheck):
+    """An artifact on Lava's stock process models against the bit-accurate emulator
+    (targets.stock_check.StockCheck: the logits and the mismatches, none: ``bit_exact``), with the
+    classes and how many are correct (None without labels)."""
     predictions: List[int]
     correct: Optional[int]
-    processes: int
-    seconds: float
-    output_values: int
-    output_mismatches: int
-    spikes: int
-    spike_mismatches: int
-
-    @property
-    def bit_exact(self) -> bool:
-        return self.output_mismatches == 0 and self.spike_mismatches == 0
 
 
 @dataclass(frozen=True)
@@ -129,8 +121,8 @@ def simulate_artifact(art, data, samples: int = 4, bar=None) -> StockModelsCheck
     with (bar(steps, f"Lava stock models, {x.shape[0]} sample(s)", "steps") if bar else nullcontext()) as b:
         chk = check_on_stock_models(art, x, progress=b.update if b is not None else None)
     pred = [int(c) for c in chk.logits.mean(0).argmax(-1)]
-    return StockModelsCheck(pred, _correct(pred, y), chk.processes, chk.seconds, chk.output_values,
-                            chk.output_mismatches, chk.spikes, chk.spike_mismatches)
+    return StockModelsCheck(**{f.name: getattr(chk, f.name) for f in fields(chk)}, predictions=pred,
+                            correct=_correct(pred, y))
 
 
 def chip_available() -> Tuple[bool, str]:
