@@ -94,7 +94,7 @@ def measure(variant: str, n: int, calib_samples: int) -> dict:
     from resformer_deploy.analysis.equivalence import inputs_for
     from resformer_deploy.flows import prepare
     from targets import get_target
-    from targets.loihi2_emulator import exact_float_ops
+    from resformer_deploy.fixed_point.emulator import exact_float_ops
 
     model, seed = make_model(variant)
     cfg = model.config

@@ -9,13 +9,12 @@ import numpy as np
 import torch
 
 from exporters.nir_ext import SpikeMatMul
-from resformer_deploy.fixed_point.emulator import (InexactError, LavaSemantics, chunk_samples,  # noqa: F401
-                                                   exact_dtype, exact_float_ops, work_bytes_per_sample)
+from exporters.interpreter import CompiledGraph
+# LavaSemantics is read from this module at run time (benchmarks/emulator_ab.py swaps it here)
+from resformer_deploy.fixed_point.emulator import LavaSemantics, chunk_samples, work_bytes_per_sample
 from resformer_deploy.lava.host_partition import host_inputs, host_readout
 
-from targets.base import Capabilities, Estimate, RunRequest, RunStats, Target
-from exporters.interpreter import CompiledGraph
-from targets.base import RunResult
+from targets.base import Capabilities, Estimate, RunRequest, RunResult, RunStats, Target
 
 # Throughput of this machine (2 cores, x86_64), measured on ti @224 (random weights, 16 samples
 # batched, T = 4; loihi2-emu and PyTorch in one process, the issue-11 full-size measurement):

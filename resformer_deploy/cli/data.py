@@ -8,19 +8,3 @@ def open_data_args(args, cfg, variant, calib_samples: int, quantizes: bool, why_
     is used said on ``out`` (resformer_deploy.api.data.open_data)."""
     from resformer_deploy.api.data import open_data
     return open_data(args, None, calib_samples, quantizes, why_not, say=out, config=cfg, variant=variant)
-
-
-def ladder_inputs(md, eval_samples: int):
-    """The drift ladder's evaluation inputs (x, y, description) from ``--data`` (``eval_samples`` 0:
-    all of it), or None for its own (digits held-out split or random inputs)."""
-    if md is None:
-        return None
-    n = eval_samples or len(md.source)
-    x, y, _ = md.take(n, "--eval-samples")
-    return x, y, md.describe()
-
-
-def calibration_json(prepared) -> dict:
-    """What calibrated a prepared quantized network (JSON), or None when nothing was quantized."""
-    qn = prepared.get("quantized_net")
-    return None if qn is None else qn.calibration
