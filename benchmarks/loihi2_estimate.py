@@ -18,8 +18,11 @@ Parts:
   size whose neuron bound is at most --compare-neurons), each size in a child process under --mem-gib
   of address space. Per system, every size below the first whose neuron lower bound exceeds the
   system's neurons (certain refusal there and above: the bound grows with the size) is scanned from the
-  top down to the first that fits; sizes above the answer are each listed with their refusal, or as
-  not planned (bound above --budget-neurons, or the child ran out of memory): then the answer is not exact.
+  top down to the first that fits; a size whose core lower bound (hardware/loihi2/core_bound.py) exceeds
+  the system's neuro cores is refused for certain without planning (no plan with a clean design-rule
+  check has fewer cores; checked against every planned size); sizes above the answer are each listed with
+  their refusal, or as not planned (bound above --budget-neurons, or the child ran out of memory): then
+  the answer is not exact. --reuse takes the planned sizes of an earlier run's JSON instead of replanning.
 * pilotnet also checks the PilotNet-calibrated model on Balafrej et al. 2025's two-neuron runs
   (anchors.PAIR_LIF, estimate.pair_check).
 """
@@ -109,25 +112,43 @@ def part_ti224(calib_samples, run_samples):
             if hasattr(p["core_plan"].totals, "to_json") else dict(vars(p["core_plan"].totals)), "estimate": d}
 
 
-def probe(name, img_size, compare_neurons, budget_neurons):
+def probe(name, img_size, compare_neurons, budget_neurons, plan_cores, reuse=None):
     """Plan of variant ``name`` at ``img_size`` (random weights) from its shape-only graph, as JSON: totals,
-    design-rule violations and the neuron lower bound. Not planned (``planned`` false) when the bound
-    exceeds ``budget_neurons`` (planning holds ~20 B per neuron). When the bound is at most
+    design-rule violations, the neuron lower bound and the core lower bound (core_bound.py). Not planned
+    (``planned`` false) when the core bound exceeds ``plan_cores`` (refused on every system for certain)
+    or the neuron bound exceeds ``budget_neurons``. ``reuse``: an earlier run's probe of this size (same
+    planner), kept instead of planning again. A planned size checks the core bound against its plan
+    (total, and per layer where the plan's design-rule check is clean); when the neuron bound is at most
     ``compare_neurons`` the exported graph is planned too and the two plans' JSON compared."""
     from exporters.torch_to_nir import export_model
     from resformer_deploy.hardware.loihi2 import map_to_loihi2, run_drc
+    from resformer_deploy.hardware.loihi2.core_bound import core_lower_bound
     from resformer_deploy.hardware.loihi2.shape_graph import neuron_lower_bound, shape_graph
+    from resformer_deploy.lava.plan import plan_lava
     from resformer_deploy.model.calibration import random_buffers
     from resformer_deploy.model.resformer import build_model
     t0 = time.perf_counter()
     model = random_buffers(build_model(name, img_size=img_size))
     g = shape_graph(model)
-    out = {"neuron_lower_bound": neuron_lower_bound(g), "planned": False}
-    if out["neuron_lower_bound"] > budget_neurons:
+    bound = core_lower_bound(g)
+    out = {"neuron_lower_bound": neuron_lower_bound(g), "core_lower_bound": bound.total,
+           "bound_s": round(time.perf_counter() - t0, 1), "planned": False}
+    if reuse is not None:
+        out.update({k: reuse[k] for k in ("planned", "totals", "violations", "plan_s", "equals_exported_plan",
+                                          "peak_rss_GiB") if k in reuse}, reused=True)
+        out["core_bound_holds"] = bound.total <= reuse["totals"]["neuro_cores"] or bool(reuse["violations"])
+        out["core_bound_equals_plan"] = bound.total == reuse["totals"]["neuro_cores"]
         return out
-    plan = map_to_loihi2(g, "fused")
+    if bound.total > plan_cores or out["neuron_lower_bound"] > budget_neurons:
+        return out
+    t0 = time.perf_counter()
+    plan = map_to_loihi2(plan_lava(g, "fused", offsets=False))  # the fused plan reads no offsets
     drc = run_drc(plan)
     out.update(planned=True, totals=dict(vars(plan.totals)), violations=drc[0], plan_s=round(time.perf_counter() - t0, 1))
+    clean = [r for r in plan.layers if not any(v.startswith(r.layer + ":") for v in drc[0])]
+    out["core_bound_holds"] = (all(bound.layers[r.layer] <= r.cores for r in clean)
+                               and (bound.total <= plan.totals.neuro_cores or bool(drc[0])))
+    out["core_bound_equals_plan"] = bound.total == plan.totals.neuro_cores
     if out["neuron_lower_bound"] <= compare_neurons:
         del g
         full = map_to_loihi2(export_model(model), "fused")
@@ -144,8 +165,10 @@ def _limit_memory(gib):
 
 def _probe_child(name, img_size, args, log):
     """``probe`` in a child process under an address-space cap (a child that fails is logged; None)."""
+    reuse = _reusable(args.reuse, name, img_size)
     r = subprocess.run([sys.executable, __file__, "--probe", f"{name}:{img_size}", "--compare-neurons",
-                        str(args.compare_neurons), "--budget-neurons", str(args.budget_neurons)],
+                        str(args.compare_neurons), "--budget-neurons", str(args.budget_neurons),
+                        "--plan-cores", str(args.plan_cores)] + (["--reuse-plan", json.dumps(reuse)] if reuse else []),
                        capture_output=True, text=True, preexec_fn=_limit_memory(args.mem_gib), timeout=3600)
     if r.returncode != 0:
         why = (r.stderr.strip().splitlines() or ["killed"])[-1][:100]
@@ -153,10 +176,19 @@ def _probe_child(name, img_size, args, log):
         print("  " + log[-1], flush=True)
         return None
     d = json.loads(r.stdout.strip().splitlines()[-1])
-    print(f"  {name} @{img_size}: " + json.dumps({k: d.get(k) for k in ("neuron_lower_bound", "planned", "plan_s",
-                                                                         "peak_rss_GiB", "equals_exported_plan")})
+    print(f"  {name} @{img_size}: " + json.dumps({k: d.get(k) for k in (
+        "neuron_lower_bound", "core_lower_bound", "bound_s", "planned", "reused", "plan_s", "peak_rss_GiB",
+        "equals_exported_plan", "core_bound_holds")})
           + (f" cores {d['totals']['neuro_cores']:,}" if d["planned"] else ""), flush=True)
     return d
+
+
+def _reusable(path, name, img_size):
+    """The planned probe of ``name`` @``img_size`` in an earlier run's JSON (its "systems" part), or None."""
+    if not path:
+        return None
+    d = json.loads(Path(path).read_text())["systems"]["per_size"].get(name, {}).get(str(img_size))
+    return d if d and d.get("planned") else None
 
 
 def bounds(name, sizes, stop):
@@ -219,14 +251,20 @@ def part_systems(variants, args):
             beyond = [z for z in all_sizes if bounds[z] > cap]
             certain_from = beyond[0] if beyond else None  # a suffix of all_sizes: the bound grows
             answer, above = None, []
+            cores = chips * L.NEURO_CORES_PER_CHIP
             for size in reversed(sizes):
-                if bounds[size] > args.budget_neurons:
+                d = at(size)
+                if d is None:
+                    above.append({"size": size, "refused_by": None, "why": "not measured (child failed)"})
+                    continue
+                if not d["planned"] and d["core_lower_bound"] > cores:  # a clean plan has at least that many
+                    above.append({"size": size, "by_core_bound": True, "refused_by": [
+                        f"neuro cores: needs at least {d['core_lower_bound']:,} (core lower bound) > {cores:,} "
+                        f"({L.NEURO_CORES_PER_CHIP} per chip x {chips:,}), or a design rule"]})
+                    continue
+                if not d["planned"]:
                     above.append({"size": size, "refused_by": None, "why": "not planned (neuron bound "
                                   f"{bounds[size]:,} > budget {args.budget_neurons:,})"})
-                    continue
-                d = at(size)
-                if d is None or not d["planned"]:
-                    above.append({"size": size, "refused_by": None, "why": "not measured (child failed)"})
                     continue
                 why = refusals(d["totals"], chips, d["violations"])
                 if not why:
@@ -235,7 +273,9 @@ def part_systems(variants, args):
                 above.append({"size": size, "refused_by": why})
             out["largest_img_size"][v][system] = {
                 "largest": answer, "exact": certain_from is not None and all(a["refused_by"] for a in above),
-                "refused_from_by_neuron_bound": certain_from, "sizes_above": sorted(above, key=lambda a: a["size"])}
+                "refused_from_by_neuron_bound": certain_from,
+                "refused_by_core_bound": sorted(a["size"] for a in above if a.get("by_core_bound")),
+                "sizes_above": sorted(above, key=lambda a: a["size"])}
             print(v, system, json.dumps({k: out["largest_img_size"][v][system][k]
                                          for k in ("largest", "exact", "refused_from_by_neuron_bound")}), flush=True)
         out["per_size"][v] = {z: d for z, d in sorted(cache.items())}
@@ -259,8 +299,12 @@ def main():
     ap.add_argument("--ti-calib-samples", type=int, default=4)
     ap.add_argument("--ti-run-samples", type=int, default=2)
     ap.add_argument("--mem-gib", type=float, default=10.0, help="address-space cap of each systems probe")
-    ap.add_argument("--budget-neurons", type=int, default=380_000_000,
-                    help="plan a size only when its neuron lower bound is at most this (memory: ~20 B/neuron)")
+    ap.add_argument("--budget-neurons", type=int, default=1_300_000_000,
+                    help="plan a size only when its neuron lower bound is at most this (memory: ~5 B/neuron)")
+    ap.add_argument("--plan-cores", type=int, default=147_456,
+                    help="plan a size only when its core lower bound is at most this (Hala Point's neuro cores)")
+    ap.add_argument("--reuse", default=None, help="an earlier run's JSON: its planned sizes are kept, not replanned")
+    ap.add_argument("--reuse-plan", default=None, help=argparse.SUPPRESS)  # a probe's JSON, run by the systems part
     ap.add_argument("--compare-neurons", type=int, default=40_000_000,
                     help="also plan the exported graph and compare, when the neuron bound is at most this")
     ap.add_argument("--bounds", default=None, help=argparse.SUPPRESS)  # VARIANT:S1,S2,..., run by the systems part
@@ -273,7 +317,8 @@ def main():
         return
     if args.probe:
         name, size = args.probe.split(":")
-        print(json.dumps(probe(name, int(size), args.compare_neurons, args.budget_neurons), default=str))
+        print(json.dumps(probe(name, int(size), args.compare_neurons, args.budget_neurons, args.plan_cores,
+                               json.loads(args.reuse_plan) if args.reuse_plan else None), default=str))
         return
     parts = args.parts.split(",")
     res = {"benchmark": "loihi2_estimate", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -71,8 +71,17 @@ class LavaPlan:
         return max(self.latency[n] for n in self.neuro) if self.neuro else 0
 
 
-def plan_lava(graph: nir.NIRGraph, dssa: str = "fused", timing=None) -> LavaPlan:
-    """``timing``: the balance-delays pass's result (flows pass it in); None computes it here."""
+def _stored(a) -> np.ndarray:
+    """The values ``a`` stores: one element of a zero-stride view (the shape-only graph's parameters,
+    hardware/loihi2/shape_graph.py), so checking them costs nothing per neuron."""
+    a = np.asarray(a)
+    return a.flat[:1] if a.size and not any(a.strides) else a
+
+
+def plan_lava(graph: nir.NIRGraph, dssa: str = "fused", timing=None, offsets: bool = True) -> LavaPlan:
+    """``timing``: the balance-delays pass's result (flows pass it in); None computes it here.
+    ``offsets=False`` leaves ``bias`` and ``lif`` empty (and their checks undone): the fused core plan
+    reads neither, and their per-neuron float64 arrays are most of a large plan's memory."""
     if dssa not in ("fused", "synaptic"):
         raise LavaMappingError(f"unknown DSSA lowering '{dssa}' (fused or synaptic)")
     shapes, problems = check_graph(graph)
@@ -97,14 +106,14 @@ def plan_lava(graph: nir.NIRGraph, dssa: str = "fused", timing=None) -> LavaPlan
         elif not isinstance(node, LAVA_NEURO):
             bad.append(f"{n}: {type(node).__name__} has no Lava mapping on the neuromorphic partition (node "
                        f"metadata 'partition': 'host' runs it on the host, if it is before or after the chip)")
-        elif isinstance(node, nir.Scale) and not np.all(np.asarray(node.scale) == 1):
+        elif isinstance(node, nir.Scale) and not np.all(_stored(node.scale) == 1):
             bad.append(f"{n}: Scale other than 1 (only residual junctions are mapped)")
         elif isinstance(node, nir.LIF):
             for f, want in (("r", 1.0), ("v_reset", 0.0)):
-                if not np.all(np.asarray(getattr(node, f)) == want):
+                if not np.all(_stored(getattr(node, f)) == want):
                     bad.append(f"{n}: LIF {f} must be {want} everywhere")
             for f in ("tau", "v_threshold", "v_leak"):
-                a = np.asarray(getattr(node, f))
+                a = _stored(getattr(node, f))
                 if a.size and not np.all(a == a.flat[0]):
                     bad.append(f"{n}: LIF {f} must be uniform per layer (Lava LIF holds one value)")
     # host nodes downstream of the chip: everything host that depends on a neuromorphic node
@@ -132,6 +141,8 @@ def plan_lava(graph: nir.NIRGraph, dssa: str = "fused", timing=None) -> LavaPlan
     plan = LavaPlan(graph, shapes, neuro, host_pre, host_post, inputs, outputs, tm.latency, tm.edge_delay,
                     synapses=synapses, dssa=dssa,
                     ge=str(graph.metadata.get("discretisation", {}).get("threshold_test", ">")) == ">=")
+    if not offsets:
+        return plan
     dt = float(graph.metadata.get("discretisation", {}).get("dt", 1e-3))
     for n in neuro:  # constant offsets (synapse biases) carried along the graph
         node = graph.nodes[n]

@@ -296,7 +296,9 @@ class Mapper:
         return d
 
     # -- tiling -------------------------------------------------------------------------------
-    def tile(self, layer, dest=None):
+    def tile(self, layer, dest=None, min_cores=1):
+        """The coarsest tiling meeting the limits (fan-out ``dest`` per neuron: routes too), of at least
+        ``min_cores`` cores; returns its per-core metrics and sets ``layer.chunks``."""
         lim = {k: v for k, v in LIMIT_OF.items() if k != "routes" or dest is not None}
         finest = self.evaluate(layer, (1, 1, 1), dest, exact=False)
         layer.unmappable = []
@@ -308,12 +310,28 @@ class Mapper:
                 # estimate only: as if the inputs were split over ceil(need/limit) cores' worth of the resource
                 # (relaxing to exactly one neuron's need would force one neuron per core)
                 lim[k] = lim[k] * math.ceil(finest[k] / lim[k])
+        S, cores, ok = self.candidates(layer, lim, dest)
+        ok &= cores >= min_cores
+        D = layer.shape
+        spatial = (S[:, 1] < D[1]).astype(int) + (S[:, 2] < D[2])
+        idx = np.nonzero(ok)[0]
+        idx = idx[np.lexsort((-S[idx, 0], spatial[idx], cores[idx]))]
+        for i in idx:
+            sizes = tuple(int(v) for v in S[i])
+            ev = self.evaluate(layer, sizes, dest, lim=lim)
+            if ev is not None and all(float(ev[k].max()) <= lim[k] for k in lim):
+                layer.chunks = sizes
+                return ev
+        raise AssertionError(f"{layer.name}: no tiling found (finest tiling should always fit)")
+
+    def candidates(self, layer, lim, dest=None):
+        """Every tiling ``tile`` considers (chunk sizes per axis, one row each), its core count, and
+        whether it passes necessary conditions of ``lim`` (a tiling failing them cannot meet ``lim``)."""
         D = layer.shape
         S = np.stack([x.ravel() for x in np.meshgrid(*[np.array(_sizes(d)) for d in D], indexing="ij")], 1)
         cores = np.prod([-(-np.array(D)[i] // S[:, i]) for i in range(3)], axis=0)
         nmax = S.prod(1)
         ok = (nmax <= lim["neurons"]) & (nmax * L.NEURON_STATE_BYTES[layer.kind] <= lim["memory"])
-        spatial = (S[:, 1] < D[1]).astype(int) + (S[:, 2] < D[2])
         # exact per-term maxima are products of per-axis maxima: max over terms is a lower bound
         cands = [np.array(_sizes(d)) for d in D]
         pos = [np.searchsorted(-c, -S[:, i]) for i, c in enumerate(cands)]
@@ -334,15 +352,7 @@ class Mapper:
             ok &= lb <= lim[metric]
         if dest is not None:  # routes: uniform fan-out is exact; otherwise the mean is a lower bound
             ok &= (dest * nmax if np.isscalar(dest) else np.sum(dest) / cores) <= lim["routes"]
-        idx = np.nonzero(ok)[0]
-        idx = idx[np.lexsort((-S[idx, 0], spatial[idx], cores[idx]))]
-        for i in idx:
-            sizes = tuple(int(v) for v in S[i])
-            ev = self.evaluate(layer, sizes, dest, lim=lim)
-            if ev is not None and all(float(ev[k].max()) <= lim[k] for k in lim):
-                layer.chunks = sizes
-                return ev
-        raise AssertionError(f"{layer.name}: no tiling found (finest tiling should always fit)")
+        return S, cores, ok
 
     # -- fan-out ------------------------------------------------------------------------------
     def fanout(self):
