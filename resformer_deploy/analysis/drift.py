@@ -288,32 +288,25 @@ def choose_rungs(targets: Optional[Sequence[str]] = None, subset: bool = True) -
 def drift_ladder(model, eval_samples: int = 0, lava_samples: int = 10, calib_samples: int = 128,
                  dssa: str = "fused", margin: float = MARGIN, seed: int = 0, progress=None, lava: bool = True,
                  keep_runs: bool = False, targets: Optional[Sequence[str]] = None, inputs=None,
-                 calibration=None) -> DriftLadder:
+                 calibration=None, sizing=None) -> DriftLadder:
     """``eval_samples`` 0: the full held-out digits split (random inputs: 32). ``targets``: the
     rungs' targets (roles from ``assign_roles``); None: chosen by capability
     (``rungs_by_capability``). ``lava`` False (or ``lava_samples`` 0): no subset rungs. ``keep_runs``:
     keep the objects behind the numbers in ``DriftLadder.runs`` (not written to JSON).
     ``inputs``: the evaluation set (x, labels or None, description) instead of the built-in one
     (``eval_samples`` is then ignored); ``calibration``: flows.fixed_point.CalibrationData to
-    quantize on (never the evaluation samples) instead of the flow's choice."""
+    quantize on (never the evaluation samples) instead of the flow's choice. ``sizing``: the job's
+    sizing step (api/sizing.py: ``size_rungs`` before the PyTorch record, ``size_run`` before each
+    rung's run); None: not sized here (the caller sized it)."""
     choices = choose_rungs(targets, subset=bool(lava and lava_samples))
     with model_in_dtype(model, torch.float64) as m:
         return _ladder(m.eval(), eval_samples, lava_samples, calib_samples, dssa, margin, seed, progress, choices,
-                       keep_runs, inputs, calibration)
+                       keep_runs, inputs, calibration, sizing)
 
 
 def _run_options(target: str, dssa: str) -> dict:
     """The ladder's run options a target takes: the DSSA lowering, if it lowers products."""
     return {"dssa": dssa} if "dssa" in capabilities_of(target).options else {}
-
-
-def _estimate(say, name, graph, n, T, prepared, options) -> None:
-    """Print a rung's cost estimate and refuse, with the figures, one that does not fit in memory."""
-    from resformer_deploy.analysis.equivalence import check_run_estimate, estimate_run, run_estimate_line
-    tgt = get_target(name)
-    est = estimate_run(tgt, graph, n, T, prepared=prepared, **options)
-    say(run_estimate_line(tgt, est))
-    check_run_estimate(tgt, est, f"drift ladder: {n} samples")
 
 
 def rung_sizes(choices, graph, n_eval: int, lava_samples: int, T: int, dssa: str, element_bytes: int, cache=None):
@@ -346,24 +339,6 @@ def rung_sizes(choices, graph, n_eval: int, lava_samples: int, T: int, dssa: str
         if est is not None:
             out.append((ch, n, est, beside))
     return out
-
-
-def check_rungs_fit(say, choices, graph, n_eval: int, lava_samples: int, T: int, dssa: str, element_bytes: int):
-    """Every rung's run sized before the PyTorch record (dvsg: 136 s for 48 samples; rung_sizes),
-    refused with the figures of every rung that does not fit and the options that would help."""
-    from resformer_deploy.util.memory_budget import MemoryBudgetError, budget_bytes, size
-    bad, budget, roles = [], budget_bytes(), set()
-    for ch, n, est, beside in rung_sizes(choices, graph, n_eval, lava_samples, T, dssa, element_bytes):
-        say(f"sized before calibration: {ch.target} on {n} samples ~{size(est.peak_bytes)} beside the ladder's "
-            f"{size(beside)}")
-        if est.peak_bytes + beside > budget:
-            roles.add(ch.role)
-            bad.append(f"{ch.target} on {n} samples needs about {size(est.peak_bytes)} ({est.basis}) beside the "
-                       f"ladder's {size(beside)} (PyTorch record and chunk"
-                       + (", fixed-point spikes" if ch.role in SUBSET_ROLES else "") + ")")
-    if bad:
-        raise MemoryBudgetError(f"drift ladder: {len(bad)} rung(s) do not fit the memory budget {size(budget)}: "
-                                + "; ".join(bad) + "; " + ladder_advice(roles, n_eval, lava_samples, dssa))
 
 
 def ladder_advice(roles, n_eval: int, lava_samples: int, dssa: str) -> str:
@@ -399,7 +374,7 @@ def fit_ladder(model, lowerings: Sequence[str], n_eval: int, lava_samples: int, 
     user did not ask for (``asked`` holds those given of "dssa", "eval", "lava") is lowered, each
     change told by ``say``: a lowering of ``--dssa both`` that does not fit even on the fewest
     samples is left out; then the evaluation samples, then the Lava samples, are lowered to the
-    most that fit. What was asked for stays (check_rungs_fit refuses it, with advice)."""
+    most that fit. What was asked for stays (api.sizing.size_rungs refuses it, with advice)."""
     from resformer_deploy.model.summary import LADDER_RECORD_BYTES_PER_NEURON_STEP, neurons_per_step
     from resformer_deploy.util.memory_budget import budget_bytes, size
     from resformer_deploy.analysis.sizing import largest_that_fits
@@ -452,7 +427,7 @@ def fit_ladder(model, lowerings: Sequence[str], n_eval: int, lava_samples: int, 
 
 
 def _ladder(m, eval_samples, lava_samples, calib_samples, dssa, margin, seed, progress, choices, keep_runs,
-            inputs=None, calibration=None):
+            inputs=None, calibration=None, sizing=None):
     cfg = m.config
     in_shape = (cfg.in_channels, cfg.img_size, cfg.img_size)
     dvs = cfg.T if cfg.neuron == "plif" else 0
@@ -473,7 +448,14 @@ def _ladder(m, eval_samples, lava_samples, calib_samples, dssa, margin, seed, pr
     x = x.double()
     say = progress or (lambda msg: None)
     graph = _read_back(m)
-    check_rungs_fit(say, choices, graph, n_eval, lava_samples if subset else 0, cfg.T, dssa, x.element_size())
+    if sizing is not None:
+        sizing.size_rungs(choices, graph, n_eval, lava_samples if subset else 0, cfg.T, dssa, x.element_size(),
+                          say)
+
+    def size_run(name, n, prepared, opts):
+        if sizing is not None:
+            sizing.size_run(get_target(name), graph, n, cfg.T, f"drift ladder: {n} samples", prepared=prepared,
+                            say=say, **opts)
     chunk = torch_record_batch(graph, cfg.T, x.element_size())
     say(f"PyTorch float64: {len(x)} samples ({min(chunk, len(x))} at a time), recording every LIF layer")
     t0 = time.time()
@@ -488,7 +470,7 @@ def _ladder(m, eval_samples, lava_samples, calib_samples, dssa, margin, seed, pr
     qn = fixed.quantized_net
     rungs = [Rung("PyTorch float64", PYTORCH, PYTORCH_MODEL, n_eval, t_torch, accuracy=accuracy(rec.logits.mean(0), y))]
     say(f"{head.target}: {head.label}, {n_eval} samples")
-    _estimate(say, head.target, graph, n_eval, cfg.T, fixed, _run_options(head.target, dssa))
+    size_run(head.target, n_eval, fixed, _run_options(head.target, dssa))
     t0 = time.time()
     emu = get_target(head.target).run(RunRequest.of(graph, x, cfg.T, prepared=fixed, **_run_options(head.target, dssa)))
     t_emu = time.time() - t0
@@ -503,7 +485,7 @@ def _ladder(m, eval_samples, lava_samples, calib_samples, dssa, margin, seed, pr
             opts = _run_options(c.target, dssa)
             prepared = fixed if c.role == FIXED_POINT_CHECK else prepare(
                 c.target, graph, samples=xs, T=cfg.T, **flow_options(c.target, opts))
-            _estimate(say, c.target, graph, lava_samples, cfg.T, prepared, opts)
+            size_run(c.target, lava_samples, prepared, opts)
             res = get_target(c.target).run(RunRequest.of(graph, xs, cfg.T, prepared=prepared, **opts))
             extra = {"processes": res.stats.processes, "pipeline_latency": res.stats.latency}
             if c.role == FIXED_POINT_CHECK:  # the fixed-point rung's run of the same samples (samples are independent)

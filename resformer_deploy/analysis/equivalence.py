@@ -5,7 +5,7 @@ import time
 from dataclasses import dataclass, field
 from math import prod
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import torch
 
@@ -248,37 +248,20 @@ def estimate_verification(model, n_samples: int, graph, tgt, dtype, tag: str = "
         seconds=torch_s + (te.seconds if te else 0.0), streamed=stream)
 
 
-def preflight(model, n_samples: int, target: str, runs, say=None) -> List[VerificationEstimate]:
-    """Estimate every run of a verification ([(precision, target options)]) before any of them
-    starts; ``say`` each estimate's line; refuse (MemoryBudgetError) if one does not fit."""
-    tgt = get_target(target)
-    with model_in_dtype(model, torch.float32) as m:  # sizes do not depend on the precision
-        graph = export_model(m.eval(), "float32")
-    out = []
-    for precision, opts in runs:
-        tag = precision + (f", {opts['dssa']} DSSA" if opts.get("dssa") else "")
-        est = estimate_verification(model, n_samples, graph, tgt, DTYPES[precision], tag, **opts)
-        if say:
-            say(est.line(rss_bytes()))
-        out.append(est)
-    from resformer_deploy.analysis.sizing import verification_advice
-    for (precision, opts), est in zip(runs, out):
-        est.check(lambda: verification_advice(model, n_samples, target, precision, opts))
-    return out
-
-
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
 def verify_model(model, x, target: str = DEFAULT_TARGET, precision: str = "float64", form: str = "extension",
-                 workdir=None, bars=None, say=None, **target_options) -> EquivalenceReport:
-    """Verify ``model`` on ``target`` with inputs x: estimate (refused before any run when it does
-    not fit the memory budget), record PyTorch (packed spikes and near-threshold masks), export and
-    read back, run the target and compare layer by layer. ``bars(total, label, unit)``: a context
-    manager with ``update(n)`` (util/progress.Progress) for each phase; ``say(line)``: the estimate."""
+                 workdir=None, bars=None, say=None, sizing=None, **target_options) -> EquivalenceReport:
+    """Verify ``model`` on ``target`` with inputs x: estimate (``sizing``, the job's sizing step
+    api/sizing.py, refuses it before any run when it does not fit the memory budget; None: not
+    sized here), record PyTorch (packed spikes and near-threshold masks), export and read back,
+    run the target and compare layer by layer. ``bars(total, label, unit)``: a context manager
+    with ``update(n)`` (util/progress.Progress) for each phase; ``say(line)``: the estimate."""
     dtype = DTYPES[precision]
     with model_in_dtype(model, dtype) as m:  # the caller's model comes back as it was, also on error
-        return _verify(m.eval(), x.to(dtype), target, precision, dtype, form, workdir, bars, say, target_options)
+        return _verify(m.eval(), x.to(dtype), target, precision, dtype, form, workdir, bars, say or (lambda line: None),
+                       sizing, target_options)
 
 
 class _NoBar:
@@ -295,7 +278,7 @@ class _NoBar:
         pass
 
 
-def _verify(m, xs, target, precision, dtype, form, workdir, bars, say, target_options) -> EquivalenceReport:
+def _verify(m, xs, target, precision, dtype, form, workdir, bars, say, sizing, target_options) -> EquivalenceReport:
     bars = bars or _NoBar
     tgt = get_target(target)
     T = m.config.T
@@ -304,9 +287,8 @@ def _verify(m, xs, target, precision, dtype, form, workdir, bars, say, target_op
     t_export = time.time() - t0
     tag = precision + (f", {target_options['dssa']} DSSA" if target_options.get("dssa") else "")
     est = estimate_verification(m, xs.shape[0], graph, tgt, dtype, tag, **target_options)
-    if say:
-        say(est.line(rss_bytes()))
-    est.check()
+    if sizing is not None:
+        sizing.size_estimate(est, say)
     t0 = time.time()
     with bars(len(lif_modules(m)), f"PyTorch record ({tag})", "layers") as bar:
         rec = record_torch(m, xs, progress=bar.update)
@@ -323,10 +305,8 @@ def _verify(m, xs, target, precision, dtype, form, workdir, bars, say, target_op
     prepared = prepare(tgt, graph, samples=xs, T=T, **flow_options(tgt, target_options))
     if est.target_estimate is None:  # a cost model that needs the flow's artifacts: check it now
         est = estimate_verification(m, xs.shape[0], graph, tgt, dtype, tag, prepared=prepared, **target_options)
-        if est.target_estimate is not None:
-            if say:
-                say(est.line(rss_bytes()))
-            est.check()
+        if est.target_estimate is not None and sizing is not None:
+            sizing.size_estimate(est, say)
     steps = tgt.steps(RunRequest.sizing(graph, xs.shape[0], T, prepared=prepared, **target_options))
     if streams(tgt):  # compared as produced: the run keeps no spike or membrane record
         comparer = SpikeComparer(graph, rec)

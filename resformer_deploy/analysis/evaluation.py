@@ -247,37 +247,33 @@ class RangeResult:
     load_seconds: float
 
 
-def check_evaluation(graph, data, target: str, *, T: int, limit: Optional[int] = None, batch_size: int = 32,
-                     dssa: str = "fused", workers: int = 2, torch_runs: bool = True,
-                     say: Callable[[str], None] = lambda m: None) -> EvaluationEstimate:
-    """An evaluation's estimate, refused beyond the memory budget, for a command that evaluates
-    after other work (demo's whole split): checked before that work starts. ``graph``: the
-    model exported in float64, as prepare_evaluation exports it beside a target."""
+def evaluation_estimate(graph, data, target: str, *, T: int, limit: Optional[int] = None, batch_size: int = 32,
+                        dssa: str = "fused", workers: int = 2, torch_runs: bool = True) -> EvaluationEstimate:
+    """The estimate prepare_evaluation makes, for a job that evaluates after other work (demo's
+    whole split) and sizes it before that work starts. ``graph``: the model exported in float64,
+    as prepare_evaluation exports it beside a target."""
     from targets import get_target
-    from resformer_deploy.analysis.equivalence import rss_bytes
     tgt = get_target(target)
     opts = {"dssa": dssa} if "dssa" in tgt.capabilities.options else {}
     loader = data.loader(batch_size, limit, workers)
-    est = estimate_evaluation(graph, tgt, len(loader), batch_size, T, data.sample_bytes, loader.prefetch,
-                              torch_runs=torch_runs, **opts, record_spikes=False, dtype=torch.float64)
-    say(est.line(rss_bytes()))
-    est.check()
-    return est
+    return estimate_evaluation(graph, tgt, len(loader), batch_size, T, data.sample_bytes, loader.prefetch,
+                               torch_runs=torch_runs, **opts, record_spikes=False, dtype=torch.float64)
 
 
 def prepare_evaluation(ck, data, target: str = TORCH, *, limit: Optional[int] = None, batch_size: int = 32,
                        dssa: str = "fused", calibration=None, calib_samples: int = 128, workers: int = 2,
                        torch_precision: str = "auto", say: Callable[[str], None] = lambda m: None,
-                       torch_runs: bool = True, artifacts: Optional[dict] = None):
+                       torch_runs: bool = True, artifacts: Optional[dict] = None, sizing=None):
     """Export, estimate and prepare the target once: (setup, loader, first batch, iterator over the
     remaining batches, perf_counter when reading started). The flow is prepared with the first
     batch (a synaptic DSSA lowering is verified on it), so every engine prepares from the same
     samples. ``torch_precision``: of the PyTorch model (``torch_dtype``); ``torch_runs`` False:
     its scores are given (not estimated). ``artifacts``: the flow's artifacts made already (e.g. the
-    drift ladder's plan and quantized network): its passes that make them do not run again."""
+    drift ladder's plan and quantized network): its passes that make them do not run again.
+    ``sizing``: the job's sizing step (api/sizing.py ``size_estimate``: the estimate said, refused
+    before any batch is read when it does not fit); None: estimated (for the record), not sized."""
     from exporters.torch_to_nir import export_model
     from targets import get_target
-    from resformer_deploy.analysis.equivalence import rss_bytes
     from resformer_deploy.flows import flow_options, prepare
 
     cfg, T = ck.config, int(ck.config.T)
@@ -295,8 +291,8 @@ def prepare_evaluation(ck, data, target: str = TORCH, *, limit: Optional[int] = 
     # before calibration and any batch: a fixed-point target is sized from its plan
     est = estimate_evaluation(graph, tgt, n, batch_size, T, data.sample_bytes, loader.prefetch,
                               torch_runs=torch_runs, **run_kw)
-    say(est.line(rss_bytes()))
-    est.check()
+    if sizing is not None:
+        sizing.size_estimate(est, say)
     if tgt is None:
         graph = None  # exported for the estimate only
     t_start = time.perf_counter()
@@ -415,7 +411,8 @@ def _per_class(tally: Tally, source) -> list:
 def evaluate(ck, data, target: str = TORCH, *, checkpoint: str = "", limit: Optional[int] = None,
              batch_size: int = 32, dssa: str = "fused", calibration=None, calib_samples: int = 128,
              workers: int = 2, torch_precision: str = "auto", say: Callable[[str], None] = lambda m: None,
-             bar=None, torch_scores: Optional[torch.Tensor] = None, artifacts: Optional[dict] = None) -> dict:
+             bar=None, torch_scores: Optional[torch.Tensor] = None, artifacts: Optional[dict] = None,
+             sizing=None) -> dict:
     """Evaluate ``ck`` (a loaded checkpoint) on ``data`` (analysis.data_inputs.ModelData) on
     ``target`` ("torch" or a registered target), in this process; returns the JSON record (keys
     RESULT_KEYS). ``calibration``: flows.fixed_point.CalibrationData for a fixed-point target (None:
@@ -423,7 +420,7 @@ def evaluate(ck, data, target: str = TORCH, *, checkpoint: str = "", limit: Opti
     unit)``: a progress context manager (util/progress.Progress). ``torch_precision``: of the
     PyTorch model (``torch_dtype``). ``torch_scores``: the PyTorch scores of every sample of
     ``data`` [N, K], at that precision, computed already (run_batches). ``artifacts``: the flow's
-    artifacts made already (prepare_evaluation)."""
+    artifacts made already; ``sizing``: the job's sizing step (prepare_evaluation)."""
     from resformer_deploy.analysis.equivalence import _NoBar
 
     if torch_scores is not None and tuple(torch_scores.shape) != (len(data.source), ck.config.num_classes):
@@ -433,7 +430,7 @@ def evaluate(ck, data, target: str = TORCH, *, checkpoint: str = "", limit: Opti
     setup, loader, first, rest, t_start = prepare_evaluation(
         ck, data, target, limit=limit, batch_size=batch_size, dssa=dssa, calibration=calibration,
         calib_samples=calib_samples, workers=workers, torch_precision=torch_precision, say=say,
-        torch_runs=torch_scores is None, artifacts=artifacts)
+        torch_runs=torch_scores is None, artifacts=artifacts, sizing=sizing)
     with bar(len(loader), f"evaluate ({target})", "samples") as b:
         part = run_batches(setup, ck.model, loader, chain([first], rest), b.update, t_start, torch_scores)
     wall = part.seconds - setup.t_prepare

@@ -267,20 +267,20 @@ def _accuracy(pred, y) -> float:
 def _preflight(ck, split: DemoSplit, lava_samples: int, eval_samples: int, batch_size: int, whole_split: bool,
                roles: dict, say) -> None:
     """The drift ladder's rungs and the whole split's streamed evaluation sized from the plan and
-    refused, with the figures, before any work (analysis.drift.check_rungs_fit, check_evaluation)."""
+    refused, with the figures, before any work (api.sizing.size_rungs, size_evaluation)."""
     import torch
     from exporters.torch_to_nir import export_model
-    from resformer_deploy.analysis.drift import check_rungs_fit, choose_rungs
-    from resformer_deploy.analysis.evaluation import check_evaluation
+    from resformer_deploy.analysis.drift import choose_rungs
+    from resformer_deploy.api import sizing
     from resformer_deploy.model.precision import model_in_dtype
 
     with model_in_dtype(ck.model, torch.float64) as m:
         graph = export_model(m.eval(), "float64")
-    check_rungs_fit(say, choose_rungs(subset=lava_samples > 0), graph, eval_samples, lava_samples, ck.config.T,
-                    "fused", 8)
+    sizing.size_rungs(choose_rungs(subset=lava_samples > 0), graph, eval_samples, lava_samples, ck.config.T,
+                      "fused", 8, say)
     if whole_split:
-        check_evaluation(graph, split.data, _fixed_role(roles), T=ck.config.T, batch_size=batch_size,
-                         torch_runs=False, say=lambda m: say(f"whole split: {m}"))
+        sizing.size_evaluation(graph, split.data, _fixed_role(roles), T=ck.config.T, batch_size=batch_size,
+                               torch_runs=False, say=lambda m: say(f"whole split: {m}"))
 
 
 def _lava(ck, split: DemoSplit, o: DemoRun, n: int, acc: TorchAccuracy, roles: dict, messages: Messages,
@@ -312,6 +312,7 @@ def _lava(ck, split: DemoSplit, o: DemoRun, n: int, acc: TorchAccuracy, roles: d
 def _fixed_point(ck, o: DemoRun, split: DemoSplit, n: int, roles: dict, messages: Messages, show,
                  on_quantized=None) -> FixedPointResult:
     from resformer_deploy.analysis.drift import FIXED_POINT_CHECK
+    from resformer_deploy.api import sizing
     from resformer_deploy.reporting.deploy import build_report
     from resformer_deploy.reporting.html import write_report_files
 
@@ -322,7 +323,7 @@ def _fixed_point(ck, o: DemoRun, split: DemoSplit, n: int, roles: dict, messages
     show(FixedPointStart(cal, n, roles.get(FIXED_POINT_CHECK, ""), ne, ne == len(split.y)))
     rep: Any = build_report(ck, o.checkpoint, "fused", n, o.eval_samples, o.calib_samples, inputs=inputs,
                        calibration=split.calibration, say=lambda m: messages.note(f"  {m} ..."),
-                       on_quantized=on_quantized)
+                       on_quantized=on_quantized, sizing=sizing)
     paths = write_report_files(Path(o.out_dir) / "report", rep)
     energy = rep.energy  # reporting.deploy.EnergySection: the JSON keeps its two energy reports
     result = FixedPointResult(rep.ladder, rep.mapping, dict(torch=energy.torch, fixed=energy.fixed), tuple(paths))
@@ -338,12 +339,13 @@ def whole_split(ck, checkpoint, split: DemoSplit, calib_samples: int, batch_size
     start (not computed again); ``quantized``: the ladder's quantized network, run as it is (dvsg:
     quantizing again took 145 s), else the split's calibration is quantized here."""
     from resformer_deploy.analysis.evaluation import evaluate
+    from resformer_deploy.api import sizing
 
     target = target or _fixed_role(rung_targets(False))
     ev = evaluate(ck, split.data, target, checkpoint=checkpoint, batch_size=batch_size,
                   calibration=split.calibration, calib_samples=calib_samples, say=messages.say, bar=messages.bars,
                   torch_scores=logits, artifacts=None if quantized is None else
-                  {"lava_plan": quantized.plan, "quantized_net": quantized})
+                  {"lava_plan": quantized.plan, "quantized_net": quantized}, sizing=sizing)
     rec = {k: ev[k] for k in ("target", "samples", "top1", "torch_top1", "agreement_with_torch", "throughput",
                               "seconds", "target_info")}
     return WholeSplit(ev["target"], ev["samples"], ev["top1"], ev["torch_top1"], ev["agreement_with_torch"],

@@ -67,76 +67,22 @@ class DriftResult:
         return {"checkpoint": self.checkpoint, "variant": self.variant, "ladders": list(self.ladders)}
 
 
-def fit_counts(ck, lowerings: Sequence[str], eval_samples: int, lava_samples: int, inputs, asked: set,
-               lava: bool = True, targets=None, note: Say = silent):
-    """(lowerings, eval_samples, lava_samples, inputs) of the ladders to run: the counts and
-    lowerings not ``asked`` for (of "dssa", "eval", "lava") lowered to what fits the memory budget,
-    each change handed to ``note`` (analysis.drift.fit_ladder); then the ladder's records are
-    checked (refused, with the figures, when they do not fit)."""
-    from resformer_deploy.analysis.drift import default_eval_count, fit_ladder
-
-    cfg = ck.config
-    n_eval = len(inputs[0]) if inputs is not None else (
-        eval_samples or default_eval_count((cfg.in_channels, cfg.img_size, cfg.img_size)))
-    if "eval" in asked:  # asked for: refused before any work when its records cannot fit
-        check_records(ck.model, n_eval)
-    lava_n = lava_samples if lava else 0
-    free = {"eval", "lava"} - asked if lava_n else {"eval"} - asked
-    lowerings = list(lowerings)
-    if free or (len(lowerings) > 1 and "dssa" not in asked):
-        lowerings, n, lava_n = fit_ladder(ck.model, lowerings, n_eval, lava_n, asked, note, targets, lava)
-        if n < n_eval:
-            eval_samples = n
-            if inputs is not None:
-                x, y, what = inputs
-                inputs = (x[:n], None if y is None else y[:n], f"{what}, first {n}")
-            n_eval = n
-    check_records(ck.model, n_eval)
-    return lowerings, eval_samples, lava_n if lava else lava_samples, inputs
-
-
-def check_records(model, n_eval: int) -> None:
-    """The ladder's records of n_eval samples fit (model.summary.check_ladder_recording), else
-    refused with the evaluation count that would fit."""
-    from resformer_deploy.analysis.sizing import largest_that_fits
-    from resformer_deploy.util.memory_budget import MemoryBudgetError
-
-    try:
-        _records(model, n_eval)
-    except MemoryBudgetError as e:
-        most = largest_that_fits(lambda k: _fits_records(model, k), n_eval - 1)
-        raise MemoryBudgetError(f"{e}; " + (f"use --eval-samples {most} (the most that fit)" if most else
-                                            "use a smaller --T")) from None
-
-
-def _records(model, n: int) -> None:
-    from resformer_deploy.model.summary import check_ladder_recording
-    check_ladder_recording(model, n)
-
-
-def _fits_records(model, n: int) -> bool:
-    from resformer_deploy.util.memory_budget import MemoryBudgetError
-    try:
-        _records(model, n)
-        return True
-    except MemoryBudgetError:
-        return False
-
-
 def run_ladders(ck, checkpoint: str, lowerings: Sequence[str], lava_samples: int, eval_samples: int,
                 calib_samples: int, seed: int = 0, lava: bool = True, targets=None, inputs=None, calibration=None,
                 note: Say = silent, on_ladder: Callable[[object], None] = lambda rep: None) -> DriftResult:
-    """A drift ladder per lowering, counts as given (``fit_counts`` first). ``on_ladder``: handed
-    each ladder as it is done; ``inputs`` / ``calibration``: the evaluation set and calibration data
-    (analysis.drift.drift_ladder), else the built-in ones."""
+    """A drift ladder per lowering, counts as given (api.sizing.size_ladder first), each rung sized
+    by api.sizing before it runs. ``on_ladder``: handed each ladder as it is done; ``inputs`` /
+    ``calibration``: the evaluation set and calibration data (analysis.drift.drift_ladder), else
+    the built-in ones."""
     from resformer_deploy.analysis.drift import drift_ladder
+    from resformer_deploy.api import sizing
 
     reports = []
     for low in lowerings:
         note(f"verify {ck.variant} fixed point ({low} DSSA): drift ladder")
         rep = drift_ladder(ck.model, eval_samples, lava_samples if lava else 0, calib_samples, low, seed=seed,
                            progress=lambda m: note(f"  {m} ..."), lava=lava, targets=targets, inputs=inputs,
-                           calibration=calibration)
+                           calibration=calibration, sizing=sizing)
         on_ladder(rep)
         reports.append(rep)
     return DriftResult(str(checkpoint), ck.variant, tuple(reports),
@@ -148,12 +94,14 @@ def drift(model, options: DriftOptions = DriftOptions(), *, checkpoint: str = ""
     """The drift ladder(s) of ``model`` (api.load) on the digits held-out split (random inputs for
     other models). Roles are checked before any work; counts not given are lowered to fit
     (``note`` says so), counts given and too large are refused (MemoryBudgetError)."""
+    from resformer_deploy.api.sizing import size_ladder
+
     o = options
     lava_samples = DEFAULT_LAVA_SAMPLES if o.lava_samples is None else o.lava_samples
     eval_samples = 0 if o.eval_samples is None else o.eval_samples
     targets = [c.target for c in o.rungs()]
-    lowerings, eval_samples, lava_samples, _ = fit_counts(model, o.lowerings, eval_samples, lava_samples, None,
-                                                          o.asked, lava=lava_samples > 0, targets=targets, note=note)
+    lowerings, eval_samples, lava_samples, _ = size_ladder(model, o.lowerings, eval_samples, lava_samples, None,
+                                                           o.asked, lava=lava_samples > 0, targets=targets, note=note)
     return run_ladders(model, checkpoint or getattr(model, "path", ""), lowerings, lava_samples, eval_samples,
                        o.calib_samples, o.seed, lava=lava_samples > 0, targets=targets, note=note,
                        on_ladder=on_ladder)

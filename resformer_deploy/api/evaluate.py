@@ -133,7 +133,10 @@ def evaluate(model, data, options: EvaluateOptions = EvaluateOptions(), *, calib
     """Evaluate ``model`` (a loaded checkpoint, ``api.load``) on ``data`` (``api.open_data``) with
     ``options``; ``calibration``: the fixed-point target's calibration data (None: the flow's
     choice). ``say`` / ``warn``: lines for the user; ``bar(total, label, unit)``: a progress
-    context manager. ``checkpoint``: the file's path, recorded (the Ray workers reload it)."""
+    context manager. ``checkpoint``: the file's path, recorded (the Ray workers reload it). Sized
+    by api.sizing once exported, before any batch is read (refused when it does not fit)."""
+    from resformer_deploy.api import sizing
+
     o = options
     o.check()
     target = target_name(o.target)
@@ -144,12 +147,12 @@ def evaluate(model, data, options: EvaluateOptions = EvaluateOptions(), *, calib
                               calibration=calibration, calib_samples=o.calib_samples,
                               torch_precision=o.torch_precision, workers=o.workers, address=o.address,
                               out_dir=o.out_dir, resume=o.resume, retries=RETRIES if o.retries is None else o.retries,
-                              say=say, warn=warn, bar=bar)
+                              say=say, warn=warn, bar=bar, sizing=sizing)
     else:
         from resformer_deploy.analysis.evaluation import evaluate as evaluate_in_process
         rep = evaluate_in_process(model, data, target, checkpoint=checkpoint, limit=o.limit,
                                   batch_size=o.batch_size, dssa=o.dssa, calibration=calibration,
                                   calib_samples=o.calib_samples,
                                   workers=DECODE_THREADS if o.workers is None else o.workers,
-                                  torch_precision=o.torch_precision, say=say, bar=bar)
+                                  torch_precision=o.torch_precision, say=say, bar=bar, sizing=sizing)
     return EvaluationResult.from_record(rep)

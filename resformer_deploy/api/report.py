@@ -54,7 +54,8 @@ def report(ck, out_dir: str, options: ReportOptions = ReportOptions(), messages:
     """Build the report of ``ck`` (api.load) and write it to ``out_dir`` (replaced only if empty
     or holding a previous report); the ladder's counts not given are lowered to fit first."""
     from resformer_deploy.api.data import open_data
-    from resformer_deploy.api.drift import DEFAULT_LAVA_SAMPLES, fit_counts
+    from resformer_deploy.api import sizing
+    from resformer_deploy.api.drift import DEFAULT_LAVA_SAMPLES
     from resformer_deploy.api.verify import ladder_inputs
     from resformer_deploy.reporting.deploy import build_report
     from resformer_deploy.reporting.html import write_report_files
@@ -64,11 +65,12 @@ def report(ck, out_dir: str, options: ReportOptions = ReportOptions(), messages:
     asked = {k for k, v in (("eval", o.eval_samples), ("lava", o.lava_samples)) if v is not None}
     eval_samples = o.eval_samples or 0
     lava_samples = DEFAULT_LAVA_SAMPLES if o.lava_samples is None else o.lava_samples
-    _, eval_samples, lava_samples, inputs = fit_counts(ck, [o.dssa], eval_samples, lava_samples,
-                                                       ladder_inputs(md, eval_samples), asked,
-                                                       lava=lava_samples > 0, note=messages.note)
+    _, eval_samples, lava_samples, inputs = sizing.size_ladder(ck, [o.dssa], eval_samples, lava_samples,
+                                                               ladder_inputs(md, eval_samples), asked,
+                                                               lava=lava_samples > 0, note=messages.note)
     rep = build_report(ck, str(checkpoint or getattr(ck, "path", "")), o.dssa, lava_samples, eval_samples,
-                       o.calib_samples, say=lambda m: messages.note(f"  {m} ..."), inputs=inputs, calibration=cal)
+                       o.calib_samples, say=lambda m: messages.note(f"  {m} ..."), inputs=inputs, calibration=cal,
+                       sizing=sizing)
     messages.skipped([why for _, why in (md.bad if md else [])])
     paths = write_report_files(Path(out_dir), rep)  # type: ignore[arg-type]  # read by key, as a dict
     lad, m = rep["ladder"], rep["mapping"]

@@ -60,11 +60,9 @@ def simulate(model: str, options: SimulateOptions, messages: Messages = Messages
     from exporters.nir_io import interface, read_nir
     from targets import RunRequest, get_target
     from resformer_deploy.analysis.equivalence import inputs_for
-    from resformer_deploy.analysis.sizing import count_advice, fit_default_count, simulate_sizer
-    from resformer_deploy.api.sizing import size_run
+    from resformer_deploy.api.sizing import fit_run, size_run
     from resformer_deploy.flows import flow_options, prepare
     from resformer_deploy.training.loop import accuracy
-    from resformer_deploy.util.memory_budget import check_bytes
 
     target = options.target
     tgt = get_target(target)
@@ -81,12 +79,10 @@ def simulate(model: str, options: SimulateOptions, messages: Messages = Messages
     opts: Dict[str, Any] = {"dssa": options.dssa} if "dssa" in tgt.capabilities.options else {}  # target's own
     run_kw = dict(opts, record_spikes=False)
     n_values = sum(prod(s) for s in shapes.values())
-    fits = simulate_sizer(tgt, graph, T, run_kw, n_values, prod(out_shape))
-    samples = options.samples
-    if samples is None:  # the default count lowered to what fits
-        samples = fit_default_count(DEFAULT_SAMPLES, fits, "--samples", messages.note)
-    advice = lambda: count_advice(samples, fits, "--samples", opts.get("dssa"),  # noqa: E731
-                                  lambda: fits(1, dssa="fused"))
+    # a default count lowered to what fits
+    samples, advice_for = fit_run(tgt, graph, T, options.samples, DEFAULT_SAMPLES, run_kw, n_values, prod(out_shape),
+                                  messages.note)
+    advice = lambda: advice_for(samples)  # noqa: E731  (samples: as read from the data, below)
     if md is not None:
         x, labels, _ = md.take(samples, "--samples")
         samples, source = len(labels), md.describe()
@@ -94,10 +90,10 @@ def simulate(model: str, options: SimulateOptions, messages: Messages = Messages
     else:
         x, labels, source = inputs_for(in_shape, samples, options.seed)
     what = f"simulate: {samples:,} samples of {model}"
-    est = size_run(tgt, graph, samples, T, what, advice=advice, say=messages.say, **run_kw)
-    if est is None:  # no cost model before the flow: a step holds every node's value for the batch, float64
-        check_bytes(8 * samples * (n_values + T * prod(out_shape)),
-                    f"simulate: {samples:,} samples x {n_values:,} values per step of {model}")
+    # no cost model before the flow: a step holds every node's value for the batch, float64
+    est = size_run(tgt, graph, samples, T, what, advice=advice, say=messages.say,
+                   bound=(8 * samples * (n_values + T * prod(out_shape)),
+                          f"simulate: {samples:,} samples x {n_values:,} values per step of {model}"), **run_kw)
     # per-class scores give predictions; digits accuracy needs the 10 digit classes
     per_class = len(out_shape) == 1
     if labels is not None and md is None and out_shape != (10,):

@@ -82,13 +82,14 @@ def run_checks(ck, x, target: str, precisions: Sequence[str], form: str = "exten
     """verify_model for each precision and lowering, every run estimated first (each estimate
     said) and refused before the first starts if one does not fit; ``on_check`` gets each report
     as it is done."""
-    from resformer_deploy.analysis.equivalence import preflight, verify_model
+    from resformer_deploy.analysis.equivalence import verify_model
+    from resformer_deploy.api import sizing
 
     runs = [(prec, {"dssa": low} if low else {}) for prec in precisions for low in (lowerings or ("",))]
-    preflight(ck.model, x.shape[0], target, runs, say=messages.say)
+    sizing.size_verification(ck.model, x.shape[0], target, runs, say=messages.say)
     reports = []
     for prec, opts in runs:
-        rep = verify_model(ck.model, x, target, prec, form, bars=messages.bars, **opts)
+        rep = verify_model(ck.model, x, target, prec, form, bars=messages.bars, sizing=sizing, **opts)
         reports.append(rep)
         on_check(rep, prec, opts.get("dssa"))
     return reports
@@ -111,7 +112,7 @@ def verify(ck, options: VerifyOptions, messages: Messages = Messages(), *, check
         ladder = _ladder(ck, o, caps, md, cal, checkpoint, messages, on_ladder)
         return VerifyResult(checkpoint, ck.variant, target, None, (), ladder, _skipped(md))
     from resformer_deploy.analysis.equivalence import verification_inputs
-    from resformer_deploy.analysis.sizing import fit_verification
+    from resformer_deploy.api.sizing import fit_verification
 
     lowerings = None
     if "dssa" in caps.options:  # the target lowers DSSA products one way or another
@@ -134,7 +135,8 @@ def _skipped(md) -> List[Tuple[str, str]]:
 
 def _ladder(ck, o: VerifyOptions, caps, md, cal, checkpoint: str, messages: Messages, on_ladder):
     from resformer_deploy.analysis.drift import default_eval_count, rungs_by_capability
-    from resformer_deploy.api.drift import DEFAULT_LAVA_SAMPLES, fit_counts, run_ladders
+    from resformer_deploy.api.drift import DEFAULT_LAVA_SAMPLES, run_ladders
+    from resformer_deploy.api.sizing import size_ladder
 
     asked = {k for k, v in (("dssa", o.dssa), ("eval", o.eval_samples), ("lava", o.lava_samples)) if v is not None}
     eval_samples = o.eval_samples or 0
@@ -150,7 +152,7 @@ def _ladder(ck, o: VerifyOptions, caps, md, cal, checkpoint: str, messages: Mess
                       f"{lava_samples} Lava samples")
     lava = caps.engine == "lava"
     rungs = rungs_by_capability(o.target, subset=lava and lava_samples > 0)
-    lowerings, eval_samples, lava_samples, inputs = fit_counts(
+    lowerings, eval_samples, lava_samples, inputs = size_ladder(
         ck, LOWERINGS[o.dssa or "both"], eval_samples, lava_samples, ladder_inputs(md, eval_samples), asked,
         lava=lava, targets=rungs, note=messages.note)
     result = run_ladders(ck, checkpoint, lowerings, lava_samples, eval_samples, o.calib_samples, o.seed, lava=lava,

@@ -573,10 +573,11 @@ def evaluate_on_ray(ck, data, target: str, *, checkpoint: str, limit: Optional[i
                     torch_precision: str = "auto", workers: Optional[int] = None, address: Optional[str] = None,
                     out_dir: Optional[str] = None, resume: bool = False, retries: int = 2,
                     say: Callable[[str], None] = lambda m: None, warn: Callable[[str], None] = None,
-                    bar=None) -> dict:
+                    bar=None, sizing=None) -> dict:
     """evaluation.evaluate's record (plus ``engine``), the shards run on Ray. ``out_dir``: where
     finished shards are kept (None: a temporary directory, removed); ``resume``: take the shards
-    of the same run found there. Raises ShardsFailed naming the shards that failed."""
+    of the same run found there; ``sizing``: the job's sizing step (evaluation.prepare_evaluation).
+    Raises ShardsFailed naming the shards that failed."""
     from resformer_deploy.analysis.equivalence import _NoBar
     from resformer_deploy.analysis.evaluation import TOP_K, evaluation_record, prepare_evaluation, torch_dtype
     from targets import PYTORCH_MODEL, get_target
@@ -606,7 +607,7 @@ def evaluate_on_ray(ck, data, target: str, *, checkpoint: str, limit: Optional[i
         # once, on the driver: export, the target's flow, calibration and quantization
         setup, _, _, rest, _ = prepare_evaluation(ck, data, target, limit=limit, batch_size=batch_size, dssa=dssa,
                                                   calibration=calibration, calib_samples=calib_samples,
-                                                  torch_precision=torch_precision, say=say)
+                                                  torch_precision=torch_precision, say=say, sizing=sizing)
         rest.close()
         records, failures, engine = list(done.values()), {}, {}
         if todo:

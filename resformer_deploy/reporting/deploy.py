@@ -71,17 +71,19 @@ def mapping_target() -> str:
 
 def build_report(ck, checkpoint: str, dssa: str = "fused", lava_samples: int = 10, eval_samples: int = 0,
                  calib_samples: int = 128, say=lambda m: None, inputs=None, calibration=None,
-                 on_quantized=None) -> DeploymentReport:
+                 on_quantized=None, sizing=None) -> DeploymentReport:
     """``inputs`` / ``calibration``: the evaluation set and the calibration data (``--data``,
     ``--calib-data``; analysis.drift.drift_ladder), else the built-in ones; the report says which.
     ``on_quantized(quantized_net)``: handed the ladder's quantized network, for a caller that runs
-    it again (demo's whole split) instead of quantizing a second time."""
+    it again (demo's whole split) instead of quantizing a second time. ``sizing``: the job's sizing
+    step, handed to the drift ladder (analysis.drift.drift_ladder)."""
     from resformer_deploy.flows import prepare
     from targets.loihi2_hardware import hardware_runtime
 
     t0 = time.time()
     ladder = drift_ladder(ck.model, eval_samples, lava_samples, calib_samples, dssa, progress=say,
-                          lava=lava_samples > 0, keep_runs=True, inputs=inputs, calibration=calibration)
+                          lava=lava_samples > 0, keep_runs=True, inputs=inputs, calibration=calibration,
+                          sizing=sizing)
     runs = ladder.runs
     if on_quantized is not None:
         on_quantized(runs.quant)

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from resformer_deploy.analysis import equivalence
+from resformer_deploy.api import sizing
 from resformer_deploy.model.resformer import build_model
 from resformer_deploy.util.memory_budget import ENV, MemoryBudgetError
 from targets.reference import ReferenceTarget
@@ -51,12 +52,12 @@ def test_refused_before_any_work_with_the_figures(tiny, monkeypatch):
     lines = []
     with pytest.raises(MemoryBudgetError, match=r"verify on target 'reference' \[float64\] needs about [\d.]+ KiB > "
                                                 r"memory budget 1.0 KiB") as e:
-        equivalence.verify_model(m, x, precision="float64", say=lines.append)
+        equivalence.verify_model(m, x, precision="float64", say=lines.append, sizing=sizing)
     assert ran == []  # neither PyTorch nor the target ran
     assert "PyTorch phase" in str(e.value) and "target phase" in str(e.value) and "run " in str(e.value)
     assert len(lines) == 1 and lines[0].startswith("estimate [float64]: ~")
     with pytest.raises(MemoryBudgetError):
-        equivalence.preflight(m, x.shape[0], "reference", [("float32", {})])
+        sizing.size_verification(m, x.shape[0], "reference", [("float32", {})])
 
 
 def test_estimate_has_the_targets_streamed_run_and_is_refused_only_beyond_the_budget(tiny, monkeypatch):
@@ -85,7 +86,7 @@ def test_a_target_without_cost_model_is_said_so_and_verified(tiny, monkeypatch):
             return None
     monkeypatch.setattr(equivalence, "get_target", lambda name: NoModel())
     lines, bars = [], Bars()
-    rep = equivalence.verify_model(m, x, precision="float64", say=lines.append, bars=bars)
+    rep = equivalence.verify_model(m, x, precision="float64", say=lines.append, bars=bars, sizing=sizing)
     assert rep.verdict == "exact"
     assert len(lines) == 1 and "has no cost model: its time and memory are not included" in lines[0]
     n_lif = len(rep.layers)

@@ -8,6 +8,7 @@ import resformer_deploy.flows as flows
 from exporters.torch_to_nir import export_model
 from resformer_deploy.analysis.data_inputs import DataArgs, calibration_data
 from resformer_deploy.analysis.evaluation import PREDICTION_KEYS, RESULT_KEYS, Tally, evaluate, top_classes
+from resformer_deploy.api import sizing
 from resformer_deploy.data.digits import load_digits_split
 from resformer_deploy.errors import DeployError
 from resformer_deploy.model.precision import model_in_dtype
@@ -111,7 +112,7 @@ def test_estimate_refuses_before_any_batch_runs(ck, digits, monkeypatch):
     lines = []
     with pytest.raises(MemoryBudgetError, match=r"evaluate on target 'reference': batches of 16 samples need about "
                                                 r".* > memory budget 4.0 MiB .*use a smaller --batch-size"):
-        evaluate(ck, digits, "reference", limit=40, batch_size=16, say=lines.append)
+        evaluate(ck, digits, "reference", limit=40, batch_size=16, say=lines.append, sizing=sizing)
     assert runs == [] and lines[0].startswith("estimate: ~") and "3 batch(es) of <= 16" in lines[0]
 
 
@@ -184,4 +185,4 @@ def test_fixed_point_evaluation_is_sized_before_calibration_and_without_a_given_
     monkeypatch.setattr(flows, "prepare", lambda *a, **k: pytest.fail("prepared despite the refusal"))
     monkeypatch.setenv(ENV, str(2 ** 16))
     with pytest.raises(MemoryBudgetError, match="evaluate on target 'loihi2-emu': batches of 8 samples"):
-        evaluate(ck, digits, "loihi2-emu", limit=40, batch_size=8)
+        evaluate(ck, digits, "loihi2-emu", limit=40, batch_size=8, sizing=sizing)

@@ -7,7 +7,8 @@ import torch
 
 from resformer_deploy.analysis import drift
 from resformer_deploy.analysis.equivalence import DTYPES, estimate_verification
-from resformer_deploy.analysis.sizing import fit_verification, largest_that_fits
+from resformer_deploy.analysis.sizing import largest_that_fits
+from resformer_deploy.api.sizing import fit_verification
 from resformer_deploy.model.checkpoint import load_checkpoint
 from resformer_deploy.model.precision import model_in_dtype
 from resformer_deploy.util.memory_budget import ENV
@@ -54,7 +55,7 @@ def test_default_samples_lowered_to_the_most_that_fit(digits, monkeypatch):
     assert 1 <= want < 8 and n == want and lows is None
     assert said == [f"note: the default --samples 8 does not fit the memory budget 4.8 MiB: running {want} "
                     f"sample(s), the most that fit"]
-    # asked for: kept as it is, nothing said (preflight refuses it, with advice)
+    # asked for: kept as it is, nothing said (api.sizing.size_verification refuses it, with advice)
     said.clear()
     assert fit_verification(digits, 8, "reference", ["float64", "float32"], None, True, False, said.append) == (8, None)
     assert said == []

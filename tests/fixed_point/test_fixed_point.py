@@ -281,6 +281,7 @@ def test_fixed_point_targets_are_sized_from_the_plan_before_calibration(quant, d
 
 def test_drift_ladder_refuses_a_rung_that_cannot_fit_before_recording_pytorch(digits_graph, monkeypatch):
     from resformer_deploy.analysis import drift
+    from resformer_deploy.api import sizing
     from resformer_deploy.util.memory_budget import ENV, MemoryBudgetError
     m, _ = digits_graph
     ran = []
@@ -290,7 +291,7 @@ def test_drift_ladder_refuses_a_rung_that_cannot_fit_before_recording_pytorch(di
     with pytest.raises(MemoryBudgetError, match=r"drift ladder: 1 rung\(s\) do not fit the memory budget 3.8 MiB: "
                                                 r"loihi2-emu on 359 samples needs about [\d.]+ MiB \(.*\) beside "
                                                 r"the ladder's [\d.]+ [KMG]iB"):
-        drift.drift_ladder(m, eval_samples=0, lava=False, targets=["loihi2-emu"])
+        drift.drift_ladder(m, eval_samples=0, lava=False, targets=["loihi2-emu"], sizing=sizing)
     assert ran == []
 
 
