@@ -26,6 +26,18 @@ def _short(name: str) -> str:
     return name.replace("layers_", "").replace("activation", "act")
 
 
+def _finish(plt, fig, ax, out: dict, name: str, ticks, labels, ylabel: str, title: str, legend=None) -> None:
+    """A per-layer figure's axes (layer names slanted under the bars), its legend (``legend``: its
+    keywords, None: none) and its PNG into ``out[name]``."""
+    ax.set_xticks(ticks, labels, rotation=70, ha="right", fontsize=7)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if legend is not None:
+        ax.legend(**legend)
+    out[name] = _fig_png(fig)
+    plt.close(fig)
+
+
 def figures(rep: dict) -> dict:
     """{file name: PNG bytes}: firing rates, spike agreement, synaptic operations, cores per layer."""
     import matplotlib
@@ -42,24 +54,16 @@ def figures(rep: dict) -> dict:
     w = 0.4
     ax.bar([i - w / 2 for i in x], [r.torch_rate for r in emu.layers], w, label="PyTorch float64")
     ax.bar([i + w / 2 for i in x], [r.target_rate for r in emu.layers], w, label="Loihi 2 fixed point")
-    ax.set_xticks(list(x), names, rotation=70, ha="right", fontsize=7)
-    ax.set_ylabel("firing rate (spikes / neuron / step)")
-    ax.set_title(f"Per-layer firing rates, {emu.samples} evaluation samples")
-    ax.legend()
-    out["firing_rates.png"] = _fig_png(fig)
-    plt.close(fig)
+    _finish(plt, fig, ax, out, "firing_rates.png", list(x), names, "firing rate (spikes / neuron / step)",
+            f"Per-layer firing rates, {emu.samples} evaluation samples", legend={})
 
     fig, ax = plt.subplots(figsize=(11, 3.8))
     for r in lad.rungs:
         if r.layers is not None:  # every rung compared with PyTorch
             ax.plot(list(x), [layer.identical_pct for layer in r.layers], marker="o", ms=3,
                     label=f"{r.rung} ({r.samples} samples)")
-    ax.set_xticks(list(x), names, rotation=70, ha="right", fontsize=7)
-    ax.set_ylabel("spikes identical to PyTorch (%)")
-    ax.set_title("Per-layer spike agreement along the drift ladder")
-    ax.legend(fontsize=8)
-    out["spike_agreement.png"] = _fig_png(fig)
-    plt.close(fig)
+    _finish(plt, fig, ax, out, "spike_agreement.png", list(x), names, "spikes identical to PyTorch (%)",
+            "Per-layer spike agreement along the drift ladder", legend={"fontsize": 8})
 
     e = rep.energy
     tc, fixed = e.torch_counts, e.fixed_counts
@@ -71,25 +75,19 @@ def figures(rep: dict) -> dict:
                color=["tab:blue" if tc[k].kind == "conv" else "tab:purple" for k in layers])
         ax.bar([i + 0.4 for i in range(len(layers))], [fixed[k].ops / n if k in fixed else 0 for k in layers], 0.4,
                label="fixed point (emulator spikes)", color="tab:orange")
-        ax.set_xticks(range(len(layers)), [_short(k.replace(".", "_")) for k in layers], rotation=70, ha="right",
-                      fontsize=7)
-        ax.set_ylabel("synaptic operations / image")
-        ax.set_title("Synaptic operations per layer (blue conv, purple DSSA product; orange fixed point)")
-        ax.legend(fontsize=8)
-        out["synaptic_ops.png"] = _fig_png(fig)
-        plt.close(fig)
+        _finish(plt, fig, ax, out, "synaptic_ops.png", range(len(layers)),
+                [_short(k.replace(".", "_")) for k in layers], "synaptic operations / image",
+                "Synaptic operations per layer (blue conv, purple DSSA product; orange fixed point)",
+                legend={"fontsize": 8})
 
     m = rep.mapping
     if m and m.get("layers"):
         rows = m["layers"]
         fig, ax = plt.subplots(figsize=(11, 3.8))
         ax.bar(range(len(rows)), [r["cores"] for r in rows], color="tab:green")
-        ax.set_xticks(range(len(rows)), [_short(r["layer"]) for r in rows], rotation=70, ha="right", fontsize=7)
-        ax.set_ylabel("Loihi 2 neuro cores")
         t = m["totals"]
-        ax.set_title(f"Cores per layer: {t['neuro_cores']} neuro cores, {t['chips']} chip(s)")
-        out["cores_per_layer.png"] = _fig_png(fig)
-        plt.close(fig)
+        _finish(plt, fig, ax, out, "cores_per_layer.png", range(len(rows)), [_short(r["layer"]) for r in rows],
+                "Loihi 2 neuro cores", f"Cores per layer: {t['neuro_cores']} neuro cores, {t['chips']} chip(s)")
 
     est = getattr(rep, "loihi2_estimate", None)
     if est and est.get("layers"):
@@ -97,14 +95,11 @@ def figures(rep: dict) -> dict:
         fig, ax = plt.subplots(figsize=(11, 3.8))
         ax.bar(range(len(rows)), [r["core_time_per_step_s"] * 1e6 for r in rows],
                color=["tab:red" if r["layer"] == est["slowest_layer"] else "tab:gray" for r in rows])
-        ax.set_xticks(range(len(rows)), [_short(r["layer"]) for r in rows], rotation=70, ha="right", fontsize=7)
-        ax.set_ylabel("us per step on one core")
         st = est["step_time_s"]
         err = "" if st["rel_error"] is None else f" (±{st['rel_error'] * 100:.0f}%)"
-        ax.set_title(f"Loihi 2 estimate: time per step {st['value'] * 1e6:.3g} us{err} = slowest core (red) + "
-                     f"barrier")
-        out["loihi2_time_per_layer.png"] = _fig_png(fig)
-        plt.close(fig)
+        _finish(plt, fig, ax, out, "loihi2_time_per_layer.png", range(len(rows)), [_short(r["layer"]) for r in rows],
+                "us per step on one core",
+                f"Loihi 2 estimate: time per step {st['value'] * 1e6:.3g} us{err} = slowest core (red) + barrier")
     return out
 
 
