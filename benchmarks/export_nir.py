@@ -5,7 +5,7 @@
 Times: export (BN/scale folding, graph construction, in memory) and the atomic HDF5 write,
 best of --repeat runs; the file is read back once and checked.
 """
-import _bench  # noqa: F401  (this checkout first on sys.path)
+import _bench  # this checkout first on sys.path
 import argparse
 import json
 import os
@@ -58,17 +58,13 @@ def main():
                          "read_s": round(t_read, 3),
                          "file_MB": round(size / 1e6, 2)})
             print(json.dumps(rows[-1]), flush=True)
-    info = {"machine": machine_description(), "repeat": args.repeat, "results": rows}
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps(info, indent=2) + "\n")
-    print("| variant | input | nodes | parameters | neurons/step | export s | write s | total s (warm) | "
-          "total s (cold, 1st run) | read s | file MB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['variant']} | {r['img_size']}, T={r['T']} | {r['nodes']} | {r['params']:,} | "
-              f"{r['neurons_per_step']:,} | {r['export_s']} | {r['write_s']} | {r['total_s']} | {r['cold_total_s']} | "
-              f"{r['read_s']} | "
-              f"{r['file_MB']} |")
+    _bench.write_and_print(
+        {"machine": machine_description(), "repeat": args.repeat, "results": rows}, args.json_out,
+        ["variant", "input", "nodes", "parameters", "neurons/step", "export s", "write s", "total s (warm)",
+         "total s (cold, 1st run)", "read s", "file MB"],
+        lambda r: [r["variant"], f"{r['img_size']}, T={r['T']}", r["nodes"], f"{r['params']:,}",
+                   f"{r['neurons_per_step']:,}", r["export_s"], r["write_s"], r["total_s"], r["cold_total_s"],
+                   r["read_s"], r["file_MB"]])
 
 
 if __name__ == "__main__":

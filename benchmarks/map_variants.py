@@ -7,7 +7,7 @@ the table lists neuro cores, chips, neurons, logical synapses, memory, embedded-
 and the number of design-rule violations. Weights are random (the mapping depends on shapes
 only; firing-rate buffers are set so the export is valid). No downloads.
 """
-import _bench  # noqa: F401  (this checkout first on sys.path)
+import _bench  # this checkout first on sys.path
 import argparse
 import json
 import time
@@ -56,17 +56,13 @@ def main():
                          "map_s": round(time.perf_counter() - t0, 2)})
             print(json.dumps({k: v for k, v in rows[-1].items() if k not in ("violations", "warnings")}),
                   flush=True)
-    info = {"machine": machine_description(),
-            "results": rows}
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps(info, indent=2) + "\n")
-    print("| variant | input, T | DSSA | neuro cores | chips | neurons | synapses | memory MiB | "
-          "embedded programs | DRC violations | map s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['variant']} | {r['img_size']}, T={r['T']} | {r['dssa']} | {r['neuro_cores']:,} | {r['chips']} | "
-              f"{r['neurons']:,} | {r['synapses']:,} | {r['memory_MiB']:,} | {r['embedded_programs']} | "
-              f"{r['drc_violations']} | {r['map_s']} |")
+    _bench.write_and_print(
+        {"machine": machine_description(), "results": rows}, args.json_out,
+        ["variant", "input, T", "DSSA", "neuro cores", "chips", "neurons", "synapses", "memory MiB",
+         "embedded programs", "DRC violations", "map s"],
+        lambda r: [r["variant"], f"{r['img_size']}, T={r['T']}", r["dssa"], f"{r['neuro_cores']:,}", r["chips"],
+                   f"{r['neurons']:,}", f"{r['synapses']:,}", f"{r['memory_MiB']:,}", r["embedded_programs"],
+                   r["drc_violations"], r["map_s"]])
 
 
 if __name__ == "__main__":
