@@ -20,13 +20,12 @@ stock models only): discovery only looks next to the process definition, where t
 models live.
 """
 import numpy as np
-from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.model import PyLoihiProcessModel
 from lava.magma.core.model.py.ports import PyInPort, PyOutPort
 from lava.magma.core.model.py.type import LavaPyType
-from lava.magma.core.resources import CPU
-from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from lava.proc.conv.process import Conv
+
+from targets.lava_processes import cpu_model
 
 from resformer_deploy.lava.conv import FLOAT_EXACT, check_exact, conv2d, from_lava_weight
 
@@ -79,9 +78,7 @@ class _PyConvBase(PyLoihiProcessModel):
         raise NotImplementedError
 
 
-@implements(proc=Conv, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("floating_pt")
+@cpu_model(Conv, "floating_pt")
 class PyConvModelFloatFast(_PyConvBase):
     """out = conv(x, W) in float64 (weight_exp 0, as the stock float model: it ignores it too)."""
     s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
@@ -93,9 +90,7 @@ class PyConvModelFloatFast(_PyConvBase):
         return self._conv(x_chw, self._kernel, np.float64)
 
 
-@implements(proc=Conv, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
+@cpu_model(Conv, "fixed_pt")
 class PyConvModelFixedExact(_PyConvBase):
     """acc = sum mant * x as an exact integer, out = acc wrapped to 24 signed bits, as the stock
     PyConvModelFixed (weight_exp must be 0: stock ignores it); ports as the stock model.

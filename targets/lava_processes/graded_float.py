@@ -5,13 +5,12 @@ graded spike when |v| > vth and keeps no state. With vth = 0 it is an exact rela
 is how residual junctions of the real-valued stream are carried.
 """
 import numpy as np
-from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.model import PyLoihiProcessModel
 from lava.magma.core.model.py.ports import PyInPort, PyOutPort
 from lava.magma.core.model.py.type import LavaPyType
-from lava.magma.core.resources import CPU
-from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from lava.proc.graded.process import GradedReluVec, GradedVec
+
+from targets.lava_processes import cpu_model
 
 
 class _GradedFloatBase(PyLoihiProcessModel):
@@ -31,17 +30,13 @@ class _GradedFloatBase(PyLoihiProcessModel):
         self.s_out.send(v * self.fires(v))
 
 
-@implements(proc=GradedVec, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("floating_pt")
+@cpu_model(GradedVec, "floating_pt")
 class PyGradedVecModelFloat(_GradedFloatBase):
     def fires(self, v):
         return np.abs(v) > self.vth
 
 
-@implements(proc=GradedReluVec, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("floating_pt")
+@cpu_model(GradedReluVec, "floating_pt")
 class PyGradedReluVecModelFloat(_GradedFloatBase):
     def fires(self, v):
         return v > self.vth
@@ -50,9 +45,7 @@ class PyGradedReluVecModelFloat(_GradedFloatBase):
 from lava.proc.prodneuron.process import ProdNeuron  # noqa: E402
 
 
-@implements(proc=ProdNeuron, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("floating_pt")
+@cpu_model(ProdNeuron, "floating_pt")
 class PyProdNeuronModelFloat(PyLoihiProcessModel):
     """Loihi 2 product neuron: graded spike = a_in1 * a_in2 * 2^-exp when |.| > vth."""
     a_in1 = LavaPyType(PyInPort.VEC_DENSE, float)

@@ -8,17 +8,14 @@ fixed-point RingBuffer source sends); what a user sends is cast into the int32 b
 The stock Extractor needs no twin: its input takes the sender's int32, its output pipe float64.
 """
 import numpy as np
-from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.ports import PyInPort, PyOutPort
 from lava.magma.core.model.py.type import LavaPyType
-from lava.magma.core.resources import CPU
-from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from lava.proc.io.injector import Injector, PyLoihiInjectorModel
 
+from targets.lava_processes import cpu_model
 
-@implements(proc=Injector, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
+
+@cpu_model(Injector, "fixed_pt")
 class PyLoihiInjectorModelFixed(PyLoihiInjectorModel):
     in_port: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32)
     out_port: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)

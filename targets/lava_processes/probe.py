@@ -10,14 +10,13 @@ its bits are 64 MB. targets.lava_cpu.read_probe reads a record back.
 from typing import Optional
 
 import numpy as np
-from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.model import PyLoihiProcessModel
 from lava.magma.core.model.py.ports import PyInPort
 from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.process.ports.ports import InPort
 from lava.magma.core.process.process import AbstractProcess
-from lava.magma.core.resources import CPU
-from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+
+from targets.lava_processes import cpu_model
 
 
 class Probe(AbstractProcess):
@@ -51,15 +50,11 @@ class _ProbeBase(PyLoihiProcessModel):
                 self.record = None  # written: free it for the rest of the run
 
 
-@implements(proc=Probe, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("floating_pt")
+@cpu_model(Probe, "floating_pt")
 class PyProbeFloat(_ProbeBase):
     a_in = LavaPyType(PyInPort.VEC_DENSE, float)
 
 
-@implements(proc=Probe, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
+@cpu_model(Probe, "fixed_pt")
 class PyProbeFixed(_ProbeBase):
     a_in = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)

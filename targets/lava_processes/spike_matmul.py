@@ -6,14 +6,13 @@ is the patch-embedding synapse output without its bias; the bias is added here (
 synapses carry no bias). Stateless: out = gather(lhs + bias) @ gather(rhs), same step.
 """
 import numpy as np
-from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.model import PyLoihiProcessModel
 from lava.magma.core.model.py.ports import PyInPort, PyOutPort
 from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.process.ports.ports import InPort, OutPort
 from lava.magma.core.process.process import AbstractProcess
-from lava.magma.core.resources import CPU
-from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+
+from targets.lava_processes import cpu_model
 
 
 class FusedSpikeMatMul(AbstractProcess):
@@ -43,18 +42,14 @@ class _FusedBase(PyLoihiProcessModel):
         self.a_out.send(np.matmul(lhs, rhs).reshape(-1))
 
 
-@implements(proc=FusedSpikeMatMul, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("floating_pt")
+@cpu_model(FusedSpikeMatMul, "floating_pt")
 class PyFusedSpikeMatMulFloat(_FusedBase):
     lhs_in = LavaPyType(PyInPort.VEC_DENSE, float)
     rhs_in = LavaPyType(PyInPort.VEC_DENSE, float)
     a_out = LavaPyType(PyOutPort.VEC_DENSE, float)
 
 
-@implements(proc=FusedSpikeMatMul, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
+@cpu_model(FusedSpikeMatMul, "fixed_pt")
 class PyFusedSpikeMatMulFixed(_FusedBase):
     """Integer operands (graded 24-bit payload and 0/1 spikes), integer bias: exact."""
     lhs_in = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
