@@ -67,13 +67,14 @@ def normalized(rep: dict) -> dict:
 
 def in_process(ck, md, cal, args, threads, ckpt) -> dict:
     from resformer_deploy.analysis.evaluation import evaluate
+    from resformer_deploy.api import sizing  # refused before any batch, as `evaluate` is
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         c0 = psutil.Process().cpu_times()
         t0 = time.perf_counter()
         rep = evaluate(ck, md, TARGET, checkpoint=str(ckpt), limit=args.samples, batch_size=args.batch_size,
-                       calibration=cal, calib_samples=args.calib_samples)
+                       calibration=cal, calib_samples=args.calib_samples, sizing=sizing)
         total = time.perf_counter() - t0
         c1 = psutil.Process().cpu_times()
     finally:
@@ -129,13 +130,14 @@ class CpuAccount(threading.Thread):
 
 
 def on_ray(ck, md, cal, args, out_dir, ckpt) -> dict:
+    from resformer_deploy.api import sizing  # refused before any batch, as `evaluate` is
     from resformer_deploy.engines.ray_engine import evaluate_on_ray
     cpu = CpuAccount()
     cpu.start()
     t0 = time.perf_counter()
     rep = evaluate_on_ray(ck, md, TARGET, checkpoint=str(ckpt), limit=args.samples, batch_size=args.batch_size,
                           shard_size=args.shard_size, calibration=cal, calib_samples=args.calib_samples,
-                          workers=args.workers, out_dir=str(out_dir))
+                          workers=args.workers, out_dir=str(out_dir), sizing=sizing)
     total = time.perf_counter() - t0
     driver = psutil.Process().cpu_times()
     cpu_s = cpu.result()
@@ -168,6 +170,7 @@ def ti_per_sample(args, workdir: Path) -> dict:
     """In-process loihi2-emu evaluation of ``--ti-samples`` random images on ti @224."""
     from resformer_deploy.analysis.data_inputs import open_data
     from resformer_deploy.analysis.evaluation import evaluate
+    from resformer_deploy.api import sizing  # refused before any batch, as `evaluate` is
     from resformer_deploy.model.checkpoint import load_checkpoint
     ckpt = ti_checkpoint(args, workdir)
     ck = load_checkpoint(ckpt)
@@ -175,7 +178,8 @@ def ti_per_sample(args, workdir: Path) -> dict:
     npz = random_npz(workdir / "ti-inputs.npz", cfg, args.ti_samples, 0)
     md = open_data(npz, cfg, ck.variant, preset="none")
     t0 = time.perf_counter()
-    rep = evaluate(ck, md, TARGET, checkpoint=str(ckpt), batch_size=args.ti_samples, calib_samples=args.ti_calib)
+    rep = evaluate(ck, md, TARGET, checkpoint=str(ckpt), batch_size=args.ti_samples, calib_samples=args.ti_calib,
+                   sizing=sizing)
     wall = rep["throughput"]["wall_seconds"]
     return {"checkpoint": str(ckpt), "variant": ck.variant, "img_size": cfg.img_size, "T": cfg.T,
             "samples": rep["samples"], "calib_samples": args.ti_calib, "prepare_s": rep["seconds"]["prepare"],

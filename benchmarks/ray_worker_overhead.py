@@ -109,12 +109,13 @@ def two_plain_processes(ck, setup, md, n, workdir: Path) -> dict:
 
 
 def ray_run(ck, md, cal, args, out_dir) -> dict:
+    from resformer_deploy.api import sizing  # said and refused before any batch, as `evaluate` is
     from resformer_deploy.engines.ray_engine import evaluate_on_ray
     t0 = time.perf_counter()
     rep = evaluate_on_ray(ck, md, TARGET, checkpoint=str(args.ti_checkpoint), limit=args.samples,
                           batch_size=args.batch_size, shard_size=args.shard_size, calibration=cal,
                           calib_samples=args.calib_samples, workers=2, out_dir=str(out_dir),
-                          say=lambda m: print(m, flush=True))
+                          say=lambda m: print(m, flush=True), sizing=sizing)
     total = time.perf_counter() - t0
     e = rep["engine"]
     workers = {}
@@ -157,6 +158,7 @@ def main():
     from ray_evaluate import machine, random_npz
     from resformer_deploy.analysis.data_inputs import DataArgs, calibration_data, open_data
     from resformer_deploy.analysis.evaluation import prepare_evaluation
+    from resformer_deploy.api import sizing  # refused before any batch, as `evaluate` is
     from resformer_deploy.model.checkpoint import load_checkpoint
     from resformer_deploy.reporting.tables import write_json
 
@@ -182,7 +184,7 @@ def main():
     print(json.dumps({k: v for k, v in ray.items() if k != "predictions"}), flush=True)
     t0 = time.perf_counter()
     setup, _, _, rest, _ = prepare_evaluation(ck, md, TARGET, limit=args.samples, batch_size=args.batch_size,
-                                              calibration=cal, calib_samples=args.calib_samples)
+                                              calibration=cal, calib_samples=args.calib_samples, sizing=sizing)
     rest.close()
     result["in_process_prepare_s"] = round(time.perf_counter() - t0, 2)
     runs = {"torch_1_thread": timed_range(setup, ck, md, args.samples, all_pools=False),
