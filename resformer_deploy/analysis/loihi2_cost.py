@@ -52,6 +52,7 @@ def activity_from_run(plan, graph: nir.NIRGraph, spikes: Dict, T: int, n_samples
                       counts=None) -> Tuple[List[LayerActivity], float]:
     """(activity per plan layer, embedded-core MACs) per sample, from the LIF spike records
     ``spikes`` ({node: [T, N, ...]}) of ``n_samples`` samples (``counts``: their count_graph, if made)."""
+    from resformer_deploy.analysis.compare import count_true
     from resformer_deploy.analysis.operations import count_graph
     if n_samples < 1:
         raise EstimateError(f"{n_samples} samples")
@@ -83,8 +84,7 @@ def activity_from_run(plan, graph: nir.NIRGraph, spikes: Dict, T: int, n_samples
         synops[dest] += c.ops / n_samples
     acts = []
     for name, r in rows.items():
-        s = spikes.get(r.node)
-        out = 0.0 if s is None or r.kind != "lif" else float(s.sum()) / n_samples
+        out = count_true(spikes, r.node) / n_samples if r.kind == "lif" and r.node in spikes else 0.0
         acts.append(LayerActivity(name, r.cores, r.neurons, synops[name], out))
     return acts, embedded
 
