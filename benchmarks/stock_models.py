@@ -37,7 +37,7 @@ def main():
     m = ck.model.double().eval()
     g = export_model(m, "float64")
     rec = ck.records.evaluation if ck.records else None
-    preset = ((rec.preset if rec else None) or {}).get("preset", "auto")
+    preset = (rec.preset.preset if rec is not None and rec.preset is not None else None) or "auto"
     md, cal = open_data_args(DataArgs(data=a.data, preset=preset, calib_data=a.data, calib_split="train"),
                              ck.config, ck.variant, 128, True)
     x, y, _ = md.take(a.samples, "held-out")

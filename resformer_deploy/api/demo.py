@@ -201,7 +201,7 @@ def demo(options: Union[DemoOptions, DemoRun] = DemoOptions(), messages: Message
     ``messages.note``, data and evaluation lines to ``messages.say``. The whole run is sized
     before any work (refused with the figures when it does not fit)."""
     import torch
-    from resformer_deploy.model.checkpoint import evaluation_record, load_checkpoint
+    from resformer_deploy.model.checkpoint import load_checkpoint
 
     o = options.resolved()
     ck = load_checkpoint(o.checkpoint, unsafe_option=None)  # demo has no --unsafe-load: weights only
@@ -221,7 +221,7 @@ def demo(options: Union[DemoOptions, DemoRun] = DemoOptions(), messages: Message
     if o.fixed_point:  # every later stage sized now, not after minutes of PyTorch and Lava
         _preflight(ck, split, min(o.lava_samples, n_test), o.eval_samples or n_test, o.batch_size,
                    runs_whole_split, roles, lambda m: messages.note(f"  preflight: {m}"))
-    logits, acc = _torch_accuracy(ck, split, o.batch_size, evaluation_record(ck.meta).get("test_accuracy"),
+    logits, acc = _torch_accuracy(ck, split, o.batch_size, ck.evaluation.test_accuracy if ck.evaluation else None,
                                   messages.bars)
     show(acc)
     n = min(o.lava_samples, n_test)

@@ -13,9 +13,10 @@ training record names, re-generated (deterministically, data.generators.recorded
 """
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from resformer_deploy.errors import DeployError, InternalError
+from resformer_deploy.model.checkpoint_records import DatasetRecord, EvaluationRecord
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -53,33 +54,34 @@ class DemoSplit:
     data: Any = None  # analysis.data_inputs.ModelData of a generated split (streamed by evaluate)
 
 
-def _digits_split(ck, checkpoint, rec, check) -> DemoSplit:
+def _digits_split(checkpoint, ev: Optional[EvaluationRecord], check) -> DemoSplit:
     from resformer_deploy.data.digits import load_digits_split
     split = load_digits_split()
     check(len(split.y_test), "the digits held-out split")
-    fp = str(rec.get("split", {}).get("test_index_sha256") or "")
+    fp = ev.split.test_index_sha256 if ev is not None and ev.split is not None else None
     if fp and fp != split.fingerprint():
         raise DeployError(f"{checkpoint}: held-out split differs from the one recorded at training "
                           f"(index hash {fp[:12]} vs {split.fingerprint()[:12]})")
     return DemoSplit(split.x_test, split.y_test, "digits held-out split")
 
 
-def _generated_split(ck, checkpoint, rec, data_dir, calib_samples, check, say) -> DemoSplit:
+def _generated_split(ck, checkpoint, ev: EvaluationRecord, dataset: DatasetRecord, data_dir, calib_samples, check,
+                     say) -> DemoSplit:
     from resformer_deploy.api.data import DataArgs, open_data
     from resformer_deploy.data.generators.recorded import ensure_generated, labels_sha256, recipe
 
-    want = recipe(rec.get("dataset"), checkpoint)
-    if rec.get("n_test") is not None:  # the options checked before minutes of generation
-        check(int(rec["n_test"]), f"{want['generator'].rsplit('.', 1)[-1]} (training record)")
+    want = recipe(dataset.recipe, checkpoint)
+    if ev.n_test is not None:  # the options checked before minutes of generation
+        check(ev.n_test, f"{want['generator'].rsplit('.', 1)[-1]} (training record)")
     root = ensure_generated(want, Path(data_dir) / want["generator"].rsplit(".", 1)[-1], checkpoint, say=say)
-    preset = (rec.get("preset") or {}).get("preset", "auto")
+    preset = (ev.preset.preset if ev.preset is not None else None) or "auto"
     args = DataArgs(data=str(root), preset=preset, calib_data=str(root), calib_split="train")
     md, cal = open_data(args, ck, calib_samples, True, say=say)
     if md is None:
         raise InternalError(f"{root}: a generated data set that opened as no data")
     source: Any = md.source  # data.sources.DataSource
     x, y, _ = md.take(len(source), "demo")
-    want_labels = rec.get("test_label_sha256")
+    want_labels = ev.test_label_sha256
     if want_labels and labels_sha256(y) != want_labels:
         raise DeployError(f"{checkpoint}: the labels of {source.describe()} differ from those recorded at "
                           f"training (sha256 {labels_sha256(y)[:12]} vs {want_labels[:12]})")
@@ -92,13 +94,13 @@ def demo_split(ck, checkpoint, data_dir, calib_samples: int = 128, check=lambda 
     model, else the generated data set its training record names. ``check(n, what)``: called
     with the split's size as soon as it is known (before any data is generated)."""
     c = ck.config
-    from resformer_deploy.model.checkpoint import evaluation_record
-    rec = evaluation_record(ck.meta)  # fields of the expected types only: the file may hold anything
+    ev = ck.evaluation  # typed, checked when the file was loaded (model/checkpoint_records.py)
     if (c.in_channels, c.img_size, c.num_classes) == (1, 8, 10):
-        return _digits_split(ck, checkpoint, rec, check)
-    if not (isinstance(rec.get("dataset"), dict) and rec["dataset"].get("generator")):
+        return _digits_split(checkpoint, ev, check)
+    dataset = ev.dataset if ev is not None else None
+    if ev is None or dataset is None or not dataset.generator:
         raise DeployError(f"{checkpoint}: variant '{ck.variant}' ({c.in_channels}x{c.img_size}x{c.img_size} input, "
                           f"{c.num_classes} classes); demo needs a model of the digits split (1x8x8 input, 10 "
                           f"classes) or one whose training record names a generated data set (evaluation.dataset."
                           f"generator), e.g. the shipped {', '.join(m.checkpoint.name for m in DEMO_MODELS.values())}")
-    return _generated_split(ck, checkpoint, rec, data_dir, calib_samples, check, say)
+    return _generated_split(ck, checkpoint, ev, dataset, data_dir, calib_samples, check, say)

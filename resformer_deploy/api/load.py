@@ -7,9 +7,12 @@
     ('digits', True)
 """
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 from resformer_deploy.api.options import CheckpointOptions
+
+if TYPE_CHECKING:  # model.summary imports torch: not at import time of the API
+    from resformer_deploy.model.summary import CheckpointSummary
 
 __all__ = ["CheckpointInfo", "inspect_checkpoint", "load"]
 
@@ -24,15 +27,16 @@ def load(path: str, options: CheckpointOptions = CheckpointOptions()):
 
 @dataclass(frozen=True)
 class CheckpointInfo:
-    """What `info` shows: the headline facts typed, the whole description in ``summary``
-    (model.summary.checkpoint_summary: config, counts, firing-rate buffers, records)."""
+    """What `info` shows: the headline facts, and the whole description in ``summary``
+    (model.summary.CheckpointSummary: config, counts, firing-rate buffers, records; ``to_json``:
+    `info --json`)."""
     checkpoint: str
     variant: str
     params_ex_bn: int
     official_params_ex_bn: Optional[int]  # the paper's count for this variant (None: none published)
     calibrated: bool  # every DSSA firing-rate buffer positive and finite: runs in eval mode
     notes: List[str]
-    summary: dict
+    summary: "CheckpointSummary"
 
     @property
     def matches_official(self) -> Optional[bool]:
@@ -43,5 +47,5 @@ def inspect_checkpoint(ck) -> CheckpointInfo:
     """Describe a loaded checkpoint (``load``)."""
     from resformer_deploy.model.summary import checkpoint_summary
     s = checkpoint_summary(ck)
-    return CheckpointInfo(s["checkpoint"], s["variant"], s["params_ex_bn"], s["official_params_ex_bn"],
-                          s["calibrated"], list(s["notes"]), s)
+    return CheckpointInfo(s.checkpoint, s.variant, s.params_ex_bn, s.official_params_ex_bn, s.calibrated,
+                          list(s.notes), s)

@@ -24,8 +24,8 @@ from resformer_deploy.errors import CheckpointError, summarize
 from resformer_deploy.model.resformer import SpikingResformer
 from resformer_deploy.model.variants import VARIANTS, get_config, match_variant
 
-from resformer_deploy.model.checkpoint_records import (FORMAT, META_KEY, CheckpointRecords, current, read_records,
-                                                       to_plain)
+from resformer_deploy.model.checkpoint_records import (FORMAT, META_KEY, CheckpointRecords, EvaluationRecord, current,
+                                                       read_records, to_plain)
 
 ZIP_CHUNK = 1 << 20  # records are CRC-checked in pieces: no member is held whole for the check
 
@@ -44,6 +44,12 @@ class LoadedCheckpoint:
     def records(self) -> Optional[CheckpointRecords]:
         """Our records (None for an official or bare checkpoint)."""
         return self.meta.get(META_KEY)
+
+    @property
+    def evaluation(self) -> Optional[EvaluationRecord]:
+        """The evaluation record (held-out accuracy, data set, split, preset), typed; None without one."""
+        r = self.records
+        return r.evaluation if r is not None else None
 
 
 # File signatures, to say what a file is when it is not a checkpoint: HDF5 (format spec,
@@ -174,16 +180,6 @@ def record(meta: dict, name: str) -> Optional[dict]:
         return None
     r = getattr(ours, name)
     return None if r is None else dict(r) if name == "config" else to_plain(r)
-
-
-# the evaluation record's fields the tools read (api/demo.py)
-EVALUATION_FIELDS = ("split", "dataset", "preset", "test_label_sha256", "n_test", "test_accuracy")
-
-
-def evaluation_record(meta: dict) -> dict:
-    """Our evaluation record's fields the tools read, those it states ({} without a record)."""
-    ev = record(meta, "evaluation") or {}
-    return {k: ev[k] for k in EVALUATION_FIELDS if ev.get(k) is not None}
 
 
 def split_checkpoint(obj, path) -> (Dict[str, torch.Tensor], Dict):

@@ -11,7 +11,12 @@ still loads with ``torch.load(weights_only=True)``.
 Versions: format 1 (every file before records were versioned, e.g. the shipped example
 checkpoints) has no ``version`` in its records; they are read as version 1, whose evaluation record
 may keep ``n_test`` under ``split`` (examples/train_digits.py). Format 2 writes ``version: 2`` into
-each record and ``n_test`` at the evaluation record's top level."""
+each record and ``n_test`` at the evaluation record's top level.
+
+The evaluation record's data set, split and preset are typed parts too (``DatasetRecord``,
+``SplitRecord``, ``PresetRecord``: the fields the tools read, checked), each keeping the mapping
+as the file stores it; every tool reads them from here (``LoadedCheckpoint.evaluation``), none
+by key from the file."""
 import dataclasses
 import math
 from dataclasses import dataclass, field
@@ -41,15 +46,70 @@ class TrainingRecord(Record):
     settings: Mapping[str, Plain] = field(default_factory=dict)  # every other setting: epochs, lr, phases, ...
 
 
+# The parts of an evaluation record: the fields the tools read typed and checked, and the part as
+# the file stores it (``stored``: every key in its order, written back unchanged, so `info --json`
+# and a re-saved checkpoint keep them as they were).
+
+@dataclass(frozen=True)
+class DatasetRecord(Record):
+    """The data set an evaluation was measured on: a named set, stored as its name alone (``name``,
+    e.g. sklearn.datasets.load_digits), or a generated set's recipe (a mapping: ``generator``, the
+    module that re-creates it, data/generators/recorded.py; ``path``: where it was written)."""
+    stored: Union[str, Mapping[str, Plain]]
+    name: Optional[str] = None
+    generator: Optional[str] = None
+    path: Optional[str] = None
+
+    @classmethod
+    def of(cls, stored, path="checkpoint", version: Optional[int] = None) -> "DatasetRecord":
+        """``stored`` (a name or a recipe) checked and typed; CheckpointError naming the key."""
+        if isinstance(stored, str):
+            return cls(stored, name=stored)
+        r, d = _part(stored, path, "dataset", version)
+        return cls(d, generator=r.optional(d, "generator", str), path=r.optional(d, "path", str))
+
+    @property
+    def recipe(self) -> Dict[str, Plain]:
+        """A generated set's recipe as stored ({} for a named set)."""
+        return dict(self.stored) if isinstance(self.stored, Mapping) else {}
+
+
+@dataclass(frozen=True)
+class SplitRecord(Record):
+    """How a named set was split for training (the digits split: data/digits.py); its test
+    indices' ``test_index_sha256`` is compared with the split made again."""
+    stored: Mapping[str, Plain]
+    test_index_sha256: Optional[str] = None
+    n_test: Optional[int] = None
+
+    @classmethod
+    def of(cls, stored, path="checkpoint", version: Optional[int] = None) -> "SplitRecord":
+        r, d = _part(stored, path, "split", version)
+        return cls(d, test_index_sha256=r.optional(d, "test_index_sha256", str, _is_sha256, "a sha256 hex digest"),
+                   n_test=r.optional(d, "n_test", int, lambda n: n >= 0, "a count >= 0"))
+
+
+@dataclass(frozen=True)
+class PresetRecord(Record):
+    """The preprocessing an evaluation used (data/preprocess.py ``to_json``); ``preset``: its name."""
+    stored: Mapping[str, Plain]
+    preset: Optional[str] = None
+
+    @classmethod
+    def of(cls, stored, path="checkpoint", version: Optional[int] = None) -> "PresetRecord":
+        r, d = _part(stored, path, "preset", version)
+        return cls(d, preset=r.optional(d, "preset", str))
+
+
 @dataclass(frozen=True)
 class EvaluationRecord(Record):
     """The held-out accuracy measured at training time, and the data it was measured on."""
     version: int
     test_accuracy: float  # in [0, 1]
     n_test: Optional[int] = None
-    dataset: Union[str, Mapping[str, Plain], None] = None  # a named set, or a generated set's recipe
-    split: Optional[Mapping[str, Plain]] = None
-    preset: Optional[Mapping[str, Plain]] = None  # the preprocessing (data/preprocess.py)
+    dataset: Optional[DatasetRecord] = None  # a named set, or a generated set's recipe
+    split: Optional[SplitRecord] = None
+    preset: Optional[PresetRecord] = None  # the preprocessing (data/preprocess.py)
     test_label_sha256: Optional[str] = None
     train_accuracy: Optional[float] = None
     details: Mapping[str, Plain] = field(default_factory=dict)  # sources, sizes, subsets, ...
@@ -179,21 +239,35 @@ def _evaluation(d, path, entry_format) -> EvaluationRecord:
     if not isinstance(d, dict):
         r.fail(None, f"is {_describe(d)}, not a mapping")
     version = _version(r, d, entry_format)
-    split = r.mapping(d, "split")
+    split = None if d.get("split") is None else SplitRecord.of(r.mapping(d, "split"), path, version)
     n_test = r.optional(d, "n_test", int, lambda n: n >= 0, "a count >= 0")
     if n_test is None and version == 1 and split is not None:  # examples/train_digits.py's layout
-        n_test = _Reader(path, "evaluation", 1).optional(split, "n_test", int, lambda n: n >= 0, "a count >= 0")
+        n_test = split.n_test
     dataset = d.get("dataset")
     if dataset is not None:
-        dataset = r.mapping(d, "dataset") if isinstance(dataset, dict) else r.required(d, "dataset", str)
-    digest = r.optional(d, "test_label_sha256", str, lambda s: len(s) == 64 and all(c in "0123456789abcdef" for c in s),
-                        "a sha256 hex digest")
+        dataset = DatasetRecord.of(r.mapping(d, "dataset") if isinstance(dataset, dict) else r.required(d, "dataset", str),
+                                   path, version)
+    digest = r.optional(d, "test_label_sha256", str, _is_sha256, "a sha256 hex digest")
     typed = ("version", "test_accuracy", "n_test", "dataset", "split", "preset", "test_label_sha256", "train_accuracy")
     return EvaluationRecord(
         version=version, test_accuracy=r.required(d, "test_accuracy", float, _fraction, "an accuracy in [0, 1]"),
-        n_test=n_test, dataset=dataset, split=split, preset=r.mapping(d, "preset"), test_label_sha256=digest,
-        train_accuracy=r.optional(d, "train_accuracy", float, _fraction, "an accuracy in [0, 1]"),
+        n_test=n_test, dataset=dataset, split=split,
+        preset=None if d.get("preset") is None else PresetRecord.of(r.mapping(d, "preset"), path, version),
+        test_label_sha256=digest, train_accuracy=r.optional(d, "train_accuracy", float, _fraction,
+                                                            "an accuracy in [0, 1]"),
         details=r.rest(d, typed))
+
+
+def _part(stored, path, name: str, version: Optional[int]):
+    """(reader, plain mapping) of an evaluation record's part ``name`` (refusals name 'evaluation.<name>')."""
+    r = _Reader(path, f"evaluation.{name}", version)
+    if not isinstance(stored, dict):
+        r.fail(None, f"is {_describe(stored)}, not a mapping")
+    return r, r.plain(stored, name)
+
+
+def _is_sha256(s: str) -> bool:
+    return len(s) == 64 and all(c in "0123456789abcdef" for c in s)
 
 
 def read_records(entry, path) -> CheckpointRecords:
@@ -240,6 +314,8 @@ def to_plain(rec: Union[TrainingRecord, EvaluationRecord]) -> Dict[str, Plain]:
         v = getattr(rec, f.name)
         if f.name in ("settings", "details"):
             out.update(v)
+        elif isinstance(v, (DatasetRecord, SplitRecord, PresetRecord)):
+            out[f.name] = dict(v.stored) if isinstance(v.stored, Mapping) else v.stored
         elif v is not None:
             out[f.name] = dict(v) if isinstance(v, Mapping) else v
     return out

@@ -1,17 +1,78 @@
-"""What `resformer-deploy info` reports about a loaded checkpoint."""
-from typing import Optional
+"""What `resformer-deploy info` reports about a loaded checkpoint (``CheckpointSummary``, typed)."""
+import dataclasses
+from dataclasses import dataclass
+from typing import List, Optional
 
 import torch
 
 from resformer_deploy.errors import one_line
 from resformer_deploy.util.memory_budget import check_bytes
 from resformer_deploy.model.checkpoint import LoadedCheckpoint
-from resformer_deploy.model.checkpoint_records import EvaluationRecord, to_plain
+from resformer_deploy.model.checkpoint_records import EvaluationRecord, TrainingRecord, to_plain
+from resformer_deploy.model.config import ResformerConfig
 from resformer_deploy.model.resformer import count_parameters
 from resformer_deploy.model.variants import OFFICIAL_PARAMS_EX_BN, VARIANTS
 
 
-def checkpoint_summary(ck: LoadedCheckpoint) -> dict:
+@dataclass(frozen=True)
+class FiringRates:
+    """One DSSA layer's firing-rate buffers (per head) and its attention scales c1, c2 (None
+    unless every buffer is positive and finite: ``calibrated``)."""
+    layer: str
+    heads: int
+    head_dim: int
+    lenth: int
+    firing_rate_x: List[float]
+    firing_rate_attn: List[float]
+    c1: Optional[List[float]]
+    c2: Optional[List[float]]
+    calibrated: bool
+
+
+@dataclass(frozen=True)
+class RecordedEvaluation:
+    """The held-out accuracy an evaluation record states, with its sample count and data set's name."""
+    test_accuracy: float
+    n_test: Optional[int]
+    dataset: Optional[str]
+
+
+@dataclass(frozen=True)
+class CheckpointSummary:
+    """What `info` reports about a loaded checkpoint; ``to_json``: `info --json`, the fields in order."""
+    checkpoint: str
+    variant: str
+    config_source: str
+    config: ResformerConfig
+    stage_sizes: List[int]
+    lenths: List[int]
+    params_ex_bn: int
+    params_total: int
+    official_params_ex_bn: Optional[int]  # the paper's count for this variant (None: none published)
+    state_dict_keys: int
+    state_dict_parameters: int
+    state_dict_buffers: int
+    epoch: Optional[int]  # the official layout's counters (checked as loaded: model/checkpoint.py)
+    max_acc1: Optional[float]
+    training_record: Optional[TrainingRecord]
+    evaluation_record: Optional[EvaluationRecord]
+    recorded_evaluation: Optional[RecordedEvaluation]
+    firing_rates: List[FiringRates]
+    calibrated: bool  # every DSSA firing-rate buffer positive and finite: runs in eval mode
+    notes: List[str]
+
+    def to_json(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        rec = self.recorded_evaluation
+        out.update(config=self.config.to_dict(),
+                   training_record=None if self.training_record is None else to_plain(self.training_record),
+                   evaluation_record=None if self.evaluation_record is None else to_plain(self.evaluation_record),
+                   recorded_evaluation=None if rec is None else dataclasses.asdict(rec),
+                   firing_rates=[dataclasses.asdict(r) for r in self.firing_rates])
+        return out
+
+
+def checkpoint_summary(ck: LoadedCheckpoint) -> CheckpointSummary:
     cfg, model = ck.config, ck.model
     sd = model.state_dict()
     n_params = len(dict(model.named_parameters()))
@@ -20,54 +81,37 @@ def checkpoint_summary(ck: LoadedCheckpoint) -> dict:
         ok = bool(torch.isfinite(m.firing_rate_x).all() and (m.firing_rate_x > 0).all()
                   and torch.isfinite(m.firing_rate_attn).all() and (m.firing_rate_attn > 0).all())
         c1, c2 = m.scales()
-        rates.append({"layer": name, "heads": m.num_heads, "head_dim": m.head_dim, "lenth": m.lenth,
-                      "firing_rate_x": m.firing_rate_x.flatten().tolist(),
-                      "firing_rate_attn": m.firing_rate_attn.flatten().tolist(),
-                      "c1": c1.flatten().tolist() if ok else None,
-                      "c2": c2.flatten().tolist() if ok else None, "calibrated": ok})
+        rates.append(FiringRates(name, m.num_heads, m.head_dim, m.lenth, m.firing_rate_x.flatten().tolist(),
+                                 m.firing_rate_attn.flatten().tolist(), c1.flatten().tolist() if ok else None,
+                                 c2.flatten().tolist() if ok else None, ok))
     training = ck.records.training if ck.records else None
-    evaluation = ck.records.evaluation if ck.records else None  # both checked when the file was loaded
+    evaluation = ck.evaluation  # both checked when the file was loaded
     params = count_parameters(model)
     official = OFFICIAL_PARAMS_EX_BN.get(ck.variant)
     if official is not None and cfg.num_classes != VARIANTS[ck.variant].num_classes:
         official = None  # published counts are for the variant's own number of classes
-    return {
-        "checkpoint": ck.path,
-        "variant": ck.variant,
-        "config_source": ck.config_source,
-        "config": cfg.to_dict(),
-        "stage_sizes": cfg.stage_sizes(),
-        "lenths": cfg.lenths(),
-        "params_ex_bn": params,
-        "params_total": count_parameters(model, exclude_bn=False),
-        "official_params_ex_bn": official,
-        "state_dict_keys": len(sd),
-        "state_dict_parameters": n_params,
-        "state_dict_buffers": len(sd) - n_params,
-        "epoch": ck.meta.get("epoch"),
-        "max_acc1": ck.meta.get("max_acc1"),
-        "training_record": None if training is None else to_plain(training),
-        "evaluation_record": None if evaluation is None else to_plain(evaluation),
-        "recorded_evaluation": recorded_accuracy(evaluation),
-        "firing_rates": rates,
-        "calibrated": all(r["calibrated"] for r in rates),
-        "notes": ck.notes,
-    }
+    return CheckpointSummary(
+        checkpoint=ck.path, variant=ck.variant, config_source=ck.config_source, config=cfg,
+        stage_sizes=cfg.stage_sizes(), lenths=cfg.lenths(), params_ex_bn=params,
+        params_total=count_parameters(model, exclude_bn=False), official_params_ex_bn=official,
+        state_dict_keys=len(sd), state_dict_parameters=n_params, state_dict_buffers=len(sd) - n_params,
+        epoch=ck.meta.get("epoch"), max_acc1=ck.meta.get("max_acc1"), training_record=training,
+        evaluation_record=evaluation, recorded_evaluation=recorded_accuracy(evaluation), firing_rates=rates,
+        calibrated=all(r.calibrated for r in rates), notes=ck.notes)
 
 
 TEXT = 120  # characters of a record's data-set name shown in `info`'s table
 
 
-def recorded_accuracy(evaluation: Optional[EvaluationRecord]) -> Optional[dict]:
+def recorded_accuracy(evaluation: Optional[EvaluationRecord]) -> Optional[RecordedEvaluation]:
     """The held-out accuracy an evaluation record states (None without a record), with the sample
     count and the data set's name (a generated set: its generator; else its path) when it states them."""
     if evaluation is None:
         return None
-    data = evaluation.dataset
-    if isinstance(data, dict):
-        data = data.get("generator") or data.get("path")
-    data = one_line(data)[:TEXT] if isinstance(data, str) and data.strip() else None
-    return {"test_accuracy": evaluation.test_accuracy, "n_test": evaluation.n_test, "dataset": data}
+    ds = evaluation.dataset
+    data = None if ds is None else ds.name or ds.generator or ds.path
+    data = one_line(data)[:TEXT] if data and data.strip() else None
+    return RecordedEvaluation(evaluation.test_accuracy, evaluation.n_test, data)
 
 
 # ops, the drift ladder and the report keep, per neuron, step and sample, a target's whole spike record

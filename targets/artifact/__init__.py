@@ -1,8 +1,8 @@
 """The deployable artifact: one HDF5 file holding the quantized network (store.py: format, writer,
 reader), its host stem and head in numpy (host.py) and the Lava network rebuilt from it
 (network.py). No module of this package imports torch (a loaded artifact runs without it)."""
-from targets.artifact.store import (FORMAT, FORMAT_VERSION, Artifact, ArtifactError, artifact_meta,  # noqa: F401
-                                    netx_conv_pair, read_artifact, write_artifact, write_netx_slice)
+from targets.artifact.store import (FORMAT, FORMAT_VERSION, Artifact, ArtifactError, CalibrationMeta,  # noqa: F401
+                                    artifact_meta, netx_conv_pair, read_artifact, write_artifact, write_netx_slice)
 
 
 def load_network(path):

@@ -19,7 +19,8 @@ Layout (format ``resformer-deploy.loihi2-artifact``, version ``FORMAT_VERSION``)
   exponent). Group attributes ``name`` (and ``synapse``) name the graph nodes.
 * ``/graph/structure``: JSON of the node names, types, shapes, partitions, edges with their delays
   (the delay-balancing pass's identity delay lines), latencies and the chip's input and output.
-* ``/quant``: the integer units (scale per stream); ``/host/<node>``: the stem before and the
+* ``/quant``: the integer units (scale per stream) and the calibration (``CalibrationMeta``, JSON);
+  ``/host/<node>``: the stem before and the
   head after the chip (float parameters of the NIR nodes, pools included) and the readout offsets.
 
 The loader (``read_artifact``, ``load_network``) rebuilds the public network of
@@ -35,7 +36,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
 import scipy.sparse as sp
@@ -53,6 +54,47 @@ COMPRESS_BYTES = 1 << 16  # gzip datasets larger than this (kernels, per-neuron 
 
 class ArtifactError(DeployError):
     """A file that is not a readable artifact of a version this toolchain reads."""
+
+
+@dataclass(frozen=True)
+class CalibrationMeta:
+    """How the stored network was calibrated: /quant's ``calibration`` attribute, typed. Keys as
+    resformer_deploy/flows/fixed_point.py's quantize pass makes them: ``samples`` calibrated on,
+    their ``source``, the quantizer's range ``margin``, ``netx_bias_grid`` (LIF biases on netx's
+    grid), the calibration's ``seconds`` and ``data`` (given data: its data set, split and preset).
+    Each is optional (a network quantized without our flow states none); one that is there has
+    its type, else the file is refused naming the key. ``stored``: the mapping as the file holds
+    it, written back unchanged (``to_json``). ``version``: the artifact's format version, the
+    record's own (the attribute carries none); version 1 is the only one."""
+    stored: Mapping[str, Any]
+    version: int = 1
+    source: Optional[str] = None
+    samples: Optional[int] = None
+    margin: Optional[float] = None
+    netx_bias_grid: Optional[bool] = None
+    seconds: Optional[float] = None
+    data: Optional[Mapping[str, Any]] = None
+
+    KINDS = {"source": (str,), "samples": (int,), "margin": (int, float), "netx_bias_grid": (bool,),
+             "seconds": (int, float), "data": (dict,)}
+
+    @classmethod
+    def of(cls, stored, version: int = FORMAT_VERSION) -> "CalibrationMeta":
+        """``stored`` (a quantized network's ``calibration``, or the attribute read back) checked
+        and typed; ArtifactError naming the key that has the wrong type."""
+        if not isinstance(stored, dict):
+            raise ArtifactError(f"calibration is {type(stored).__name__}, not a mapping")
+        typed = {}
+        for key, kinds in cls.KINDS.items():
+            v = stored.get(key)
+            if v is not None and (not isinstance(v, kinds) or isinstance(v, bool) and bool not in kinds):
+                raise ArtifactError(f"calibration key '{key}' is {type(v).__name__}, not "
+                                    f"{' or '.join(k.__name__ for k in kinds)}")
+            typed[key] = v
+        return cls(dict(stored), version, **typed)
+
+    def to_json(self) -> dict:
+        return dict(self.stored)
 
 
 def toolchain_versions() -> dict:
@@ -266,7 +308,7 @@ def write_artifact(path, qn, graph, meta: dict) -> dict:
             f.create_group("graph").create_dataset("structure", data=json.dumps(structure(graph, plan)))
             q = f.create_group("quant")
             q.attrs["scale"] = json.dumps({k: float(v) for k, v in qn.scale.items()})
-            q.attrs["calibration"] = json.dumps(qn.calibration, default=str)
+            q.attrs["calibration"] = json.dumps(CalibrationMeta.of(qn.calibration).to_json(), default=str)
             layers = f.create_group("layer")
             i = 0
             for n in plan.neuro:
@@ -302,7 +344,7 @@ def artifact_meta(graph, qn, source: str, preset: str = "auto") -> dict:
             "variant": str(gm.get("variant", cfg.get("name", "unknown"))),
             "img_size": int(cfg.get("img_size", qn.plan.shapes[qn.plan.host_pre[0]][-1])),
             "T": int(gm.get("time_steps", cfg.get("T", 0))), "preset": preset,
-            "calibration_source": str(qn.calibration.get("source", "unknown")),
+            "calibration_source": CalibrationMeta.of(qn.calibration).source or "unknown",
             "dssa": qn.plan.dssa, "toolchain": toolchain_versions(),
             "input_encoding": str(gm.get("input_encoding", "")), "readout": str(gm.get("readout", "")),
             "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -333,6 +375,7 @@ class Artifact:
     host: object  # targets.artifact.host.HostPartition
     netx_layers: int = 0
     layer_types: Dict[str, int] = field(default_factory=dict)
+    calibration: Optional[CalibrationMeta] = None  # how ``quant`` was calibrated
 
     @property
     def T(self) -> int:
@@ -466,7 +509,7 @@ def _read(f, path, where) -> Artifact:
     edge_delay = {(a, b): int(d) for a, b, d in st["edges"] if d}
     where[0] = "quant"
     scale = {k: float(v) for k, v in json.loads(_str(f["quant"].attrs["scale"])).items()}
-    calibration = json.loads(_str(f["quant"].attrs["calibration"]))
+    calibration = CalibrationMeta.of(json.loads(_str(f["quant"].attrs["calibration"])), int(f.attrs["format_version"]))
     syn, lif, lhs_bias, lhs_bias_exp, specs, lifp, products = {}, {}, {}, {}, {}, {}, {}
     types, junctions = {}, set()
     layers = f["layer"]
@@ -562,6 +605,6 @@ def _read(f, path, where) -> Artifact:
     where[0] = "plan"
     plan = LavaPlan(graph, shapes, neuro, st["host_pre"], st["host_post"], st["inputs"], st["outputs"],
                     st["latency"], edge_delay, bias=bias, lif=lifp, synapses=specs, ge=bool(st["ge"]), dssa=st["dssa"])
-    qn = QuantNet(plan, scale, syn, lif, lhs_bias, lhs_bias_exp, calibration=calibration)
+    qn = QuantNet(plan, scale, syn, lif, lhs_bias, lhs_bias_exp, calibration=calibration.to_json())
     where[0] = "/"
-    return Artifact(path, meta, plan, qn, host, netx, types)
+    return Artifact(path, meta, plan, qn, host, netx, types, calibration)

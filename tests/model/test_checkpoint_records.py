@@ -14,10 +14,10 @@ from click.testing import CliRunner
 
 from resformer_deploy.cli.main import main
 from resformer_deploy.errors import CheckpointError
-from resformer_deploy.model.checkpoint import (evaluation_record, load_checkpoint, read_checkpoint_file, record,
-                                               save_checkpoint)
-from resformer_deploy.model.checkpoint_records import FORMAT, EvaluationRecord, to_plain
-from resformer_deploy.model.summary import checkpoint_summary, recorded_accuracy
+from resformer_deploy.model.checkpoint import load_checkpoint, read_checkpoint_file, record, save_checkpoint
+from resformer_deploy.model.checkpoint_records import (FORMAT, DatasetRecord, EvaluationRecord, PresetRecord, SplitRecord,
+                                                       to_plain)
+from resformer_deploy.model.summary import RecordedEvaluation, checkpoint_summary, recorded_accuracy
 from tests.conftest import DIGITS_CKPT, REPO
 
 SHIPPED = {"cifar": REPO / "examples" / "cifar_digits" / "cifar_digits_resformer.pt",
@@ -154,6 +154,13 @@ EVAL_V1 = "checkpoint record 'evaluation' (version 1)"
     ({"test_accuracy": 0.5, "n_test": -3}, f"{EVAL_V1}: key 'n_test' = -3 is not a count >= 0"),
     ({"test_accuracy": 0.5, "test_label_sha256": "abc"}, f"{EVAL_V1}: key 'test_label_sha256' = 'abc' is not a sha256"),
     ({"test_accuracy": 0.5, "dataset": 7}, f"{EVAL_V1}: key 'dataset' is an int, not text"),
+    ({"test_accuracy": 0.5, "dataset": {"generator": 5}},
+     "checkpoint record 'evaluation.dataset' (version 1): key 'generator' is an int, not text"),
+    ({"test_accuracy": 0.5, "split": {"test_index_sha256": "abc"}},
+     "checkpoint record 'evaluation.split' (version 1): key 'test_index_sha256' = 'abc' is not a sha256 hex digest"),
+    ({"test_accuracy": 0.5, "preset": {"preset": ["cifar10"]}},
+     "checkpoint record 'evaluation.preset' (version 1): key 'preset' is a list, not text"),
+    ({"test_accuracy": 0.5, "preset": "cifar10"}, f"{EVAL_V1}: key 'preset' is a str, not a mapping"),
     ({"test_accuracy": 0.5, "seconds": torch.zeros(3)},
      f"{EVAL_V1}: key 'seconds' is a tensor of shape (3,), not a plain value"),
     ("text", "checkpoint record 'evaluation' is a str, not a mapping"),
@@ -289,18 +296,46 @@ def test_a_writer_cannot_write_a_bad_record(tmp_path, record_, fragment):
 
 
 def test_recorded_accuracy_directly():
-    ev = EvaluationRecord(version=2, test_accuracy=1.0, n_test=7, dataset={"generator": "g", "path": "p"})
-    assert recorded_accuracy(ev) == {"test_accuracy": 1.0, "n_test": 7, "dataset": "g"}
+    ev = EvaluationRecord(version=2, test_accuracy=1.0, n_test=7, dataset=DatasetRecord.of({"generator": "g", "path": "p"}))
+    assert recorded_accuracy(ev) == RecordedEvaluation(1.0, 7, "g")
     assert recorded_accuracy(None) is None
     s = checkpoint_summary(load_checkpoint(DIGITS_CKPT))
     ev = _raw()["resformer_deploy"]["evaluation"]
-    assert s["recorded_evaluation"] == {"test_accuracy": ev["test_accuracy"], "n_test": ev["split"]["n_test"],
-                                        "dataset": ev["dataset"]}
+    assert s.recorded_evaluation == RecordedEvaluation(ev["test_accuracy"], ev["split"]["n_test"], ev["dataset"])
 
 
-def test_evaluation_record_states_the_fields_the_tools_read():
-    ck = load_checkpoint(SHIPPED["cifar"])
-    ev = _raw(SHIPPED["cifar"])["resformer_deploy"]["evaluation"]
-    assert evaluation_record(ck.meta) == {k: ev[k] for k in ("dataset", "preset", "test_label_sha256", "n_test",
-                                                              "test_accuracy")}
-    assert evaluation_record({}) == {}
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_the_evaluation_record_types_the_fields_the_tools_read(name):
+    """The data set, split and preset of every shipped record, typed; written back key for key."""
+    ck = load_checkpoint(SHIPPED[name])
+    raw = _raw(SHIPPED[name])["resformer_deploy"]["evaluation"]
+    ev = ck.evaluation
+    assert ev is ck.records.evaluation and ev.test_label_sha256 == raw.get("test_label_sha256")
+    ds = raw["dataset"]  # digits: a named set; the generated sets: their recipe
+    assert isinstance(ev.dataset, DatasetRecord) and ev.dataset.stored == ds
+    if isinstance(ds, str):
+        assert (ev.dataset.name, ev.dataset.generator, ev.dataset.recipe) == (ds, None, {})
+    else:
+        assert (ev.dataset.name, ev.dataset.generator, ev.dataset.path) == (None, ds["generator"], ds.get("path"))
+        assert ev.dataset.recipe == ds
+    if "split" in raw:
+        assert isinstance(ev.split, SplitRecord) and ev.split.stored == raw["split"]
+        assert (ev.split.test_index_sha256, ev.split.n_test) == (raw["split"]["test_index_sha256"],
+                                                                raw["split"]["n_test"])
+    else:
+        assert ev.split is None
+    if "preset" in raw:
+        assert isinstance(ev.preset, PresetRecord) and ev.preset.preset == raw["preset"]["preset"]
+    else:
+        assert ev.preset is None
+    # nothing lost, nothing added, nothing reordered (info --json prints it)
+    plain = to_plain(ev)
+    assert plain == dict(raw, version=1, n_test=ev.n_test)  # version 1 may keep n_test under split only
+    assert [json.dumps(plain[k]) for k in ("dataset", "split", "preset") if k in raw] == \
+        [json.dumps(raw[k]) for k in ("dataset", "split", "preset") if k in raw]
+
+
+def test_a_checkpoint_without_our_records_has_no_evaluation(tmp_path):
+    path = tmp_path / "bare.pt"
+    torch.save(load_checkpoint(DIGITS_CKPT).model.state_dict(), path)
+    assert load_checkpoint(path, variant="digits", img_size=8, T=4).evaluation is None

@@ -22,7 +22,7 @@ def test_shipped_model_accuracy_on_held_out_split(digits_ckpt):
     ck = load_checkpoint(digits_ckpt)
     split = load_digits_split()
     rec = ck.records.evaluation
-    assert rec.split["test_index_sha256"] == split.fingerprint()
+    assert rec.split.test_index_sha256 == split.fingerprint()
     with torch.no_grad():
         logits = ck.model(split.x_test).mean(0)  # plain forward, no helper from the package
     acc = float((logits.argmax(-1) == split.y_test).float().mean())

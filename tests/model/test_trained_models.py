@@ -76,7 +76,7 @@ def test_dvsg_model_reaches_its_recorded_accuracy_on_the_recorded_subset():
     the generator's per-sample streams, fed as raw event counts (the `dvs` preset), T=16."""
     ck = load_checkpoint(DVSG)
     ev = ck.records.evaluation
-    ds, sub = ev.dataset, ev.details["test_subset"]
+    ds, sub = ev.dataset.recipe, ev.details["test_subset"]
     assert ev["test_accuracy"] >= 0.90 and ev["n_test"] == 359 and sub["count"] == 48
     src = source_digits()
     plan = sample_plan(src, "test", ds["test_copies"])

@@ -17,7 +17,7 @@ from resformer_deploy.fixed_point import formats as F
 from resformer_deploy.fixed_point.network import LifQ
 from resformer_deploy.flows import prepare
 from resformer_deploy.lava.conv import conv2d
-from targets.artifact import (FORMAT, FORMAT_VERSION, ArtifactError, artifact_meta, read_artifact,
+from targets.artifact import (FORMAT, FORMAT_VERSION, ArtifactError, CalibrationMeta, artifact_meta, read_artifact,
                               write_artifact, write_netx_slice)
 from resformer_deploy.lava.host_partition import host_inputs
 from resformer_deploy.fixed_point.emulator import LavaSemantics
@@ -235,7 +235,31 @@ def _bytes_with(path, tmp_path, edit):
     return p
 
 
-@pytest.mark.parametrize("case", ["missing", "text", "truncated", "corrupt", "foreign", "newer", "no_layer", "bad_type"])
+def _calibration(f, edit):
+    cal = json.loads(f["quant"].attrs["calibration"])
+    edit(cal)
+    f["quant"].attrs["calibration"] = json.dumps(cal)
+
+
+def test_the_calibration_is_a_typed_record_written_as_before(digits_net, tmp_path):
+    import h5py
+    q = digits_net["q"]
+    with h5py.File(digits_net["path"], "r") as f:  # the attribute the writer of format 1 wrote, byte for byte
+        assert f["quant"].attrs["calibration"] == json.dumps(q.calibration, default=str)
+    a = read_artifact(digits_net["path"])
+    c = a.calibration
+    assert isinstance(c, CalibrationMeta) and c.version == FORMAT_VERSION == 1
+    assert (c.source, c.samples, c.margin, c.netx_bias_grid) == (q.calibration["source"], q.calibration["samples"],
+                                                                q.calibration["margin"], True)
+    assert list(c.to_json()) == list(q.calibration) and a.quant.calibration == c.to_json()
+    # a file written before netx_bias_grid was recorded still loads; the key is then None
+    older = _bytes_with(digits_net["path"], tmp_path, lambda f: _calibration(f, lambda d: d.pop("netx_bias_grid")))
+    assert read_artifact(older).calibration.netx_bias_grid is None
+    assert CalibrationMeta.of({}).source is None  # a network quantized without our flow states nothing
+
+
+@pytest.mark.parametrize("case", ["missing", "text", "truncated", "corrupt", "foreign", "newer", "no_layer", "bad_type",
+                                  "bad_calibration"])
 def test_unreadable_artifacts_are_one_line_errors(digits_net, tmp_path, case):
     import h5py
     src = digits_net["path"]
@@ -244,7 +268,8 @@ def test_unreadable_artifacts_are_one_line_errors(digits_net, tmp_path, case):
     expect = {"missing": "no such file", "text": "not an HDF5 file", "truncated": "corrupt or truncated HDF5",
               "corrupt": "corrupt or truncated HDF5", "foreign": "not a resformer-deploy artifact",
               "newer": f"format version {FORMAT_VERSION + 1} is newer", "no_layer": "have no layer group",
-              "bad_type": "unknown layer type 'pool'"}[case]
+              "bad_type": "unknown layer type 'pool'",
+              "bad_calibration": "quant: calibration key 'samples' is str, not int"}[case]
     if case == "text":
         p.write_text("hello\n")
     elif case == "truncated":
@@ -263,6 +288,8 @@ def test_unreadable_artifacts_are_one_line_errors(digits_net, tmp_path, case):
             del f["layer/0/type"]
             f["layer/0"].create_dataset("type", data=np.bytes_("pool"))
         p = _bytes_with(src, tmp_path, edit)
+    elif case == "bad_calibration":
+        p = _bytes_with(src, tmp_path, lambda f: _calibration(f, lambda d: d.update(samples="many")))
     with pytest.raises(ArtifactError) as e:
         read_artifact(p)
     msg = str(e.value)
