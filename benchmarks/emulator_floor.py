@@ -75,7 +75,7 @@ def replay(calls, dtype=None, repeats: int = 2) -> float:
 def dense_calls(prepared, n: int, T: int):
     """The fixed-point emulator multiplies dense synapses with scipy (int64, exact), outside torch:
     their floor is one float32 GEMM [n, in] @ [in, out] per step."""
-    q = prepared["quantized_net"]
+    q = prepared.quantized_net
     calls = []
     for name, spec in q.plan.synapses.items():
         if spec.kind == "dense":

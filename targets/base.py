@@ -12,7 +12,7 @@ The protocol is typed: ``run(RunRequest) -> RunResult`` (with ``RunStats``), ``s
 import abc
 from dataclasses import asdict, dataclass, field, fields
 from types import MappingProxyType
-from typing import Any, Callable, ClassVar, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, ClassVar, Dict, Mapping, Optional, Protocol, Tuple
 
 from resformer_deploy.errors import DeployError
 
@@ -25,6 +25,24 @@ DEFAULT_TARGET = "reference"
 ARITHMETIC = ("float", "fixed")
 EXECUTES = ("simulation", "hardware")
 ENGINES = ("pytorch", "lava", "numpy", "chip")
+
+
+class FlowArtifacts(Protocol):
+    """The flow's artifacts a target reads, by typed accessor (each None when the flow did not
+    make it): resformer_deploy.flows.artifacts.Prepared, what ``flows.prepare`` returns, is one.
+    A protocol here because targets sit below flows in the pipeline (tests/test_architecture.py)."""
+
+    @property
+    def lava_plan(self) -> Any: ...  # resformer_deploy.lava.plan.LavaPlan
+
+    @property
+    def quantized_net(self) -> Any: ...  # resformer_deploy.fixed_point.network.QuantNet
+
+    @property
+    def product_lowerings(self) -> Optional[Dict[str, Any]]: ...
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """An artifact a plug-in target's own flow declared (passes.manager.declare_artifact), by name."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +61,7 @@ class RunRequest:
     record_membranes: bool = False
     dtype: Any = None
     progress: Optional[Callable[[int], None]] = None
-    prepared: Optional[Mapping[str, Any]] = None
+    prepared: Optional[FlowArtifacts] = None
     quant: Any = None
     options: Mapping[str, Any] = field(default_factory=dict)
 
@@ -187,7 +205,7 @@ class Target(abc.ABC):
         Commands call it before any work, with ``prepared=None`` (then estimate from the graph, or
         return None: they ask again with the flow's artifacts before the run); a target that needs
         a quantized network is asked with the flow's artifacts, or before calibration with the
-        plan alone (``{"lava_plan": plan}``, see ``sized_by``)."""
+        plan alone (artifacts holding only ``lava_plan``, see ``sized_by``)."""
         return None
 
     # ---------------------------------------------------------------- checks shared by all targets
@@ -214,20 +232,21 @@ class Target(abc.ABC):
                 raise DeployError(f"target '{self.label}' does not record {what} "
                                   f"(capability records_{what} is false)")
 
-    def sized_by(self, prepared=None, quant=None):
+    def sized_by(self, prepared: Optional[FlowArtifacts] = None, quant=None):
         """(quantized network or None, plan or None) that an estimate sizes a run from. Before
         calibration a fixed-point target is sized from the flow's plan alone (``prepared`` holding
-        'lava_plan' and no 'quantized_net'): quantization changes a network's numbers, not its sizes."""
-        q = quant if quant is not None else (prepared or {}).get("quantized_net")
-        if q is None and self.capabilities.needs_quantized_net and (prepared or {}).get("lava_plan") is not None:
-            return None, prepared["lava_plan"]
+        a ``lava_plan`` and no ``quantized_net``): quantization changes a network's numbers, not its sizes."""
+        q = quant if quant is not None else prepared.quantized_net if prepared is not None else None
+        plan = prepared.lava_plan if prepared is not None else None
+        if q is None and self.capabilities.needs_quantized_net and plan is not None:
+            return None, plan
         q = self.quantized_net(prepared, quant)
         return q, (q.plan if q is not None else None)
 
-    def quantized_net(self, prepared=None, quant=None):
+    def quantized_net(self, prepared: Optional[FlowArtifacts] = None, quant=None):
         """The quantized network (given directly or by the flow), checked against the target's
         arithmetic: a float target refuses one, a fixed-point target requires one."""
-        q = quant if quant is not None else (prepared or {}).get("quantized_net")
+        q = quant if quant is not None else prepared.quantized_net if prepared is not None else None
         if q is not None and not self.capabilities.needs_quantized_net:
             raise DeployError(f"target '{self.label}' runs floating point and takes no "
                               f"quantized network; use a fixed-point target (e.g. loihi2-sim) for fixed point")

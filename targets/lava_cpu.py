@@ -330,8 +330,8 @@ class LavaCpuTarget(Target):
         direct call without the flow's artifacts, one planned here (kept for the next call)."""
         if quant is not None:
             return quant.plan
-        if prepared and prepared.get("lava_plan") is not None:
-            return prepared["lava_plan"]
+        if prepared is not None and prepared.lava_plan is not None:
+            return prepared.lava_plan
         return self.plan(graph, dssa)
 
     def estimate(self, request: RunRequest) -> Estimate:
@@ -391,7 +391,7 @@ class LavaCpuTarget(Target):
             raise DeployError(f"the {'quantized ' if quant is not None else ''}plan was made for dssa={plan.dssa}, "
                               f"run asks for {dssa}")
         host = CompiledGraph(graph, torch.float64)
-        lowerings = (prepared or {}).get("product_lowerings")
+        lowerings = prepared.product_lowerings if prepared is not None else None
         if lowerings is None:  # no flow artifacts (direct library call): lower as the flow's pass does
             lowerings = lower_products(graph, plan, x, T, quant=quant) if dssa == "synaptic" else {}
         N = x.shape[0]

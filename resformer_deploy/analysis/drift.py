@@ -322,6 +322,7 @@ def rung_sizes(choices, graph, n_eval: int, lava_samples: int, T: int, dssa: str
     from resformer_deploy.analysis.equivalence import (TORCH_CHUNK_BYTES, estimate_run, packed_record_bytes,
                                                        torch_forward_bytes)
     from resformer_deploy.flows import lava_plan
+    from resformer_deploy.flows.artifacts import Prepared
     from exporters.interpreter_costs import graph_costs
     cache = {} if cache is None else cache
     if "costs" not in cache:
@@ -337,7 +338,7 @@ def rung_sizes(choices, graph, n_eval: int, lava_samples: int, T: int, dssa: str
             plans[key] = lava_plan(graph, key)
         n = n_eval if ch.role == FIXED_POINT else lava_samples
         beside = held + (c.neurons * n_eval * T if ch.role in SUBSET_ROLES else 0)
-        est = estimate_run(get_target(ch.target), graph, n, T, prepared={"lava_plan": plans[key]}, **opts)
+        est = estimate_run(get_target(ch.target), graph, n, T, prepared=Prepared.sizing(plans[key]), **opts)
         if est is not None:
             out.append((ch, n, est, beside))
     return out

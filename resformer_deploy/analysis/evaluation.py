@@ -156,11 +156,12 @@ def estimate_evaluation(graph, tgt, n: int, batch_size: int, T: int, sample_byte
     from exporters.interpreter_costs import MAC_PER_S, SECONDS_PER_NODE_STEP, graph_costs
     from resformer_deploy.analysis.equivalence import TORCH_FORWARD_FACTOR, TORCH_SECONDS_PER_REFERENCE, estimate_run
     from resformer_deploy.flows import lava_plan
+    from resformer_deploy.flows.artifacts import Prepared
 
     te, B = None, min(batch_size, n)
     if tgt is not None:
         if prepared is None and tgt.capabilities.needs_quantized_net:
-            prepared = {"lava_plan": lava_plan(graph, options.get("dssa", "fused"))}
+            prepared = Prepared.sizing(lava_plan(graph, options.get("dssa", "fused")))
         te = estimate_run(tgt, graph, B, T, prepared=prepared, **options)
     c = graph_costs(graph)
     e = 4 if tgt is None else 8  # PyTorch float32 alone; float64 beside a target
@@ -220,15 +221,15 @@ class EvaluationSetup:
 
     @property
     def quantized_net(self):
-        return (self.prepared or {}).get("quantized_net")
+        return self.prepared.quantized_net if self.prepared is not None else None
 
     def shippable(self) -> "EvaluationSetup":
         """This setup without the flow's inputs that running needs no more (calibration inputs, the
         operand samples of the synaptic lowering's verification): what is sent to workers."""
         if self.prepared is None:
             return self
-        from resformer_deploy.passes.manager import Artifacts
-        art = Artifacts({k: v for k, v in self.prepared.items() if k not in FLOW_INPUTS_ONLY})
+        from resformer_deploy.flows.artifacts import Prepared
+        art = Prepared({k: v for k, v in self.prepared.items() if k not in FLOW_INPUTS_ONLY})
         art.log = list(getattr(self.prepared, "log", []))
         return dataclasses.replace(self, prepared=art)
 

@@ -52,7 +52,8 @@ def simulate_sizer(tgt, graph, T: int, run_kw: dict, node_values: int, out_value
             return None
         if dssa not in plans:
             from resformer_deploy.flows import lava_plan
-            plans[dssa] = {"lava_plan": lava_plan(graph, dssa)}
+            from resformer_deploy.flows.artifacts import Prepared
+            plans[dssa] = Prepared.sizing(lava_plan(graph, dssa))
         return plans[dssa]
 
     def need(n: int, **kw) -> int:

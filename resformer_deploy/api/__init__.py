@@ -13,8 +13,8 @@ one of them and renders the result. A notebook user calls them directly, e.g.::
 Each job lives in its own module (api/<job>.py); the names below are the public surface.
 """
 # re-exports, one line per job module (keep sorted by module)
-from resformer_deploy.api.compile import (PLAN_NAME, CompileOptions, CompileResult, ModelGraph, compile,  # noqa: E402,F401
-                                          is_nir, load_graph, mapping_target)
+from resformer_deploy.api.compile import (PLAN_NAME, CompileOptions, CompileResult, ModelGraph, PlanRecord,  # noqa: E402,F401
+                                          StockModelFindings, compile, is_nir, load_graph, mapping_target)
 from resformer_deploy.api.data import DataArgs, ModelData, open_data  # noqa: E402,F401
 from resformer_deploy.api.demo import (DEMO_MODELS, DemoOptions, DemoResult, DemoSetup, FixedPointResult,  # noqa: E402,F401
                                        FixedPointStart, LavaRun, LavaStart, TorchAccuracy, WholeSplit, WholeSplitStart,
@@ -23,8 +23,8 @@ from resformer_deploy.api.deploy import (ArtifactFigures, ChipRun, DeployOptions
                                          StockModelsCheck, chip_available, deploy, read_artifact, run_on_loihi2,
                                          simulate_artifact, write_artifact)
 from resformer_deploy.api.drift import DriftOptions, DriftResult, drift  # noqa: E402,F401
-from resformer_deploy.api.evaluate import (ClassAccuracy, EvaluateOptions, EvaluationResult, Throughput,  # noqa: E402,F401
-                                           evaluate, target_quantizes)
+from resformer_deploy.api.evaluate import (ClassAccuracy, EvaluateOptions, EvaluationResult, Prediction,  # noqa: E402,F401
+                                           StageSeconds, Throughput, evaluate, target_quantizes)
 from resformer_deploy.api.export import ExportOptions, ExportResult, export  # noqa: E402,F401
 from resformer_deploy.api.inspect import NirSummary, inspect_nir  # noqa: E402,F401
 from resformer_deploy.api.load import CheckpointInfo, inspect_checkpoint, load  # noqa: E402,F401

@@ -11,9 +11,10 @@ can be written as the deployable artifact (api.deploy).
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, List, Optional, Tuple, TypeVar
+from typing import Any, Callable, List, Mapping, Optional, Tuple, TypeVar
 
 from resformer_deploy.errors import DeployError, InternalError
+from resformer_deploy.hardware.loihi2.core_plan import CoreLayer, CorePlan, PlanTotals
 
 PLAN_NAME = "loihi2_plan.json"  # the plan's file in a compile output directory
 
@@ -102,34 +103,102 @@ class CompileOptions:
 
 
 @dataclass(frozen=True)
+class StockModelFindings:
+    """The processes Lava's stock models (and so the chip's own) would not run as planned;
+    ``checked_quantized``: the number formats were checked too (compile --quantize)."""
+    checked_quantized: bool
+    findings: Tuple[str, ...]
+
+    def to_json(self) -> dict:
+        return {"checked_quantized": self.checked_quantized, "findings": list(self.findings)}
+
+
+@dataclass(frozen=True)
+class PlanRecord:
+    """loihi2_plan.json, typed: the core plan (``plan.layers``, ``plan.totals``: CoreLayer and
+    PlanTotals records), its design-rule ``violations`` and ``skipped`` rules, the ``hardware``
+    it could run on here, the model file it was compiled from (``input``), the stock-model
+    findings and, quantized, the calibration and the Loihi 2 ``estimate``. ``to_json``: the
+    file's content, key for key and in order."""
+    plan: CorePlan
+    violations: Tuple[str, ...]
+    skipped: Tuple[str, ...]
+    hardware: Mapping[str, Any]  # targets.loihi2_hardware.hardware_runtime
+    input: str
+    stock_models: StockModelFindings
+    quantized: bool = False
+    calibration: Optional[dict] = None  # fixed_point QuantNet.calibration (quantized only)
+    estimate: Optional[dict] = None  # analysis.loihi2_cost.cost_section (quantized only)
+
+    def to_json(self) -> dict:
+        data = self.plan.to_json(list(self.violations), list(self.skipped), dict(self.hardware))
+        data["input"] = self.input
+        if self.estimate is not None:
+            data["loihi2_estimate"] = self.estimate
+        if self.quantized:
+            data["calibration"] = self.calibration
+        data["stock_models"] = self.stock_models.to_json()
+        return data
+
+
+@dataclass(frozen=True)
 class CompileResult:
-    """The core plan and its design-rule check. ``violations``: design rules broken (the plan is
+    """The core plan and its design-rule check: ``record`` (PlanRecord, what loihi2_plan.json
+    holds), read through the properties below. ``violations``: design rules broken (the plan is
     still made); ``skipped``: rules not checked, and why; ``stock_models``: processes Lava's stock
     models (and so the chip's) would not run as planned; ``estimate`` / ``estimate_lines``: the
     Loihi 2 latency, throughput and energy measured on the calibration data (quantized only);
-    ``plan_json``: the loihi2_plan.json record; ``artifacts``: the flow's artifacts (the
+    ``plan_json``: the loihi2_plan.json content; ``artifacts``: the flow's artifacts (the
     quantized network for api.write_artifact)."""
     target: str
     dssa: str
-    quantized: bool
-    plan: object  # hardware.loihi2.core_plan.CorePlan
-    violations: Tuple[str, ...]
-    skipped: Tuple[str, ...]
-    stock_models: Tuple[str, ...]
-    hardware: dict  # whether the plan can run here (targets.loihi2_hardware.hardware_runtime)
-    calibration: Optional[dict]
-    estimate: Optional[dict]
+    record: PlanRecord
     estimate_lines: Tuple[str, ...]
-    plan_json: dict
     artifacts: object = None
 
     @property
-    def totals(self):
+    def quantized(self) -> bool:
+        return self.record.quantized
+
+    @property
+    def plan(self) -> CorePlan:
+        return self.record.plan
+
+    @property
+    def violations(self) -> Tuple[str, ...]:
+        return self.record.violations
+
+    @property
+    def skipped(self) -> Tuple[str, ...]:
+        return self.record.skipped
+
+    @property
+    def stock_models(self) -> Tuple[str, ...]:
+        return self.record.stock_models.findings
+
+    @property
+    def hardware(self) -> Mapping[str, Any]:
+        return self.record.hardware
+
+    @property
+    def calibration(self) -> Optional[dict]:
+        return self.record.calibration
+
+    @property
+    def estimate(self) -> Optional[dict]:
+        return self.record.estimate
+
+    @property
+    def totals(self) -> PlanTotals:
         return self.plan.totals
 
     @property
-    def layers(self) -> list:
-        return self.plan_json["layers"]
+    def layers(self) -> List[CoreLayer]:
+        return self.plan.layers
+
+    @property
+    def plan_json(self) -> dict:
+        return self.record.to_json()
 
 
 def compile(net: ModelGraph, options: CompileOptions = CompileOptions(), *, calibration=None,
@@ -162,20 +231,12 @@ def compile(net: ModelGraph, options: CompileOptions = CompileOptions(), *, cali
     if o.quantize:  # Loihi 2 latency, throughput, energy and systems, from the emulator's activity on real samples
         from resformer_deploy.analysis.loihi2_cost import ESTIMATE_SAMPLES, cost_section
         from resformer_deploy.flows.fixed_point import graph_time_steps
-        ci = prepared["calibration_inputs"]
+        ci = made(prepared.calibration_inputs, "calibration_inputs", target)
         est_json, est_lines = cost_section(net.graph, prepared, graph_time_steps(net.graph), ci.x[:ESTIMATE_SAMPLES],
                                            ci.source, violations)
-    hw = hardware_runtime()
-    data = plan.to_json(violations, skipped, hw)
-    data["input"] = net.path
-    if est_json is not None:
-        data["loihi2_estimate"] = est_json
-    if o.quantize:
-        data["calibration"] = calib
-    # what Lava's stock process models (and so the chip's own) would not run as planned, by process
-    data["stock_models"] = {"checked_quantized": bool(o.quantize), "findings": stock}
-    return CompileResult(target, o.dssa, o.quantize, plan, tuple(violations), tuple(skipped), tuple(stock), hw, calib,
-                         est_json, tuple(est_lines), data, prepared)
+    record = PlanRecord(plan, tuple(violations), tuple(skipped), hardware_runtime(), net.path,
+                        StockModelFindings(bool(o.quantize), tuple(stock)), o.quantize, calib, est_json)
+    return CompileResult(target, o.dssa, record, tuple(est_lines), prepared)
 
 
 T = TypeVar("T")

@@ -8,12 +8,13 @@ shard by shard on a Ray cluster (analysis/evaluation.py, engines/ray_engine.py).
     >>> round(result.top1, 4), result.samples
     (0.9861, 359)
 """
+import dataclasses
 from dataclasses import dataclass
-from typing import Callable, Optional, Tuple
+from typing import Any, Callable, Mapping, Optional, Tuple
 
 from resformer_deploy.engines import ENGINES
 from resformer_deploy.engines.shards import SHARD_BATCHES
-from resformer_deploy.errors import DeployError
+from resformer_deploy.errors import DeployError, InternalError
 
 MAX_DECODE_THREADS = 64  # in process: decoding threads at most (more workers: the Ray engine)
 DECODE_THREADS = 2  # in process, by default
@@ -73,6 +74,11 @@ class ClassAccuracy:
     accuracy: Optional[float]
     wnid: Optional[str] = None
 
+    def to_json(self) -> dict:  # the WNID beside the class index (data/imagenet_classes.py per_class)
+        head = {"class": self.index} if self.wnid is None else {"class": self.index, "wnid": self.wnid}
+        return {**head, "name": self.name, "samples": self.samples, "correct": self.correct,
+                "accuracy": self.accuracy}
+
 
 @dataclass(frozen=True)
 class Throughput:
@@ -81,36 +87,100 @@ class Throughput:
     data_wait_seconds: float
     loading_share: Optional[float]  # of the busy time spent waiting for data
 
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One sample's record (analysis.evaluation.PREDICTION_KEYS); ``torch_prediction``: the
+    PyTorch model's class beside a target (None on the PyTorch model itself)."""
+    index: int
+    name: str
+    label: int
+    prediction: int
+    top5: Tuple[int, ...]
+    torch_prediction: Optional[int]
+
+    def to_json(self) -> dict:
+        return {**dataclasses.asdict(self), "top5": list(self.top5)}
+
+
+@dataclass(frozen=True)
+class StageSeconds:
+    """Wall time of each stage: export to NIR, the target's flow, the evaluation itself."""
+    export: float
+    prepare: float
+    evaluate: float
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
 
 @dataclass(frozen=True)
 class EvaluationResult:
-    """What ``evaluate`` measured; fractions in [0, 1]. ``torch_top1`` / ``agreement_with_torch``:
-    the PyTorch model beside a target (None on the PyTorch model itself). ``record``: the JSON
-    record (per-sample predictions included) that ``evaluate --json-out`` writes."""
-    target: str
+    """What ``evaluate`` measured, as the JSON record ``evaluate --json-out`` writes (``to_json``,
+    also ``record``): the fields in the record's key order (analysis.evaluation.RESULT_KEYS, then
+    ``engine`` on Ray). Fractions in [0, 1]; ``torch_top1`` / ``agreement_with_torch``: the PyTorch
+    model beside a target (None on the PyTorch model itself). Parts that other modules describe
+    (the data, its preset, the calibration, the estimate, the target's run statistics, the Ray
+    engine's figures) stay their JSON form (mappings)."""
+    checkpoint: str
     variant: str
+    target: str
+    target_options: Mapping[str, Any]
+    data: Mapping[str, Any]  # analysis.data_inputs.ModelData.to_json without its preprocessing
+    preset: Mapping[str, Any]  # the preprocessor's to_json (data/preprocess.py)
+    calibration: Optional[Mapping[str, Any]]  # fixed_point QuantNet.calibration (None: no quantized network)
     samples: int
+    limit: Optional[int]
+    batch_size: int
+    skipped: Tuple[Tuple[str, str], ...]  # (sample, reason) left out by skip_bad
     top1: float
     top5: float
     top5_k: int
+    per_class: Tuple[ClassAccuracy, ...]
     torch_top1: Optional[float]
     torch_precision: str
     agreement_with_torch: Optional[float]
-    per_class: Tuple[ClassAccuracy, ...]
     throughput: Throughput
-    skipped: Tuple[Tuple[str, str], ...]  # (sample, reason) left out by skip_bad
-    record: dict
+    seconds: StageSeconds
+    estimate: Mapping[str, Any]  # analysis.evaluation.EvaluationEstimate.to_json
+    target_info: Mapping[str, Any]  # the target's merged run statistics
+    predictions: Tuple[Prediction, ...]
+    engine: Optional[Mapping[str, Any]] = None  # the Ray engine's shards, times and workers
 
     @classmethod
     def from_record(cls, rep: dict) -> "EvaluationResult":
-        tp = rep["throughput"]
-        return cls(rep["target"], rep["variant"], rep["samples"], rep["top1"], rep["top5"], rep["top5_k"],
-                   rep["torch_top1"], rep["torch_precision"], rep["agreement_with_torch"],
-                   tuple(ClassAccuracy(c["class"], c["name"], c["samples"], c["correct"], c["accuracy"],
-                                       c.get("wnid")) for c in rep["per_class"]),
-                   Throughput(tp["samples_per_second"], tp["wall_seconds"], tp["data_wait_seconds"],
-                              tp["loading_share"]),
-                   tuple((s["name"], s["reason"]) for s in rep["skipped"]), rep)
+        """The record analysis.evaluation.evaluation_record (or the Ray engine) made, typed."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        if set(rep) - set(names) or set(names[:-1]) - set(rep):
+            raise InternalError(f"evaluation record with keys {sorted(rep)}, not {names}")
+        tp, sec = rep["throughput"], rep["seconds"]
+        typed = dict(
+            skipped=tuple((s["name"], s["reason"]) for s in rep["skipped"]),
+            per_class=tuple(ClassAccuracy(c["class"], c["name"], c["samples"], c["correct"], c["accuracy"],
+                                          c.get("wnid")) for c in rep["per_class"]),
+            throughput=Throughput(tp["samples_per_second"], tp["wall_seconds"], tp["data_wait_seconds"],
+                                  tp["loading_share"]),
+            seconds=StageSeconds(sec["export"], sec["prepare"], sec["evaluate"]),
+            predictions=tuple(Prediction(p["index"], p["name"], p["label"], p["prediction"], tuple(p["top5"]),
+                                         p["torch_prediction"]) for p in rep["predictions"]))
+        return cls(**{**rep, **typed})
+
+    def to_json(self) -> dict:
+        """The record, key for key and in order."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out.update(skipped=[{"name": n, "reason": why} for n, why in self.skipped],
+                   per_class=[c.to_json() for c in self.per_class], throughput=self.throughput.to_json(),
+                   seconds=self.seconds.to_json(), predictions=[p.to_json() for p in self.predictions])
+        if self.engine is None:
+            del out["engine"]
+        return out
+
+    @property
+    def record(self) -> dict:
+        return self.to_json()
 
 
 def target_name(target: Optional[str]) -> str:

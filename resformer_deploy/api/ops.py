@@ -126,7 +126,7 @@ def ops(ck, options: OpsOptions, messages: Messages = Messages()) -> OpsResult:
         g = cg[path].ops if path in cg else float("nan")
         layers.append(LayerOpsComparison(path, v.kind, v.ops, g, abs(g - v.ops) / max(1.0, abs(v.ops))))
     worst = max([0.0] + [c.rel_diff for c in layers])
-    qn = prepared.get("quantized_net")
+    qn = prepared.quantized_net
     return OpsResult(target, samples, source, T, ref_name, layers, ct, cg,
                      energy_report(cg, samples, options.include_stem, options.include_classifier), worst, replayed,
                      max_rel_diff({k: v.torch_ops for k, v in ct.items()}, cg) if replayed else None,

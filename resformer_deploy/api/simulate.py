@@ -101,7 +101,7 @@ def simulate(model: str, options: SimulateOptions, messages: Messages = Messages
     # the target's flow (fixed point: calibrate and quantize first); the options it takes of ours
     prepared = prepare(tgt, graph, samples=x.double(), T=T, calibration=cal,
                        **flow_options(tgt, {**opts, "calib_samples": options.calib_samples}))
-    qn = prepared.get("quantized_net")
+    qn = prepared.quantized_net
     if qn is not None:
         messages.note(f"quantized for Loihi 2 on {qn.calibration['source']}")
     if est is None:  # a cost model that needs the flow's artifacts

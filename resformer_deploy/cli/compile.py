@@ -68,13 +68,14 @@ def compile_cmd(model, target, out_dir, dssa, as_json, quantize, calib_samples, 
         _, cal = api.open_data(data_args, net.checkpoint, calib_samples, True, say=lambda m: click.echo(m, err=True),
                                config=net.config, variant=net.variant)
     res = api.compile(net, opts, calibration=cal, say=lambda m: click.echo(m, err=True))
-    write_json(out, res.plan_json)  # creates OUT_DIR (and parents) if needed
+    plan_json = res.plan_json
+    write_json(out, plan_json)  # creates OUT_DIR (and parents) if needed
     if quantize:  # the deployable artifact (resformer-deploy deploy writes the same file)
         from resformer_deploy.cli.deploy import artifact_line
         fig = api.write_artifact(artifact, res, net, data_args.preset)
         if not as_json:
             click.echo(artifact_line(artifact, fig))
-    click.echo(json.dumps(res.plan_json, indent=2) if as_json else plan_text(res, out))
+    click.echo(json.dumps(plan_json, indent=2) if as_json else plan_text(res, out))
     if res.violations:
         raise DeployError(f"{len(res.violations)} design-rule violation(s): {summarize(list(res.violations), 3)} "
                           f"(all listed in {out})")
@@ -83,9 +84,9 @@ def compile_cmd(model, target, out_dir, dssa, as_json, quantize, calib_samples, 
 def plan_text(res, out) -> str:
     """The per-layer table, totals, warnings and checks of a compile result."""
     from resformer_deploy.reporting.tables import table
-    rows = [(r["layer"], r["kind"], f"{r['neurons']:,}", f"{r['synapses']:,}", f"{r['synaptic_memory_bytes']:,}",
-             f"{r['memory_bytes']:,}", r["cores"], f"{r['max_fan_in']:,}", f"{r['max_fan_out_routes']:,}",
-             r["limiting"]) for r in res.layers]
+    rows = [(r.layer, r.kind, f"{r.neurons:,}", f"{r.synapses:,}", f"{r.synaptic_memory_bytes:,}",
+             f"{r.memory_bytes:,}", r.cores, f"{r.max_fan_in:,}", f"{r.max_fan_out_routes:,}",
+             r.limiting) for r in res.layers]
     lines = [table(rows, ["layer", "kind", "neurons", "synapses", "syn. memory B", "memory B", "cores",
                           "max fan-in", "max routes", "limiting"])]
     t = res.totals

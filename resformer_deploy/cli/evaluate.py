@@ -84,14 +84,13 @@ def evaluate_cmd(checkpoint, variant, img_size, T, num_classes, unsafe_load, dat
                f"{min(batch_size, max(n, 1)):,}, T={ck.config.T:,}")  # a batch never holds more than n
     res = api.evaluate(ck, md, opts, calibration=cal, checkpoint=checkpoint, say=click.echo,
                        warn=lambda m: click.echo(m, err=True), bar=Progress)
-    rep = res.record
-    click.echo(summary_text(rep))
-    if "engine" in rep:
-        click.echo(engine_text(rep["engine"]))
+    click.echo(summary_text(res))
+    if res.engine is not None:
+        click.echo(engine_text(res.engine))
     for line in skipped_warnings([reason for _, reason in res.skipped]):
         click.echo(line, err=True)
     if json_out:
-        write_json(json_out, rep)
+        write_json(json_out, res.to_json())
         click.echo(f"wrote {json_out}")
 
 
@@ -128,28 +127,28 @@ def engine_text(engine: dict) -> str:
     return "\n".join([head, workers, nodes, *retried])
 
 
-def summary_text(rep: dict) -> str:
-    """The metrics table (and per-class table) of an evaluation record."""
+def summary_text(res) -> str:
+    """The metrics table (and per-class table) of an evaluation (api.EvaluationResult)."""
     from resformer_deploy.reporting.tables import table
     pct = lambda v: "" if v is None else f"{100 * v:.2f}%"  # noqa: E731
-    tp = rep["throughput"]
-    rows = [("samples", f"{rep['samples']:,}" + (f" ({len(rep['skipped'])} skipped)" if rep["skipped"] else "")),
-            ("top-1", pct(rep["top1"])), (f"top-{rep['top5_k']}", pct(rep["top5"]))]
-    if rep["agreement_with_torch"] is not None:
-        rows += [(f"PyTorch top-1 ({rep['torch_precision']})", pct(rep["torch_top1"])),
-                 ("same class as PyTorch", pct(rep["agreement_with_torch"]))]
-    rows += [("throughput", f"{tp['samples_per_second']:.2f} samples/s" if tp["samples_per_second"] else ""),
-             ("data loading", f"{pct(tp['loading_share'])} of {tp['wall_seconds']:.1f} s waiting for data")]
+    tp = res.throughput
+    rows = [("samples", f"{res.samples:,}" + (f" ({len(res.skipped)} skipped)" if res.skipped else "")),
+            ("top-1", pct(res.top1)), (f"top-{res.top5_k}", pct(res.top5))]
+    if res.agreement_with_torch is not None:
+        rows += [(f"PyTorch top-1 ({res.torch_precision})", pct(res.torch_top1)),
+                 ("same class as PyTorch", pct(res.agreement_with_torch))]
+    rows += [("throughput", f"{tp.samples_per_second:.2f} samples/s" if tp.samples_per_second else ""),
+             ("data loading", f"{pct(tp.loading_share)} of {tp.wall_seconds:.1f} s waiting for data")]
     out = [table(rows, ["metric", "value"])]
-    classes = rep["per_class"]
-    present = [c for c in classes if c["samples"]]  # e.g. a few ImageNet classes of the 1000
+    classes = res.per_class
+    present = [c for c in classes if c.samples]  # e.g. a few ImageNet classes of the 1000
     shown = classes if len(classes) <= PER_CLASS_ROWS else present if len(present) <= PER_CLASS_ROWS else None
-    wnid = bool(classes) and "wnid" in classes[0]
+    wnid = bool(classes) and classes[0].wnid is not None
     if shown is None:
         out.append(f"per-class accuracy of {len(classes):,} classes: in the JSON (--json-out)")
     else:
         if shown is present and len(shown) < len(classes):
             out.append(f"per-class accuracy of the {len(present):,} classes with samples (of {len(classes):,}):")
-        out.append(table([(c["class"],) + ((c["wnid"],) if wnid else ()) + (c["name"], c["samples"], pct(c["accuracy"]))
+        out.append(table([(c.index,) + ((c.wnid,) if wnid else ()) + (c.name, c.samples, pct(c.accuracy))
                           for c in shown], ["class"] + (["wnid"] if wnid else []) + ["name", "samples", "top-1"]))
     return "\n".join(out)

@@ -1,5 +1,7 @@
 """What ``flows.prepare`` returns: the flow's artifacts with typed accessors for the common ones,
-read instead of string keys (``prepared.quantized_net``, not ``prepared["quantized_net"]``).
+read instead of string keys (``prepared.quantized_net``, not ``prepared["quantized_net"]``);
+outside the flows and passes no code reads an artifact by its name (tests/test_no_artifact_keys.py).
+A Prepared is what targets receive as targets.base.FlowArtifacts.
 
 Here, not in passes/manager.py, because the types belong to later stages (Lava plan, fixed
 point, Loihi 2 core plan) that the pass manager below them does not import."""
@@ -8,6 +10,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import nir
 
 from resformer_deploy.fixed_point.network import QuantNet
+from resformer_deploy.flows.fixed_point import CalibrationData
 from resformer_deploy.hardware.loihi2.core_plan import CorePlan
 from resformer_deploy.lava.plan import LavaPlan
 from resformer_deploy.passes.manager import Artifacts
@@ -16,6 +19,12 @@ from resformer_deploy.passes.manager import Artifacts
 class Prepared(Artifacts):
     """A flow's artifacts; every accessor is None when the flow did not make it."""
 
+    @classmethod
+    def sizing(cls, plan: LavaPlan) -> "Prepared":
+        """The plan alone: what a fixed-point target is sized from before calibration (a quantized
+        network has its plan's sizes)."""
+        return cls(lava_plan=plan)
+
     @property
     def nir_graph(self) -> nir.NIRGraph:
         return self["nir_graph"]
@@ -23,6 +32,10 @@ class Prepared(Artifacts):
     @property
     def lava_plan(self) -> Optional[LavaPlan]:
         return self.get("lava_plan")
+
+    @property
+    def calibration_inputs(self) -> Optional[CalibrationData]:
+        return self.get("calibration_inputs")
 
     @property
     def quantized_net(self) -> Optional[QuantNet]:

@@ -14,8 +14,9 @@ from tests.conftest import DIGITS_CKPT
 
 def test_result_fields_are_exactly_these():
     assert [f.name for f in dataclasses.fields(api.CompileResult)] == [
-        "target", "dssa", "quantized", "plan", "violations", "skipped", "stock_models", "hardware", "calibration",
-        "estimate", "estimate_lines", "plan_json", "artifacts"]
+        "target", "dssa", "record", "estimate_lines", "artifacts"]
+    assert [f.name for f in dataclasses.fields(api.PlanRecord)] == [
+        "plan", "violations", "skipped", "hardware", "input", "stock_models", "quantized", "calibration", "estimate"]
     assert [f.name for f in dataclasses.fields(api.ModelGraph)] == ["path", "graph", "checkpoint"]
 
 
@@ -29,10 +30,14 @@ def test_the_plan_equals_the_cli_json(tmp_path):
     assert json.loads(r.stdout) == j
     assert j["totals"]["neuro_cores"] == res.totals.neuro_cores > 0
     assert j["totals"]["chips"] == res.totals.chips
-    assert [row["layer"] for row in j["layers"]] == [row["layer"] for row in res.layers]
-    assert [row["cores"] for row in j["layers"]] == [row["cores"] for row in res.layers]
+    assert [row["layer"] for row in j["layers"]] == [row.layer for row in res.layers]
+    assert [row["cores"] for row in j["layers"]] == [row.cores for row in res.layers]
     # the plan's cores are the sum of its layers' (each layer partitioned on its own cores)
-    assert res.totals.neuro_cores == sum(row["cores"] for row in res.layers)
+    assert res.totals.neuro_cores == sum(row.cores for row in res.layers)
+    # the typed record is the file: the same keys in the same order, the same values
+    assert json.dumps(res.plan_json) == json.dumps(j) and list(j) == list(res.plan_json)
+    assert j["input"] == str(DIGITS_CKPT) and j["stock_models"] == {"checked_quantized": False,
+                                                                    "findings": list(res.stock_models)}
     assert res.violations == tuple(j["violations"]) == ()
     assert res.quantized is False and res.calibration is None and res.estimate is None
     assert res.target == api.mapping_target()  # chosen by capability: the one target that maps

@@ -15,6 +15,7 @@ from resformer_deploy.model.checkpoint import load_checkpoint
 from resformer_deploy.cli.main import main
 from resformer_deploy.data.digits import load_digits_split
 from resformer_deploy.errors import DeployError
+from resformer_deploy.flows.artifacts import Prepared
 from resformer_deploy.flows.fixed_point import calibrate_and_quantize, calibration_inputs
 from resformer_deploy.fixed_point.quantize import scale_groups
 from resformer_deploy.fixed_point import formats as F
@@ -269,14 +270,14 @@ def test_fixed_point_targets_refuse_missing_quantization_and_hardware_is_explain
 def test_fixed_point_targets_are_sized_from_the_plan_before_calibration(quant, digits_graph):
     from resformer_deploy.lava.plan import plan_lava
     m, g = digits_graph
-    plan_only = {"lava_plan": plan_lava(g, "fused")}
+    plan_only = Prepared.sizing(plan_lava(g, "fused"))
     for t in ("loihi2-sim", "loihi2-emu"):
         tgt = get_target(t)
         # a quantized network has its plan's sizes: the same estimate before calibration as after
         before = tgt.estimate(RunRequest.sizing(g, 7, m.config.T, prepared=plan_only))
         assert before == tgt.estimate(RunRequest.sizing(g, 7, m.config.T, quant=quant)), t
     with pytest.raises(DeployError, match="quantized network"):  # neither plan nor network: still refused
-        get_target("loihi2-emu").estimate(RunRequest.sizing(g, 7, m.config.T, prepared={}))
+        get_target("loihi2-emu").estimate(RunRequest.sizing(g, 7, m.config.T, prepared=Prepared()))
 
 
 def test_drift_ladder_refuses_a_rung_that_cannot_fit_before_recording_pytorch(digits_graph, monkeypatch):

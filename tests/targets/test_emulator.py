@@ -17,6 +17,7 @@ from resformer_deploy.analysis.compare import compare_run, record_torch
 from resformer_deploy.fixed_point import formats as F
 from resformer_deploy.fixed_point.network import LifQ, QuantNet, SynQ
 from resformer_deploy.fixed_point.quantize import quantize_synapse
+from resformer_deploy.flows.artifacts import Prepared
 from resformer_deploy.flows.fixed_point import calibrate_and_quantize
 from resformer_deploy.lava.plan import plan_lava
 from resformer_deploy.lava.specs import SynapseSpec
@@ -290,7 +291,7 @@ def test_fixed_mode_equals_the_integer_recomputation(small):
     assert kinds == {"conv"} and set(run.dtypes.values()) <= {"float32", "float64"}
     from resformer_deploy.analysis.equivalence import estimate_run
     tgt = get_target("loihi2-emu")
-    est = estimate_run(tgt, g, 3, T, {"quantized_net": q}, dtype=torch.float64, record_spikes=True)
+    est = estimate_run(tgt, g, 3, T, Prepared(quantized_net=q), dtype=torch.float64, record_spikes=True)
     recorded = sum(p.size for p in q.plan.lif.values()) * 3 * T
     assert est.seconds > 0 and est.peak_bytes >= recorded
     assert est.peak_bytes - tgt.estimate(RunRequest.sizing(g, 3, T, quant=q, record_spikes=False)).peak_bytes == recorded
