@@ -22,17 +22,19 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 
 from exporters.nir_io import read_nir, write_nir
 from exporters.torch_to_nir import export_model
+from targets.artifact import CalibrationMeta
 from targets import PYTORCH_MODEL, RunRequest, RunResult, capabilities_of, get_target, target_class, target_names
 
 from resformer_deploy.data.digits import is_digits_input, load_digits_split
 from resformer_deploy.errors import DeployError
 from resformer_deploy.flows import flow_of, flow_options, prepare
+from resformer_deploy.fixed_point.network import QuantizationSection
 from resformer_deploy.fixed_point.quantize import MARGIN
 from resformer_deploy.model.precision import model_in_dtype
 from resformer_deploy.training.loop import accuracy
@@ -222,10 +224,10 @@ class LadderRuns:
 class DriftLadder(Record):
     evaluation: Evaluation
     dssa: str
-    calibration: dict
+    calibration: CalibrationMeta  # how the fixed-point rungs' network was calibrated
     rungs: List[Rung]
-    quantization: dict  # groups, layers, weights_or_biases_clipped
-    saturation: dict  # node -> {event kind: count}, fixed point at run time
+    quantization: QuantizationSection
+    saturation: Dict[str, Dict[str, int]]  # node -> {event kind: count}, fixed point at run time
     goal_max_drop_pp: float = MAX_ACCURACY_DROP_PP
     # derived from the rungs (__post_init__)
     accuracy_drop_pp: Optional[float] = field(init=False)
@@ -539,6 +541,6 @@ def _ladder(m, eval_samples, lava_samples, calib_samples, dssa, margin, seed, pr
                                        **extra))
     rungs.append(emu_rung)
     return DriftLadder(
-        evaluation=Evaluation(source, n_eval), dssa=dssa, calibration=qn.calibration, rungs=rungs,
+        evaluation=Evaluation(source, n_eval), dssa=dssa, calibration=CalibrationMeta.of(qn.calibration), rungs=rungs,
         quantization=qn.quantization_report(),
         saturation=saturation, runs=LadderRuns(graph, qn, x, y, emu) if keep_runs else None)

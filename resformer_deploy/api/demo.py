@@ -12,11 +12,16 @@ The shipped models and the held-out split each runs on: api/demo_split.py.
 """
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union, cast
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Union, cast
 
 from resformer_deploy.api.demo_split import DEMO_MODELS, DemoSplit, demo_split
 from resformer_deploy.api.options import Messages
 from resformer_deploy.errors import DeployError
+
+if TYPE_CHECKING:  # imports torch: only for the type checker
+    from resformer_deploy.analysis.drift import DriftLadder
+    from resformer_deploy.reporting.deploy import CoreMapping
+
 
 @dataclass(frozen=True)
 class DemoOptions:
@@ -137,8 +142,8 @@ class FixedPointStart:
 class FixedPointResult:
     """The deployment report's numbers: the drift ladder (analysis.drift.DriftLadder), the Loihi 2
     core plan with its design-rule check (``mapping``), energy per image, where the report went."""
-    ladder: object
-    mapping: dict
+    ladder: "DriftLadder"
+    mapping: "CoreMapping"
     energy: dict  # PyTorch's and fixed point's analysis.operations.EnergyReport (EnergySection's names)
     report_paths: Tuple[Path, ...]
 
@@ -301,10 +306,10 @@ def _lava(ck, split: DemoSplit, o: DemoRun, n: int, acc: TorchAccuracy, roles: d
                          on_check=lambda rep, precision, lowering: show(rep))
     out = []
     for low, rep in zip(lowerings, reports):
-        ti = rep["target_info"]
-        out.append(LavaRun(low, n, _accuracy(torch.tensor(rep["predictions_target"]), y), _accuracy(pred, y),
-                           rep["prediction_agreement"], rep["min_layer_identical_pct"], ti["processes"],
-                           ti["latency"], rep["seconds"]["target"] / n, rep))
+        ti = rep.target_info
+        out.append(LavaRun(low, n, _accuracy(torch.tensor(rep.predictions_target), y), _accuracy(pred, y),
+                           rep.prediction_agreement, rep.min_layer_identical_pct, ti["processes"],
+                           ti["latency"], rep.seconds["target"] / n, rep))
     show(tuple(out))
     return out
 

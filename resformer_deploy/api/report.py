@@ -72,9 +72,9 @@ def report(ck, out_dir: str, options: ReportOptions = ReportOptions(), messages:
                        o.calib_samples, say=lambda m: messages.note(f"  {m} ..."), inputs=inputs, calibration=cal,
                        sizing=sizing)
     messages.skipped([why for _, why in (md.bad if md else [])])
-    paths = write_report_files(Path(out_dir), rep)  # type: ignore[arg-type]  # read by key, as a dict
-    lad, m = rep["ladder"], rep["mapping"]
-    emu = lad.fixed_point  # the rung of that role, wherever it stands
-    return ReportResult([str(p) for p in paths], rep, lad.reference.accuracy, emu["accuracy"], emu["samples"],
-                        emu["prediction_agreement_with_torch"], m["totals"]["neuro_cores"], m["totals"]["chips"],
-                        len(m["violations"]), len(m.get("stock_models", [])), rep["energy"]["fixed"]["energy_mJ"])
+    paths = write_report_files(Path(out_dir), rep)
+    lad, m = rep.ladder, rep.mapping
+    emu, totals = lad.fixed_point, m.plan.totals  # the rung of that role, wherever it stands
+    return ReportResult([str(p) for p in paths], rep, lad.reference.accuracy, emu.accuracy, emu.samples,
+                        emu.prediction_agreement_with_torch, totals.neuro_cores, totals.chips,
+                        len(m.violations), len(m.stock_models), rep.energy.fixed.energy_mJ)

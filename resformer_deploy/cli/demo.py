@@ -93,19 +93,19 @@ def stage_text(stage) -> str:
                 f"({100 * (stage.top1 - stage.torch_top1):+.2f} pp), same class "
                 f"{100 * stage.agreement_with_torch:.2f}% of {stage.samples}; {stage.samples_per_second:.2f} samples/s")
     from resformer_deploy.cli.checks import check_text  # a verification record of one Lava run
-    return check_text(stage, stage["precision"], stage["target_options"].get("dssa"))
+    return check_text(stage, stage.precision, stage.target_options.get("dssa"))
 
 
 def fixed_point_text(fp) -> str:
     from resformer_deploy.reporting.drift import ladder_table
     lad, mp = fp.ladder, fp.mapping
-    t, fixed = mp["totals"], fp.energy["fixed"]
+    t, fixed = mp.plan.totals, fp.energy["fixed"]
     return "\n".join([
         ladder_table(lad),
-        f"emulator bit-exact with fixed-point Lava: {lad['emulator_bit_exact_vs_lava']}; accuracy drop "
-        f"{lad['accuracy_drop_pp']:+.2f} pp (goal <= {lad['goal_max_drop_pp']:g} pp); run-time "
-        f"saturations: {sum(sum(v.values()) for v in lad['saturation'].values())}",
-        f"Loihi 2 plan: {t['neuro_cores']} neuro cores + {t['embedded_programs']} embedded-core programs "
-        f"on {t['chips']} chip(s), {len(mp['violations'])} design-rule violation(s); "
-        f"{fixed['sops']:,.0f} SOPs = {fixed['energy_mJ'] * 1e3:.4f} uJ per image",
+        f"emulator bit-exact with fixed-point Lava: {lad.emulator_bit_exact_vs_lava}; accuracy drop "
+        f"{lad.accuracy_drop_pp:+.2f} pp (goal <= {lad.goal_max_drop_pp:g} pp); run-time "
+        f"saturations: {sum(sum(v.values()) for v in lad.saturation.values())}",
+        f"Loihi 2 plan: {t.neuro_cores} neuro cores + {t.embedded_programs} embedded-core programs "
+        f"on {t.chips} chip(s), {len(mp.violations)} design-rule violation(s); "
+        f"{fixed.sops:,.0f} SOPs = {fixed.energy_mJ * 1e3:.4f} uJ per image",
         f"report: {fp.report_paths[-2]} (+ JSON and PNG figures)"])

@@ -13,7 +13,6 @@ import scipy.sparse as sp
 from resformer_deploy.errors import DeployError
 from resformer_deploy.fixed_point import formats as F
 from resformer_deploy.lava.plan import LavaPlan
-from resformer_deploy.util.serialize import to_jsonable
 
 
 class QuantizationError(DeployError):
@@ -218,7 +217,15 @@ class QuantNet:
     def saturation_total(self) -> int:
         return sum(r.clipped for r in self.layers)
 
-    def quantization_report(self) -> dict:
-        """The report's (JSON-ready) quantization section: scale groups, per-layer rows, clip count."""
-        return to_jsonable({"groups": self.groups, "layers": self.layers,
-                            "weights_or_biases_clipped": self.saturation_total()})
+    def quantization_report(self) -> "QuantizationSection":
+        """The report's quantization section: scale groups, per-layer rows, clip count."""
+        return QuantizationSection(list(self.groups), list(self.layers), self.saturation_total())
+
+
+@dataclass
+class QuantizationSection:
+    """The drift ladder's quantization section (field order: the JSON's key order): the scale
+    groups, one QuantLayer row per node, and the weights or biases clipped to fit their format."""
+    groups: List[ScaleGroup]
+    layers: List[QuantLayer]
+    weights_or_biases_clipped: int

@@ -3,12 +3,13 @@ the drift ladder (accuracy and spike agreement, float and fixed point), operatio
 (PyTorch and fixed-point spikes), and the Loihi 2 core plan with its design-rule check."""
 import time
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 
 from resformer_deploy.analysis.drift import DriftLadder, drift_ladder
 from resformer_deploy.analysis.equivalence import torch_record_batch
+from resformer_deploy.hardware.loihi2.core_plan import CorePlan
 from resformer_deploy.analysis.operations import EnergyReport, LayerOps, count_graph, count_torch, energy_report
 from resformer_deploy.model.precision import model_in_dtype
 from resformer_deploy.util.records import Record, is_count, require
@@ -40,6 +41,25 @@ class EnergySection(Record):
 
 
 @dataclass
+class CoreMapping:
+    """The report's mapping onto Loihi 2 cores: the core ``plan`` (CoreLayer rows, PlanTotals),
+    the design rules it breaks (``violations``) or that were not checked (``skipped``), the
+    ``hardware`` it could run on here (targets.loihi2_hardware.hardware_runtime) and the
+    processes Lava's stock (and the chip's) models would not run (``stock_models``).
+    ``to_json``: the plan's JSON form with its design-rule check, then ``stock_models``."""
+    plan: CorePlan
+    violations: List[str]
+    skipped: List[str]
+    hardware: Dict[str, Any]
+    stock_models: List[str]
+
+    def to_json(self) -> dict:
+        data = self.plan.to_json(list(self.violations), list(self.skipped), self.hardware)
+        data["stock_models"] = list(self.stock_models)
+        return data
+
+
+@dataclass
 class DeploymentReport(Record):
     checkpoint: str
     variant: str
@@ -48,7 +68,7 @@ class DeploymentReport(Record):
     timing: Timing
     ladder: DriftLadder
     energy: EnergySection
-    mapping: dict  # the Loihi 2 core plan's JSON form with its design-rule check (hardware.loihi2)
+    mapping: CoreMapping
     seconds: float
     loihi2_estimate: Optional[dict] = None  # latency / throughput / energy and systems (analysis/loihi2_cost.py)
 
@@ -100,8 +120,8 @@ def build_report(ck, checkpoint: str, dssa: str = "fused", lava_samples: int = 1
     mapped = prepare(mapping_target(), runs.graph, artifacts={"lava_plan": runs.quant.plan, "quantized_net": runs.quant},
                      quantize=True)
     violations, skipped = mapped.drc
-    mapping = mapped.core_plan.to_json(violations, skipped, hardware_runtime())
-    mapping["stock_models"] = mapped.stock_models  # processes Lava's stock (and the chip's) models would not run
+    mapping = CoreMapping(mapped.core_plan, list(violations), list(skipped), hardware_runtime(),
+                          list(mapped.stock_models or []))
     say("estimating Loihi 2 latency, throughput and energy from the emulator's activity")
     from resformer_deploy.analysis.loihi2_cost import estimate_from_spikes, section_json
     est = estimate_from_spikes(mapped.core_plan, runs.graph, runs.emulator.spikes, T, N,

@@ -9,15 +9,12 @@ def pct(v) -> str:
 
 
 def quantization_rows(layers):
-    rows = []
-    for r in layers:
-        sat = r["weights_saturated"] + r["bias_saturated"]
-        rows.append((r["node"], r["kind"], "" if r["log2_scale"] is None else f"2^{r['log2_scale']}",
-                     r.get("weight_exp", ""), "" if "mantissa_utilization" not in r else
-                     f"{r['mantissa_utilization']:.2f}", "" if "weight_rel_rms_error" not in r else
-                     f"{r['weight_rel_rms_error']:.4f}", r.get("vth", ""), r.get("dv", ""), r.get("bias_exp", ""),
-                     sat))
-    return rows
+    """One row per QuantLayer (fixed_point/network.py); a figure the node lacks (None) is blank."""
+    def blank(v, fmt=None):
+        return "" if v is None else v if fmt is None else fmt.format(v)
+    return [(r.node, r.kind, blank(r.log2_scale, "2^{}"), blank(r.weight_exp), blank(r.mantissa_utilization, "{:.2f}"),
+             blank(r.weight_rel_rms_error, "{:.4f}"), blank(r.vth), blank(r.dv), blank(r.bias_exp), r.clipped)
+            for r in layers]
 
 
 QUANT_HEADERS = ["node", "kind", "scale S", "w exp", "mant use", "w rel err", "vth", "dv", "b exp", "clipped"]
@@ -43,11 +40,11 @@ def ladder_table(rep: DriftLadder) -> str:
 def ladder_text(rep: DriftLadder) -> str:
     """Everything ``verify`` (fixed point) and ``drift`` print about one ladder; rungs found by role."""
     d, out = rep.dssa, []
-    out.append(f"\n[{d} DSSA] quantization (calibration: {rep.calibration['source']}, margin "
-               f"{rep.calibration['margin']}x):")
-    out.append(table(quantization_rows(rep.quantization["layers"]), QUANT_HEADERS))
-    out.append(f"[{d} DSSA] scale groups: " + "; ".join(f"2^{g['log2_scale']} <- {g['limited_by']}"
-                                                        for g in rep.quantization["groups"]))
+    out.append(f"\n[{d} DSSA] quantization (calibration: {rep.calibration.source}, margin "
+               f"{rep.calibration.margin}x):")
+    out.append(table(quantization_rows(rep.quantization.layers), QUANT_HEADERS))
+    out.append(f"[{d} DSSA] scale groups: " + "; ".join(f"2^{g.log2_scale} <- {g.limited_by}"
+                                                        for g in rep.quantization.groups))
     out.append(f"\n[{d} DSSA] drift ladder (vs PyTorch float64; spikes compared per LIF layer, all steps):")
     out.append(ladder_table(rep))
     fixed = rep.fixed_point
@@ -62,7 +59,7 @@ def ladder_text(rep: DriftLadder) -> str:
     sat = rep.saturation
     out.append(f"[{d} DSSA] run-time saturation (24-bit wraps/clips/overflows) on the evaluation set: "
                + ("none" if not sat else "; ".join(f"{n}: {v}" for n, v in sat.items())))
-    out.append(f"[{d} DSSA] clipped weights/biases at quantization: {rep.quantization['weights_or_biases_clipped']}")
+    out.append(f"[{d} DSSA] clipped weights/biases at quantization: {rep.quantization.weights_or_biases_clipped}")
     if rep.accuracy_drop_pp is not None:
         out.append(f"[{d} DSSA] accuracy: PyTorch {pct(rep.reference.accuracy)} -> fixed point "
                    f"{pct(fixed.accuracy)} (drop {rep.accuracy_drop_pp:+.2f} pp; goal <= "

@@ -7,10 +7,14 @@ formats the numbers (the rows of the tables); the template lays them out.
 import base64
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from resformer_deploy.analysis.drift import FIXED_POINT, FIXED_POINT_CHECK
-from resformer_deploy.reporting.drift import first_divergence_text, pct
+from resformer_deploy.reporting.drift import first_divergence_text, pct, quantization_rows
 from resformer_deploy.util.outputs import write_file_set
+
+if TYPE_CHECKING:  # imports torch: only for the type checker
+    from resformer_deploy.reporting.deploy import DeploymentReport
 
 REPORT_FILES = ("report.json", "report.html", "firing_rates.png", "spike_agreement.png", "synaptic_ops.png",
                 "cores_per_layer.png", "loihi2_time_per_layer.png")  # what a report directory may hold (write_file_set)
@@ -38,7 +42,7 @@ def _finish(plt, fig, ax, out: dict, name: str, ticks, labels, ylabel: str, titl
     plt.close(fig)
 
 
-def figures(rep: dict) -> dict:
+def figures(rep: "DeploymentReport") -> dict:
     """{file name: PNG bytes}: firing rates, spike agreement, synaptic operations, cores per layer."""
     import matplotlib
     matplotlib.use("Agg")
@@ -81,13 +85,13 @@ def figures(rep: dict) -> dict:
                 legend={"fontsize": 8})
 
     m = rep.mapping
-    if m and m.get("layers"):
-        rows = m["layers"]
+    if m and m.plan.layers:
+        rows = m.plan.layers
         fig, ax = plt.subplots(figsize=(11, 3.8))
-        ax.bar(range(len(rows)), [r["cores"] for r in rows], color="tab:green")
-        t = m["totals"]
-        _finish(plt, fig, ax, out, "cores_per_layer.png", range(len(rows)), [_short(r["layer"]) for r in rows],
-                "Loihi 2 neuro cores", f"Cores per layer: {t['neuro_cores']} neuro cores, {t['chips']} chip(s)")
+        ax.bar(range(len(rows)), [r.cores for r in rows], color="tab:green")
+        t = m.plan.totals
+        _finish(plt, fig, ax, out, "cores_per_layer.png", range(len(rows)), [_short(r.layer) for r in rows],
+                "Loihi 2 neuro cores", f"Cores per layer: {t.neuro_cores} neuro cores, {t.chips} chip(s)")
 
     est = getattr(rep, "loihi2_estimate", None)
     if est and est.get("layers"):
@@ -140,17 +144,14 @@ def _tables(rep) -> dict:
     if m:
         out["mapping"] = _Table(
             ["layer", "kind", "neurons", "synapses", "memory (B)", "cores", "max fan-in", "limited by"],
-            [(r["layer"], r["kind"], r["neurons"], r["synapses"], r["memory_bytes"], r["cores"],
-              r.get("max_fan_in", ""), r.get("limiting", "")) for r in m["layers"]])
+            [(r.layer, r.kind, r.neurons, r.synapses, r.memory_bytes, r.cores, r.max_fan_in, r.limiting)
+             for r in m.plan.layers])
     est = getattr(rep, "loihi2_estimate", None)
     if est:
         out["loihi2"], out["loihi2_systems"] = _estimate_tables(est)
-    out["quantization"] = _Table(
+    out["quantization"] = _Table(  # the text report's columns (reporting/drift.py) but dv
         ["node", "kind", "scale", "w exp", "mantissa use", "w rel. RMS err", "vth", "bias exp", "clipped"],
-        [(r["node"], r["kind"], "" if r["log2_scale"] is None else f"2^{r['log2_scale']}", r.get("weight_exp", ""),
-          "" if "mantissa_utilization" not in r else f"{r['mantissa_utilization']:.2f}",
-          "" if "weight_rel_rms_error" not in r else f"{r['weight_rel_rms_error']:.4f}", r.get("vth", ""),
-          r.get("bias_exp", ""), r["weights_saturated"] + r["bias_saturated"]) for r in lad.quantization["layers"]])
+        [r[:7] + r[8:] for r in quantization_rows(lad.quantization.layers)])
     return out
 
 
@@ -181,7 +182,7 @@ def _estimate_tables(est: dict):
 def render_html(rep, pngs: dict) -> str:
     """The page of a DeploymentReport, with the figures ``pngs`` ({file name: PNG bytes}) inlined."""
     m = rep.mapping
-    hw = (m or {}).get("hardware_runtime") or None
+    hw = (m.hardware or None) if m else None
     figs = [{"name": name, "title": title, "base64": base64.b64encode(pngs[name]).decode()}
             for name, title in FIGURES if name in pngs]
     return _environment().get_template("report.html.j2").render(
@@ -190,7 +191,7 @@ def render_html(rep, pngs: dict) -> str:
         hardware_message=None if hw is None else hw.get("message", ""))
 
 
-def write_report_files(out_dir: Path, rep: dict) -> list:
+def write_report_files(out_dir: Path, rep: "DeploymentReport") -> list:
     """The PNGs, report.html and report.json as the directory ``out_dir``, whole or not at all:
     built next to it and renamed into place; an existing directory is replaced only if it holds
     nothing but REPORT_FILES (a previous report). Returns the paths."""

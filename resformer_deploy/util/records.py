@@ -5,21 +5,14 @@ Reports are dataclasses that check themselves in ``__post_init__``, as NIR's nod
 a report that exists is consistent; a broken rule raises ValueError (not ``assert``: ``python -O``
 drops those). Their JSON form is their fields, written by util/serialize.py.
 
-``report["field"]`` reads a field too: the command line, the tests and earlier JSON readers index
-reports by the same names their JSON carries, and keep working on the typed objects. Reading is
-all it offers; a report is changed by attribute (``report.field = v``), which a typo cannot
-silently turn into a new key.
+Fields are read and changed by attribute (``report.field``), which a typo cannot silently turn
+into a new key; ``get``, ``in`` and ``keys`` ask which fields a report has.
 """
 import dataclasses
 import math
 
 
 class Record:
-    def __getitem__(self, name: str):
-        if name not in self._field_names():
-            raise KeyError(f"{type(self).__name__} has no field '{name}'")
-        return getattr(self, name)
-
     def get(self, name: str, default=None):
         return getattr(self, name) if name in self._field_names() else default
 

@@ -33,14 +33,14 @@ def test_verdicts_equal_the_cli_json_and_messages_go_to_callbacks(ck, tmp_path, 
     assert said[0] == f"verify digits on target '{PYTORCH}' (extension form): 5 samples of digits held-out split, T=4"
     assert [m.split(":")[0] for m in said[1:]] == ["estimate [float64]", "estimate [float32]"]
     assert r.passed and r.ladder is None and r.inputs == "digits held-out split"
-    assert [c["samples"] for c in r.checks] == [5, 5]
+    assert [c.samples for c in r.checks] == [5, 5]
     out = tmp_path / "v.json"
     cli = CliRunner().invoke(main, ["verify", str(DIGITS_CKPT), "--samples", "5", "--json-out", str(out)])
     assert cli.exit_code == 0, cli.output
     want = json.loads(out.read_text())
     assert want["inputs"] == r.inputs and want["skipped"] == []
     assert [(c["precision"], c["verdict"], c["total_mismatches"], c["prediction_agreement"]) for c in want["reports"]] \
-        == [(c["precision"], c["verdict"], c["total_mismatches"], c["prediction_agreement"]) for c in r.checks]
+        == [(c.precision, c.verdict, c.total_mismatches, c.prediction_agreement) for c in r.checks]
     assert r.verdicts == ["exact", "exact"]  # float64 proves equivalence; float32 on 5 digits is exact too
 
 

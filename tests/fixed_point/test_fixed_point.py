@@ -200,7 +200,7 @@ def test_float_emulator_reproduces_the_pytorch_model(digits_graph):
     res.membranes = {}
     res.output = host_readout(plan, host, run.outputs, m.config.T, 16)
     rep = compare_run(g, record_torch(m, x), res)
-    assert rep["total_mismatches"] == 0 and rep["logits_max_rel_diff"] < 1e-12 and len(rep["layers"]) == 20
+    assert rep.total_mismatches == 0 and rep.logits_max_rel_diff < 1e-12 and len(rep.layers) == 20
 
 
 def test_fixed_point_accuracy_on_the_full_held_out_split(quant, digits_graph):

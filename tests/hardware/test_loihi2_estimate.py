@@ -205,7 +205,7 @@ def test_report_has_the_estimate_section_table_and_figure(pilot, tmp_path):
     cost, lines = section_json(pilot, est, pilotnet_activity(pilot), 0.5, 1, "<b>gts</b>", ["x: bad"])
     rep = small_report("layers_0_0_act")
     rep.loihi2_estimate = cost
-    rep.mapping["stock_models"] = []  # the page's stock-model section reads it
+    rep.mapping.stock_models = []  # the page's stock-model section reads it
     pngs = figures(rep)
     assert "loihi2_time_per_layer.png" in pngs
     page = render_html(rep, pngs)

@@ -14,7 +14,11 @@ from resformer_deploy.analysis.drift import (FIXED_POINT, FIXED_POINT_CHECK, FLO
                                              EmulatorMatch, Evaluation, Rung)
 from resformer_deploy.analysis.equivalence import EquivalenceReport
 from resformer_deploy.analysis.operations import LayerOps, energy_report
-from resformer_deploy.reporting.deploy import DeploymentReport, EnergySection, Timing
+from resformer_deploy.fixed_point.network import QuantizationSection, QuantLayer, ScaleGroup
+from resformer_deploy.hardware.loihi2.core_plan import CorePlan
+from resformer_deploy.reporting.deploy import CoreMapping, DeploymentReport, EnergySection, Timing
+from targets.artifact import CalibrationMeta
+from tests.hardware.test_core_plan import _layer as core_layer
 from resformer_deploy.util.serialize import to_jsonable
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,22 +46,20 @@ def small_ladder(node="l0", order=None, fixed_accuracy=0.5, calibration_source="
                                               emulator_match=EmulatorMatch(0, 400, 0.0, True)),
              FIXED_POINT: compared_rung("emulator", FIXED_POINT, "loihi2-emu", node, mismatches=1,
                                         accuracy=fixed_accuracy, saturation_events=0)}
-    quant_row = {"node": node, "kind": "LIF", "log2_scale": 3, "weight_exp": -2, "mantissa_utilization": 0.5,
-                 "weight_rel_rms_error": 0.01, "vth": 64, "bias_exp": 0, "weights_saturated": 0, "bias_saturated": 0}
+    row = QuantLayer(node, "LIF", 3, weight_exp=-2, weight_rel_rms_error=0.01, mantissa_utilization=0.5, synapses=8,
+                     dv=4096, vth=64, bias_exp=0, threshold_rel_error=0.0, decay_error=0.0, calibrated_max_membrane=1.0)
     return DriftLadder(Evaluation("digits held-out split", 2), "fused",
-                       {"source": calibration_source, "margin": 1.0, "samples": 2},
+                       CalibrationMeta.of({"source": calibration_source, "margin": 1.0, "samples": 2}),
                        [rungs[r] for r in (order or rungs)],
-                       {"groups": [{"log2_scale": 3, "limited_by": node}], "layers": [quant_row],
-                        "weights_or_biases_clipped": 0}, {node: {"wrap": 1}})
+                       QuantizationSection([ScaleGroup([node], [node], 8.0, 3, node, 1.0)], [row], 0),
+                       {node: {"wrap": 1}})
 
 
 def small_report(node=EVIL, **ladder_kw):
     counts = {node: LayerOps("conv", 10.0), "classifier": LayerOps("classifier_mac", 4.0)}
-    mapping = {"totals": {"neuro_cores": 3, "embedded_programs": 1, "chips": 1},
-               "layers": [{"layer": node, "kind": "LIF", "neurons": 4, "synapses": 8, "memory_bytes": 64, "cores": 3,
-                           "max_fan_in": 2, "limiting": "neurons"}],
-               "violations": [f"{node}: fan-in 5000 > 4096"], "hardware_runtime": {"message": "needs <lava-loihi>"},
-               "stock_models": [f"{node}: FusedSpikeMatMul has no stock Lava process model"]}
+    plan = CorePlan("fused", [core_layer(layer=node, node=node)], [], [], [], [], {})
+    mapping = CoreMapping(plan, [f"{node}: fan-in 5000 > 4096"], [], {"message": "needs <lava-loihi>"},
+                          [f"{node}: FusedSpikeMatMul has no stock Lava process model"])
     return DeploymentReport(f"ckpt/{node}.pt", "digits", 4, "test machine", Timing(17, 4),
                             small_ladder(node, **ladder_kw),
                             EnergySection(2, counts, counts, energy_report(counts, 2), energy_report(counts, 2)),
@@ -78,7 +80,7 @@ def test_rungs_say_their_role_and_readers_find_them_by_it():
     j = to_jsonable(lad)
     assert [r["role"] for r in j["rungs"]] == [FIXED_POINT, FIXED_POINT_CHECK, PYTORCH, FLOAT]
     assert "runs" not in j and j["accuracy_drop_pp"] == pytest.approx(10.0)
-    assert lad["rungs"][0]["layers"][0]["node"] == "l0"  # reports read by field name, like their JSON
+    assert j["rungs"][0]["layers"][0]["node"] == lad.rungs[0].layers[0].node == "l0"
 
 
 def test_several_float_and_check_rungs_are_each_judged_and_reported_by_role():
@@ -129,7 +131,7 @@ def test_inconsistent_reports_are_refused():
         LayerOps("residual", 1.0)
     with pytest.raises(ValueError, match="bit-exact with differing spikes"):
         EmulatorMatch(3, 10, 0.0, True)
-    with pytest.raises(KeyError, match="no field 'rung'"):
+    with pytest.raises(TypeError, match="not subscriptable"):  # fields are read by attribute only
         small_ladder()["rung"]
 
 
@@ -143,9 +145,9 @@ def comparison(mismatches=0, ties=0, agreement=1.0):
 
 def test_equivalence_report_earns_its_verdict_and_keeps_the_keys_readers_use():
     ok = EquivalenceReport.of(comparison(), target="reference", precision="float64", nir_bytes=10)
-    assert (ok.verdict, ok.passed) == ("exact", True) and ok["verdict"] == "exact"
+    assert (ok.verdict, ok.passed) == ("exact", True)
     tie32 = EquivalenceReport.of(comparison(1, 1), target="reference", precision="float32")
-    assert tie32.verdict == "rounding" and tie32["root_divergences"][0]["ties"] == 1
+    assert tie32.verdict == "rounding" and tie32.root_divergences[0].ties == 1
     tie64 = EquivalenceReport.of(comparison(1, 1), target="reference", precision="float64")
     assert tie64.verdict == "fail" and not tie64.passed  # float64 must be exact
     real = EquivalenceReport.of(comparison(1, 0), target="reference", precision="float32")

@@ -291,9 +291,8 @@ def test_directory_with_other_files_is_refused_not_deleted(tmp_path):
 
 
 def _fake_report(*a, **k):
-    from tests.reporting.test_reports import small_ladder
-    return {"ladder": small_ladder(), "mapping": {"totals": {"neuro_cores": 1, "chips": 1}, "violations": []},
-            "energy": {"fixed": {"energy_mJ": 1e-3}}, "checkpoint": "x"}
+    from tests.reporting.test_reports import small_report
+    return small_report("x")
 
 
 def test_report_command_writes_its_directory_atomically(monkeypatch, tmp_path):
@@ -310,7 +309,7 @@ def test_report_command_writes_its_directory_atomically(monkeypatch, tmp_path):
     r = run("report", D, "-o", out)
     assert r.exit_code == 0, r.output
     assert sorted(os.listdir(out)) == ["firing_rates.png", "report.html", "report.json"]
-    assert json.loads((out / "report.json").read_text())["checkpoint"] == "x"
+    assert json.loads((out / "report.json").read_text())["checkpoint"] == "ckpt/x.pt"
     assert run("report", D, "-o", out).exit_code == 0  # a previous report is replaced
     assert os.listdir(tmp_path) == ["rep"]
 

@@ -142,8 +142,7 @@ class CoreLayer:
 
 @dataclass
 class PlanTotals(Record):
-    """The whole plan's resources (field order: the JSON's key order). ``Record``: read by
-    attribute, or by the JSON key (``totals["neuro_cores"]``) as reports are."""
+    """The whole plan's resources (field order: the JSON's key order)."""
     neuro_cores: int
     chips: int  # enough for both the neuro cores and the embedded programs
     chips_for_neuro_cores: int

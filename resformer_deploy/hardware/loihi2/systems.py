@@ -5,7 +5,7 @@ within the system's chips: neuro cores (128 per chip), embedded-core programs (3
 neurons (1 M per chip) and synapses (120 M per chip), all from limits.py. A refusal names every
 resource that does not fit, with the figures.
 """
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 from resformer_deploy.hardware.loihi2 import limits as L
 from resformer_deploy.hardware.loihi2.anchors import SYSTEMS
@@ -17,10 +17,12 @@ def system_chips() -> Dict[str, int]:
 
 def refusals(totals, chips: int, violations: Sequence[str] = ()) -> List[str]:
     """Why a plan with ``totals`` (core_plan.PlanTotals or its JSON) does not fit ``chips`` chips ([]: fits)."""
-    need = [("neuro cores", totals["neuro_cores"], L.NEURO_CORES_PER_CHIP),
-            ("embedded-core programs", totals["embedded_programs"], L.USABLE_EMBEDDED_CORES_PER_CHIP),
-            ("neurons", totals["neurons"], L.MAX_NEURONS_PER_CHIP),
-            ("synapses", totals["synapses"], L.MAX_SYNAPSES_PER_CHIP)]
+    def count(key: str) -> int:
+        return totals[key] if isinstance(totals, Mapping) else getattr(totals, key)
+    need = [("neuro cores", count("neuro_cores"), L.NEURO_CORES_PER_CHIP),
+            ("embedded-core programs", count("embedded_programs"), L.USABLE_EMBEDDED_CORES_PER_CHIP),
+            ("neurons", count("neurons"), L.MAX_NEURONS_PER_CHIP),
+            ("synapses", count("synapses"), L.MAX_SYNAPSES_PER_CHIP)]
     out = [f"{what}: needs {n:,} > {per * chips:,} ({per:,} per chip x {chips:,})"
            for what, n, per in need if n > per * chips]
     out += [f"design rule: {v}" for v in violations]
