@@ -12,7 +12,7 @@ Memory: the Lava plan without its per-neuron offsets (``plan_lava(offsets=False)
 arrays; no per-neuron fan-out array is built (the floor is one number per layer).
 """
 from dataclasses import dataclass
-from typing import Dict, Tuple
+from typing import Any, Dict, Tuple
 
 import nir
 import numpy as np
@@ -86,7 +86,8 @@ def floor_destinations(mp: Mapper) -> Tuple[Dict[str, int], Dict[str, int]]:
             elif c.kind == "conv" and c.src in each:
                 add(c.src, *_conv_floor(mp, layer, c.node))
             elif c.kind == "dense":
-                used = (c.node.weight != 0).any(0)
+                spec: Any = c.node  # a dense conn's node is its SynapseSpec (partition.Conn)
+                used = (spec.weight != 0).any(0)
                 add(c.src, int(used.all()), int(used.sum()))
     for p in mp.programs:
         add(p.lhs_from)
