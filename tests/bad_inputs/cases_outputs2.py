@@ -299,7 +299,7 @@ CASES = [
     Case("nir_file_is_fifo", _fifo_nir, ["NIR file", "m.nir is not a regular file"]),
     Case("nir_file_is_dev_zero", args("simulate", "/dev/zero"), ["NIR file /dev/zero is not a regular file"]),
     Case("demo_record_split_hash_is_a_number", _demo_digits_split_hash_is_a_number,
-         ["c.pt", "held-out split differs", "index hash 5 vs"]),
+         ["c.pt", "checkpoint record 'evaluation.split' (version 1)", "key 'test_index_sha256' is an int, not text"]),
     Case("demo_record_dataset_is_a_string", _demo_cifar_dataset_is_a_string,
          ["c.pt", "3x32x32 input", "names a generated data set"]),
     Case("stored_config_is_a_string", _stored_config_string, ["c.pt", "stored config is invalid (a str"]),
