@@ -23,8 +23,8 @@ Parts:
   check has fewer cores; checked against every planned size); sizes above the answer are each listed with
   their refusal, or as not planned (bound above --budget-neurons, or the child ran out of memory): then
   the answer is not exact. --reuse takes the planned sizes of an earlier run's JSON instead of replanning.
-* pilotnet also checks the PilotNet-calibrated model on Balafrej et al. 2025's two-neuron runs
-  (anchors.PAIR_LIF, estimate.pair_check).
+* pilotnet also shows the calibrated model on each rate of Balafrej et al. 2025's two-neuron runs, which
+  pin the per-step floors (anchors.PAIR_LIF, estimate.pair_check).
 """
 import _bench  # noqa: F401  (this checkout first on sys.path)
 import argparse
@@ -58,8 +58,9 @@ GTS_FILES = {"input": "input.npy", "conv0": "conv-0.npy", "conv1": "conv-1.npy",
 def part_pilotnet(lava_dl):
     plan = pilotnet_plan()
     rows, total = compare_with_intel(plan)
-    cal = calibrate(plan)
-    out = {"layers": rows, "total": total, "calibration": cal.to_json(), "pair_lif_check": pair_check(pair_plan(), cal)}
+    pair = pair_plan()
+    cal = calibrate(plan, pair)
+    out = {"layers": rows, "total": total, "calibration": cal.to_json(), "pair_lif_check": pair_check(pair, cal)}
     if lava_dl:
         got = {}
         for layer, f in GTS_FILES.items():
@@ -92,6 +93,48 @@ def part_trained(names):
               "\n".join(ln for ln in r.stdout.splitlines() if ln.startswith("  ") or ln.startswith("Loihi 2 est")),
               flush=True)
     return out
+
+
+def recompute(prev: dict, cal) -> dict:
+    """An earlier run's estimate (its JSON ``estimate``) under the calibration ``cal``, from its recorded
+    activity: per layer cores, synaptic ops and spikes; each layer's neurons solved from its recorded
+    core time (k x core_work_s, with the earlier k: exact to rounding, checked to be whole numbers)."""
+    from resformer_deploy.hardware.loihi2.estimate import OP, LayerActivity, estimate
+    T, k_old = prev["T"], prev["calibration"]["k_time"]["value"]
+    acts = []
+    for r in prev["layers"]:
+        rest = (r["core_time_per_step_s"] / k_old * r["cores"] - r["synops_per_sample"] / T * OP["synaptic_op_time"]
+                - r["spikes_out_per_sample"] / T * OP["spike_within_tile_time"])
+        n = rest / OP["neuron_update_time"]
+        if abs(n - round(n)) > 1e-3 * max(1.0, n):
+            raise SystemExit(f"{r['layer']}: {n} neurons from its recorded core time: not a whole number")
+        acts.append(LayerActivity(r["layer"], r["cores"], round(n), r["synops_per_sample"], r["spikes_out_per_sample"]))
+    est = estimate(acts, T, prev["chips"], prev["pipeline_latency_steps"], cal, prev["embedded_macs_per_sample"])
+    if abs(est.chip_crossing_spikes - prev["chip_crossing_spikes_per_sample"]) > 1e-6 * (1 + est.chip_crossing_spikes):
+        raise SystemExit("chip crossings differ from the earlier run's: not the same activity")
+    k = cal.time.k
+    layers = [{**r, "core_time_per_step_s": r["core_time_per_step_s"] / k_old * k} for r in prev["layers"]]
+    return {**prev, **est.to_json(), "layers": layers, "recomputed_from": "earlier run's activity, this calibration"}
+
+
+def part_recompute(path: str, names):
+    from resformer_deploy.hardware.loihi2.estimate import calibrate
+    prev = json.loads(Path(path).read_text())
+    cal = calibrate(pilotnet_plan(), pair_plan())
+    out = {}
+    for name in names:
+        src = prev["ti224"] if name == "ti224" else prev["trained"][name]
+        out[name] = {**src, "estimate": recompute(src["estimate"], cal)}
+        print(name, "\n".join(est_lines(out[name]["estimate"])), flush=True)
+    return out
+
+
+def est_lines(d: dict):
+    f = lambda x, u, s: f"{x['value'] * s:.3g} {u} (±{x['rel_error'] * 100:.0f}%)"  # noqa: E731
+    return [f"  time per step {f(d['step_time_s'], 'us', 1e6)}, latency {f(d['latency_s'], 'ms', 1e3)}, "
+            f"throughput {f(d['throughput_per_s'], '/s', 1)}",
+            f"  dynamic {f(d['dynamic_energy_J'], 'mJ', 1e3)}, static {f(d['static_energy_J'], 'mJ', 1e3)}, "
+            f"total {f(d['total_energy_J'], 'mJ', 1e3)}"]
 
 
 def part_ti224(calib_samples, run_samples):
@@ -309,6 +352,9 @@ def main():
                     help="also plan the exported graph and compare, when the neuron bound is at most this")
     ap.add_argument("--bounds", default=None, help=argparse.SUPPRESS)  # VARIANT:S1,S2,..., run by the systems part
     ap.add_argument("--probe", default=None, help=argparse.SUPPRESS)  # VARIANT:SIZE, run by the systems part
+    ap.add_argument("--recompute", default=None, metavar="JSON",
+                    help="re-derive the trained and ti224 estimates of an earlier run's JSON (its recorded activity) "
+                         "under the current calibration, instead of running them (part 'recompute', --trained names)")
     ap.add_argument("--json-out", default=str(REPO / "benchmarks" / "loihi2_estimate.json"))
     args = ap.parse_args()
     if args.bounds:
@@ -332,6 +378,8 @@ def main():
         res["ti224"] = part_ti224(args.ti_calib_samples, args.ti_run_samples)
     if "systems" in parts:
         res["systems"] = part_systems(args.variants.split(","), args)
+    if "recompute" in parts:
+        res["recomputed"] = part_recompute(args.recompute, args.trained.split(","))
     Path(args.json_out).write_text(json.dumps(res, indent=1, default=str) + "\n")
     print(f"wrote {args.json_out}")
 

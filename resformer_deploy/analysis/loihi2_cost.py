@@ -34,7 +34,7 @@ def section_json(plan, est, acts, paper_energy_mJ: float, samples: int, source: 
     from resformer_deploy.hardware.loihi2.estimate import core_work_s
     from resformer_deploy.hardware.loihi2.systems import fit_table
     systems = fit_table(plan.totals, list(violations))
-    k = est.calibration.k_time.value
+    k = est.calibration.time.k
     layers = [{"layer": a.layer, "cores": a.cores, "synops_per_sample": a.synops, "spikes_out_per_sample": a.spikes_out,
                "core_time_per_step_s": k * core_work_s(a, est.T)} for a in acts]
     d = {"kind": "estimate", "samples": samples, "samples_source": source, **est.to_json(), "layers": layers,
@@ -94,10 +94,10 @@ def estimate_from_spikes(plan, graph, spikes, T: int, n_samples: int, pipeline_l
     spike records; ``calibration``: a Calibration to reuse (else calibrated on the PilotNet run here)."""
     from resformer_deploy.analysis.operations import count_graph, energy_report
     from resformer_deploy.hardware.loihi2.estimate import calibrate, estimate
-    from resformer_deploy.hardware.loihi2.pilotnet import pilotnet_plan
+    from resformer_deploy.hardware.loihi2.pilotnet import pair_plan, pilotnet_plan
     counts = count_graph(graph, spikes, T, n_samples)
     acts, macs = activity_from_run(plan, graph, spikes, T, n_samples, counts)
-    cal = calibration or calibrate(pilotnet_plan())
+    cal = calibration or calibrate(pilotnet_plan(), pair_plan())
     est = estimate(acts, T, plan.totals.chips, pipeline_latency_steps, cal, macs)
     return est, acts, energy_report(counts, n_samples).energy_mJ
 

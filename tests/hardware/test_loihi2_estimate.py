@@ -9,9 +9,9 @@ import torch
 
 from resformer_deploy.hardware.loihi2 import anchors as A
 from resformer_deploy.analysis.loihi2_cost import activity_from_run
-from resformer_deploy.hardware.loihi2.estimate import (OP, Calibration, EstimateError, LayerActivity, Scale,
+from resformer_deploy.hardware.loihi2.estimate import (OP, Affine, Calibration, EstimateError, LayerActivity, Scale,
                                                        calibrate, chip_crossings, core_work_s, dynamic_energy_J,
-                                                       estimate, fit_scale, pair_check, pilotnet_activity)
+                                                       estimate, fit_affine, fit_scale, pair_check, pilotnet_activity)
 from resformer_deploy.hardware.loihi2.partition import map_to_loihi2
 from resformer_deploy.hardware.loihi2.pilotnet import compare_with_intel, pair_plan, pilotnet_plan
 
@@ -19,6 +19,37 @@ from resformer_deploy.hardware.loihi2.pilotnet import compare_with_intel, pair_p
 @pytest.fixture(scope="module")
 def pilot():
     return pilotnet_plan()
+
+
+@pytest.fixture(scope="module")
+def cal(pilot):
+    return calibrate(pilot, pair_plan())
+
+
+# the two-neuron runs (anchors.PAIR_LIF) by hand: per step, the mean over 25/50/100 Hz of the measured
+# time and dynamic energy, and of the Loihi 1 work of the slowest core (the destination: r synaptic ops,
+# 1 neuron update, r spikes) and energy (2 updates, r synaptic ops, 2r spikes within a tile and a hop)
+PAIR_T = (11.637382776475679 + 11.639218619837314 + 11.643384501700206) / 3 / 1e7
+PAIR_E = (0.26722025399517835 + 0.3167534986598539 + 0.325827752621702) / 3 / 1e7
+PAIR_R = (0.025 + 0.05 + 0.1) / 3
+PAIR_W = PAIR_R * 3.5e-9 + 8.4e-9 + PAIR_R * 2.1e-9
+PAIR_OPS = 2 * 81e-12 + PAIR_R * 23.6e-12 + 2 * PAIR_R * (1.7e-12 + 4.0e-12)
+
+
+def test_fit_affine_through_two_anchors_and_leave_one_out():
+    f = fit_affine(("w", 10.0, 4.0), ("f", 3.0, 1.0), "s")
+    # 10 = 4k + b, 3 = k + b
+    assert f.k == pytest.approx(7 / 3) and f.floor == pytest.approx(2 / 3)
+    # without w: k = 1, b = 3 - 1 = 2 predicts w as 6 (-40 %); without f: b = 0, k = 10/4 predicts f as 2.5
+    assert f.k_loo_rel_error == pytest.approx(0.4) and f.floor_loo_rel_error == pytest.approx(1 / 6)
+    # 2 units of work and 3 floors: 14/3 + 2, its error the share-weighted mean of the terms'
+    y = f(2.0, 3.0)
+    assert y.value == pytest.approx(20 / 3)
+    assert y.rel_error == pytest.approx((14 / 3 * 0.4 + 2 * (1 / 6)) / (20 / 3))
+    with pytest.raises(EstimateError, match="w and f give k=-"):
+        fit_affine(("w", 1.0, 4.0), ("f", 3.0, 1.0), "s")
+    with pytest.raises(EstimateError, match="more modelled work on w"):
+        fit_affine(("w", 10.0, 1.0), ("f", 3.0, 1.0), "s")
 
 
 def test_fit_scale_geometric_mean_and_leave_one_out():
@@ -57,26 +88,46 @@ def test_chip_crossings_counts_spikes_into_the_next_chip():
     assert chip_crossings(two) == pytest.approx(50.0 * 0.72)
 
 
-def test_calibration_reproduces_the_published_pilotnet_run(pilot):
-    cal = calibrate(pilot)
+def test_calibration_reproduces_the_published_pilotnet_run(pilot, cal):
     acts = pilotnet_activity(pilot)
     est = estimate(acts, 16, 1, 0, cal)
+    # two anchors, two constants: both runs are reproduced exactly
     assert est.throughput_per_s.value == pytest.approx(408.91)
     assert est.dynamic_energy_J.value == pytest.approx(1.093544e-3)
+    step, w = 1 / (408.91 * 16), max(core_work_s(a, 16) for a in acts)
+    assert cal.time.k == pytest.approx((step - PAIR_T) / (w - PAIR_W))
+    assert cal.time.floor == pytest.approx(PAIR_T - cal.time.k * PAIR_W)
+    e16 = dynamic_energy_J(acts, 16)
+    assert cal.energy.k == pytest.approx((1.093544e-3 / 16 - PAIR_E) / (e16 / 16 - PAIR_OPS))
+    assert cal.energy.floor == pytest.approx(PAIR_E - cal.energy.k * PAIR_OPS)
+    assert 1.15e-6 < cal.time.floor < 1.17e-6 and 2.9e-8 < cal.energy.floor < 3.1e-8
+    # leave-one-out: without PilotNet, Loihi 1's constants (k = 1) over the pair's floor; without the pair,
+    # Loihi 1's barrier (time) or no floor (energy) under PilotNet's k
+    assert cal.time.k_loo_rel_error == pytest.approx(abs((w + PAIR_T - PAIR_W) / step - 1))
+    k0 = (step - 299e-9) / w
+    assert cal.time.floor_loo_rel_error == pytest.approx(abs((k0 * PAIR_W + 299e-9) / PAIR_T - 1))
+    assert cal.energy.k_loo_rel_error == pytest.approx(abs((e16 / 16 + PAIR_E - PAIR_OPS) / (1.093544e-3 / 16) - 1))
+    assert cal.energy.floor_loo_rel_error == pytest.approx(abs(1.093544e-3 / e16 * PAIR_OPS / PAIR_E - 1))
     # static power per chip: geometric mean of the three idle measurements (the two-neuron runs: the mean of
     # their three rates); LOO: the SDNN's 0.281775 W predicted from the other two is the worst
     pair = (0.21460215555555556 + 0.21259630952380953 + 0.2142557777777778) / 3
     assert cal.static_power_W.value == pytest.approx((0.232078 * 0.281775 * pair) ** (1 / 3))
     assert cal.static_power_W.loo_rel_error == pytest.approx(1 - math.sqrt(0.232078 * pair) / 0.281775)
     assert est.static_energy_J.value == pytest.approx(cal.static_power_W.value / 408.91)  # P x time per sample
-    # one anchor each: the error bar is the uncalibrated Loihi 1 constants' error
-    assert cal.k_time.loo_rel_error == pytest.approx(abs(1 / cal.k_time.value - 1))
-    assert cal.k_energy.loo_rel_error == pytest.approx(abs(1 / cal.k_energy.value - 1))
+    # error bars: time is k's work plus one floor, shares weighted; static a product; total a weighted sum
+    kw = cal.time.k * w
+    et = (kw * cal.time.k_loo_rel_error + cal.time.floor * cal.time.floor_loo_rel_error) / step
+    assert est.step_time_s.rel_error == pytest.approx(et) and est.throughput_per_s.rel_error == pytest.approx(et)
+    es = (1 + cal.static_power_W.loo_rel_error) * (1 + et) - 1
+    assert est.static_energy_J.rel_error == pytest.approx(es)
+    d, s = est.dynamic_energy_J, est.static_energy_J.value
+    assert est.total_energy_J.rel_error == pytest.approx((d.value * d.rel_error + s * es) / (d.value + s))
     j = est.to_json()
     assert set(j) == {"T", "chips", "pipeline_latency_steps", "slowest_layer", "step_time_s", "latency_s",
                       "throughput_per_s", "dynamic_energy_J", "static_energy_J", "total_energy_J",
                       "chip_crossing_spikes_per_sample", "embedded_macs_per_sample", "calibration", "notes"}
-    assert set(j["calibration"]) == {"k_time", "k_energy", "static_power_per_chip_W"}
+    assert set(j["calibration"]) == {"step_time", "dynamic_energy", "static_power_per_chip_W"}
+    assert set(j["calibration"]["step_time"]) == {"k", "floor", "floor_unit", "anchors", "loo_rel_error"}
     assert "±" in est.lines()[1]
 
 
@@ -136,16 +187,24 @@ def test_activity_from_run_attributes_conv_ops_to_the_consumer():
 
 
 def test_estimate_refuses_bad_input():
-    cal = Calibration(Scale(1.0, ["a"], None), Scale(1.0, ["a"], None), Scale(0.25, ["a"], None))
+    cal = Calibration(Affine(1.0, 1e-6, "s per step", "a", "b", 0.5, 0.25),
+                      Affine(1.0, 2e-8, "J per chip per step", "a", "b", 0.1, 1.0), Scale(0.25, ["a"], None))
     with pytest.raises(EstimateError, match="no neuro-core layers"):
         estimate([], 4, 1, 0, cal)
     with pytest.raises(EstimateError, match="T=0"):
-        estimate([LayerActivity("a", 1, 1, 0, 0)], 0, 1, 0, cal)
+        estimate([LayerActivity("a", 1, 10, 0, 0)], 0, 1, 0, cal)
     e = estimate([LayerActivity("a", 1, 10, 0, 0)], 4, 3, 2, cal)
-    step = 10 * OP["neuron_update_time"] + OP["barrier_sync_time"]
+    work = 10 * OP["neuron_update_time"]
+    step = work + 1e-6
     assert e.step_time_s.value == pytest.approx(step) and e.latency_s.value == pytest.approx(6 * step)
+    assert e.step_time_s.rel_error == pytest.approx((work * 0.5 + 1e-6 * 0.25) / step)
+    # 10 neurons x 4 steps of updates, and a floor per chip (3) per step (4)
+    ops = 40 * 81e-12
+    assert e.dynamic_energy_J.value == pytest.approx(ops + 12 * 2e-8)
+    assert e.dynamic_energy_J.rel_error == pytest.approx((ops * 0.1 + 12 * 2e-8) / (ops + 12 * 2e-8))
     assert e.static_energy_J.value == pytest.approx(0.25 * 3 * 4 * step)
-    assert "error n/a" in e.lines()[1]
+    assert e.static_energy_J.rel_error is None and e.total_energy_J.rel_error is None  # static: no bar
+    assert "error n/a" in e.lines()[4]
 
 
 def test_systems_fit_and_refusals_name_the_resource():
@@ -184,6 +243,7 @@ def test_compile_quantize_prints_and_writes_the_estimate(tmp_path):
                       "notes", "paper_convention_energy_J", "systems", "anchors", "layers"}
     assert d["samples"] == 8 and d["T"] == 4 and d["kind"] == "estimate"
     step = d["step_time_s"]["value"]
+    floor = d["calibration"]["step_time"]["floor"]
     assert d["throughput_per_s"]["value"] == pytest.approx(1 / (4 * step))
     assert d["latency_s"]["value"] == pytest.approx((d["pipeline_latency_steps"] + 4) * step)
     cal = d["calibration"]
@@ -193,15 +253,16 @@ def test_compile_quantize_prints_and_writes_the_estimate(tmp_path):
     assert d["anchors"]["per_operation"]["synaptic_op_energy"]["confidence"] == "published-loihi1"
     slow = max(d["layers"], key=lambda r: r["core_time_per_step_s"])
     assert slow["layer"] == d["slowest_layer"]
-    assert step == pytest.approx(slow["core_time_per_step_s"] + A.PER_OP["barrier_sync_time"].value)
+    assert step == pytest.approx(slow["core_time_per_step_s"] + floor)
+    assert 1.15e-6 < floor < 1.17e-6  # the two-neuron runs' step (anchors.PAIR_LIF)
 
 
-def test_report_has_the_estimate_section_table_and_figure(pilot, tmp_path):
+def test_report_has_the_estimate_section_table_and_figure(pilot, cal, tmp_path):
     import json
     from resformer_deploy.analysis.loihi2_cost import section_json
     from resformer_deploy.reporting.html import figures, render_html, write_report_files
     from tests.reporting.test_reports import small_report
-    est = estimate(pilotnet_activity(pilot), 16, 1, 10, calibrate(pilot))
+    est = estimate(pilotnet_activity(pilot), 16, 1, 10, cal)
     cost, lines = section_json(pilot, est, pilotnet_activity(pilot), 0.5, 1, "<b>gts</b>", ["x: bad"])
     rep = small_report("layers_0_0_act")
     rep.loihi2_estimate = cost
@@ -211,7 +272,7 @@ def test_report_has_the_estimate_section_table_and_figure(pilot, tmp_path):
     page = render_html(rep, pngs)
     assert "<h2>Loihi 2 latency, throughput and energy (estimate)</h2>" in page and "<h3>Systems</h3>" in page
     assert "&lt;b&gt;gts&lt;/b&gt;" in page  # escaped like every value
-    err = est.calibration.k_time.loo_rel_error
+    err = est.throughput_per_s.rel_error
     assert f"<td>{est.throughput_per_s.value:.4g} samples/s</td><td>±{err * 100:.0f}%</td>" in page
     assert "<td>0.5 mJ</td>" in page  # the paper convention beside it
     assert "design rule: x: bad" in page
@@ -222,20 +283,24 @@ def test_report_has_the_estimate_section_table_and_figure(pilot, tmp_path):
     assert "  paper convention (0.9 pJ/AC, 45 nm, same spikes): 0.5 mJ per inference" in lines
 
 
-def test_two_neuron_runs_checked_out_of_sample_by_hand(pilot):
+def test_two_neuron_runs_by_hand(cal):
     """Balafrej et al. 2025's Oheo Gulch runs (anchors.PAIR_LIF): 1-neuron source at 25 Hz (0.025 spikes per
     1 ms step), one 1x1 synapse, 1-neuron destination; 10^7 steps took 11.637 s and 0.267 J dynamic."""
     plan = pair_plan()
     assert [(r.layer, r.neurons, r.cores, r.synapses) for r in plan.layers] == [("src", 1, 1, 1), ("dest", 1, 1, 1)]
-    cal = calibrate(pilot)
-    got = pair_check(plan, cal)["per_rate"][25]
+    chk = pair_check(plan, cal)
+    got = chk["per_rate"][25]
     # slowest core: the destination (0.025 synaptic ops + 1 neuron update + 0.025 spikes) in Loihi 1 time
     slow = 0.025 * 3.5e-9 + 8.4e-9 + 0.025 * 2.1e-9
-    assert got["model_step_time_s"] == pytest.approx(cal.k_time.value * slow + 299e-9)
+    assert got["model_step_time_s"] == pytest.approx(cal.time.k * slow + cal.time.floor)
     assert got["step_time_s"] == pytest.approx(11.637382776475679 / 1e7)
     # both neurons update every step; 0.025 synaptic ops; 0.05 spikes each within a tile and one tile hop
     e = 2 * 81e-12 + 0.025 * 23.6e-12 + 0.05 * (1.7e-12 + 4.0e-12)
-    assert got["model_dynamic_energy_per_step_J"] == pytest.approx(cal.k_energy.value * e)
+    assert got["model_dynamic_energy_per_step_J"] == pytest.approx(cal.energy.k * e + cal.energy.floor)
     assert got["dynamic_energy_per_step_J"] == pytest.approx(0.26722025399517835 / 1e7)
-    # the model misses a per-step cost: it predicts a quarter of the step time and 0.5 % of the energy
-    assert -0.75 < got["step_time_rel_error"] < -0.7 and got["dynamic_energy_rel_error"] < -0.99
+    # their mean pins the floors: each rate's time within 0.05 %, energy within the runs' spread (+-20 nJ)
+    for r in chk["per_rate"].values():
+        assert abs(r["step_time_rel_error"]) < 5e-4 and abs(r["dynamic_energy_rel_error"]) < 0.15
+    # without them (a model with Loihi 1's barrier and no energy floor) a quarter of the time, 0.5 % of the energy
+    assert 0.7 < chk["without_them_rel_error"]["step_time"] < 0.75
+    assert chk["without_them_rel_error"]["dynamic_energy"] > 0.99

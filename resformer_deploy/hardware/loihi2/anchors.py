@@ -10,7 +10,8 @@ time (Intel has not published a Loihi 2 counterpart of Davies et al. 2018, Table
 chip-to-chip link energy and latency; embedded (Lakemont) core time and energy per operation; the
 numeric tables of Shrestha et al. 2024 (arXiv 2310.03251; not retrievable here); Hala Point power.
 The two-neuron Oheo Gulch runs (PAIR_LIF) measure what a step costs when almost nothing runs: they
-calibrate the static power and check the time/energy model out of sample (estimate.pair_check).
+pin the per-step floors of time and dynamic energy and are a third idle static-power measurement
+(estimate.calibrate).
 """
 from dataclasses import dataclass
 from typing import Dict

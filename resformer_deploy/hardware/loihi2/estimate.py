@@ -3,17 +3,24 @@
 Model (per time step; every layer's work is spread evenly over its cores):
 * a core's work = synaptic ops x t_syn + neuron updates x t_neuron + spikes sent x t_spike, with the
   per-operation times of Loihi 1 (anchors.PER_OP; Loihi 2 has no published table);
-* time per step = k_time x (the slowest core's work) + one barrier synchronisation;
+* time per step = k_time x (the slowest core's work) + a per-step floor (the barrier and whatever else
+  a step costs when nothing runs);
 * latency per sample = (pipeline latency + T) steps; throughput with pipelining = one sample per T steps;
 * dynamic energy per sample = k_energy x (synaptic ops x E_syn + neuron updates x E_neuron + spikes x
-  (E_within_tile + E_tile_hop)); static energy per sample = static power per chip x chips x T steps;
+  (E_within_tile + E_tile_hop)) + a per-step floor x chips x T; static energy per sample = static
+  power per chip x chips x T steps;
 * chip-to-chip traffic: layers fill chips in plan order (128 cores each); of the spikes a layer sends
   to the next layer, the share reaching that layer's cores on other chips is counted (chip_crossings;
   no published energy or latency per chip crossing, so they are counted, not costed).
-The free constants k_time, k_energy and the static power per chip are calibrated on the measured
-end-to-end results (anchors.PILOTNET_*): a scale is the geometric mean of measured / modelled over its
-anchors, and its error bar is the largest leave-one-out relative error (with a single anchor: the error
-of the uncalibrated Loihi 1 constants on it).
+Calibration (``calibrate``) on the measured end-to-end results: time and dynamic energy are each an
+affine fit, measured = k x modelled + floor, through two anchors: the busy PilotNet SNN run
+(anchors.PILOTNET_SNN: pins k) and the near-empty two-neuron runs (anchors.PAIR_LIF: pin the floor;
+one chip, so the energy floor is per chip, an assumption for more chips, and the time floor is one
+chip's, multi-chip barriers having no published figure). Leave-one-out: without PilotNet, k is the
+uncalibrated 1 (Loihi 1's constants); without the two-neuron runs, the floor is Loihi 1's barrier
+(time) or 0 (energy); each term's error bar is the error on the anchor left out. The static power per
+chip is the geometric mean of the idle measurements (``fit_scale``). An estimate's error bar combines
+its parts': a sum takes the share-weighted mean of its terms' errors, a product (1 + a)(1 + b) - 1.
 Embedded-core (fused DSSA) work is reported as MACs only: no published Lakemont cost.
 """
 import math
@@ -122,13 +129,58 @@ def fit_scale(pairs: Dict[str, tuple], prior: Optional[float] = None) -> Scale:
 
 
 @dataclass
+class Affine:
+    """measured = k x modelled + floor, through a busy anchor (pins k) and a near-empty one (pins the
+    floor); each term's leave-one-out relative error (the anchor left out, predicted without it)."""
+    k: float
+    floor: float
+    floor_unit: str
+    work_anchor: str
+    floor_anchor: str
+    k_loo_rel_error: float
+    floor_loo_rel_error: float
+
+    def __call__(self, modelled: float, floors: float = 1.0) -> "Figure":
+        """The calibrated value of ``modelled`` work plus ``floors`` floors, with its error bar."""
+        a, b = self.k * modelled, self.floor * floors
+        if a + b == 0:
+            return Figure(0.0, self.k_loo_rel_error)
+        return Figure(a + b, (a * self.k_loo_rel_error + b * self.floor_loo_rel_error) / (a + b))
+
+    def to_json(self) -> dict:
+        return {"k": self.k, "floor": self.floor, "floor_unit": self.floor_unit,
+                "anchors": {"k": self.work_anchor, "floor": self.floor_anchor},
+                "loo_rel_error": {"k": self.k_loo_rel_error, "floor": self.floor_loo_rel_error}}
+
+
+def fit_affine(work: tuple, floor: tuple, floor_unit: str, k_prior: float = 1.0,
+               floor_prior: float = 0.0) -> Affine:
+    """``work`` / ``floor``: (anchor, measured, modelled) of the busy and the near-empty anchor. Solved
+    exactly (two anchors, two constants). Leave-one-out: without the busy anchor, k = ``k_prior`` and the
+    floor what the near-empty anchor then leaves; without the near-empty one, floor = ``floor_prior``
+    and k what the busy anchor then leaves."""
+    (wn, wm, wp), (fn, fm, fp) = work, floor
+    if not (wm > 0 and fm > 0 and wp > fp >= 0):
+        raise EstimateError(f"calibration anchors {wn} (measured {wm:g}, modelled {wp:g}) and {fn} (measured "
+                            f"{fm:g}, modelled {fp:g}): need positive measurements and more modelled work on {wn}")
+    k = (wm - fm) / (wp - fp)
+    fl = fm - k * fp
+    if k <= 0 or fl < 0:
+        raise EstimateError(f"calibration anchors {wn} and {fn} give k={k:g}, floor={fl:g} {floor_unit}: "
+                            f"the near-empty anchor costs more than the busy one")
+    k_err = abs((k_prior * wp + (fm - k_prior * fp)) / wm - 1.0)
+    f_err = abs(((wm - floor_prior) / wp * fp + floor_prior) / fm - 1.0)
+    return Affine(k, fl, floor_unit, wn, fn, k_err, f_err)
+
+
+@dataclass
 class Calibration:
-    k_time: Scale
-    k_energy: Scale
+    time: Affine  # seconds per step
+    energy: Affine  # joules; floor per chip per step
     static_power_W: Scale  # per chip
 
     def to_json(self) -> dict:
-        return {"k_time": self.k_time.to_json(), "k_energy": self.k_energy.to_json(),
+        return {"step_time": self.time.to_json(), "dynamic_energy": self.energy.to_json(),
                 "static_power_per_chip_W": self.static_power_W.to_json()}
 
 
@@ -146,9 +198,19 @@ class Figure:
         return {"value": self.value, "rel_error": self.rel_error}
 
 
-def _comb(*errs) -> Optional[float]:
-    """Relative error of a product/sum of calibrated terms: the largest part's (None if any is None)."""
-    return None if any(e is None for e in errs) else max(errs)
+def _product(*errs) -> Optional[float]:
+    """Relative error of a product of calibrated factors (None if any is None)."""
+    if any(e is None for e in errs):
+        return None
+    return math.prod(1.0 + e for e in errs) - 1.0
+
+
+def _sum(*figs: "Figure") -> "Figure":
+    """A sum of estimates; its error the share-weighted mean of theirs (None if any is None)."""
+    v = sum(f.value for f in figs)
+    if any(f.rel_error is None for f in figs):
+        return Figure(v, None)
+    return Figure(v, sum(f.value * f.rel_error for f in figs) / v)  # type: ignore[operator]
 
 
 @dataclass
@@ -195,18 +257,19 @@ def estimate(acts: Sequence[LayerActivity], T: int, chips: int, pipeline_latency
     if T < 1 or chips < 1 or pipeline_latency_steps < 0:
         raise EstimateError(f"T={T}, {chips} chips, pipeline latency {pipeline_latency_steps} steps")
     work = {a.layer: core_work_s(a, T) for a in acts}
-    slow = max(work, key=work.get)
-    et, ee, es = cal.k_time.loo_rel_error, cal.k_energy.loo_rel_error, cal.static_power_W.loo_rel_error
-    step = cal.k_time.value * work[slow] + OP["barrier_sync_time"]
-    dyn = cal.k_energy.value * dynamic_energy_J(acts, T)
-    static = cal.static_power_W.value * chips * T * step
-    e_static = _comb(es, et)
+    slow = max(work, key=work.get)  # type: ignore[arg-type]
+    step = cal.time(work[slow])
+    dyn = cal.energy(dynamic_energy_J(acts, T), chips * T)
+    static_v = cal.static_power_W.value * chips * T * step.value
+    static = Figure(static_v, _product(cal.static_power_W.loo_rel_error, step.rel_error))
+    et = step.rel_error
     return Estimate(
-        T, chips, pipeline_latency_steps, slow, Figure(step, et),
-        Figure((pipeline_latency_steps + T) * step, et), Figure(1.0 / (T * step), et), Figure(dyn, ee),
-        Figure(static, e_static), Figure(dyn + static, _comb(ee, e_static)), chip_crossings(acts),
-        float(embedded_macs), cal,
-        ["per-operation costs are Loihi 1's (Davies et al. 2018); k_time and k_energy carry Loihi 2's difference",
+        T, chips, pipeline_latency_steps, slow, step,
+        Figure((pipeline_latency_steps + T) * step.value, et), Figure(1.0 / (T * step.value), et), dyn,
+        static, _sum(dyn, static), chip_crossings(acts), float(embedded_macs), cal,
+        ["per-operation costs are Loihi 1's (Davies et al. 2018); the scales k carry Loihi 2's difference",
+         "per-step floors of time and energy from a near-empty one-chip run (Balafrej et al. 2025); the energy "
+         "floor counted per chip, the time floor as one chip's (no published multi-chip barrier)",
          "each layer's work is spread evenly over its cores; time uses the mean step, not the busiest",
          "chip crossings are counted, not costed (no published chip-to-chip energy or latency)"])
 
@@ -235,20 +298,31 @@ def pilotnet_activity(plan) -> List[LayerActivity]:
     return acts
 
 
-def calibrate(pilotnet_plan) -> Calibration:
+def pilotnet_anchors(pilotnet_plan) -> Dict[str, tuple]:
+    """The PilotNet SNN run as calibration anchors: (name, measured, modelled) of one step's time (the
+    slowest core's Loihi 1 work) and one sample's dynamic energy (Loihi 1 per-operation energy)."""
     acts = pilotnet_activity(pilotnet_plan)
     T = int(A.PILOTNET_SNN["steps_per_sample"].value)
-    step_measured = 1.0 / (A.PILOTNET_SNN["throughput_fps"].value * T)
-    slow = max(core_work_s(a, T) for a in acts)
-    # one usable anchor each (the SDNN run is I/O-bound and its dynamic energy negative): leaving it out
-    # leaves the published Loihi 1 constants (scale 1), whose error is the error bar
-    k_time = fit_scale({"pilotnet_snn": (step_measured - OP["barrier_sync_time"], slow)}, prior=1.0)
-    k_energy = fit_scale({"pilotnet_snn": (A.PILOTNET_SNN["dynamic_energy"].value, dynamic_energy_J(acts, T))},
-                         prior=1.0)
+    step = 1.0 / (A.PILOTNET_SNN["throughput_fps"].value * T)
+    return {"time": ("pilotnet_snn", step, max(core_work_s(a, T) for a in acts)),
+            "energy": ("pilotnet_snn", A.PILOTNET_SNN["dynamic_energy"].value, dynamic_energy_J(acts, T))}
+
+
+def calibrate(pilotnet_plan, pair_plan) -> Calibration:
+    """``pilotnet_plan``: pilotnet.pilotnet_plan(); ``pair_plan``: pilotnet.pair_plan(). The PilotNet run
+    pins the scales, the two-neuron runs the per-step floors (the PilotNet run is 1 chip and 16 steps
+    per sample: its energy floor is 16 floors). The SDNN run is I/O-bound and its dynamic energy
+    negative: it calibrates the static power only."""
+    p, q = pilotnet_anchors(pilotnet_plan), pair_anchors(pair_plan)
+    T = A.PILOTNET_SNN["steps_per_sample"].value
+    time = fit_affine(p["time"], q["time"], "s per step", floor_prior=OP["barrier_sync_time"])
+    # energy: per sample of T steps on one chip = k x ops + T floors; the pair anchor is one step
+    wn, wm, wp = p["energy"]
+    e = fit_affine((wn, wm / T, wp / T), q["energy"], "J per chip per step")
     static = fit_scale({"pilotnet_snn": (A.PILOTNET_SNN["static_power"].value, 1.0),
                         "pilotnet_sdnn": (A.PILOTNET_SDNN["static_power"].value, 1.0),
                         "pair_lif": (pair_static_power_W(), 1.0)})
-    return Calibration(k_time, k_energy, static)
+    return Calibration(time, e, static)
 
 
 # ---- the two-neuron Oheo Gulch runs (anchors.PAIR_LIF) ------------------------------------------
@@ -269,25 +343,34 @@ def pair_activity(plan, hz: int) -> List[LayerActivity]:
                           rate * rows["dest"].synapses / rows["src"].neurons, rate)]
 
 
-def pair_check(pair_plan, cal: Calibration) -> dict:
-    """The PilotNet-calibrated model on the two-neuron runs (out of sample): per firing rate the measured
-    and modelled time and dynamic energy per step; and what folding these runs into k_time / k_energy
-    (one scale each, geometric mean) would give, with its leave-one-out error."""
-    rows, t_pairs, e_pairs = {}, {}, {}
+def _pair_rows(plan) -> Dict[int, dict]:
+    """Per firing rate: measured and Loihi 1-modelled time and dynamic energy of one step."""
+    out = {}
     for hz, d in A.PAIR_LIF.items():
-        acts = pair_activity(pair_plan, hz)
-        slow = max(core_work_s(a, 1) for a in acts)
-        t_meas = d["total_time"].value / A.PAIR_STEPS_PER_RUN
-        e_meas = d["dynamic_energy"].value / A.PAIR_STEPS_PER_RUN
-        t_mod = cal.k_time.value * slow + OP["barrier_sync_time"]
-        e_mod = cal.k_energy.value * dynamic_energy_J(acts, 1)
-        rows[hz] = {"step_time_s": t_meas, "model_step_time_s": t_mod, "step_time_rel_error": t_mod / t_meas - 1,
-                    "dynamic_energy_per_step_J": e_meas, "model_dynamic_energy_per_step_J": e_mod,
-                    "dynamic_energy_rel_error": e_mod / e_meas - 1}
-        t_pairs[f"pair_lif_{hz}Hz"] = (t_meas - OP["barrier_sync_time"], slow)
-        e_pairs[f"pair_lif_{hz}Hz"] = (e_meas, dynamic_energy_J(acts, 1))
-    first = f"pair_lif_{min(A.PAIR_LIF)}Hz"  # one rate stands for the runs (they agree within their spread)
-    # PilotNet's own ratio (measured / modelled) is the calibrated scale itself
-    folded = {"k_time": fit_scale({"pilotnet_snn": (cal.k_time.value, 1.0), "pair_lif": t_pairs[first]}),
-              "k_energy": fit_scale({"pilotnet_snn": (cal.k_energy.value, 1.0), "pair_lif": e_pairs[first]})}
-    return {"per_rate": rows, "if_folded_into_scales": {k: v.to_json() for k, v in folded.items()}}
+        acts = pair_activity(plan, hz)
+        out[hz] = {"time": (d["total_time"].value / A.PAIR_STEPS_PER_RUN, max(core_work_s(a, 1) for a in acts)),
+                   "energy": (d["dynamic_energy"].value / A.PAIR_STEPS_PER_RUN, dynamic_energy_J(acts, 1))}
+    return out
+
+
+def pair_anchors(plan) -> Dict[str, tuple]:
+    """The two-neuron runs as one anchor per quantity: the means over the three firing rates (their
+    times agree to 0.05 %; their energies, 26.7-32.6 nJ per step, lie within one run's spread)."""
+    rows = _pair_rows(plan).values()
+    return {q: ("pair_lif", sum(r[q][0] for r in rows) / len(rows), sum(r[q][1] for r in rows) / len(rows))
+            for q in ("time", "energy")}
+
+
+def pair_check(pair_plan, cal: Calibration) -> dict:
+    """The calibrated model on each firing rate of the two-neuron runs (in sample: their mean pins the
+    floors), and the error on them of a model without floors (the leave-one-out term of the floors)."""
+    rows = {}
+    for hz, r in _pair_rows(pair_plan).items():
+        (tm, tw), (em, ew) = r["time"], r["energy"]
+        t, e = cal.time(tw), cal.energy(ew)
+        rows[hz] = {"step_time_s": tm, "model_step_time_s": t.value, "step_time_rel_error": t.value / tm - 1,
+                    "dynamic_energy_per_step_J": em, "model_dynamic_energy_per_step_J": e.value,
+                    "dynamic_energy_rel_error": e.value / em - 1}
+    # |error| on their mean of the model calibrated without them (floors: Loihi 1's barrier, no energy)
+    return {"per_rate": rows, "without_them_rel_error": {"step_time": cal.time.floor_loo_rel_error,
+                                                         "dynamic_energy": cal.energy.floor_loo_rel_error}}
