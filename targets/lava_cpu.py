@@ -220,16 +220,17 @@ class WorkerRun:
 
 def run_in_worker(plan, host_values: dict, N: int, T: int, lowerings: dict, quant=None, *,
                   record_spikes: bool = True, stock_models: bool = False, progress=None,
-                  stall_timeout: float = STALL_TIMEOUT, t_build: float = 0.0):
+                  stall_timeout: float = STALL_TIMEOUT, t_build: float = 0.0, merge: bool = False):
     """The plan's Lava network run in the isolated worker (targets/lava_worker.py), the only way a
     command runs Lava: its processes, workdir and shared memory are gone when this returns or
     raises, however the run ended. ``host_values``: {input: [N, T, size]} (integers with ``quant``).
+    ``merge``: every Lava process of the network in one OS process (targets.lava_processes.cluster).
     -> WorkerRun: spikes {LIF: [T, N, *shape] bool} (with record_spikes), outputs {output: [T, N, *shape]}."""
     t0 = time.time()
     total_steps = N * T + plan.total_latency
     slim = worker_plan(plan)
     job = (slim, host_values, N, T, lowerings, record_spikes,
-           dataclasses.replace(quant, plan=slim) if quant is not None else None, bool(stock_models))
+           dataclasses.replace(quant, plan=slim) if quant is not None else None, bool(stock_models), bool(merge))
     t_build += time.time() - t0
     attempts = []
     for attempt in range(2):
@@ -314,7 +315,8 @@ RETURNED_BYTES_PER_SPIKE = 2  # the unpacked record and the torch bool tensor in
 
 class LavaCpuTarget(Target):
     """Lava CPU backend, Loihi2SimCfg floating point."""
-    capabilities = Capabilities(arithmetic="float", flow="lava-float", engine="lava", options=("dssa", "stall_timeout"),
+    capabilities = Capabilities(arithmetic="float", flow="lava-float", engine="lava",
+                                options=("dssa", "stall_timeout", "merge"),
                                 summary="Lava process graph on Loihi2SimCfg, floating point")
 
     def __init__(self):
@@ -384,6 +386,7 @@ class LavaCpuTarget(Target):
         dtype = torch.float64 if request.dtype is None else request.dtype
         dssa, stall_timeout = request.option("dssa", "fused"), request.option("stall_timeout", STALL_TIMEOUT)
         stock_models = bool(request.option("stock_models", False))
+        merge = bool(request.option("merge", False))
         t0 = time.time()
         quant = self.quantized_net(prepared, request.quant)
         plan = self.plan_for(graph, dssa, prepared, quant)
@@ -400,7 +403,7 @@ class LavaCpuTarget(Target):
             host_values = quant.quantize_inputs(host_values)
         lava = run_in_worker(plan, host_values, N, T, lowerings, quant, record_spikes=record_spikes,
                              stock_models=stock_models, progress=request.progress, stall_timeout=stall_timeout,
-                             t_build=time.time() - t0)
+                             t_build=time.time() - t0, merge=merge)
         spikes = {n: torch.from_numpy(r) for n, r in lava.spikes.items()}
         stream = {o: r if quant is None else quant.dequantize(o, r) for o, r in lava.outputs.items()}
         out = host_readout(plan, host, stream, T, N)

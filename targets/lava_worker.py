@@ -116,10 +116,11 @@ class LavaBuild:
     output stream on Probes (written to WORKDIR as .npy)."""
 
     def __init__(self, plan, host_values, n_samples: int, T: int, workdir: str, lowerings=None,
-                 record_spikes: bool = True, quant=None, stock_models: bool = False):
+                 record_spikes: bool = True, quant=None, stock_models: bool = False, merge: bool = False):
         self.L = _lava()
         self.q = quant  # a QuantNet: build the fixed-point (bit-accurate) network
         self.stock_models = stock_models  # Lava's stock process models only (no exception map)
+        self.merge = merge  # every process in one OS process (targets.lava_processes.cluster)
         self.plan, self.T, self.N, self.workdir = plan, T, n_samples, workdir
         net_mod = self.L["network"]
         self.total_steps = net_mod.stream_steps(plan, n_samples, T)
@@ -163,10 +164,14 @@ class LavaBuild:
         chunk = chunk or max(1, self.total_steps // 20)
         done = 0
         running = threading.Event()
-        watch_actors(anchor, running, self.workdir)
         t0 = time.time()
         executable = anchor.compile(cfg, {"pypy_channel_size": CHANNEL_SLOTS})
+        if self.merge:  # the compiled graph's models and channels, run by one Lava process
+            from targets.lava_processes.cluster import Cluster, cluster_members
+            anchor = Cluster(builders=cluster_members(executable))
+            executable = anchor.compile(cfg, {"pypy_channel_size": CHANNEL_SLOTS})
         self.timings["compile_s"] = time.time() - t0
+        watch_actors(anchor, running, self.workdir)
         if phase:
             phase("compiled")
         try:
@@ -349,9 +354,11 @@ def main(fd: int, workdir: str) -> int:
     watch_parent(fd, workdir)
     die_with_worker()
     try:
-        plan, host_values, n_samples, T, lowerings, record_spikes, quant, stock_models = job
+        plan, host_values, n_samples, T, lowerings, record_spikes, quant, stock_models = job[:8]
+        merge = len(job) > 8 and bool(job[8])  # a caller from before the option sends 8 fields
         t0 = time.time()
-        build = LavaBuild(plan, host_values, n_samples, T, workdir, lowerings, record_spikes, quant, stock_models)
+        build = LavaBuild(plan, host_values, n_samples, T, workdir, lowerings, record_spikes, quant, stock_models,
+                          merge)
         build.timings["build_s"] = time.time() - t0
         _write_progress(workdir, 0, "built")
         done = [0]
