@@ -5,21 +5,15 @@ Reports are dataclasses that check themselves in ``__post_init__``, as NIR's nod
 a report that exists is consistent; a broken rule raises ValueError (not ``assert``: ``python -O``
 drops those). Their JSON form is their fields, written by util/serialize.py.
 
-The package reads fields by attribute. ``report["field"]`` reads a field too, for the tests and
-earlier JSON readers that index reports by the names their JSON carries. Reading is all it offers;
-a report is changed by attribute (``report.field = v``), which a typo cannot silently turn into a
-new key.
+Fields are read and changed by attribute (``report.field``), in the package and in the tests;
+a report is not subscriptable, so ``report["field"]`` is a TypeError (a JSON file read back is a
+plain dict, indexed as such). ``get``, ``in`` and ``keys`` ask which fields a report has.
 """
 import dataclasses
 import math
 
 
 class Record:
-    def __getitem__(self, name: str):
-        if name not in self._field_names():
-            raise KeyError(f"{type(self).__name__} has no field '{name}'")
-        return getattr(self, name)
-
     def get(self, name: str, default=None):
         return getattr(self, name) if name in self._field_names() else default
 

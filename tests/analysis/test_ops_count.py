@@ -27,11 +27,11 @@ def test_counts_follow_the_official_formulas(setup):
     s = rec.spikes["layers.0.1.conv.0.0"].double().flatten(0, 1)  # input of the grouped conv
     conv = m.layers[0][1].conv[0][1]
     want = F.conv2d(s, torch.ones_like(conv.weight).double(), None, 1, 1, 1, conv.groups).sum()
-    assert ct["layers.0.1.conv.0.1"]["ops"] == pytest.approx(float(want))
+    assert ct["layers.0.1.conv.0.1"].ops == pytest.approx(float(want))
     attn = rec.spikes["layers.1.1.activation_attn"]  # [T,B,h,Np,N]; matmul2: d x nnz(attn)
-    assert ct["layers.1.1.matmul2"]["ops"] == pytest.approx(16 * float(attn.sum()))
-    assert ct["classifier"]["ops"] == 10 * 64 * 4 * 6  # MACs: K x C per step and sample
-    assert {v["kind"] for v in ct.values()} == {"conv", "dssa_product", "stem_mac", "classifier_mac"}
+    assert ct["layers.1.1.matmul2"].ops == pytest.approx(16 * float(attn.sum()))
+    assert ct["classifier"].ops == 10 * 64 * 4 * 6  # MACs: K x C per step and sample
+    assert {v.kind for v in ct.values()} == {"conv", "dssa_product", "stem_mac", "classifier_mac"}
 
 
 def _reach(n_in, n_out, k, stride, pad, dil):
@@ -100,10 +100,10 @@ def test_direct_count_of_the_paper_energy(setup):
     # minus the 2 that fall on the padding), and the 64 -> 10 classifier
     assert macs == 4 * (16 * 22 * 22 + 64 * 10)
     e = energy_report(ct, len(x))
-    assert e["sops"] == pytest.approx(sops, rel=1e-12) and sops > 0
-    assert e["energy_mJ"] == pytest.approx(0.9e-9 * sops, rel=1e-12)
+    assert e.sops == pytest.approx(sops, rel=1e-12) and sops > 0
+    assert e.energy_mJ == pytest.approx(0.9e-9 * sops, rel=1e-12)
     both = energy_report(ct, len(x), include_stem=True, include_classifier=True)
-    assert both["energy_mJ"] == pytest.approx((0.9 * sops + 4.6 * macs) * 1e-9, rel=1e-12)
+    assert both.energy_mJ == pytest.approx((0.9 * sops + 4.6 * macs) * 1e-9, rel=1e-12)
 
 
 @pytest.mark.parametrize("target", ["reference", "lava-cpu"])
@@ -112,11 +112,11 @@ def test_graph_run_counts_agree_with_pytorch(setup, target):
     r = get_target(target).run(RunRequest.of(g, x, 4))
     cg = count_graph(g, r.spikes, 4, len(x))
     for path, v in ct.items():
-        assert cg[path]["ops"] == pytest.approx(v["ops"], rel=1e-12), path
+        assert cg[path].ops == pytest.approx(v.ops, rel=1e-12), path
     e_g = energy_report(cg, len(x))
-    assert e_g["sops"] == pytest.approx(direct_counts(m, x)[0], rel=1e-12)
-    assert e_g["per_image"]["residual_add"] == 4 * (16 * 64 * 2 + 64 * 64 + 32 * 16 * 2 + 128 * 16
-                                                    + 64 * 4 * 2 + 256 * 4)
+    assert e_g.sops == pytest.approx(direct_counts(m, x)[0], rel=1e-12)
+    assert e_g.per_image["residual_add"] == 4 * (16 * 64 * 2 + 64 * 64 + 32 * 16 * 2 + 128 * 16
+                                                 + 64 * 4 * 2 + 256 * 4)
 
 
 def test_ops_command(tmp_path):
@@ -203,18 +203,18 @@ def test_graph_counts_of_a_small_official_topology_equal_the_unrolled_count_and_
         geo = (shapes[src], shapes[n], node.stride, node.padding, node.dilation, node.groups)
         fan = window_matrix(np.ones_like(node.weight), *geo).getnnz(axis=0).astype(np.float64)
         fan_nz = window_matrix(node.weight, *geo).getnnz(axis=0).astype(np.float64)
-        if cg[path]["kind"] == "stem_mac":
+        if cg[path].kind == "stem_mac":
             want, fewer = fan.sum() * T * len(x), fan_nz.sum() * T * len(x)
         else:
             counts = r.spikes[src].reshape(T * len(x), -1).double().sum(0).numpy()
             want, fewer = float((counts * fan).sum()), float((counts * fan_nz).sum())
-        assert cg[path]["ops"] == want >= fewer, path
+        assert cg[path].ops == want >= fewer, path
         checked += 1
         fewer_count += want > fewer  # equal only where no zeroed weight's input spiked
     assert checked == 33  # the stem (host) and the 32 neuromorphic convolutions
     assert fewer_count == 33
     for path, v in count_torch(m, x).items():
-        assert cg[path]["ops"] == pytest.approx(v["ops"], rel=1e-12), path
+        assert cg[path].ops == pytest.approx(v.ops, rel=1e-12), path
 
 
 def test_replayed_counts_of_a_fixed_point_run_equal_its_graph_count():

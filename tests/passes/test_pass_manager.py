@@ -96,7 +96,7 @@ def test_real_flows_on_a_small_graph():
     assert [e["pass"] for e in art.log if e["status"] == "ran"] == ["check-graph", "balance-delays", "plan-lava"]
     assert art["lava_plan"].latency == art["timing"].latency  # the plan uses the pass's timing
     mapped = prepare("loihi2", g, dssa="fused")
-    assert mapped["core_plan"].totals["neuro_cores"] >= 1 and mapped["drc"][0] == []
+    assert mapped["core_plan"].totals.neuro_cores >= 1 and mapped["drc"][0] == []
     with pytest.raises(PassError, match="flow 'graph-check' has no option 'dssa'"):
         prepare("reference", g, dssa="fused")
 

@@ -45,8 +45,8 @@ def test_standard_lowering_reproduces_pytorch_exactly_in_float64(tiny):
     r = get_target("reference").run(RunRequest.of(g, x.double(), 4, record_membranes=True, dtype=torch.float64))
     rep = compare_run(g, rec, r)
     m.float()
-    assert rep["total_mismatches"] == 0 and rep["logits_max_rel_diff"] < 1e-12
-    rates = [layer["torch_rate"] for layer in rep["layers"]]
+    assert rep.total_mismatches == 0 and rep.logits_max_rel_diff < 1e-12
+    rates = [layer.torch_rate for layer in rep.layers]
     assert min(rates[:3]) > 0.01 and max(rates) > 0.3  # DSSA layers spike
     and_rates = [float(r.spikes[n].float().mean()) for n in r.spikes if n.endswith("_and")]
     assert all(a > 0 for a in and_rates)  # coincidences actually happen

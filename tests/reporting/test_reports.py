@@ -131,8 +131,8 @@ def test_inconsistent_reports_are_refused():
         LayerOps("residual", 1.0)
     with pytest.raises(ValueError, match="bit-exact with differing spikes"):
         EmulatorMatch(3, 10, 0.0, True)
-    with pytest.raises(KeyError, match="DriftLadder has no field 'rung'"):  # indexing reads fields only
-        small_ladder()["rung"]
+    with pytest.raises(TypeError, match="not subscriptable"):  # fields are read by attribute only
+        small_ladder()["rungs"]
 
 
 def comparison(mismatches=0, ties=0, agreement=1.0):

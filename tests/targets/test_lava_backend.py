@@ -108,15 +108,15 @@ def test_lava_reproduces_pytorch_on_digits(digits, dssa):
     x = split.x_test[:5]
     before = set(descendants())
     rep = verify_model(digits, x, target="lava-cpu", precision="float64", dssa=dssa)
-    assert rep["total_mismatches"] == 0 and rep["prediction_agreement"] == 1.0
-    assert rep["logits_max_rel_diff"] < 1e-12 and len(rep["layers"]) == 20
-    assert rep["target_info"]["processes"] == (86 if dssa == "fused" else 119)
+    assert rep.total_mismatches == 0 and rep.prediction_agreement == 1.0
+    assert rep.logits_max_rel_diff < 1e-12 and len(rep.layers) == 20
+    assert rep.target_info["processes"] == (86 if dssa == "fused" else 119)
     from targets.lava_worker import wiring  # the cost model's counts, from the plan alone
     w = wiring(plan_lava(export_model(digits), dssa), 5, digits.config.T)
-    assert (w["processes"], w["process_kinds"]) == (86 if dssa == "fused" else 119, rep["target_info"]["process_kinds"])
-    assert rep["target_info"]["channel_bytes"] == 8 * w["channel_values"]
+    assert (w["processes"], w["process_kinds"]) == (86 if dssa == "fused" else 119, rep.target_info["process_kinds"])
+    assert rep.target_info["channel_bytes"] == 8 * w["channel_values"]
     if dssa == "synaptic":
-        products = rep["target_info"]["products"]
+        products = rep.target_info["products"]
         assert len(products) == 6 and all(p["verification"]["recorded_cases"] == 1 for p in products.values())
     time.sleep(0.5)
     assert set(descendants()) <= before  # runtime stopped, no orphan processes
@@ -126,8 +126,8 @@ def test_lava_reproduces_pytorch_on_digits(digits, dssa):
 def test_lava_float32_deployment_file(digits):
     rep = verify_model(digits, load_digits_split().x_test[:4], target="lava-cpu", precision="float32")
     # float32 graph vs float32 PyTorch round differently (folded BN): only tie-rooted divergence holds
-    assert rep["verdict"] in ("exact", "rounding") and rep["roots_all_ties"]
-    assert rep["identical_samples_prediction_agreement"] == 1.0 and len(rep["layers"]) == 20
+    assert rep.verdict in ("exact", "rounding") and rep.roots_all_ties
+    assert rep.identical_samples_prediction_agreement == 1.0 and len(rep.layers) == 20
 
 
 def test_small_cifar_style_model_end_to_end():
@@ -136,8 +136,8 @@ def test_small_cifar_style_model_end_to_end():
     m = randomize_state(build_model(cfg), seed=4, bias_mean=0.3)
     x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     rep = verify_model(m, x, target="lava-cpu", precision="float64", dssa="fused")
-    assert rep["total_mismatches"] == 0 and rep["logits_max_rel_diff"] < 1e-12
-    assert sum(r["torch_rate"] > 0.01 for r in rep["layers"]) >= 12
+    assert rep.total_mismatches == 0 and rep.logits_max_rel_diff < 1e-12
+    assert sum(r.torch_rate > 0.01 for r in rep.layers) >= 12
 
 
 def test_interrupt_stops_the_runtime(digits):

@@ -267,11 +267,11 @@ def test_small_official_topology_on_lava_conv_equals_pytorch(name):
     from tests.support.small_models import small_inputs, small_model
     m = small_model(name)
     rep = verify_model(m, small_inputs(m, 2, seed=7), target="lava-cpu", precision="float64")
-    assert rep["target_info"]["process_kinds"]["Conv"] == 32  # every Conv2d of the topology
-    assert len(rep["layers"]) == 38 and rep["total_mismatches"] == 0, rep["layers"]
-    assert rep["prediction_agreement"] == 1.0 and rep["logits_max_rel_diff"] < 1e-12
-    assert sum(r["torch_rate"] > 0.01 for r in rep["layers"]) >= 20  # the layers do fire
-    info = rep["target_info"]
+    assert rep.target_info["process_kinds"]["Conv"] == 32  # every Conv2d of the topology
+    assert len(rep.layers) == 38 and rep.total_mismatches == 0, rep.layers
+    assert rep.prediction_agreement == 1.0 and rep.logits_max_rel_diff < 1e-12
+    assert sum(r.torch_rate > 0.01 for r in rep.layers) >= 20  # the layers do fire
+    info = rep.target_info
     # the cost model's counts (targets.lava_worker.wiring, from the plan alone) are what was built
     from exporters.torch_to_nir import export_model
     from targets import get_target

@@ -22,13 +22,13 @@ def test_digits_model_full_split_float32():
     ck = load_checkpoint(DIGITS_CKPT)
     split = load_digits_split()
     rep = verify_model(ck.model, split.x_test, precision="float32")
-    assert rep["samples"] == 359 and len(rep["layers"]) == 20
-    assert rep["verdict"] in ("exact", "rounding") and rep["passed"]
-    assert rep["roots_all_ties"]
-    assert rep["samples_identical"] + rep["samples_diverged"] == 359
-    assert rep["identical_samples_prediction_agreement"] == 1.0
-    assert rep["identical_samples_logits_max_rel_diff"] < 1e-4
-    assert min(r["torch_rate"] for r in rep["layers"]) > 0.04  # every layer is active
+    assert rep.samples == 359 and len(rep.layers) == 20
+    assert rep.verdict in ("exact", "rounding") and rep.passed
+    assert rep.roots_all_ties
+    assert rep.samples_identical + rep.samples_diverged == 359
+    assert rep.identical_samples_prediction_agreement == 1.0
+    assert rep.identical_samples_logits_max_rel_diff < 1e-4
+    assert min(r.torch_rate for r in rep.layers) > 0.04  # every layer is active
 
 
 def test_verdict_catches_a_real_difference():
@@ -48,7 +48,7 @@ def test_verdict_catches_a_real_difference():
     g.nodes[conv].weight = (g.nodes[conv].weight * np.float32(1.01)).astype(np.float32)
     res = get_target("reference").run(RunRequest.of(g, x, ck.config.T, record_membranes=True))
     rep = compare_run(g, rec, res)
-    assert rep["samples_diverged"] > 0 and not rep["roots_all_ties"]
+    assert rep.samples_diverged > 0 and not rep.roots_all_ties
     assert verdict(rep, "float32") == "fail" and verdict(rep, "float64") == "fail"
 
 
@@ -80,10 +80,10 @@ def random_ti_224():
 def test_random_ti_224_is_exact_in_float64(random_ti_224):
     m, x = random_ti_224
     exact = verify_model(m, x, precision="float64")
-    assert exact["total_mismatches"] == 0 and exact["first_divergence"] is None
-    assert exact["logits_max_rel_diff"] < 1e-12 and exact["prediction_agreement"] == 1.0
-    assert len(exact["layers"]) == 38
-    active = [r for r in exact["layers"] if r["torch_rate"] > 0.01]
+    assert exact.total_mismatches == 0 and exact.first_divergence is None
+    assert exact.logits_max_rel_diff < 1e-12 and exact.prediction_agreement == 1.0
+    assert len(exact.layers) == 38
+    active = [r for r in exact.layers if r.torch_rate > 0.01]
     assert len(active) >= 25  # the comparison exercises spiking attention and FFN layers
 
 
@@ -92,8 +92,8 @@ def test_random_ti_224_float32_differs_only_by_ties(random_ti_224):
     m, x = random_ti_224
     f32 = verify_model(m, x, precision="float32")
     # float32 BN folding rounds differently; every sample's first divergence must be a tie
-    assert f32["verdict"] in ("exact", "rounding") and f32["roots_all_ties"]
-    assert f32["identical_samples_prediction_agreement"] == 1.0
+    assert f32.verdict in ("exact", "rounding") and f32.roots_all_ties
+    assert f32.identical_samples_prediction_agreement == 1.0
 
 
 @pytest.mark.parametrize("name,img,T", [("dvsg", 32, 4), ("cifar", 32, 2)])
@@ -102,7 +102,7 @@ def test_other_variants_float64_exact(name, img, T):
     from resformer_deploy.analysis.equivalence import verification_inputs
     x, _ = verification_inputs(m, 2)
     rep = verify_model(m, x, precision="float64")
-    assert rep["total_mismatches"] == 0 and rep["logits_max_rel_diff"] < 1e-12
+    assert rep.total_mismatches == 0 and rep.logits_max_rel_diff < 1e-12
 
 
 def test_interpreter_input_errors():
