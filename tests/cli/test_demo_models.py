@@ -8,12 +8,17 @@ from click.testing import CliRunner
 
 from resformer_deploy.cli.main import main
 from resformer_deploy.data.generators.recorded import STAMP
+from tests.support import shared_passes
 
 RECORD = Path(__file__).resolve().parents[2] / "examples" / "cifar_digits" / "cifar_digits_resformer.json"
 FLIPS = 2  # held-out predictions that float32 rounding on another CPU may change (tests/model)
 
 
-def test_demo_cifar_runs_the_chain_on_its_generated_split(tmp_path):
+def test_demo_cifar_runs_the_chain_on_its_generated_split(tmp_path, monkeypatch):
+    import resformer_deploy.training.loop as loop
+    # the PyTorch pass over the split is shared with tests/model's by-hand accuracy test when the
+    # reader's inputs are bit for bit the ones computed there (tests/support/shared_passes.py)
+    monkeypatch.setattr(loop, "predict", shared_passes.sharing_predict(loop.predict))
     out, data = tmp_path / "demo.json", tmp_path / "data"
     r = CliRunner().invoke(main, ["demo", "--model", "cifar", "--out-dir", str(tmp_path / "build"), "--data-dir",
                                   str(data), "--json-out", str(out), "--lava-samples", "1", "--dssa", "fused",
