@@ -56,7 +56,7 @@ def test_cifar_model_reaches_its_recorded_accuracy_on_the_whole_test_split():
     ck = load_checkpoint(CIFAR)
     ev = ck.records.evaluation
     test = digits_images.generate("test")  # 718 images, 2 renderings of each held-out digit
-    assert len(test.y) == ev["n_test"] == 718
+    assert len(test.y) == ev.n_test == 718
     # the official CIFAR-10 eval transform by hand: /255, per-channel mean/std (float32)
     x = test.x.astype(np.float32).transpose(0, 3, 1, 2) / np.float32(255)
     x = (x - np.float32(CIFAR_MEAN).reshape(3, 1, 1)) / np.float32(CIFAR_STD).reshape(3, 1, 1)
@@ -71,8 +71,8 @@ def test_cifar_model_reaches_its_recorded_accuracy_on_the_whole_test_split():
     acc = float((pred == test.y).mean())
     # float32 on another CPU may round a membrane potential differently and flip a spike near
     # threshold: up to FLIPS of the 718 predictions may differ from the recording machine's
-    assert ev["test_accuracy"] >= 0.95
-    assert abs(acc - ev["test_accuracy"]) <= FLIPS / len(test.y) + 1e-9
+    assert ev.test_accuracy >= 0.95
+    assert abs(acc - ev.test_accuracy) <= FLIPS / len(test.y) + 1e-9
     assert set(pred.tolist()) == set(range(10))
 
 
@@ -83,13 +83,13 @@ def test_dvsg_model_reaches_its_recorded_accuracy_on_the_recorded_subset():
     ck = load_checkpoint(DVSG)
     ev = ck.records.evaluation
     ds, sub = ev.dataset.recipe, ev.details["test_subset"]
-    assert ev["test_accuracy"] >= 0.90 and ev["n_test"] == 359 and sub["count"] == 48
+    assert ev.test_accuracy >= 0.90 and ev.n_test == 359 and sub["count"] == 48
     src = source_digits()
     plan = sample_plan(src, "test", ds["test_copies"])
-    assert len(plan) == ev["n_test"]
+    assert len(plan) == ev.n_test
     labels = src.labels[[i for i, _ in plan]]
     reader = np.argsort(labels, kind="stable")  # reader position -> generation index
-    picked = [plan[reader[k * ev["n_test"] // sub["count"]]] for k in range(sub["count"])]
+    picked = [plan[reader[k * ev.n_test // sub["count"]]] for k in range(sub["count"])]
     x = np.stack([digits_events.integrate(digits_events.record(src.images[i], sample_rng(ds["seed"], "test", i, c)))
                   for i, c in picked])
     y = src.labels[[i for i, _ in picked]]
