@@ -299,6 +299,8 @@ def plan_macs(plan) -> int:
 WORKER_START_S = 4.0  # interpreter, Lava import, job read, process graph, compile
 START_S_PER_PROCESS = 0.03  # Runtime start-up: channels, fork, process-model build (4.1-9 s / 164)
 STEP_S_PER_PROCESS = 0.0008  # LoihiProtocol phase hand-shakes per process and step (cifar16)
+STEP_S_PER_MERGED_MODEL = 0.0001  # option merge: one model's step in the one Lava process (digits: 66
+# models, 97 steps, 0.57-0.78 s CPU; 2-core AMD EPYC at load ~20, so an upper bound)
 MAC_PER_S = 16e9  # float64 conv2d im2col + BLAS, one thread (ti @224 layers, one process)
 STEP_S_PER_VALUE = 15e-9  # send, receive, sum and the neuron update per channel value (ti @224:
 # 1.07 s per step, 4 samples, quiet machine, less the per-process and MAC terms)
@@ -345,6 +347,8 @@ class LavaCpuTarget(Target):
         quant, plan = self.sized_by(prepared, request.quant)
         plan = plan or self.plan_for(request.graph, request.option("dssa", "fused"), prepared, quant)
         w = wiring(plan, n_samples, T, record_spikes)
+        merge = bool(request.option("merge", False))
+        os_procs = 1 if merge else w["processes"]  # merge: one Lava process runs every model
         steps = n_samples * T + plan.total_latency
         value = 4 if self.capabilities.arithmetic == "fixed" else 8  # int32 payloads, float64
         lif = sum(p.size for p in plan.lif.values())
@@ -354,17 +358,18 @@ class LavaCpuTarget(Target):
         outputs = sum(int(np.prod(plan.shapes[o])) for o in plan.outputs)
         keep = n_samples * T
         records = ((lif + 7) // 8 * keep if record_spikes else 0) + 8 * outputs * keep
-        peak = (WORKER_BYTES + JOB_COPIES * job + w["processes"] * PROCESS_BYTES
+        peak = (WORKER_BYTES + JOB_COPIES * job + os_procs * PROCESS_BYTES
                 + w["channel_values"] * value * (CHANNEL_SLOTS + BUFFERS_PER_CHANNEL_VALUE)
                 + LIF_STATE_VALUES * value * lif + KERNEL_COPIES * 8 * plan.kernel_weights
                 + PATCH_COPIES * 8 * w["largest_patch_values"] + 2 * 8 * host * steps
                 + 2 * records + (RETURNED_BYTES_PER_SPIKE * lif * keep if record_spikes else 0)
                 + product_matrix_bytes(plan))
-        step_s = (w["processes"] * STEP_S_PER_PROCESS + macs / MAC_PER_S
+        step_s = (w["processes"] * (STEP_S_PER_MERGED_MODEL if merge else STEP_S_PER_PROCESS) + macs / MAC_PER_S
                   + w["channel_values"] * STEP_S_PER_VALUE)
-        seconds = WORKER_START_S + w["processes"] * START_S_PER_PROCESS + steps * step_s + job / JOB_BYTES_PER_S
+        seconds = WORKER_START_S + os_procs * START_S_PER_PROCESS + steps * step_s + job / JOB_BYTES_PER_S
         shm = w["channel_values"] * value * CHANNEL_SLOTS
-        return Estimate(seconds, int(peak), f"{w['processes']} Lava processes, {steps} steps of {macs / 1e9:.3g} "
+        return Estimate(seconds, int(peak), f"{w['processes']} Lava processes{' (merged)' if merge else ''}, "
+                                            f"{steps} steps of {macs / 1e9:.3g} "
                                             f"GMAC and {w['channel_values'] / 1e6:.3g} M channel values, channels "
                                             f"{shm / 2**20:.0f} MiB; constants measured on ti @224 and cifar16 "
                                             f"(targets/lava_cpu.py)")

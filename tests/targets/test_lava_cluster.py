@@ -63,3 +63,15 @@ def test_a_model_with_a_management_phase_is_refused():
         channel_builders = []
     with pytest.raises(ValueError, match="Guarded has its own post_guard"):
         cluster_members(Executable())
+
+
+def test_the_estimate_counts_one_os_process_when_merged(digits):
+    model, graph, _ = digits
+    est = {merge: get_target("lava-cpu").estimate(RunRequest.sizing(graph, 20, model.config.T, merge=merge))
+           for merge in (False, True)}
+    assert est[True].basis.startswith("86 Lava processes (merged), 97 steps")
+    assert est[False].basis.startswith("86 Lava processes, 97 steps")
+    # the same models and channels; 85 forked processes fewer, and a model's step without hand-overs
+    from targets.lava_cpu import PROCESS_BYTES
+    assert est[False].peak_bytes - est[True].peak_bytes == 85 * PROCESS_BYTES
+    assert est[True].seconds < est[False].seconds
