@@ -36,7 +36,13 @@ the worker running that shard exit at once (``os._exit``) on its first attempt o
 or hang (to interrupt a run that is surely still running); ``*`` stands for every shard. A
 worker takes the driver's value and its own node's (the environment its raylet was started
 with), so one node of a cluster can be made to fail.
+
+A worker keeps the memory it frees (keep_freed_memory, glibc only) once its setup is loaded;
+``RESFORMER_DEPLOY_RAY_MALLOC=default`` leaves glibc's own settings (benchmarks/ray_worker_overhead.py
+compares the two).
 """
+import ctypes
+import resource
 import logging
 import os
 import shutil
@@ -75,6 +81,9 @@ OBJECT_STORE_MIN = 256 << 20
 ERROR_CHARS = 400
 DECODE_THREADS = 1  # per worker: decoding overlaps the run, the cores go to the workers
 NODE_CHECK_S = 1.0  # how often the driver asks Ray which nodes are alive (ray.nodes(): one GCS call)
+MALLOC_ENV = "RESFORMER_DEPLOY_RAY_MALLOC"
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc <malloc.h>
+KEEP_BELOW = 1 << 30  # allocations below it from the heap, and up to it freed memory kept
 
 
 class ShardsFailed(DeployError):
@@ -115,6 +124,27 @@ def reopen_data(recipe: dict, ck):
     return md
 
 
+def keep_freed_memory() -> bool:
+    """Let glibc's malloc keep freed memory for reuse instead of returning it to the kernel:
+    allocations below KEEP_BELOW come from the heap (M_MMAP_THRESHOLD) and the heap is not trimmed
+    until KEEP_BELOW is free at its top (M_TRIM_THRESHOLD; mallopt(3)). With glibc's defaults every
+    temporary above its mmap threshold (128 KiB, rising to at most 32 MiB) is a fresh mapping whose
+    pages fault in zeroed and are unmapped when freed: on ti @224 a worker took ~140,000 page faults
+    per sample and spent 25-35 % of its main thread's CPU time in the kernel (benchmarks/RESULTS.md,
+    issue 28, stop 36). Returns whether both were set (False off glibc)."""
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version  # glibc's, not musl's or macOS's malloc
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, KEEP_BELOW) and libc.mallopt(M_TRIM_THRESHOLD, KEEP_BELOW))
+    except (OSError, AttributeError):
+        return False
+
+
+def _thread_page_faults() -> int:
+    """Minor page faults of the calling thread so far (Linux; elsewhere of the process)."""
+    return resource.getrusage(getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF)).ru_minflt
+
+
 class ShardWorker:
     """One worker (a Ray actor): the prepared setup, shipped once, and the data set reopened.
 
@@ -128,6 +158,7 @@ class ShardWorker:
         self.faults = dict(_faults(os.environ.get(FAULT_ENV, "")), **_faults(faults))
         self.ck = self.setup = self.data = None
         self.loads = 0  # times this process fetched the setup: 1
+        self.kept = False  # keep_freed_memory() in effect
         self.runs = 0  # shards this process ran (or began)
 
     def load(self, shipped: list) -> dict:
@@ -135,6 +166,8 @@ class ShardWorker:
             self.ck, self.setup, recipe = cloudpickle.loads(ray.get(shipped[0]))
             self.data = reopen_data(recipe, self.ck)
             self.loads += 1
+            # after the load: its 1 GB message (ti) is unmapped when freed, not kept in the heap
+            self.kept = os.environ.get(MALLOC_ENV) != "default" and keep_freed_memory()
             self._warm_up()
         return self.where()
 
@@ -175,11 +208,13 @@ class ShardWorker:
             os._exit(FAULT_EXIT)
         if mode == "hang":
             time.sleep(3600)
-        cpu, thread_cpu = time.process_time(), time.thread_time()
+        cpu, thread_cpu, faults = time.process_time(), time.thread_time(), _thread_page_faults()
         part = evaluate_range(self.setup, self.ck.model, self.data, start, stop, workers=DECODE_THREADS)
         # CPU seconds of the whole worker process (Ray's own threads and the decoding thread
-        # included) and of the thread that ran the model: where a worker's time goes
-        cpu = {"cpu_seconds": time.process_time() - cpu, "main_thread_cpu_seconds": time.thread_time() - thread_cpu}
+        # included) and of the thread that ran the model, and that thread's page faults: where a
+        # worker's time goes
+        cpu = {"cpu_seconds": time.process_time() - cpu, "main_thread_cpu_seconds": time.thread_time() - thread_cpu,
+               "main_thread_page_faults": _thread_page_faults() - faults, "freed_memory_kept": self.kept}
         return shard_record(key, shard, part, dict(self.where(), restarted=restarted, retried_by_ray=retried, **cpu))
 
 
