@@ -25,11 +25,13 @@ from lava.proc.graded.process import GradedVec
 from lava.proc.io.extractor import Extractor, PyLoihiExtractorModel
 from lava.proc.io.injector import Injector, PyLoihiInjectorModel
 from lava.proc.prodneuron.process import ProdNeuron
+from lava.proc.sparse.process import DelaySparse
 
 from resformer_deploy.lava.plan import LavaMappingError
 from targets.lava_processes.conv import PyConvModelFixedExact, PyConvModelFloatFast
 from targets.lava_processes.io_fixed import PyLoihiInjectorModelFixed
 from targets.lava_processes.graded_float import PyGradedVecModelFloat, PyProdNeuronModelFloat
+from targets.lava_processes.sparse_float import PyDelaySparseModelFloatCached
 from targets.lava_processes.network import ResformerNetwork, SubResformerNetworkModel
 
 __all__ = ["ResformerNetwork", "SubResformerNetworkModel", "build_network", "exception_models", "io_models",
@@ -39,13 +41,15 @@ __all__ = ["ResformerNetwork", "SubResformerNetworkModel", "build_network", "exc
 def exception_models(fixed: bool) -> dict:
     """{process: model} a simulation of the network needs beyond Lava's discovery, which only
     finds models next to a process's definition: float models lava-nc 0.10 lacks (GradedVec,
-    ProdNeuron) and the Conv models (targets.lava_processes.conv: one im2col matmul per step; the
-    stock fixed-point Conv also ignores weight_exp, lava-nc/lava issue 803). With a quantization
+    ProdNeuron), the Conv models (targets.lava_processes.conv: one im2col matmul per step; the
+    stock fixed-point Conv also ignores weight_exp, lava-nc/lava issue 803) and the float DelaySparse
+    with its delay-weight matrix built once (targets.lava_processes.sparse_float). With a quantization
     whose convolutions all have weight_exp 0, the fixed-point synaptic lowering also runs on Lava's
     stock models alone (run_config(fixed=True, models=False); the fused product is our process)."""
     if fixed:
         return {Conv: PyConvModelFixedExact}
-    return {GradedVec: PyGradedVecModelFloat, ProdNeuron: PyProdNeuronModelFloat, Conv: PyConvModelFloatFast}
+    return {GradedVec: PyGradedVecModelFloat, ProdNeuron: PyProdNeuronModelFloat, Conv: PyConvModelFloatFast,
+            DelaySparse: PyDelaySparseModelFloatCached}
 
 
 def io_models(fixed: bool) -> dict:

@@ -75,3 +75,25 @@ def test_the_estimate_counts_one_os_process_when_merged(digits):
     from targets.lava_cpu import PROCESS_BYTES
     assert est[False].peak_bytes - est[True].peak_bytes == 85 * PROCESS_BYTES
     assert est[True].seconds < est[False].seconds
+
+
+def test_the_float_delay_line_keeps_its_matrix_and_computes_what_the_stock_model_does():
+    import scipy.sparse as sp
+    from lava.proc.sparse.models import PyDelaySparseModelFloat
+
+    from targets.lava_processes.sparse_float import PyDelaySparseModelFloatCached
+    rng = np.random.RandomState(0)
+    w = sp.random(7, 5, density=0.6, random_state=rng, format="csr")
+    d = w.copy()
+    d.data = rng.randint(0, 4, d.nnz).astype(float)  # delays 0..3
+    models = []
+    for cls in (PyDelaySparseModelFloat, PyDelaySparseModelFloatCached):
+        m = cls({})
+        m.weights, m.delays, m.a_buff = w.copy(), d.astype(int), np.zeros((7, 4))
+        models.append(m)
+    for _ in range(6):
+        s_in = rng.rand(5) < 0.5
+        for m in models:
+            m.update_act(s_in)
+        assert np.array_equal(models[0].a_buff, models[1].a_buff)
+    assert models[1]._delay_wgts is not None and np.abs(models[0].a_buff).sum() > 0
