@@ -20,7 +20,7 @@ CPU/wall above 1 means a "single-threaded" run used more than one core. The Ray 
 holds no setup), whose shard records carry each
 worker's CPU and main-thread CPU seconds and main-thread page faults per shard. Results must be identical.
 ``--ray-malloc both`` (the default) runs Ray twice: workers as the engine runs them (they keep the
-memory they free: ray_engine.keep_freed_memory) and with glibc's own malloc settings
+memory they free: util.malloc.keep_freed_memory) and with glibc's own malloc settings
 (RESFORMER_DEPLOY_RAY_MALLOC=default), the overhead found in issue 28 (stop 36).
 
 Two controls isolate Ray from the rest: (c) the same in-process run on the setup as a worker
@@ -79,7 +79,8 @@ def child(payload: str, start: int, stop: int, out: str, keep: bool) -> None:
     import ray.cloudpickle as cloudpickle
     from threadpoolctl import threadpool_limits
     from resformer_deploy.analysis.evaluation import evaluate_range
-    from resformer_deploy.engines.ray_engine import ShardWorker, keep_freed_memory, reopen_data
+    from resformer_deploy.engines.ray_engine import ShardWorker, reopen_data
+    from resformer_deploy.util.malloc import keep_freed_memory
     torch.set_num_threads(1)
     with threadpool_limits(limits=1):
         w = ShardWorker.__new__(ShardWorker)  # not an actor: its set-up and warm-up, without Ray

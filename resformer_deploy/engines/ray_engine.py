@@ -37,11 +37,10 @@ or hang (to interrupt a run that is surely still running); ``*`` stands for ever
 worker takes the driver's value and its own node's (the environment its raylet was started
 with), so one node of a cluster can be made to fail.
 
-A worker keeps the memory it frees (keep_freed_memory, glibc only) once its setup is loaded;
+A worker keeps the memory it frees (util.malloc.keep_freed_memory, glibc only) once its setup is loaded;
 ``RESFORMER_DEPLOY_RAY_MALLOC=default`` leaves glibc's own settings (benchmarks/ray_worker_overhead.py
 compares the two).
 """
-import ctypes
 import resource
 import logging
 import os
@@ -67,6 +66,7 @@ from resformer_deploy.engines.ray_watchdog import DONE, MARKER, SWEEP_S
 from resformer_deploy.engines.shards import ShardStore, merge_shards, plan_shards, remove_temporaries, \
     run_identity, shard_record
 from resformer_deploy.errors import DeployError, one_line
+from resformer_deploy.util.malloc import keep_freed_memory
 from resformer_deploy.util.memory_budget import MemoryBudgetError, budget_bytes, size
 from resformer_deploy.util.signals import deferred_signals
 
@@ -82,8 +82,6 @@ ERROR_CHARS = 400
 DECODE_THREADS = 1  # per worker: decoding overlaps the run, the cores go to the workers
 NODE_CHECK_S = 1.0  # how often the driver asks Ray which nodes are alive (ray.nodes(): one GCS call)
 MALLOC_ENV = "RESFORMER_DEPLOY_RAY_MALLOC"
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc <malloc.h>
-KEEP_BELOW = 1 << 30  # allocations below it from the heap, and up to it freed memory kept
 
 
 class ShardsFailed(DeployError):
@@ -122,22 +120,6 @@ def reopen_data(recipe: dict, ck):
         raise DeployError(f"{recipe['option']} {recipe['path']} on {socket.gethostname()} is not the driver's: "
                           f"{md.describe()}")
     return md
-
-
-def keep_freed_memory() -> bool:
-    """Let glibc's malloc keep freed memory for reuse instead of returning it to the kernel:
-    allocations below KEEP_BELOW come from the heap (M_MMAP_THRESHOLD) and the heap is not trimmed
-    until KEEP_BELOW is free at its top (M_TRIM_THRESHOLD; mallopt(3)). With glibc's defaults every
-    temporary above its mmap threshold (128 KiB, rising to at most 32 MiB) is a fresh mapping whose
-    pages fault in zeroed and are unmapped when freed: on ti @224 a worker took ~140,000 page faults
-    per sample and spent 25-35 % of its main thread's CPU time in the kernel (benchmarks/RESULTS.md,
-    issue 28, stop 36). Returns whether both were set (False off glibc)."""
-    try:
-        libc = ctypes.CDLL(None)
-        libc.gnu_get_libc_version  # glibc's, not musl's or macOS's malloc
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, KEEP_BELOW) and libc.mallopt(M_TRIM_THRESHOLD, KEEP_BELOW))
-    except (OSError, AttributeError):
-        return False
 
 
 def _thread_page_faults() -> int:

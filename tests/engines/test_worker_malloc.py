@@ -1,4 +1,4 @@
-"""A Ray worker keeps the memory it frees (ray_engine.keep_freed_memory): a large temporary
+"""A Ray worker keeps the memory it frees (util.malloc.keep_freed_memory): a large temporary
 allocated again after being freed reuses the heap instead of faulting in fresh pages. Checked
 against the kernel's count of the process's minor page faults (getrusage), in a fresh interpreter
 each, since the setting is per process and stays."""
@@ -12,7 +12,7 @@ from tests.conftest import REPO
 MIB = 48  # above glibc's largest dynamic mmap threshold (32 MiB), below KEEP_BELOW
 CODE = f"""
 import resource, sys
-from resformer_deploy.engines.ray_engine import keep_freed_memory
+from resformer_deploy.util.malloc import keep_freed_memory
 kept = sys.argv[1] == "kept" and keep_freed_memory()
 faults = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 b = b"x" * ({MIB} << 20); del b  # the first one faults in either case
