@@ -5,10 +5,13 @@ with an input port ``inp`` and an output port ``out``; the host parts before and
 stem, the classifier head) are plain functions (resformer_deploy.lava.host_partition.stem / head). Here the
 network is fed from a stock ``Injector`` and read by a stock ``Extractor`` (lava.proc.io), one
 frame per time step, from an ordinary Python loop, and the classes are checked against PyTorch.
+The network runs all its steps in one non-blocking run; the loop feeds and reads it step by step
+(the injector's model waits for each frame, the extractor's receive for each output).
 
-    python examples/lava_embed.py [--fixed] [--dssa fused|synaptic] [--samples 3]
+    python examples/lava_embed.py [--fixed] [--dssa fused|synaptic] [--samples 3] [--timeout 300]
 
-Exit status 0 when every sample's class equals PyTorch's, 1 otherwise.
+Exit status 0 when every sample's class equals PyTorch's, 1 otherwise, 3 when the Lava run has not
+finished after --timeout seconds (its processes are then killed and its shared memory removed).
 """
 import argparse
 import sys
@@ -28,6 +31,7 @@ from resformer_deploy.data.digits import load_digits_split  # noqa: E402
 from resformer_deploy.flows import prepare  # noqa: E402
 from resformer_deploy.model.checkpoint import load_checkpoint  # noqa: E402
 from resformer_deploy.lava.host_partition import head, stem  # noqa: E402
+from targets.lava_cleanup import RunWatchdog  # noqa: E402
 from targets.lava_network import build_network, run_config  # noqa: E402
 from targets.reference import CompiledGraph  # noqa: E402
 
@@ -39,6 +43,8 @@ def main(argv=None) -> int:
     ap.add_argument("--fixed", action="store_true", help="Loihi 2 fixed point (default: float)")
     ap.add_argument("--dssa", choices=("fused", "synaptic"), default="fused")
     ap.add_argument("--samples", type=int, default=3)
+    ap.add_argument("--timeout", type=float, default=300.0,
+                    help="seconds the Lava run may take before it is killed (default 300)")
     args = ap.parse_args(argv)
 
     # --- once, on the PyTorch side: the model, its NIR graph, the Lava plan (and quantization) ---
@@ -70,15 +76,23 @@ def main(argv=None) -> int:
     silence = np.zeros(net.inp.shape, dtype=frames.dtype)
     received = []
     steps = frames.shape[0] * T + net.out_delay
-    net.create_runtime(run_cfg=cfg)  # compiles and starts the processes; the injector needs it
-    try:
-        for step in range(steps):
-            k, f = divmod(step, T)
-            injector.send(frames[k, f] if k < frames.shape[0] else silence)
-            net.run(condition=RunSteps(num_steps=1), run_cfg=cfg)
-            received.append(extractor.receive())
-    finally:
-        net.stop()
+    # A stuck Lava run would wait forever: the watchdog kills it after --timeout s and names the step.
+    with RunWatchdog(args.timeout, "lava_embed") as watchdog:
+        net.create_runtime(run_cfg=cfg)  # compiles and starts the processes; the injector needs it
+        try:
+            # One run of all steps, not one run per step: each run is a pause/run handshake with
+            # every process through Lava's runtime service.
+            net.run(condition=RunSteps(num_steps=steps, blocking=False), run_cfg=cfg)
+            for step in range(steps):
+                watchdog.where = f"step {step + 1} of {steps}"
+                k, f = divmod(step, T)
+                injector.send(frames[k, f] if k < frames.shape[0] else silence)
+                received.append(extractor.receive())
+            watchdog.where = "the end of the run"
+            net.wait()
+        finally:
+            watchdog.where = "stop"
+            net.stop()
     out = np.stack(received[net.out_delay:]).reshape(frames.shape[0], T, -1)  # [N, T, size]
     got = head(plan, host, out, quant).mean(0).argmax(-1).tolist()
     labels = load_digits_split().y_test[: args.samples].tolist()

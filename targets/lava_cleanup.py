@@ -14,7 +14,10 @@ cleans up unlinks what the log lists (``unlink_logged``): the worker when it end
 supervisor after killing the group, the worker's orphan watchdog.
 """
 import os
+import shutil
 import signal
+import sys
+import tempfile
 import threading
 
 import psutil
@@ -99,3 +102,49 @@ def kill_group_but_me() -> None:
 def kill_own_group() -> None:
     """Last step of an orphaned worker: SIGKILL the whole group, this process included."""
     os.killpg(0, signal.SIGKILL)
+
+
+class RunWatchdog:
+    """For a Lava run driven from the caller's own process (examples/lava_embed.py): if the `with`
+    block has not finished after `timeout` seconds, kill every child process (Lava's processes, its
+    shared-memory manager), unlink the segments they created, print one line naming `self.where`
+    and end this process with status 3.
+
+    Why not ``net.stop()``: a stuck run cannot be stopped through Lava, its runtime waits for
+    replies from the stuck processes (Runtime.stop in lava/magma/runtime/runtime.py)."""
+
+    EXIT = 3
+
+    def __init__(self, timeout: float, name: str):
+        self.timeout, self.name, self.where = timeout, name, "start-up"
+        self._workdir = ""
+        self._timer: "threading.Timer | None" = None
+
+    def __enter__(self) -> "RunWatchdog":
+        self._workdir = tempfile.mkdtemp(prefix="lava_watchdog_")
+        track_shared_memory(self._workdir)
+        self._timer = threading.Timer(self.timeout, self._expired)
+        self._timer.daemon = True
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        unlink_logged(self._workdir)  # normally none left: Runtime.stop's manager unlinked them
+        shutil.rmtree(self._workdir, ignore_errors=True)
+
+    def _expired(self) -> None:
+        children = psutil.Process().children(recursive=True)
+        for p in children:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(children, timeout=10)
+        n = unlink_logged(self._workdir)
+        shutil.rmtree(self._workdir, ignore_errors=True)
+        print(f"{self.name}: the Lava run did not finish within {self.timeout:g} s, stuck at {self.where}; "
+              f"killed its {len(children)} processes and removed {n} shared memory segments", file=sys.stderr,
+              flush=True)
+        os._exit(self.EXIT)
