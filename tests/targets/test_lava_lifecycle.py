@@ -157,7 +157,14 @@ def test_signal_to_the_cli_leaves_nothing(digits_nir, tmp_path_factory, sig, cod
 
 
 def test_timeout_leaves_nothing(digits_nir):
-    run = Run(["timeout", "8"] + simulate(digits_nir, 200))
+    """`timeout` (GNU coreutils) expiring while Lava steps. A fixed duration raced the start-up
+    (under load the run was cut before Lava started, or, were Lava faster, ended by itself), so
+    the duration is long and its expiry is delivered once Lava steps: the timer's SIGALRM, on
+    which timeout sets timed_out, sends SIGTERM to the CLI and its process group and exits 124
+    (coreutils src/timeout.c: settimeout, cleanup)."""
+    run = Run(["timeout", "600"] + simulate(digits_nir, 60))
+    run.wait_stepping()
+    run.proc.send_signal(signal.SIGALRM)  # the process started is timeout's
     rc, err = run.finish()
     assert rc == 124, err  # timeout's status for "the command timed out"
     run.assert_nothing_left()
