@@ -38,9 +38,9 @@ SYNAPTIC_PROCESSES = 6
 # Copies of the lowering's matrices alive at once in a Lava run: the parent's artifact, its pickle
 # to the worker, the worker's process Vars, each process model's own in its Lava actor process.
 MATRIX_COPIES = 4
-# Peak bytes per product term while lowering, result included: term_indices' four int64 meshgrids and three
-# index arrays, then COO -> CSR conversions of the U-entry matrices (tracemalloc peak of lower_product:
-# 105 B/term on the cifar16 products; tests/passes/test_dssa_cost.py checks the bound).
+# Peak bytes per product term while lowering, result included: the index arrays and the three U-entry
+# matrices written in CSR directly (tracemalloc peak of lower_product: 99-107 B/term on the cifar16
+# products; tests/passes/test_dssa_cost.py checks the bound).
 BUILD_BYTES_PER_TERM = 112
 LAVA_CHANNEL_SLOTS = 1  # targets/lava_worker.py CHANNEL_SLOTS: the worker compiles with pypy_channel_size 1
 U_CHANNELS = 3  # channels carrying one value per term: sel_l -> prod, sel_r -> prod, prod -> reduce
@@ -158,22 +158,76 @@ class ProductLowering:
         return replace(self, bias_term=b.astype(np.int32), bias_exp=bias_exp, **ints)
 
     def evaluate(self, lhs0: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-        """What the lowered subgraph computes (lhs0: synapse output without bias), batched."""
-        prod = (self.sel_lhs @ lhs0.T) * (self.sel_rhs @ rhs.T)  # product neurons
+        """What the lowered subgraph computes (lhs0: synapse output without bias), batched.
+        A selector whose every row holds one weight 1.0 is applied as the gather it equals
+        exactly (a row sum 0 + 1.0 * x is x in IEEE arithmetic), so any matrix is evaluated as it
+        is: a gather only where _unit_rows has checked that form."""
+        def apply(mat, x):  # mat @ x.T, [rows of mat, batch]
+            return x[:, mat.indices].T if _unit_rows(mat) else mat @ x.T
+        prod = apply(self.sel_lhs, lhs0) * apply(self.sel_rhs, rhs)  # product neurons
         return (self.reduce @ prod + self.bias_term @ rhs.T).T
+
+
+def _unit_rows(mat) -> bool:
+    """Is ``mat`` (CSR) exactly one stored entry per row, of value 1?"""
+    return (sp.isspmatrix_csr(mat) and len(mat.indptr) == mat.shape[0] + 1
+            and np.array_equal(mat.indptr, np.arange(mat.shape[0] + 1)) and bool(np.all(mat.data == 1)))
+
+
+def _index(a: np.ndarray, bound: int) -> np.ndarray:
+    """Index array in scipy's own choice of dtype: int32 while every index fits (get_index_dtype)."""
+    return a.astype(np.int32 if bound < 2 ** 31 else np.int64, copy=False)
+
+
+def _spread(small: sp.csr_matrix, n: int, bound: int) -> sp.csr_matrix:
+    """kron(small, identity(n)) in CSR, built directly: row i*n + a holds small's row i at columns
+    j*n + a (sorted, as small's are)."""
+    per_row = np.repeat(np.diff(small.indptr), n)  # entries of each output row
+    indptr = np.concatenate([[0], np.cumsum(per_row)])
+    out_row = np.repeat(np.arange(len(per_row)), per_row)
+    i, a = np.divmod(out_row, n)
+    t = np.arange(indptr[-1]) - indptr[out_row] + small.indptr[i]  # the entry of small
+    return sp.csr_matrix((small.data[t], _index(small.indices[t] * n + a, bound), _index(indptr, bound)),
+                         shape=(small.shape[0] * n, small.shape[1] * n))
 
 
 def lower_product(name: str, mm: SpikeMatMul, lhs_bias: np.ndarray, lhs_bound: np.ndarray = None,
                   **cost_options) -> ProductLowering:
-    li, q, o = mm.term_indices()
-    U = len(li)
+    """The four matrices, built in CSR form directly from the term order of SpikeMatMul.term_indices
+    ((group, m, n, k), k fastest; u is the flat term index): sel_lhs row u holds one 1 at l(u),
+    sel_rhs row u one 1 at q(u), and output o = u // k sums the k consecutive terms u = o*k .. o*k+k-1,
+    so each row's column indices are known sorted and unique (canonical CSR; no COO -> CSR sort,
+    which took 10.9 of lower_product's 18.3 s on official cifar @32). The bias term, the same for
+    every n, is summed on the n-times smaller (group, m, k) grid and spread over n by kron with the
+    n x n identity (rows (g, m, n), columns (rhs row, n)). verify_lowering checks the result against
+    exact_product whatever way it was built."""
+    m, k, n = mm.product_dims()
+    G = mm.groups
+    U = G * m * k * n
     L_size, R_size, n_out = int(np.prod(mm.lhs_shape)), int(np.prod(mm.rhs_shape)), int(np.prod(mm.output_shape))
-    ones = np.ones(U)
-    sel_l = sp.csr_matrix((ones, (np.arange(U), li)), shape=(U, L_size))
-    sel_r = sp.csr_matrix((ones, (np.arange(U), q)), shape=(U, R_size))
-    red = sp.csr_matrix((ones, (o, np.arange(U))), shape=(n_out, U))
-    bias = sp.csr_matrix((np.asarray(lhs_bias, dtype=np.float64)[li], (o, q)), shape=(n_out, R_size))  # sums dups
-    bias.eliminate_zeros()
+    if n_out != G * m * n or R_size != int(mm.rhs_view[0]) * n:
+        raise DeployError(f"{name}: output {n_out} / rhs {R_size} values do not match the product's shape "
+                          f"{G}x{m}x{k}x{n}")
+    g_, m_, li, r = _operand_grid(mm)  # [G, m, k] each
+    bound = max(U, L_size, R_size, n_out) + 1
+    # term u = ((g*m + m)*n + n)*k + k: the (g, m, k) grid broadcast over n
+    li_u = np.broadcast_to(_index(li, bound)[:, :, None, :], (G, m, n, k)).reshape(-1)
+    q_u = (np.broadcast_to(_index(r * n, bound)[:, :, None, :], (G, m, n, k))
+           + _index(np.arange(n), bound)[None, None, :, None]).reshape(-1)  # q = r * rcols + n, rcols == n
+    rows = _index(np.arange(U + 1), bound)
+    # each matrix its own arrays (as a COO -> CSR conversion gives them): no model can change another's
+    sel_l = sp.csr_matrix((np.ones(U), li_u, rows), shape=(U, L_size))
+    sel_r = sp.csr_matrix((np.ones(U), q_u, rows.copy()), shape=(U, R_size))
+    red = sp.csr_matrix((np.ones(U), rows[:-1].copy(), _index(np.arange(0, U + 1, k), bound)), shape=(n_out, U))
+    for mat in (sel_l, sel_r, red):
+        mat.has_sorted_indices = True  # one entry per row, or a row's consecutive terms
+    # bias_term[(g, m, n), (r, n)] = sum over k with rhs row r of lhs_bias[l]: COO on the (g, m, k) grid
+    # sums duplicates (repeated rhs rows), then _spread copies it to every n
+    small = sp.csr_matrix((np.asarray(lhs_bias, dtype=np.float64)[li].reshape(-1),
+                           ((g_ * m + m_).reshape(-1), r.reshape(-1))), shape=(G * m, int(mm.rhs_view[0])))
+    small.eliminate_zeros()
+    small.sort_indices()
+    bias = _spread(small, n, bound)
     low = ProductLowering(name, sel_l, sel_r, red, bias, np.asarray(lhs_bias, dtype=np.float64))
     low.cost = product_cost(mm, lhs_bias, **cost_options)  # the figures the up-front check refused on
     if lhs_bound is not None:

@@ -132,3 +132,33 @@ def test_a_lowering_that_fits_is_built(cifar16, monkeypatch):
         assert v.cost == product_cost(*products[n])
     assert MATRIX_COPIES * sum(c["synaptic"]["matrix_bytes"] for c in costs.values()) < \
         sum(c["synaptic"]["peak_bytes"] for c in costs.values())
+
+
+def _coo_lowering(mm, bias):
+    """The lowering's matrices as the COO -> CSR definition from SpikeMatMul.term_indices gives them
+    (how lower_product built them before it wrote CSR directly): the independent reference."""
+    import scipy.sparse as sp
+    li, q, o = mm.term_indices()
+    U = len(li)
+    L, R, N = (int(np.prod(s)) for s in (mm.lhs_shape, mm.rhs_shape, mm.output_shape))
+    b = sp.csr_matrix((np.asarray(bias, dtype=np.float64)[li], (o, q)), shape=(N, R))  # sums duplicates
+    b.eliminate_zeros()
+    return (sp.csr_matrix((np.ones(U), (np.arange(U), li)), shape=(U, L)),
+            sp.csr_matrix((np.ones(U), (np.arange(U), q)), shape=(U, R)),
+            sp.csr_matrix((np.ones(U), (o, np.arange(U))), shape=(N, U)), b)
+
+
+def test_the_directly_built_csr_matrices_equal_the_term_definition(cifar16):
+    _, _, _, products, _ = cifar16
+    rng = np.random.RandomState(5)
+    for n, (mm, bias) in dict(products, odd=_odd_product()).items():
+        low = lower_product(n, mm, bias)
+        built = (low.sel_lhs, low.sel_rhs, low.reduce, low.bias_term)
+        for part, want, got in zip(("sel_lhs", "sel_rhs", "reduce", "bias_term"), _coo_lowering(mm, bias), built):
+            assert got.shape == want.shape and got.indices.dtype == want.indices.dtype, (n, part)
+            for a in ("indptr", "indices", "data"):  # same entries in the same order: same arithmetic in Lava
+                assert np.array_equal(getattr(got, a), getattr(want, a)), (n, part, a)
+        # evaluate's gather for unit selectors: the very values of the matrix products
+        x, s = rng.randn(3, low.sel_lhs.shape[1]), (rng.rand(3, low.sel_rhs.shape[1]) < 0.4).astype(float)
+        by_matrix = (low.reduce @ ((low.sel_lhs @ x.T) * (low.sel_rhs @ s.T)) + low.bias_term @ s.T).T
+        assert np.array_equal(low.evaluate(x, s), by_matrix), n
