@@ -299,8 +299,8 @@ def plan_macs(plan) -> int:
 WORKER_START_S = 4.0  # interpreter, Lava import, job read, process graph, compile
 START_S_PER_PROCESS = 0.03  # Runtime start-up: channels, fork, process-model build (4.1-9 s / 164)
 STEP_S_PER_PROCESS = 0.0008  # LoihiProtocol phase hand-shakes per process and step (cifar16)
-STEP_S_PER_MERGED_MODEL = 0.0001  # option merge: one model's step in the one Lava process (digits: 66
-# models, 97 steps, 0.57-0.78 s CPU; 2-core AMD EPYC at load ~20, so an upper bound)
+STEP_S_PER_MERGED_MODEL = 0.0001  # option merge: one model's step in the worker (digits: 66 models, 97
+# steps, 0.27 s CPU, 2-core AMD EPYC at load ~20; 0.57-0.78 s under Lava's runtime: an upper bound)
 MAC_PER_S = 16e9  # float64 conv2d im2col + BLAS, one thread (ti @224 layers, one process)
 STEP_S_PER_VALUE = 15e-9  # send, receive, sum and the neuron update per channel value (ti @224:
 # 1.07 s per step, 4 samples, quiet machine, less the per-process and MAC terms)
@@ -348,7 +348,7 @@ class LavaCpuTarget(Target):
         plan = plan or self.plan_for(request.graph, request.option("dssa", "fused"), prepared, quant)
         w = wiring(plan, n_samples, T, record_spikes)
         merge = bool(request.option("merge", False))
-        os_procs = 1 if merge else w["processes"]  # merge: one Lava process runs every model
+        os_procs = 0 if merge else w["processes"]  # merge: the worker runs every model, nothing is forked
         steps = n_samples * T + plan.total_latency
         value = 4 if self.capabilities.arithmetic == "fixed" else 8  # int32 payloads, float64
         lif = sum(p.size for p in plan.lif.values())

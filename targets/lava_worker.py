@@ -141,7 +141,7 @@ class LavaBuild:
         self.L = _lava()
         self.q = quant  # a QuantNet: build the fixed-point (bit-accurate) network
         self.stock_models = stock_models  # Lava's stock process models only (no exception map)
-        self.merge = merge  # every process in one OS process (targets.lava_processes.cluster)
+        self.merge = merge  # every process model run by this process (targets.lava_processes.cluster)
         self.plan, self.T, self.N, self.workdir = plan, T, n_samples, workdir
         net_mod = self.L["network"]
         self.total_steps = net_mod.stream_steps(plan, n_samples, T)
@@ -187,10 +187,11 @@ class LavaBuild:
         running = threading.Event()
         t0 = time.time()
         executable = anchor.compile(cfg, {"pypy_channel_size": CHANNEL_SLOTS})
-        if self.merge:  # the compiled graph's models and channels, run by one Lava process
-            from targets.lava_processes.cluster import Cluster, cluster_members
-            anchor = Cluster(builders=cluster_members(executable))
-            executable = anchor.compile(cfg, {"pypy_channel_size": CHANNEL_SLOTS})
+        if self.merge:  # the compiled graph's models and channels, run by this process
+            from targets.lava_processes.cluster import cluster_members
+            members = cluster_members(executable)
+            self.timings["compile_s"] = time.time() - t0
+            return self._run_merged(members, progress, chunk, phase)
         self.timings["compile_s"] = time.time() - t0
         watch_actors(anchor, running, self.workdir)
         if phase:
@@ -217,6 +218,25 @@ class LavaBuild:
                 anchor.stop()
             except Exception:  # a runtime that never started has nothing to stop
                 pass
+
+    def _run_merged(self, members, progress, chunk: int, phase) -> None:
+        """Every member model built and stepped here (targets.lava_processes.cluster.MergedRun)."""
+        from targets.lava_processes.cluster import MergedRun
+        if phase:
+            phase("compiled")
+        t0 = time.time()
+        merged = MergedRun(members)
+        self.timings["start_s"] = time.time() - t0
+        if phase:
+            phase("started")
+        t0, done = time.time(), 0
+        while done < self.total_steps:
+            k = min(chunk, self.total_steps - done)
+            merged.run(k)
+            done += k
+            if progress:
+                progress(k)
+        self.timings["run_s"] = time.time() - t0
 
     @property
     def channel_bytes(self) -> int:

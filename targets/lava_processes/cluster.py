@@ -1,27 +1,27 @@
-"""Cluster: many Lava processes run by one OS process, their models and arithmetic unchanged.
+"""Merged run: every Lava process model of a compiled graph run by the calling OS process, its
+models and arithmetic unchanged (lava-cpu's ``merge`` option).
 
 Lava 0.10 runs every process model in its own OS process, and each step costs every process a
 round trip with the runtime service plus one hand-over per channel message, each through a
 multiprocessing semaphore and a helper thread (lava/magma/compiler/channels/pypychannel.py):
 ~0.9 ms of CPU per process and step on the digits network (66 processes: 62 ms of CPU a step,
-measured on a loaded 2-core AMD EPYC; far more than its arithmetic). A Cluster is compiled from the Lava compiler's own builders of the whole
-graph (``Executable.proc_builders``, ``channel_builders``: model selection, Var initial values
-and virtual-port transforms exactly as a normal run has them) and builds every member model with
-``PyProcessBuilder.build()`` in its one process. Channels between members become in-memory
-queues with the shm channel's copy semantics (CspSendPort.send assigns into a buffer of the
-channel's dtype and shape, CspRecvPort.recv returns a copy). Each step it calls every member's
-``run_spk`` in a topological order of the channels (the graph is feed-forward; within a step a
-message is received in the step it was sent, as under LoihiProtocol), so every member computes
-what it computes as its own process. Not for models needing a management or learning phase
-(refused at build). Lava's runtime service, protocol, run and stop still drive the Cluster.
+measured on a loaded 2-core AMD EPYC; far more than its arithmetic). A merged run starts from the
+Lava compiler's own builders of the whole graph (``Executable.proc_builders``,
+``channel_builders``: model selection, Var initial values and virtual-port transforms exactly as
+a normal run has them) and builds every member model with ``PyProcessBuilder.build()`` here.
+Channels between members become in-memory queues with the shm channel's copy semantics
+(CspSendPort.send assigns into a buffer of the channel's dtype and shape, CspRecvPort.recv
+returns a copy). Each step calls every member's ``run_spk`` in a topological order of the
+channels (the graph is feed-forward; within a step a message is received in the step it was
+sent, as under LoihiProtocol), so every member computes what it computes as its own process.
+No Lava runtime: no fork, no runtime service, no shared memory (a first version ran the members
+in one Lava process under Lava's runtime: its start-up, per-step handshakes and stop were ~0.4 s
+of a 20-sample digits run). Not for models needing a management or learning phase (refused).
 """
 from collections import deque
 
 import numpy as np
 from lava.magma.core.model.py.model import PyLoihiProcessModel
-from lava.magma.core.process.process import AbstractProcess
-
-from targets.lava_processes import cpu_model
 
 
 class _Queue:
@@ -111,30 +111,21 @@ def cluster_members(executable):
     return [builders[p] for p in order]
 
 
-class Cluster(AbstractProcess):
-    """A Lava process with no ports whose model runs ``builders`` (cluster_members) in order."""
+class MergedRun:
+    """The members of ``builders`` (cluster_members) built in this process, stepped in order."""
 
-    def __init__(self, *, builders, **kw):
-        super().__init__(builders=builders, **kw)
+    def __init__(self, builders):
+        self.members = [b.build() for b in builders]
+        self.time_step = 0
+        for m in self.members:
+            m.phase = PyLoihiProcessModel.Phase.SPK  # the only phase a member runs
+        # time_step straight into each model's __dict__: what its __setattr__ does for a non-port value
+        self._steps = [(m.__dict__, m.run_spk) for m in self.members]
 
-
-class _ClusterModel(PyLoihiProcessModel):
-    def __init__(self, proc_params):
-        super().__init__(proc_params)
-        self.members = [b.build() for b in proc_params["builders"]]  # in this OS process
-
-    def run_spk(self) -> None:
-        for m in self.members:  # each as its own process's _spike would run it
-            m.time_step = self.time_step
-            m.phase = PyLoihiProcessModel.Phase.SPK
-            m.run_spk()
-
-
-@cpu_model(Cluster, "floating_pt")
-class PyClusterModelFloat(_ClusterModel):
-    pass
-
-
-@cpu_model(Cluster, "fixed_pt")
-class PyClusterModelFixed(_ClusterModel):
-    pass
+    def run(self, num_steps: int) -> None:
+        for _ in range(num_steps):
+            self.time_step += 1
+            t = self.time_step
+            for attrs, run_spk in self._steps:  # each as its own process's _spike would run it
+                attrs["time_step"] = t
+                run_spk()
