@@ -27,14 +27,14 @@ if ! .venv/bin/mypy; then
   echo "test suite: mypy found the type errors above (.venv/bin/mypy repeats the check)" >&2
   exit 1
 fi
-# fixed point and deploy (Lava runs, ~95 s) balance the two shards (CI: 641 s vs 826 s without them);
-# the target tests that start no process (the emulator, the reference interpreter, the registry) run in
-# the compute shard (processes shard 671-717 s vs compute 470-580 s + re-runs ~55 s in CI before)
+# deploy (Lava runs) balances the two shards; the target tests that start no process (the emulator, the
+# reference interpreter, the registry) and tests/fixed_point (its Lava runs watch only their own processes)
+# run in the compute shard: idle CI had processes 464-467 s vs compute 323-325 s + re-runs 31-42 s, and
+# fixed point took 10.9 % of the processes shard (~50 s; benchmarks/RESULTS.md, "processes shard profile")
 PROCESS_TESTS=(tests/engines tests/targets/test_artifact.py tests/targets/test_lava_backend.py
                tests/targets/test_lava_conv.py tests/targets/test_lava_lifecycle.py tests/targets/test_lava_network.py
                tests/targets/test_loihi2_hardware.py tests/targets/test_plugin_target.py
-               tests/cli/test_bad_input_catalogue.py tests/data/test_imagenet_classes.py tests/fixed_point
-               tests/cli/test_deploy.py)
+               tests/cli/test_bad_input_catalogue.py tests/data/test_imagenet_classes.py tests/cli/test_deploy.py)
 # the re-runs collect only the files that mark a test float32_rounding: collecting the whole suite
 # (importing every test module) costs ~11 CPU-s per run, these files ~3
 FLOAT32_FILES=($(grep -rlE --include='*.py' 'mark\.float32_rounding' tests | sort))
