@@ -157,13 +157,19 @@ class ProductLowering:
         ints = {k: getattr(self, k).astype(np.int32) for k in ("sel_lhs", "sel_rhs", "reduce")}
         return replace(self, bias_term=b.astype(np.int32), bias_exp=bias_exp, **ints)
 
+    def __getstate__(self):  # pickled (to the Lava worker) without evaluate's memo
+        return {k: v for k, v in self.__dict__.items() if k != "_unit"}
+
     def evaluate(self, lhs0: np.ndarray, rhs: np.ndarray) -> np.ndarray:
         """What the lowered subgraph computes (lhs0: synapse output without bias), batched.
         A selector whose every row holds one weight 1.0 is applied as the gather it equals
         exactly (a row sum 0 + 1.0 * x is x in IEEE arithmetic), so any matrix is evaluated as it
         is: a gather only where _unit_rows has checked that form."""
         def apply(mat, x):  # mat @ x.T, [rows of mat, batch]
-            return x[:, mat.indices].T if _unit_rows(mat) else mat @ x.T
+            seen = self.__dict__.setdefault("_unit", {})  # verify_lowering evaluates the same matrices often
+            if id(mat) not in seen or seen[id(mat)][0] is not mat:
+                seen[id(mat)] = (mat, _unit_rows(mat))
+            return np.take(np.ascontiguousarray(x.T), mat.indices, axis=0) if seen[id(mat)][1] else mat @ x.T
         prod = apply(self.sel_lhs, lhs0) * apply(self.sel_rhs, rhs)  # product neurons
         return (self.reduce @ prod + self.bias_term @ rhs.T).T
 
