@@ -4,7 +4,7 @@ start-up, the workers' set-up and Ray's stop stated apart.
 
     .venv/bin/python benchmarks/ray_worker_overhead.py [--samples 16] [--batch-size 4] [--shard-size 4]
         [--calib-samples 16] [--ti-checkpoint PATH] [--workdir DIR] [--ray-malloc both|kept|default]
-        [--json-out benchmarks/ray_worker_overhead.json]
+        [--ray-only] [--json-out benchmarks/ray_worker_overhead.json]
 
 ti @224 with random weights (an official-layout checkpoint made by benchmarks/fullsize_models.py,
 as benchmarks/ray_evaluate.py does), N(0, 1) images (preset none), target loihi2-emu. The setup is
@@ -23,6 +23,12 @@ worker's CPU and main-thread CPU seconds and main-thread page faults per shard. 
 memory they free: util.malloc.keep_freed_memory) and with glibc's own malloc settings
 (RESFORMER_DEPLOY_RAY_MALLOC=default), the overhead found in issue 28 (stop 36).
 
+Beside the workers, each Ray run records the CPU time of every process of the local instance, per
+thread and per phase (benchmarks/ray_processes.py: Ray's daemons, the engine's watchdog, the driver,
+the workers' main and other threads, the machine's steal time; ``ray_processes`` and, per sample of
+the shard phase, ``shard_phase_cpu_per_sample_s`` in the JSON): what takes CPU from the two workers
+on a 2-core node. ``--ray-only`` stops after the Ray run(s).
+
 Two controls isolate Ray from the rest: (c) the same in-process run on the setup as a worker
 receives it (cloudpickle dumps + loads, as shipped: ray_engine._run_on_ray), and (d) two plain
 processes at once (no Ray), each with every pool on one thread, each loading the shipped setup
@@ -40,6 +46,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from ray_processes import RayCpu, anon_huge_pages_mib, phases
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET = "loihi2-emu"
@@ -93,7 +101,7 @@ def child(payload: str, start: int, stop: int, out: str, keep: bool) -> None:
         wall, cpu, main = time.perf_counter() - w0, time.process_time() - c0, time.thread_time() - t0
         faults = thread_faults() - f0
     n = stop - start
-    Path(out).write_text(json.dumps({"samples": n, "freed_memory_kept": kept,
+    Path(out).write_text(json.dumps({"samples": n, "freed_memory_kept": kept, "anon_huge_pages_mib": anon_huge_pages_mib(),
                                      "main_thread_page_faults_per_sample": round(faults / n), "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
                                      "main_thread_cpu_s": round(main, 2), "per_sample_s": round(wall / n, 3),
                                      "cpu_per_sample_s": round(cpu / n, 3),
@@ -126,6 +134,17 @@ def two_plain_processes(ck, setup, md, n, workdir: Path, keep: bool) -> dict:
             "load_average_after": [round(x, 2) for x in os.getloadavg()]}
 
 
+def shard_phase_cpu(processes: dict, n: int) -> dict:
+    """CPU seconds per sample of the shard phase: Ray's daemons (every process of the instance but
+    the workers and the driver), the workers' main threads and other threads, the driver, and the
+    machine's steal time."""
+    sh = processes["phases"].get("shards")
+    if not sh:
+        return {}
+    out = {"ray_daemons": sh["ray_daemons_cpu_s"], **sh["by_kind"], "steal": sh["steal_s"]}
+    return {k: round(v / n, 4) for k, v in out.items()}
+
+
 def ray_run(ck, md, cal, args, out_dir, malloc: str) -> dict:
     """One evaluate_on_ray run on a local instance of 2 workers; ``malloc`` "default": its workers
     keep glibc's malloc settings (the local instance's processes take this process's environment)."""
@@ -134,17 +153,22 @@ def ray_run(ck, md, cal, args, out_dir, malloc: str) -> dict:
     old = os.environ.pop(MALLOC_ENV, None)
     if malloc == "default":
         os.environ[MALLOC_ENV] = "default"
+    account = RayCpu()
+    account.start()
     t0 = time.perf_counter()
     try:
-        rep = evaluate_on_ray(ck, md, TARGET, checkpoint=str(args.ti_checkpoint), limit=args.samples,
-                              batch_size=args.batch_size, shard_size=args.shard_size, calibration=cal,
-                              calib_samples=args.calib_samples, workers=2, out_dir=str(out_dir),
-                              say=lambda m: print(m, flush=True), sizing=sizing)
+        with phases(account):
+            rep = evaluate_on_ray(ck, md, TARGET, checkpoint=str(args.ti_checkpoint), limit=args.samples,
+                                  batch_size=args.batch_size, shard_size=args.shard_size, calibration=cal,
+                                  calib_samples=args.calib_samples, workers=2, out_dir=str(out_dir),
+                                  say=lambda m: print(m, flush=True), sizing=sizing)
     finally:
         os.environ.pop(MALLOC_ENV, None)
         if old is not None:
             os.environ[MALLOC_ENV] = old
+        account.finish()
     total = time.perf_counter() - t0
+    processes = account.report()
     e = rep["engine"]
     workers = {}
     for f in sorted((Path(out_dir) / "shards").glob("shard-*.json")):
@@ -169,6 +193,8 @@ def ray_run(ck, md, cal, args, out_dir, malloc: str) -> dict:
             "prepare_s": round(rep["seconds"]["prepare"], 2), "ray_start_s": round(s["ray_start"], 2),
             "workers_ready_s": round(s["workers_ready"], 2), "shards_s": round(s["shards"], 2),
             "ray_stop_s": round(s["ray_stop"], 2), "total_s": round(total, 2), "per_worker": workers,
+            "shard_phase_cpu_per_sample_s": shard_phase_cpu(processes, len(rep["predictions"])),
+            "ray_processes": processes,
             "predictions": rep["predictions"], "load_average_after": [round(x, 2) for x in os.getloadavg()]}
 
 
@@ -185,6 +211,8 @@ def main():
     ap.add_argument("--workdir")
     ap.add_argument("--ray-malloc", choices=("both", "kept", "default"), default="both",
                     help="Ray workers as the engine runs them (kept), with glibc's malloc settings (default), or both")
+    ap.add_argument("--ray-only", action="store_true",
+                    help="only the Ray run(s), with their processes' CPU (no in-process runs, no controls)")
     ap.add_argument("--json-out", default=str(REPO / "benchmarks" / "ray_worker_overhead.json"))
     args = ap.parse_args()
 
@@ -217,7 +245,16 @@ def main():
     rays = {}
     for m in malloc:
         rays[m] = ray_run(ck, md, cal, args, tempfile.mkdtemp(prefix="shards-", dir=workdir), m)
-        print(json.dumps({k: v for k, v in rays[m].items() if k != "predictions"}), flush=True)
+        print(json.dumps({k: v for k, v in rays[m].items() if k not in ("predictions", "ray_processes")}), flush=True)
+    if args.ray_only:
+        names = {"kept": "ray", "default": "ray_default_malloc"}
+        for m, r in rays.items():
+            r.pop("predictions")
+            result[names[m]] = r
+        result["machine"]["load_average_after"] = list(os.getloadavg())
+        write_json(args.json_out, result)
+        print(f"wrote {args.json_out}")
+        return
     t0 = time.perf_counter()
     setup, _, _, rest, _ = prepare_evaluation(ck, md, TARGET, limit=args.samples, batch_size=args.batch_size,
                                               calibration=cal, calib_samples=args.calib_samples, sizing=sizing)
