@@ -200,8 +200,13 @@ class ShardWorker:
         return shard_record(key, shard, part, dict(self.where(), restarted=restarted, retried_by_ray=retried, **cpu))
 
 
-# usage statistics off unless the user set them (https://docs.ray.io/en/latest/cluster/usage-stats.html)
-RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
+# unless the user set them: usage statistics off (https://docs.ray.io/en/latest/cluster/usage-stats.html);
+# metrics and task events off: nothing here reads them (the dashboard is off; the engine asks the GCS
+# for nodes only), and every core worker would export metrics to the node's agent and flush task events
+# to the GCS periodically (Ray 2.60 ray_config_def.h: enable_metrics_collection, task_events_report_interval_ms,
+# 0 = not recorded). For a local instance every Ray process inherits them; joining a cluster, the driver only.
+RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_enable_metrics_collection": "0",
+           "RAY_task_events_report_interval_ms": "0"}
 
 
 @contextmanager
