@@ -6,6 +6,8 @@ from a measured per-sample cost.
     .venv/bin/python benchmarks/ray_evaluate.py [--samples 1438] [--batch-size 32] [--shard-size 128]
         [--workers 2] [--ti-samples 4] [--ti-checkpoint PATH] [--workdir DIR]
         [--json-out benchmarks/ray_evaluate.json]
+    .venv/bin/python benchmarks/ray_evaluate.py --from-overhead benchmarks/ray_worker_overhead_idle_epyc.json
+        --shard-size 8 [--transfer-gbps 1.0] --json-out benchmarks/ray_projection_epyc.json
 
 ``--model digits`` (default): the digits model (examples/digits), evaluated on the digits training
 split (1,438 samples; calibrated on the held-out split, never the evaluation samples); at ~3 ms a
@@ -189,22 +191,62 @@ def ti_per_sample(args, workdir: Path) -> dict:
 
 def project(per_sample_s: float, nodes, *, samples: int = IMAGENET_VAL, cores_per_node: int = CORES_PER_NODE,
             shard_size: int = 128, efficiency: float = 1.0, ray_start_s: float = 0.0, workers_ready_s: float = 0.0,
-            prepare_s: float = 0.0) -> list:
+            prepare_s: float = 0.0, ray_stop_s: float = 0.0, transfer_s_per_node: float = 0.0) -> list:
     """Projected wall time of ``samples`` on each node count: one worker per core (the emulator is
     single-threaded numpy), shards of ``shard_size`` handed out as workers free up (the last round
     may be partial), each worker at ``efficiency`` of one in-process core (the measured speed-up
     over the worker count), plus the one-off costs: preparing on the driver (calibration,
-    quantization), Ray's start and the workers' set-up."""
+    quantization), Ray's start, the workers' set-up, the set-up's transfer from the driver's node to
+    each other node (``transfer_s_per_node`` each, one node after another: the worst case, added in
+    full) and Ray's stop."""
     shards = math.ceil(samples / shard_size)
     out = []
     for n in nodes:
         workers = n * cores_per_node
         rounds = math.ceil(shards / workers)
         run = rounds * shard_size * per_sample_s / efficiency
-        total = prepare_s + ray_start_s + workers_ready_s + run
+        transfer = (n - 1) * transfer_s_per_node
+        total = prepare_s + ray_start_s + workers_ready_s + transfer + run + ray_stop_s
         out.append({"nodes": n, "workers": workers, "shards_per_worker": rounds, "run_s": round(run, 1),
-                    "total_s": round(total, 1), "total_h": round(total / 3600, 2)})
+                    "transfer_s": round(transfer, 1), "total_s": round(total, 1), "total_h": round(total / 3600, 2)})
     return out
+
+
+def overhead_figures(path) -> dict:
+    """The per-worker figure and Ray's one-off costs from benchmarks/ray_worker_overhead.py's JSON (one
+    run, or ``{"runs": [...]}``), workers keeping freed memory as the engine runs them: seconds per
+    sample of one worker with every worker of its node busy = the Ray shard phase's wall time (first
+    dispatch to last result: Ray's daemons, the driver's round trips and the workers' sharing of the
+    node included) x workers / samples, pooled over the runs; start, set-up, stop and prepare: means."""
+    d = json.loads(Path(path).read_text())
+    runs = d.get("runs", [d])
+    rays = [r["ray"] for r in runs]
+    busy = sum(r["shards_s"] * r["workers"] for r in rays)
+    n = sum(run["samples"] for run in runs)
+    mean = lambda k: sum(r[k] for r in rays) / len(rays)  # noqa: E731
+    return {"source": str(path), "runs": len(runs), "samples": n, "workers_per_node": rays[0]["workers"],
+            "per_worker_s_per_sample": round(busy / n, 4),
+            "per_run_s_per_sample": [round(r["shards_s"] * r["workers"] / run["samples"], 3)
+                                     for r, run in zip(rays, runs)],
+            "ray_start_s": round(mean("ray_start_s"), 2), "workers_ready_s": round(mean("workers_ready_s"), 2),
+            "ray_stop_s": round(mean("ray_stop_s"), 2), "prepare_s": round(mean("prepare_s"), 2),
+            "shipped_bytes": rays[0]["shipped_bytes"]}
+
+
+def projection_from_overhead(path, shard_size: int, transfer_bytes_per_s: float) -> dict:
+    """The 50,000-image projection from ray_worker_overhead runs (``overhead_figures``), with the
+    set-up's transfer to each further node an assumption: ``shipped_bytes`` at ``transfer_bytes_per_s``."""
+    f = overhead_figures(path)
+    per_node = f["shipped_bytes"] / transfer_bytes_per_s
+    return {"samples": IMAGENET_VAL, "cores_per_node": CORES_PER_NODE, "shard_size": shard_size, "measured": f,
+            "assumption": {"setup_transfer_bytes_per_node": f["shipped_bytes"],
+                           "transfer_bytes_per_s": transfer_bytes_per_s, "transfer_s_per_node": round(per_node, 2),
+                           "how": "the driver on one of the nodes; every other node fetches the set-up from the driver's "
+                                  "node once (its workers share it through the node's object store), nodes one "
+                                  "after another (worst case), added in full; the data set is on every node"},
+            "rows": project(f["per_worker_s_per_sample"], NODES, shard_size=shard_size,
+                            ray_start_s=f["ray_start_s"], workers_ready_s=f["workers_ready_s"],
+                            prepare_s=f["prepare_s"], ray_stop_s=f["ray_stop_s"], transfer_s_per_node=per_node)}
 
 
 def main():
@@ -221,9 +263,22 @@ def main():
     ap.add_argument("--ti-calib", type=int, default=16, help="ti calibration samples (once, on the driver)")
     ap.add_argument("--ti-checkpoint", help="an official-layout ti checkpoint (default: made in --workdir)")
     ap.add_argument("--ti-per-sample", type=float, help="use this ti per-sample cost (s) instead of measuring")
+    ap.add_argument("--from-overhead", metavar="JSON",
+                    help="only the projection, from benchmarks/ray_worker_overhead.py's JSON (its Ray runs' per-worker "
+                         "figure and one-off costs); written to --json-out")
+    ap.add_argument("--transfer-gbps", type=float, default=1.0,
+                    help="with --from-overhead: assumed GB/s of the set-up's transfer to each further node")
     ap.add_argument("--workdir")
     ap.add_argument("--json-out", default=str(REPO / "benchmarks" / "ray_evaluate.json"))
     args = ap.parse_args()
+    if args.from_overhead:
+        out = projection_from_overhead(args.from_overhead, args.shard_size, args.transfer_gbps * 1e9)
+        Path(args.json_out).write_text(json.dumps(out, indent=2) + "\n")
+        print(json.dumps(out["measured"]))
+        for r in out["rows"]:
+            print(r)
+        print(f"wrote {args.json_out}")
+        return
 
     from resformer_deploy.analysis.data_inputs import DataArgs, calibration_data, open_data
     from resformer_deploy.model.checkpoint import load_checkpoint
