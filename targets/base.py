@@ -88,6 +88,10 @@ class RunRequest:
         return self.options.get(name, default)
 
 
+# how a Lava CPU run's process models run: each in its own OS process under Lava's own multiprocess
+# runtime, or all stepped by one worker process (the "merge" option, targets/lava_processes/cluster.py)
+LAVA_PROCESSES = ("separate", "merged")
+
 # the fields of a request every target takes (its own options come on top, as request.options)
 COMMON_RUN_KEYWORDS = tuple(f.name for f in fields(RunRequest) if f.name not in ("graph", "x", "T", "n_samples",
                                                                                    "options"))
@@ -223,6 +227,22 @@ class Target(abc.ABC):
             raise DeployError(f"target '{self.label}' has no option {', '.join(repr(b) for b in bad)} "
                               f"(its options: {', '.join(self.capabilities.options) or 'none'}; every target "
                               f"takes {', '.join(COMMON_RUN_KEYWORDS)})")
+
+    def run_options(self, dssa: Optional[str] = None, lava_processes: str = "separate") -> Dict[str, Any]:
+        """The options a job hands this target on every run: ``dssa`` where it lowers DSSA products,
+        ``merge`` for ``lava_processes`` "merged" (LAVA_PROCESSES), which a target without that
+        option refuses here, before any work, naming the targets that take it."""
+        opts: Dict[str, Any] = {"dssa": dssa} if dssa is not None and "dssa" in self.capabilities.options else {}
+        if lava_processes not in LAVA_PROCESSES:
+            raise DeployError(f"lava_processes {lava_processes!r}: one of {', '.join(LAVA_PROCESSES)}")
+        if lava_processes == "merged":
+            if "merge" not in self.capabilities.options:
+                from targets.registry import target_class, target_names
+                takers = [n for n in target_names() if "merge" in target_class(n).capabilities.options]
+                raise DeployError(f"--lava-processes merged: target '{self.label}' does not run merged Lava "
+                                  f"processes (targets that do: {', '.join(takers) or 'none'})")
+            opts["merge"] = True
+        return opts
 
     def check_recording(self, record_spikes: bool = False, record_membranes: bool = False) -> None:
         c = self.capabilities

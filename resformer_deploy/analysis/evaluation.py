@@ -249,13 +249,14 @@ class RangeResult:
 
 
 def evaluation_estimate(graph, data, target: str, *, T: int, limit: Optional[int] = None, batch_size: int = 32,
-                        dssa: str = "fused", workers: int = 2, torch_runs: bool = True) -> EvaluationEstimate:
+                        dssa: str = "fused", workers: int = 2, torch_runs: bool = True,
+                        lava_processes: str = "separate") -> EvaluationEstimate:
     """The estimate prepare_evaluation makes, for a job that evaluates after other work (demo's
     whole split) and sizes it before that work starts. ``graph``: the model exported in float64,
     as prepare_evaluation exports it beside a target."""
     from targets import get_target
     tgt = get_target(target)
-    opts = {"dssa": dssa} if "dssa" in tgt.capabilities.options else {}
+    opts = tgt.run_options(dssa, lava_processes)
     loader = data.loader(batch_size, limit, workers)
     return estimate_evaluation(graph, tgt, len(loader), batch_size, T, data.sample_bytes, loader.prefetch,
                                torch_runs=torch_runs, **opts, record_spikes=False, dtype=torch.float64)
@@ -264,7 +265,8 @@ def evaluation_estimate(graph, data, target: str, *, T: int, limit: Optional[int
 def prepare_evaluation(ck, data, target: str = TORCH, *, limit: Optional[int] = None, batch_size: int = 32,
                        dssa: str = "fused", calibration=None, calib_samples: int = 128, workers: int = 2,
                        torch_precision: str = "auto", say: Callable[[str], None] = lambda m: None,
-                       torch_runs: bool = True, artifacts: Optional[dict] = None, sizing=None):
+                       torch_runs: bool = True, artifacts: Optional[dict] = None, sizing=None,
+                       lava_processes: str = "separate"):
     """Export, estimate and prepare the target once: (setup, loader, first batch, iterator over the
     remaining batches, perf_counter when reading started). The flow is prepared with the first
     batch (a synaptic DSSA lowering is verified on it), so every engine prepares from the same
@@ -272,7 +274,8 @@ def prepare_evaluation(ck, data, target: str = TORCH, *, limit: Optional[int] = 
     its scores are given (not estimated). ``artifacts``: the flow's artifacts made already (e.g. the
     drift ladder's plan and quantized network): its passes that make them do not run again.
     ``sizing``: the job's sizing step (api/sizing.py ``size_estimate``: the estimate said, refused
-    before any batch is read when it does not fit); None: estimated (for the record), not sized."""
+    before any batch is read when it does not fit); None: estimated (for the record), not sized.
+    ``lava_processes``: targets.LAVA_PROCESSES (Target.run_options)."""
     from exporters.torch_to_nir import export_model
     from targets import get_target
     from resformer_deploy.flows import flow_options, prepare
@@ -281,7 +284,7 @@ def prepare_evaluation(ck, data, target: str = TORCH, *, limit: Optional[int] = 
     tgt = None if target == TORCH else get_target(target)
     if calibration is not None and (tgt is None or not tgt.capabilities.needs_quantized_net):
         raise DeployError(f"--calib-data: target '{target}' runs floating point; nothing is calibrated")
-    opts = {"dssa": dssa} if tgt is not None and "dssa" in tgt.capabilities.options else {}
+    opts = tgt.run_options(dssa, lava_processes) if tgt is not None else {}
     run_kw = dict(opts, record_spikes=False, dtype=torch.float64)
     loader = data.loader(batch_size, limit, workers)
     n = len(loader)
@@ -413,7 +416,7 @@ def evaluate(ck, data, target: str = TORCH, *, checkpoint: str = "", limit: Opti
              batch_size: int = 32, dssa: str = "fused", calibration=None, calib_samples: int = 128,
              workers: int = 2, torch_precision: str = "auto", say: Callable[[str], None] = lambda m: None,
              bar=None, torch_scores: Optional[torch.Tensor] = None, artifacts: Optional[dict] = None,
-             sizing=None) -> dict:
+             sizing=None, lava_processes: str = "separate") -> dict:
     """Evaluate ``ck`` (a loaded checkpoint) on ``data`` (analysis.data_inputs.ModelData) on
     ``target`` ("torch" or a registered target), in this process; returns the JSON record (keys
     RESULT_KEYS). ``calibration``: flows.fixed_point.CalibrationData for a fixed-point target (None:
@@ -431,7 +434,7 @@ def evaluate(ck, data, target: str = TORCH, *, checkpoint: str = "", limit: Opti
     setup, loader, first, rest, t_start = prepare_evaluation(
         ck, data, target, limit=limit, batch_size=batch_size, dssa=dssa, calibration=calibration,
         calib_samples=calib_samples, workers=workers, torch_precision=torch_precision, say=say,
-        torch_runs=torch_scores is None, artifacts=artifacts, sizing=sizing)
+        torch_runs=torch_scores is None, artifacts=artifacts, sizing=sizing, lava_processes=lava_processes)
     with bar(len(loader), f"evaluate ({target})", "samples") as b:
         part = run_batches(setup, ck.model, loader, chain([first], rest), b.update, t_start, torch_scores)
     wall = part.seconds - setup.t_prepare

@@ -38,6 +38,7 @@ class EvaluateOptions:
     out_dir: Optional[str] = None
     resume: bool = False
     retries: Optional[int] = None
+    lava_processes: str = "separate"  # targets.LAVA_PROCESSES: "merged" for lava-cpu's one-process run
 
     @property
     def on_ray(self) -> bool:
@@ -46,6 +47,9 @@ class EvaluateOptions:
     def check(self) -> None:
         """Options of the other engine, or that do not fit together: one error, before any work."""
         from resformer_deploy.engines.shards import check_shard_size
+        if self.lava_processes != "separate" and target_name(self.target) == target_name(None):
+            raise DeployError(f"--lava-processes {self.lava_processes}: the PyTorch model runs no Lava process "
+                              f"(give a Lava --target, e.g. lava-cpu)")
         if not self.on_ray:
             given = [name for name, v in (("--address", self.address), ("--shard-size", self.shard_size),
                                           ("--out-dir", self.out_dir), ("--resume", self.resume),
@@ -217,12 +221,13 @@ def evaluate(model, data, options: EvaluateOptions = EvaluateOptions(), *, calib
                               calibration=calibration, calib_samples=o.calib_samples,
                               torch_precision=o.torch_precision, workers=o.workers, address=o.address,
                               out_dir=o.out_dir, resume=o.resume, retries=RETRIES if o.retries is None else o.retries,
-                              say=say, warn=warn, bar=bar, sizing=sizing)
+                              say=say, warn=warn, bar=bar, sizing=sizing, lava_processes=o.lava_processes)
     else:
         from resformer_deploy.analysis.evaluation import evaluate as evaluate_in_process
         rep = evaluate_in_process(model, data, target, checkpoint=checkpoint, limit=o.limit,
                                   batch_size=o.batch_size, dssa=o.dssa, calibration=calibration,
                                   calib_samples=o.calib_samples,
                                   workers=DECODE_THREADS if o.workers is None else o.workers,
-                                  torch_precision=o.torch_precision, say=say, bar=bar, sizing=sizing)
+                                  torch_precision=o.torch_precision, say=say, bar=bar, sizing=sizing,
+                                  lava_processes=o.lava_processes)
     return EvaluationResult.from_record(rep)

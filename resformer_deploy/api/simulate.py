@@ -24,13 +24,15 @@ class SimulateOptions:
     ``Messages.note``); a number is run as asked, or refused with advice when it cannot fit.
     ``dssa``: the DSSA lowering, for targets that take it; ``seed``: of random inputs (models
     that are not digits-shaped, without ``data``); ``calib_samples``: fixed-point targets'
-    calibration samples."""
+    calibration samples; ``lava_processes``: "merged" runs every Lava process model of a lava-cpu run in
+    one worker process (targets.LAVA_PROCESSES; refused by targets without it)."""
     target: str
     samples: Optional[int] = None
     dssa: str = "fused"
     seed: int = 0
     calib_samples: int = 128
     data: DataOptions = field(default_factory=DataOptions)
+    lava_processes: str = "separate"
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,7 @@ def simulate(model: str, options: SimulateOptions, messages: Messages = Messages
         cfg, variant = graph_model(graph, model)
         md, cal = open_data(options.data, None, options.calib_samples, tgt.capabilities.needs_quantized_net,
                             f"target '{target}' runs floating point", messages.say, config=cfg, variant=variant)
-    opts: Dict[str, Any] = {"dssa": options.dssa} if "dssa" in tgt.capabilities.options else {}  # target's own
+    opts: Dict[str, Any] = tgt.run_options(options.dssa, options.lava_processes)  # the target's own
     run_kw = dict(opts, record_spikes=False)
     n_values = sum(prod(s) for s in shapes.values())
     # a default count lowered to what fits

@@ -32,7 +32,9 @@ class VerifyOptions:
     lowered to fit the memory budget (said through ``Messages.note``); a value given is run as
     asked or refused with advice. ``precision``: "float64" (proves graph equivalence), "float32"
     (deployment rounding) or "both"; ``form``: the NIR form exported and read back. A fixed-point
-    target runs the drift ladder: ``samples`` then bounds every rung whose own count is not given."""
+    target runs the drift ladder: ``samples`` then bounds every rung whose own count is not given.
+    ``lava_processes``: "merged" runs a lava-cpu check's process models in one worker process
+    (targets.LAVA_PROCESSES; refused by targets without it, the fixed-point ones among them)."""
     target: str
     samples: Optional[int] = None
     precision: str = "both"
@@ -43,6 +45,7 @@ class VerifyOptions:
     eval_samples: Optional[int] = None
     calib_samples: int = 128
     data: DataOptions = field(default_factory=DataOptions)
+    lava_processes: str = "separate"
 
 
 @dataclass(frozen=True)
@@ -78,14 +81,16 @@ def ladder_inputs(md, eval_samples: int):
 
 def run_checks(ck, x, target: str, precisions: Sequence[str], form: str = "extension",
                lowerings: Optional[Sequence[str]] = None, messages: Messages = Messages(),
-               on_check: Callable = lambda rep, precision, lowering: None) -> List["EquivalenceReport"]:
+               on_check: Callable = lambda rep, precision, lowering: None,
+               options: Optional[dict] = None) -> List["EquivalenceReport"]:
     """verify_model for each precision and lowering, every run estimated first (each estimate
     said) and refused before the first starts if one does not fit; ``on_check`` gets each report
-    as it is done."""
+    as it is done; ``options``: the target's other run options (Target.run_options, e.g. merge)."""
     from resformer_deploy.analysis.equivalence import verify_model
     from resformer_deploy.api import sizing
 
-    runs = [(prec, {"dssa": low} if low else {}) for prec in precisions for low in (lowerings or ("",))]
+    runs = [(prec, {**(options or {}), **({"dssa": low} if low else {})})
+            for prec in precisions for low in (lowerings or ("",))]
     sizing.size_verification(ck.model, x.shape[0], target, runs, say=messages.say)
     reports = []
     for prec, opts in runs:
@@ -104,7 +109,9 @@ def verify(ck, options: VerifyOptions, messages: Messages = Messages(), *, check
     from resformer_deploy.api.data import open_data
 
     o, target = options, options.target
-    caps = get_target(target).capabilities
+    tgt = get_target(target)
+    caps = tgt.capabilities
+    extra = tgt.run_options(None, o.lava_processes)  # merged on a target without it: refused here
     md, cal = open_data(o.data, ck, o.calib_samples, caps.needs_quantized_net,
                         f"target '{target}' runs floating point", messages.say)
     checkpoint = str(checkpoint or getattr(ck, "path", ""))
@@ -125,7 +132,7 @@ def verify(ck, options: VerifyOptions, messages: Messages = Messages(), *, check
     messages.skipped([why for _, why in skipped])
     messages.say(f"verify {ck.variant} on target '{target}' ({o.form} form): {int(x.shape[0])} samples of "
                  f"{source}, T={ck.config.T}")
-    checks = run_checks(ck, x, target, precisions, o.form, lowerings, messages, on_check)
+    checks = run_checks(ck, x, target, precisions, o.form, lowerings, messages, on_check, extra)
     return VerifyResult(checkpoint, ck.variant, target, source, tuple(checks), None, skipped)
 
 

@@ -61,6 +61,17 @@ def dssa_option(default="fused", both=False, help=None):
     return click.option("--dssa", type=click.Choice(choices), default=default, show_default=True, help=help)
 
 
+def lava_processes_option(f):
+    """--lava-processes: Lava's runtime with one OS process per Lava process, or every process model
+    stepped by one worker process (lava-cpu's ``merge``; targets/lava_processes/cluster.py)."""
+    from targets import LAVA_PROCESSES
+    return click.option("--lava-processes", type=click.Choice(LAVA_PROCESSES), default=LAVA_PROCESSES[0],
+                        show_default=True,
+                        help="lava-cpu: 'separate' runs each Lava process in its own OS process under Lava's "
+                             "runtime; 'merged' steps every process model in one worker process (same models, "
+                             "same outputs; several times faster on small models, one core only).")(f)
+
+
 def lava_samples_option(help=None):
     return click.option("--lava-samples", type=COUNT0, default=10, show_default=True, help=help)
 

@@ -8,7 +8,7 @@ import click
 
 from resformer_deploy.api.evaluate import MAX_DECODE_THREADS, RETRIES, EvaluateOptions
 from resformer_deploy.cli.common import (COUNT, COUNT0, calib_samples_option, checkpoint_options, data_options,
-                                        dssa_option, json_out_option, load_cli_checkpoint)
+                                        dssa_option, json_out_option, lava_processes_option, load_cli_checkpoint)
 from resformer_deploy.engines import ENGINES
 from resformer_deploy.engines.shards import MANIFEST, SHARD_DIR
 from resformer_deploy.util.outputs import check_outputs
@@ -28,6 +28,7 @@ SKIPPED_SHOWN = 10
 @click.option("--batch-size", type=COUNT, default=32, show_default=True,
               help="Samples per batch (memory is bounded by it, not by the data set).")
 @dssa_option(help="DSSA lowering on Lava targets.")
+@lava_processes_option
 @calib_samples_option(help="Fixed-point targets: calibration samples (of --calib-data, else the flow's choice).")
 @click.option("--workers", type=click.IntRange(0, 4096),
               help="In process: decoding threads (default 2; 0: decode in the main thread; at most "
@@ -51,7 +52,7 @@ SKIPPED_SHOWN = 10
                                       "target (exact agreement), float32 beside a fixed-point one.")
 @json_out_option(help="Write the results, per-sample predictions included, as JSON.")
 def evaluate_cmd(checkpoint, variant, img_size, T, num_classes, unsafe_load, data_args, target, limit, batch_size,
-                 dssa, calib_samples, workers, engine, address, shard_size, out_dir, resume, retries,
+                 dssa, lava_processes, calib_samples, workers, engine, address, shard_size, out_dir, resume, retries,
                  torch_precision, json_out):
     """Top-1/top-5 and per-class accuracy of CHECKPOINT on --data, on a target.
 
@@ -64,7 +65,8 @@ def evaluate_cmd(checkpoint, variant, img_size, T, num_classes, unsafe_load, dat
     """
     opts = EvaluateOptions(target=target, limit=limit, batch_size=batch_size, dssa=dssa, calib_samples=calib_samples,
                            workers=workers, torch_precision=torch_precision, engine=engine, address=address,
-                           shard_size=shard_size, out_dir=out_dir, resume=resume, retries=retries)
+                           shard_size=shard_size, out_dir=out_dir, resume=resume, retries=retries,
+                           lava_processes=lava_processes)
     opts.check()
     # a Ray run's manifest and shards are read back on --resume: inputs no other output may replace
     run_files = [os.path.join(out_dir, MANIFEST), os.path.join(out_dir, SHARD_DIR)] if opts.on_ray and out_dir else []

@@ -3,7 +3,7 @@ import click
 
 from resformer_deploy.api.simulate import DEFAULT_SAMPLES
 from resformer_deploy.cli.common import (COUNT, asked, calib_samples_option, data_options, dssa_option,
-                                         json_out_option, seed_option, warn_skipped)
+                                         json_out_option, lava_processes_option, seed_option, warn_skipped)
 from resformer_deploy.util.outputs import check_outputs
 
 
@@ -12,12 +12,13 @@ from resformer_deploy.util.outputs import check_outputs
 @click.option("--target", default="lava-cpu", show_default=True)
 @click.option("--samples", type=COUNT, default=DEFAULT_SAMPLES, show_default=True)
 @dssa_option()
+@lava_processes_option
 @seed_option
 @calib_samples_option(
     help="Fixed-point targets (loihi2-sim, loihi2-emu): calibration samples for the quantization scales.")
 @json_out_option()
 @data_options()
-def simulate(model, target, samples, dssa, seed, calib_samples, json_out, data_args):
+def simulate(model, target, samples, dssa, lava_processes, seed, calib_samples, json_out, data_args):
     """Run a NIR file on a target: predictions, accuracy (digits or --data), time, process count."""
     check_outputs([model, *data_args.paths()], files=[json_out])
     from resformer_deploy import api
@@ -26,7 +27,7 @@ def simulate(model, target, samples, dssa, seed, calib_samples, json_out, data_a
 
     note = lambda m: click.echo(m, err=True)  # noqa: E731
     r = api.simulate(model, api.SimulateOptions(target, asked(samples, "samples"), dssa, seed, calib_samples,
-                                                data_args),
+                                                data_args, lava_processes),
                      api.Messages(say=click.echo, note=note, bars=Progress, skipped=warn_skipped))
     rows = [("samples", r.samples), ("inputs", r.inputs), ("T", r.T), ("wall time", f"{r.seconds:.1f} s"),
             ("per sample", f"{r.seconds / r.samples:.3f} s"),
@@ -37,7 +38,8 @@ def simulate(model, target, samples, dssa, seed, calib_samples, json_out, data_a
     rows += [(k, r.stats[k]) for k in ("processes", "latency", "steps", "saturation") if k in r.stats]
     click.echo(table(rows, ["item", "value"]))
     if json_out:
-        write_json(json_out, {"model": model, "target": target, "dssa": dssa, "samples": r.samples,
+        write_json(json_out, {"model": model, "target": target, "dssa": dssa, "lava_processes": lava_processes,
+                              "samples": r.samples,
                               "inputs": r.inputs, "predictions": r.predictions, "accuracy": r.accuracy,
                               "output_shape": list(r.output_shape), "seconds": r.seconds,
                               "info": {k: v for k, v in r.stats.items() if k != "products"},

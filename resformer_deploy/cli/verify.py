@@ -5,7 +5,8 @@ import click
 from resformer_deploy.api.verify import DEFAULT_SAMPLES
 from resformer_deploy.cli.common import (COUNT, asked, calib_samples_option, checkpoint_argument,
                                          checkpoint_option_set, data_options, dssa_option, eval_samples_option,
-                                         json_out_option, lava_samples_option, seed_option, warn_skipped)
+                                         json_out_option, lava_processes_option, lava_samples_option, seed_option,
+                                         warn_skipped)
 from resformer_deploy.errors import DeployError
 from resformer_deploy.util.outputs import check_outputs
 
@@ -22,6 +23,7 @@ from resformer_deploy.util.outputs import check_outputs
               show_default=True, help="float64 proves graph equivalence; float32 shows deployment rounding.")
 @click.option("--form", type=click.Choice(["extension", "standard"]), default="extension", show_default=True)
 @dssa_option(default="both", both=True, help="DSSA lowering on Lava targets.")
+@lava_processes_option
 @seed_option
 @lava_samples_option(help="loihi2-sim: samples run on float and fixed-point Lava.")
 @eval_samples_option(help="loihi2-sim: samples for the fixed-point accuracy (0: all of --data, or the full held-out "
@@ -30,8 +32,8 @@ from resformer_deploy.util.outputs import check_outputs
                            "quantization scales.")
 @json_out_option()
 @data_options()
-def verify(checkpoint, checkpoint_opts, target, samples, precision, form, dssa, seed, lava_samples, eval_samples,
-           calib_samples, json_out, data_args):
+def verify(checkpoint, checkpoint_opts, target, samples, precision, form, dssa, lava_processes, seed, lava_samples,
+           eval_samples, calib_samples, json_out, data_args):
     """Export, run on a target and compare every LIF layer with the PyTorch model.
 
     With --target loihi2-sim: the drift ladder PyTorch float -> float Lava -> fixed-point Lava
@@ -50,7 +52,7 @@ def verify(checkpoint, checkpoint_opts, target, samples, precision, form, dssa, 
     ck = api.load(checkpoint, checkpoint_opts)
     options = api.VerifyOptions(target, asked(samples, "samples"), precision, form, asked(dssa, "dssa"), seed,
                                 asked(lava_samples, "lava_samples"), asked(eval_samples, "eval_samples"),
-                                calib_samples, data_args)
+                                calib_samples, data_args, lava_processes)
     messages = api.Messages(say=click.echo, note=lambda m: click.echo(m, err=True), bars=Progress,
                             skipped=warn_skipped)
     r = api.verify(ck, options, messages, checkpoint=checkpoint,

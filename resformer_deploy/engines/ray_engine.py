@@ -595,7 +595,7 @@ def evaluate_on_ray(ck, data, target: str, *, checkpoint: str, limit: Optional[i
                     torch_precision: str = "auto", workers: Optional[int] = None, address: Optional[str] = None,
                     out_dir: Optional[str] = None, resume: bool = False, retries: int = 2,
                     say: Callable[[str], None] = lambda m: None, warn: Callable[[str], None] = None,
-                    bar=None, sizing=None) -> dict:
+                    bar=None, sizing=None, lava_processes: str = "separate") -> dict:
     """evaluation.evaluate's record (plus ``engine``), the shards run on Ray. ``out_dir``: where
     finished shards are kept (None: a temporary directory, removed); ``resume``: take the shards
     of the same run found there; ``sizing``: the job's sizing step (evaluation.prepare_evaluation).
@@ -609,7 +609,7 @@ def evaluate_on_ray(ck, data, target: str, *, checkpoint: str, limit: Optional[i
     n = len(data.source) if limit is None else min(limit, len(data.source))
     shards = plan_shards(n, shard_size, batch_size)
     tgt = None if target == PYTORCH_MODEL else get_target(target)
-    opts = {"dssa": dssa} if tgt is not None and "dssa" in tgt.capabilities.options else {}
+    opts = tgt.run_options(dssa, lava_processes) if tgt is not None else {}  # merged: refused here by a target without it
     quantizes = tgt is not None and tgt.capabilities.needs_quantized_net
     identity = run_identity(checkpoint=checkpoint, ck=ck, target=target, target_options=opts,
                             torch_precision=str(torch_dtype(tgt, torch_precision)).replace("torch.", ""), data=data,
@@ -629,7 +629,8 @@ def evaluate_on_ray(ck, data, target: str, *, checkpoint: str, limit: Optional[i
         # once, on the driver: export, the target's flow, calibration and quantization
         setup, _, _, rest, _ = prepare_evaluation(ck, data, target, limit=limit, batch_size=batch_size, dssa=dssa,
                                                   calibration=calibration, calib_samples=calib_samples,
-                                                  torch_precision=torch_precision, say=say, sizing=sizing)
+                                                  torch_precision=torch_precision, say=say, sizing=sizing,
+                                                  lava_processes=lava_processes)
         rest.close()
         records, failures, engine = list(done.values()), {}, {}
         if todo:

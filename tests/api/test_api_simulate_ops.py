@@ -17,7 +17,8 @@ PYTORCH = names_with(engine="pytorch")[0]
 
 def test_option_and_result_fields_are_exactly_these():
     fields = lambda c: [f.name for f in dataclasses.fields(c)]  # noqa: E731
-    assert fields(api.SimulateOptions) == ["target", "samples", "dssa", "seed", "calib_samples", "data"]
+    assert fields(api.SimulateOptions) == ["target", "samples", "dssa", "seed", "calib_samples", "data",
+                                         "lava_processes"]
     assert fields(api.SimulateResult) == ["target", "samples", "inputs", "T", "output_shape", "per_class",
                                           "predictions", "accuracy", "output_mean", "seconds", "stats", "data",
                                           "calibration"]

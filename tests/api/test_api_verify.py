@@ -19,7 +19,7 @@ PYTORCH = names_with(engine="pytorch")[0]
 def test_option_and_result_fields_are_exactly_these():
     assert [f.name for f in dataclasses.fields(api.VerifyOptions)] == [
         "target", "samples", "precision", "form", "dssa", "seed", "lava_samples", "eval_samples", "calib_samples",
-        "data"]
+        "data", "lava_processes"]
     assert [f.name for f in dataclasses.fields(api.VerifyResult)] == [
         "checkpoint", "variant", "target", "inputs", "checks", "ladder", "skipped"]
 

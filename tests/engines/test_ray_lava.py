@@ -104,3 +104,33 @@ def check(run, rc, out, err, tmp_path):
     assert not procs, f"{len(procs)} of the run's {len(run.procs)} processes alive"
     assert not shm, f"{len(shm)} of the {len(run.shm)} /dev/shm segments left: {shm[:5]}"
     assert not tmp, f"left in the run's TMPDIR: {tmp}"
+
+
+def test_merged_lava_processes_on_two_ray_workers_are_the_in_process_result(tmp_path):
+    """--lava-processes merged reaches each Ray worker's Lava run: the same result as in process,
+    recorded as merged, no Lava shared memory (Lava's own runtime always allocates it), nothing left."""
+    args = ["evaluate", str(DIGITS_CKPT), "--data", "digits", "--limit", "4", "--batch-size", "2",
+            "--target", "lava-cpu", "--lava-processes", "merged"]
+    ref = run_cli(*args, "--json-out", str(tmp_path / "in_process.json"))
+    assert ref.exit_code == 0, ref.stderr
+    tmpdir = tempfile.mkdtemp(prefix="rdl-", dir="/tmp")
+    try:
+        run = Watched(cli_argv(*args, "--engine", "ray", "--workers", "2", "--shard-size", "2", "--json-out",
+                               str(tmp_path / "ray.json")), tmpdir)
+        rc, out, err = run.finish()
+        assert rc == 0, err
+        a, b = (json.loads((tmp_path / n).read_text()) for n in ("in_process.json", "ray.json"))
+        untimed = lambda info: {k: v for k, v in info.items() if not k.endswith("_s")}  # noqa: E731
+        for k in SAME:
+            assert (untimed(a[k]) == untimed(b[k])) if k == "target_info" else a[k] == b[k], k
+        assert b["target_options"] == {"dssa": "fused", "merge": True} and b["target_info"]["shm_bytes"] == 0
+        assert [p["prediction"] for p in b["predictions"]] == [p["torch_prediction"] for p in b["predictions"]]
+        assert sorted(w["shards"] for w in b["engine"]["per_worker"]) == [1, 1]
+        assert not run.shm, f"Lava shared memory in a merged run: {sorted(run.shm)[:5]}"
+        deadline = time.time() + CLEANUP_WAIT_S
+        while any(run.leftovers()) and time.time() < deadline:
+            time.sleep(0.2)
+        procs, shm, tmp = run.leftovers()
+        assert not procs and not tmp, (procs, tmp)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
