@@ -62,8 +62,13 @@ class Watched(WatchedCli):
 
 @pytest.mark.parametrize("target", ["lava-cpu", "loihi2-sim"])
 def test_lava_target_on_two_ray_workers_is_the_in_process_result_and_leaves_nothing(target, tmp_path):
-    args = ["evaluate", str(DIGITS_CKPT), "--data", "digits", "--limit", "4", "--batch-size", "2",
-            "--calib-samples", "16", "--target", target]
+    in_process_then_on_ray(["evaluate", str(DIGITS_CKPT), "--data", "digits", "--limit", "4", "--batch-size", "2",
+                            "--calib-samples", "16", "--target", target], tmp_path, check)
+
+
+def in_process_then_on_ray(args, tmp_path, check_run):
+    """`args` run in this process (in_process.json), then with --engine ray on 2 workers in a
+    watched subprocess (ray.json); ``check_run(run, rc, out, err, tmp_path)`` checks the Ray run."""
     # the reference in this process (a CLI subprocess would import torch and Lava once more; the
     # Lava run itself is in the target's worker process either way)
     ref = run_cli(*args, "--json-out", str(tmp_path / "in_process.json"))
@@ -74,7 +79,7 @@ def test_lava_target_on_two_ray_workers_is_the_in_process_result_and_leaves_noth
         run = Watched(cli_argv(*args, "--engine", "ray", "--workers", "2", "--shard-size", "2", "--json-out",
                                str(tmp_path / "ray.json")), tmpdir)
         rc, out, err = run.finish()
-        check(run, rc, out, err, tmp_path)
+        check_run(run, rc, out, err, tmp_path)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
 
@@ -109,28 +114,22 @@ def check(run, rc, out, err, tmp_path):
 def test_merged_lava_processes_on_two_ray_workers_are_the_in_process_result(tmp_path):
     """--lava-processes merged reaches each Ray worker's Lava run: the same result as in process,
     recorded as merged, no Lava shared memory (Lava's own runtime always allocates it), nothing left."""
-    args = ["evaluate", str(DIGITS_CKPT), "--data", "digits", "--limit", "4", "--batch-size", "2",
-            "--target", "lava-cpu", "--lava-processes", "merged"]
-    ref = run_cli(*args, "--json-out", str(tmp_path / "in_process.json"))
-    assert ref.exit_code == 0, ref.stderr
-    tmpdir = tempfile.mkdtemp(prefix="rdl-", dir="/tmp")
-    try:
-        run = Watched(cli_argv(*args, "--engine", "ray", "--workers", "2", "--shard-size", "2", "--json-out",
-                               str(tmp_path / "ray.json")), tmpdir)
-        rc, out, err = run.finish()
-        assert rc == 0, err
-        a, b = (json.loads((tmp_path / n).read_text()) for n in ("in_process.json", "ray.json"))
-        untimed = lambda info: {k: v for k, v in info.items() if not k.endswith("_s")}  # noqa: E731
-        for k in SAME:
-            assert (untimed(a[k]) == untimed(b[k])) if k == "target_info" else a[k] == b[k], k
-        assert b["target_options"] == {"dssa": "fused", "merge": True} and b["target_info"]["shm_bytes"] == 0
-        assert [p["prediction"] for p in b["predictions"]] == [p["torch_prediction"] for p in b["predictions"]]
-        assert sorted(w["shards"] for w in b["engine"]["per_worker"]) == [1, 1]
-        assert not run.shm, f"Lava shared memory in a merged run: {sorted(run.shm)[:5]}"
-        deadline = time.time() + CLEANUP_WAIT_S
-        while any(run.leftovers()) and time.time() < deadline:
-            time.sleep(0.2)
-        procs, shm, tmp = run.leftovers()
-        assert not procs and not tmp, (procs, tmp)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
+    in_process_then_on_ray(["evaluate", str(DIGITS_CKPT), "--data", "digits", "--limit", "4", "--batch-size", "2",
+                            "--target", "lava-cpu", "--lava-processes", "merged"], tmp_path, check_merged)
+
+
+def check_merged(run, rc, out, err, tmp_path):
+    assert rc == 0, err
+    a, b = (json.loads((tmp_path / n).read_text()) for n in ("in_process.json", "ray.json"))
+    untimed = lambda info: {k: v for k, v in info.items() if not k.endswith("_s")}  # noqa: E731
+    for k in SAME:
+        assert (untimed(a[k]) == untimed(b[k])) if k == "target_info" else a[k] == b[k], k
+    assert b["target_options"] == {"dssa": "fused", "merge": True} and b["target_info"]["shm_bytes"] == 0
+    assert [p["prediction"] for p in b["predictions"]] == [p["torch_prediction"] for p in b["predictions"]]
+    assert sorted(w["shards"] for w in b["engine"]["per_worker"]) == [1, 1]
+    assert not run.shm, f"Lava shared memory in a merged run: {sorted(run.shm)[:5]}"
+    deadline = time.time() + CLEANUP_WAIT_S
+    while any(run.leftovers()) and time.time() < deadline:
+        time.sleep(0.2)
+    procs, shm, tmp = run.leftovers()
+    assert not procs and not tmp, (procs, tmp)
