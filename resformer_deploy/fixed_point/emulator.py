@@ -156,18 +156,21 @@ class _Synapse:
 
 class _LifFixed:
     """Lava's bit-accurate LIFReset with du = 4095 (formats.lif_step, the reference) on
-    integer-valued floats. v' = trunc(v (4096 - dv) / 4096) + (a << 6) + bias: with 4096 - dv a
-    power of two the decay is a division by a power of two (exact in float32, |v| < 2^23),
-    otherwise v (4096 - dv) < 2^35 is exact in float64. A step in which u would wrap runs
-    formats.lif_step itself in int64."""
+    integer-valued float32. v' = trunc(v c / 4096) + (a << 6) + bias, c = 4096 - dv: with c a
+    power of two the decay is a division by a power of two (exact, |v| < 2^23); otherwise v c
+    reaches 2^35, so v is split as 4096 vh + vl, vh = trunc(v / 4096), and
+    trunc(v c / 4096) = vh c + trunc(vl c / 4096): |vh c| < 2^23 and |vl c| < 2^24 are exact in
+    float32, and vh c, vl c / 4096 share v's sign, so truncating the second alone is the same.
+    (A float64 state would move twice the bytes in every pass of the update: PLIF's learned decays
+    are rarely powers of two.) A step in which u would wrap runs formats.lif_step itself in int64."""
 
     def __init__(self, q, size):
         self.q, self.dv, self.vth = q, q.dv, q.vth
         c = F.DECAY_UNITY - q.dv
         self.pow2 = c & (c - 1) == 0
-        self.dt = torch.float32 if self.pow2 else torch.float64
-        self.div = float(F.DECAY_UNITY // c) if self.pow2 else float(F.DECAY_UNITY)
-        self.mul = None if self.pow2 else float(c)
+        self.dt = torch.float32
+        self.div = float(F.DECAY_UNITY // c) if self.pow2 else None
+        self.c = float(c)
         self.bias_int = np.array(np.broadcast_to(q.bias_eff, (size,)), dtype=np.int64)
         self.bias = torch.from_numpy(np.ascontiguousarray(self.bias_int)).to(self.dt)  # |b| < 2^19: exact
         self.vth_act = float(q.vth << F.ACT_SHIFT)
@@ -193,9 +196,15 @@ class _LifFixed:
             w = torch.add(self.bias, a, alpha=2 ** F.ACT_SHIFT)
             bound = 0.0
         else:  # in place: v is this layer's own state
-            w = v if self.pow2 else v.mul_(self.mul)
-            if self.div != 1:
-                torch.div(w, self.div, rounding_mode="trunc", out=w)
+            w = v
+            if self.pow2:
+                if self.div != 1:
+                    torch.div(w, self.div, rounding_mode="trunc", out=w)
+            else:
+                vh = torch.div(w, float(F.DECAY_UNITY), rounding_mode="trunc",
+                               out=_buffer(bufs, (self.q.node, "vh"), w.shape, torch.float32))
+                w.sub_(vh, alpha=F.DECAY_UNITY).mul_(self.c)  # vl c
+                torch.div(w, float(F.DECAY_UNITY), rounding_mode="trunc", out=w).add_(vh, alpha=self.c)
             # |decay + 64 a| <= 2^24 is exact; adding the bias may round only sums beyond 2^24, which
             # saturate to the same +-(2^23 - 1) either way (rounding is monotonic, 2^23 representable)
             w.add_(a, alpha=2 ** F.ACT_SHIFT).add_(self.bias)

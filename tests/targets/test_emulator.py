@@ -178,6 +178,32 @@ def test_membrane_saturation_is_counted_as_lava_does(hand):
     assert ref[2]["l1"]["v_saturation"] > 0
 
 
+def test_the_float32_decay_equals_lavas_for_every_decay_and_the_whole_state_range():
+    """_LifFixed keeps v in float32 and splits a decay that is not a power of two (v c reaches 2^35):
+    against Lava's LIF arithmetic (formats.lif_step, int64) for every dv and states from
+    -(2^23 - 1) to 2^23 - 1 (the saturated ends, values near multiples of 4096 and random ones),
+    with inputs, biases and spikes (reset to 0) in play."""
+    from types import SimpleNamespace
+    from resformer_deploy.fixed_point.emulator import _LifFixed
+    rng = np.random.RandomState(7)
+    vmax = F.STATE_MAX - 1
+    near = np.arange(-2048, 2049)[:, None] * 4096 + np.array([-4095, -1, 0, 1, 4095])
+    v0 = np.unique(np.concatenate([[-vmax, vmax, -vmax + 1, vmax - 1, 0], near.ravel(),
+                                   rng.randint(-vmax, vmax + 1, 2000)]))
+    v0 = v0[np.abs(v0) <= vmax]
+    a = rng.randint(-2 ** 16, 2 ** 16, v0.size)
+    bias = rng.randint(-2 ** 18, 2 ** 18, v0.size)
+    for dv in range(F.DECAY_UNITY):
+        q = SimpleNamespace(node="l", dv=dv, vth=2 ** 15, bias_eff=bias)
+        lif = _LifFixed(q, v0.size)
+        w, _, s, wrapped, sat = lif.step(torch.from_numpy(v0.astype(np.float32)), float(vmax), torch.from_numpy(
+            a.astype(np.float32)), float(2 ** 16))
+        _, v_ref, s_ref, wrapped_ref, sat_ref = F.lif_step(v0, a, dv, bias, q.vth)
+        np.testing.assert_array_equal(w.numpy(), np.where(s_ref, 0, v_ref), err_msg=f"dv {dv}")
+        np.testing.assert_array_equal(s.numpy(), s_ref, err_msg=f"dv {dv}")
+        assert (wrapped, sat) == (wrapped_ref, sat_ref)
+
+
 def test_samples_run_in_chunks_give_the_same_result(hand):
     plan, q = hand
     x = np.random.RandomState(4).randint(-99, 100, size=(7, 3, 3 * 81)).astype(np.int64)
