@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# The test suite (`make test`), as two pytest runs side by side on the 2 cores:
-#   shard "processes": the tests that start Lava runtimes, Ray clusters and CLI subprocesses. They
-#     wait on other processes much of the time (profiled: the suite alone kept 1.27 of 2 cores busy),
-#     and every test that starts Ray is here, because tests/engines checks for Ray processes
-#     machine-wide;
+# The test suite (`make test`), as three pytest runs side by side on the 2 cores:
+#   shard "ray": tests/engines, every test that starts Ray (they check for Ray processes machine-wide,
+#     so no other shard starts one);
+#   shard "lava": the other tests that start Lava runtimes and CLI subprocesses (each watches only its
+#     own processes and /dev/shm segments). These two shards wait on other processes much of the
+#     time: as one shard they kept 1.27 of 2 cores busy and were the critical path (~470 s of a
+#     7 min 52 s - 8 min 3 s run, benchmarks/RESULTS.md "Speed (issue 27)");
 #   shard "compute": every other test (PyTorch, the emulator, exporters, the CLI in process), then the
 #     float32 tests (marker float32_rounding) once more with the SIMD kernels AVX2 and SSE4 CPUs
 #     dispatch to (ATen, oneDNN, MKL), so every rounding CI may meet is checked on any machine.
 # Each shard gets one core's worth of threads (OpenMP, MKL): with two threads each, the shards'
 # OpenMP pools spin against each other and the pair was no faster than one run (18 min 54 s, as
 # the suite alone); with one each, 12 min 34 s on a 2-core Intel Xeon (benchmarks/RESULTS.md, "Speed (issue 27)"). Each run has its own
-# pytest base directory and no cache; the processes shard streams to the terminal, the compute
-# shard's log follows it.
+# pytest base directory and no cache; the lava shard streams to the terminal, the other shards' logs
+# follow it.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=.venv/bin/python
@@ -27,14 +29,15 @@ if ! .venv/bin/mypy; then
   echo "test suite: mypy found the type errors above (.venv/bin/mypy repeats the check)" >&2
   exit 1
 fi
-# deploy (Lava runs) balances the two shards; the target tests that start no process (the emulator, the
-# reference interpreter, the registry) and tests/fixed_point (its Lava runs watch only their own processes)
-# run in the compute shard: idle CI had processes 464-467 s vs compute 323-325 s + re-runs 31-42 s, and
-# fixed point took 10.9 % of the processes shard (~50 s; benchmarks/RESULTS.md, "processes shard profile")
-PROCESS_TESTS=(tests/engines tests/targets/test_artifact.py tests/targets/test_lava_backend.py
-               tests/targets/test_lava_conv.py tests/targets/test_lava_lifecycle.py tests/targets/test_lava_network.py
-               tests/targets/test_loihi2_hardware.py tests/targets/test_plugin_target.py
-               tests/cli/test_bad_input_catalogue.py tests/data/test_imagenet_classes.py tests/cli/test_deploy.py)
+# the target tests that start no process (the emulator, the reference interpreter, the registry) and
+# tests/fixed_point (its Lava runs watch only their own processes) run in the compute shard
+# (benchmarks/RESULTS.md, "processes shard profile"); the other tests run in the shards ray and lava
+RAY_TESTS=(tests/engines)
+LAVA_TESTS=(tests/targets/test_artifact.py tests/targets/test_lava_backend.py
+            tests/targets/test_lava_conv.py tests/targets/test_lava_lifecycle.py tests/targets/test_lava_network.py
+            tests/targets/test_loihi2_hardware.py tests/targets/test_plugin_target.py
+            tests/cli/test_bad_input_catalogue.py tests/data/test_imagenet_classes.py tests/cli/test_deploy.py)
+PROCESS_TESTS=("${RAY_TESTS[@]}" "${LAVA_TESTS[@]}")
 # the re-runs collect only the files that mark a test float32_rounding: collecting the whole suite
 # (importing every test module) costs ~11 CPU-s per run, these files ~3
 FLOAT32_FILES=($(grep -rlE --include='*.py' 'mark\.float32_rounding' tests | sort))
@@ -67,15 +70,22 @@ for p in "${PROCESS_TESTS[@]}"; do ignore+=(--ignore="$p"); done
 ) > "$work/compute.log" 2>&1 &
 compute=$!
 
-echo "--- shard processes: ${PROCESS_TESTS[*]}"
-pytest --basetemp="$work/processes" "${PROCESS_TESTS[@]}"
-processes=$?
+pytest --basetemp="$work/ray" "${RAY_TESTS[@]}" > "$work/ray.log" 2>&1 &
+ray=$!
+
+echo "--- shard lava: ${LAVA_TESTS[*]}"
+pytest --basetemp="$work/lava" "${LAVA_TESTS[@]}"
+lava=$?
+wait "$ray"
+rayed=$?
 wait "$compute"
 computed=$?
+echo "--- shard ray: ${RAY_TESTS[*]}"
+cat "$work/ray.log"
 echo "--- shard compute: every other test, then the float32 re-runs"
 cat "$work/compute.log"
-if [ "$processes" -ne 0 ] || [ "$computed" -ne 0 ]; then
-  echo "test suite: processes shard exit $processes; compute shard exit $computed" \
+if [ "$lava" -ne 0 ] || [ "$rayed" -ne 0 ] || [ "$computed" -ne 0 ]; then
+  echo "test suite: lava shard exit $lava; ray shard exit $rayed; compute shard exit $computed" \
        "(1: its tests failed, 2: the float32 re-runs failed)" >&2
   exit 1
 fi
