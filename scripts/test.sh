@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The test suite (`make test`), as three pytest runs side by side on the 2 cores:
+# The test suite (`make test`), as four pytest runs side by side on the 2 cores:
 #   shard "ray": tests/engines, every test that starts Ray (they check for Ray processes machine-wide,
 #     so no other shard starts one);
 #   shard "lava": the other tests that start Lava runtimes and CLI subprocesses (each watches only its
 #     own processes and /dev/shm segments). These two shards wait on other processes much of the
 #     time: as one shard they kept 1.27 of 2 cores busy and were the critical path (~470 s of a
 #     7 min 52 s - 8 min 3 s run, benchmarks/RESULTS.md "Speed (issue 27)");
-#   shard "compute": every other test (PyTorch, the emulator, exporters, the CLI in process), then the
+#   shards "models" (trained and demo models, the CLI and API in process) and "compute" (every other
+#     test: PyTorch, the emulator, exporters), the latter followed by the
 #     float32 tests (marker float32_rounding) once more with the SIMD kernels AVX2 and SSE4 CPUs
 #     dispatch to (ATen, oneDNN, MKL), so every rounding CI may meet is checked on any machine.
 # Each shard gets one core's worth of threads (OpenMP, MKL): with two threads each, the shards'
@@ -38,6 +39,8 @@ LAVA_TESTS=(tests/targets/test_artifact.py tests/targets/test_lava_backend.py
             tests/targets/test_loihi2_hardware.py tests/targets/test_plugin_target.py
             tests/cli/test_bad_input_catalogue.py tests/data/test_imagenet_classes.py tests/cli/test_deploy.py)
 PROCESS_TESTS=("${RAY_TESTS[@]}" "${LAVA_TESTS[@]}")
+# the compute tests of trained and demo models, the CLI and the API (the shard "models"; "compute": the rest)
+MODEL_TESTS=(tests/model tests/cli tests/api)
 # the re-runs collect only the files that mark a test float32_rounding: collecting the whole suite
 # (importing every test module) costs ~11 CPU-s per run, these files ~3
 FLOAT32_FILES=($(grep -rlE --include='*.py' 'mark\.float32_rounding' tests | sort))
@@ -55,6 +58,10 @@ pytest() { "$PY" -m pytest -q -p no:cacheprovider "$@"; }
 
 ignore=()
 for p in "${PROCESS_TESTS[@]}"; do ignore+=(--ignore="$p"); done
+# the compute tests are one core's work for ~7 min: two halves, side by side with the shards that wait
+pytest --basetemp="$work/models" "${ignore[@]}" "${MODEL_TESTS[@]}" > "$work/models.log" 2>&1 &
+models=$!
+for p in "${MODEL_TESTS[@]}"; do ignore+=(--ignore="$p"); done
 (
   pytest --basetemp="$work/compute" "${ignore[@]}" tests
   suite=$?
@@ -78,14 +85,19 @@ pytest --basetemp="$work/lava" "${LAVA_TESTS[@]}"
 lava=$?
 wait "$ray"
 rayed=$?
+wait "$models"
+modelled=$?
 wait "$compute"
 computed=$?
 echo "--- shard ray: ${RAY_TESTS[*]}"
 cat "$work/ray.log"
+echo "--- shard models: ${MODEL_TESTS[*]} (but the lava shard's)"
+cat "$work/models.log"
 echo "--- shard compute: every other test, then the float32 re-runs"
 cat "$work/compute.log"
-if [ "$lava" -ne 0 ] || [ "$rayed" -ne 0 ] || [ "$computed" -ne 0 ]; then
-  echo "test suite: lava shard exit $lava; ray shard exit $rayed; compute shard exit $computed" \
+if [ "$lava" -ne 0 ] || [ "$rayed" -ne 0 ] || [ "$modelled" -ne 0 ] || [ "$computed" -ne 0 ]; then
+  echo "test suite: lava shard exit $lava; ray shard exit $rayed; models shard exit $modelled;" \
+       "compute shard exit $computed" \
        "(1: its tests failed, 2: the float32 re-runs failed)" >&2
   exit 1
 fi
