@@ -22,7 +22,8 @@ from contextlib import contextmanager
 
 import psutil
 
-POLL_S = 0.5
+POLL_S = 5.0  # between phase marks (each mark samples at once): a 0.5 s poll of every thread of the run took
+# 16-18 % of a core (schedstat of this thread, ti @224 shard phase), preempting the workers it measured
 TICK = os.sysconf("SC_CLK_TCK")
 # kinds by process name or command line (Ray's agents and workers rename themselves ray::...)
 NAMES = {"gcs_server": "gcs_server", "raylet": "raylet"}
@@ -96,8 +97,13 @@ class RayCpu(threading.Thread):
         self.huge = {}  # worker pid -> most AnonHugePages seen (MiB): its memory on transparent huge pages
         self.stop_event, self.tid = threading.Event(), None
         self.own_cpu = 0.0
+        self.lock = threading.Lock()  # a mark's sample (the driver's thread) and the poll's: in time order
 
     def _poll(self) -> None:
+        with self.lock:
+            self._sample()
+
+    def _sample(self) -> None:
         now, cpu = time.monotonic(), {}
         me = psutil.Process(self.driver)
         try:
@@ -143,6 +149,7 @@ class RayCpu(threading.Thread):
 
     def mark(self, phase: str, end: bool) -> None:
         self.marks.setdefault(phase, [None, None])[int(end)] = time.monotonic()
+        self._poll()  # a sample at the boundary itself: the phase's CPU is not interpolated
 
     def _at(self, t: float, key) -> float:
         """A thread's CPU seconds at time ``t``: interpolated between the samples around it (0 before
