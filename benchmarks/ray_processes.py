@@ -217,24 +217,23 @@ def phases(account: RayCpu):
     from resformer_deploy.engines import ray_engine
     enter, close, run_shards = ray_engine.RayCluster.__enter__, ray_engine.RayCluster.close, ray_engine._run_shards
 
-    def enter_(self):
-        account.mark("ray_start", False)
-        try:
-            return enter(self)
-        finally:
-            account.mark("ray_start", True)
+    def marked(phase: str, method):
+        def wrapper(self):
+            account.mark(phase, False)
+            try:
+                return method(self)
+            finally:
+                account.mark(phase, True)
+        return wrapper
 
-    def close_(self):
-        account.mark("ray_stop", False)
-        try:
-            return close(self)
-        finally:
-            account.mark("ray_stop", True)
+    enter_, close_ = marked("ray_start", enter), marked("ray_stop", close)
 
     def run_shards_(*a, **k):
+        account._poll()  # samples at both ends; the set-up / shards boundary is interpolated
         t0 = time.monotonic()
         out = run_shards(*a, **k)
         t1 = time.monotonic()
+        account._poll()
         wall = out[3]  # seconds from the first dispatch to the last result
         account.marks["workers_ready"] = [t0, t1 - wall]
         account.marks["shards"] = [t1 - wall, t1]
