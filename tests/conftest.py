@@ -1,3 +1,4 @@
+import signal
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,12 @@ def pytest_configure(config):
     (benchmarks/RESULTS.md, "make test CPU time (stop 36)"). Per process: subprocesses the tests start
     keep glibc's defaults (tests/engines/test_worker_malloc.py)."""
     keep_freed_memory()
+    # A suite started as a background job of a non-interactive shell inherits SIGINT ignored, and an
+    # ignored signal stays ignored across exec (POSIX execve), so the CLIs the tests interrupt would
+    # never see Ctrl-C. A handled signal is reset to the default at exec: handling it here lets every
+    # subprocess start with Python's own KeyboardInterrupt handler, however the suite was launched.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 DIGITS_CKPT = REPO / "examples" / "digits" / "digits_resformer.pt"
