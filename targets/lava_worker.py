@@ -183,16 +183,16 @@ class LavaBuild:
         anchor = self.source
         cfg = L["network"].run_config(fixed=self.q is not None, models=not self.stock_models, io=False)
         chunk = chunk or max(1, self.total_steps // 20)
-        done = 0
         running = threading.Event()
         t0 = time.time()
         executable = anchor.compile(cfg, {"pypy_channel_size": CHANNEL_SLOTS})
+        members = None
         if self.merge:  # the compiled graph's models and channels, run by this process
             from targets.lava_processes.cluster import cluster_members
             members = cluster_members(executable)
-            self.timings["compile_s"] = time.time() - t0
-            return self._run_merged(members, progress, chunk, phase)
         self.timings["compile_s"] = time.time() - t0
+        if members is not None:
+            return self._run_merged(members, progress, chunk, phase)
         watch_actors(anchor, running, self.workdir)
         if phase:
             phase("compiled")
@@ -204,14 +204,8 @@ class LavaBuild:
             self.shm_bytes = logged_shared_memory_bytes(self.workdir)
             if phase:
                 phase("started")
-            t0 = time.time()
-            while done < self.total_steps:
-                k = min(chunk, self.total_steps - done)
-                anchor.run(condition=L["RunSteps"](num_steps=k), run_cfg=cfg)
-                done += k
-                if progress:
-                    progress(k)
-            self.timings["run_s"] = time.time() - t0
+            self._step_in_chunks(lambda k: anchor.run(condition=L["RunSteps"](num_steps=k), run_cfg=cfg), chunk,
+                                 progress)
         finally:
             running.clear()  # before stop(): from now on Lava's processes exit on purpose
             try:
@@ -229,10 +223,15 @@ class LavaBuild:
         self.timings["start_s"] = time.time() - t0
         if phase:
             phase("started")
+        self._step_in_chunks(merged.run, chunk, progress)
+
+    def _step_in_chunks(self, run_steps, chunk: int, progress) -> None:
+        """All the run's steps, ``run_steps(k)`` running k at a time, ``progress(k)`` told after
+        each chunk; the time in ``timings["run_s"]``."""
         t0, done = time.time(), 0
         while done < self.total_steps:
             k = min(chunk, self.total_steps - done)
-            merged.run(k)
+            run_steps(k)
             done += k
             if progress:
                 progress(k)
